@@ -1,0 +1,3 @@
+from pweza.cli.main import main
+
+main()

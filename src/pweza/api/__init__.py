@@ -1,0 +1,1 @@
+"""The HTTP transport: REST under /api/v1, health, OpenAPI."""

@@ -1,0 +1,52 @@
+"""Every error leaves as RFC 9457 `application/problem+json`, naming the field when there is one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from pweza.domain.errors import PwezaError
+from pweza.domain.kinds import format_location
+
+log = structlog.get_logger(__name__)
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(PwezaError)
+    async def pweza_error(_: Request, error: PwezaError) -> JSONResponse:
+        return problem(error.status, error.title, error.detail, error.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = list(error.errors())
+        first = errors[0]
+        loc = tuple(first.get("loc", ()))
+        # 'body' / 'query' say where the field was sent; the rest is the field's path.
+        path = format_location(loc[1:]) if len(loc) > 1 else format_location(loc)
+        detail = f"{path}: {first.get('msg', 'invalid')}".removeprefix(": ")
+        detail = detail.replace("Value error, ", "")
+        return problem(422, "Invalid input", detail, path or None, where=str(loc[0]) if loc else None)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        return problem(error.status_code, str(error.detail), str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error", error_type=type(error).__name__)
+        return problem(500, "Internal error", "the manager hit an unexpected error; see its log")

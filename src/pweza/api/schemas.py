@@ -1,0 +1,88 @@
+"""Request and response bodies of the REST API (the manifests have their own models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from pweza.domain.durations import Duration, parse_duration
+from pweza.domain.manifests import Name
+from pweza.domain.roles import Role
+from pweza.domain.tasks import Attempt, Task
+from pweza.manager.sessions import TaskRequest
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class TaskSubmission(Body):
+    pool: Name
+    namespace: Name = "default"
+    input: Any = None
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    timeout: Duration | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    def to_request(self) -> TaskRequest:
+        return TaskRequest(
+            namespace=self.namespace,
+            pool=self.pool,
+            input=self.input,
+            priority=self.priority,
+            timeout_seconds=None if self.timeout is None else parse_duration(self.timeout),
+            max_retries=self.max_retries,
+            labels=self.labels,
+        )
+
+
+class TaskBatch(Body):
+    tasks: list[TaskSubmission] = Field(min_length=1, max_length=10_000)
+
+
+class TokenCreation(Body):
+    name: str = Field(min_length=1, max_length=128)
+    role: Role
+
+
+def page(items: list[Any], next_key: str | int | None) -> dict[str, Any]:
+    return {"items": items, "continue": None if next_key is None else str(next_key)}
+
+
+def task_json(task: Task, attempts: list[Attempt] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": task.id,
+        "namespace": task.namespace,
+        "pool": task.pool,
+        "state": task.state.value,
+        "priority": task.priority,
+        "attempts": task.attempts,
+        "input": task.input,
+        "output": task.output,
+        "error": None if task.error is None else task.error.to_dict(),
+        "createdAt": task.created_at,
+        "startedAt": task.started_at,
+        "finishedAt": task.finished_at,
+        "agentId": task.agent_id,
+        "parentId": task.parent_id,
+        "labels": task.labels,
+        "timeoutSeconds": task.timeout_seconds,
+        "cancelRequested": task.cancel_requested,
+    }
+    if attempts is not None:
+        body["attemptHistory"] = [
+            {
+                "number": attempt.number,
+                "agentId": attempt.agent_id,
+                "state": attempt.state.value,
+                "startedAt": attempt.started_at,
+                "finishedAt": attempt.finished_at,
+                "idempotencyKey": attempt.idempotency_key,
+                "error": None if attempt.error is None else attempt.error.to_dict(),
+            }
+            for attempt in attempts
+        ]
+    return body

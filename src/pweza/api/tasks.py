@@ -1,0 +1,93 @@
+"""Submit, inspect, wait for and cancel tasks; list and drain agents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from pweza.api.schemas import TaskBatch, TaskSubmission, page, task_json
+from pweza.api.security import ManagerDep, Reader, Writer
+from pweza.domain.errors import InvalidInput
+from pweza.domain.records import TaskFilter
+from pweza.domain.tasks import TaskState
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"])
+
+
+@router.post("/tasks", status_code=201)
+async def submit_task(body: TaskSubmission, manager: ManagerDep, who: Writer) -> dict[str, Any]:
+    (task,) = await manager.submit_tasks(who, [body.to_request()])
+    return task_json(task)
+
+
+@router.post("/tasks:batch", status_code=201)
+async def submit_batch(body: TaskBatch, manager: ManagerDep, who: Writer) -> dict[str, Any]:
+    tasks = await manager.submit_tasks(who, [item.to_request() for item in body.tasks])
+    return {"items": [{"id": task.id, "state": task.state.value} for task in tasks]}
+
+
+@router.get("/tasks")
+async def list_tasks(
+    manager: ManagerDep,
+    _: Reader,
+    namespace: str | None = None,
+    pool: str | None = None,
+    state: str | None = None,
+    parent: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    continue_: Annotated[int | None, Query(alias="continue", ge=0)] = None,
+) -> dict[str, Any]:
+    try:
+        wanted = None if state is None else TaskState(state)
+    except ValueError:
+        allowed = ", ".join(s.value for s in TaskState)
+        raise InvalidInput(f"state: {state!r} is not a task state ({allowed})", field="state") from None
+    where = TaskFilter(namespace=namespace, pool=pool, state=wanted, parent_id=parent)
+    tasks = await manager.list_tasks(where, limit + 1, continue_)
+    next_key = tasks[limit - 1].seq if len(tasks) > limit else None
+    return page([task_json(task) for task in tasks[:limit]], next_key)
+
+
+@router.get("/tasks/{task_id}")
+async def get_task(task_id: str, manager: ManagerDep, _: Reader) -> dict[str, Any]:
+    task = await manager.dispatcher.get(task_id)
+    return task_json(task, await manager.store.list_attempts(task_id))
+
+
+@router.get("/tasks/{task_id}/wait")
+async def wait_task(
+    task_id: str,
+    manager: ManagerDep,
+    _: Reader,
+    timeout: Annotated[float, Query(gt=0, le=300)] = 30.0,
+) -> dict[str, Any]:
+    """Long-poll: answers as soon as the task is finished (and durable), or after `timeout`."""
+    task = await manager.dispatcher.wait(task_id, timeout)
+    return task_json(task)
+
+
+@router.post("/tasks/{task_id}/cancel")
+async def cancel_task(task_id: str, manager: ManagerDep, who: Writer) -> dict[str, Any]:
+    task = await manager.dispatcher.cancel(task_id)
+    manager.metrics.coordination.inc()
+    await manager.audit(who, "task.cancel", task_id)
+    return task_json(task)
+
+
+@router.get("/agents")
+async def list_agents(manager: ManagerDep, _: Reader, pool: str | None = None) -> dict[str, Any]:
+    sessions = [s for s in manager.dispatcher.sessions() if pool is None or s.pool == pool]
+    return page([session.describe() for session in sessions], None)
+
+
+@router.post("/agents/{agent_id}/drain")
+async def drain_agent(
+    agent_id: str,
+    manager: ManagerDep,
+    who: Writer,
+    grace: Annotated[float, Query(gt=0, le=3600)] = 30.0,
+) -> dict[str, Any]:
+    session = manager.dispatcher.drain(agent_id, grace)
+    await manager.audit(who, "agent.drain", agent_id)
+    return session.describe()

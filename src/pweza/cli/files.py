@@ -1,0 +1,55 @@
+"""Reading manifests from files and folders, with errors that name the file and document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pweza.cli.client import CliError
+from pweza.domain.errors import InvalidInput
+from pweza.domain.kinds import KINDS, parse_manifest
+from pweza.domain.manifests import Manifest
+
+# Templates before pools before workflows, so references resolve on first apply.
+_ORDER = {"AgentTemplate": 0, "AgentPool": 1, "Workflow": 2}
+
+
+def manifest_paths(target: Path) -> list[Path]:
+    if target.is_dir():
+        return sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    if target.is_file():
+        return [target]
+    raise CliError(f"{target}: no such file or directory", code=2)
+
+
+def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every pweza.ai document under `target`, as (where, document), validated, in apply order."""
+    found: list[tuple[int, str, dict[str, Any]]] = []
+    for path in manifest_paths(target):
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as error:
+            raise CliError(f"{path}: not valid YAML: {error}", code=2) from None
+        for index, document in enumerate(documents):
+            if document is None:
+                continue
+            where = f"{path}" + (f" (document {index + 1})" if len(documents) > 1 else "")
+            if isinstance(document, dict) and document.get("kind") not in KINDS and target.is_dir():
+                continue  # folders may hold other YAML (e.g. workflow inputs)
+            try:
+                manifest = parse_manifest(document)
+            except InvalidInput as error:
+                raise CliError(f"{where}: {error.detail}", code=2) from None
+            found.append((_ORDER.get(_kind(manifest), 9), where, document))
+    found.sort(key=lambda item: item[0])
+    return [(where, document) for _, where, document in found]
+
+
+def _kind(manifest: Manifest) -> str:
+    return str(manifest.model_fields["kind"].default)
+
+
+def plural_of(kind: str) -> str:
+    return kind.lower() + "s"

@@ -1,0 +1,393 @@
+"""The `pweza` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pweza import __version__
+from pweza.cli import logs
+from pweza.cli.client import ApiClient, CliError
+from pweza.cli.context import default_data_dir, load_context
+from pweza.cli.files import load_documents, plural_of
+from pweza.cli.output import console, emit, err_console, object_rows, table
+from pweza.domain.errors import InvalidInput
+from pweza.domain.kinds import resolve_kind
+from pweza.domain.roles import Role
+from pweza.manager.config import load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="pweza: run fleets of AI agents.")
+task_app = typer.Typer(no_args_is_help=True, help="Submit and inspect tasks.")
+token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API tokens.")
+app.add_typer(task_app, name="task")
+app.add_typer(token_app, name="token")
+
+Server = Annotated[str | None, typer.Option("--server", "-s", help="Manager URL [env PWEZA_URL].")]
+Token = Annotated[str | None, typer.Option("--token", help="Bearer token [env PWEZA_TOKEN].")]
+Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")]
+Namespace = Annotated[str, typer.Option("--namespace", "-n")]
+
+
+def _client(server: str | None, token: str | None, timeout: float = 30.0) -> ApiClient:
+    return ApiClient(load_context(server, token), timeout=timeout)
+
+
+def _fail(error: CliError) -> None:
+    err_console.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(error.code)
+
+
+def _check_output(output: str) -> None:
+    if output not in ("table", "json", "yaml"):
+        _fail(CliError(f"--output must be table, json or yaml, not {output!r}", code=2))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+@app.command()
+def manager(
+    config: Annotated[Path | None, typer.Option(help="Config file [default /etc/pweza-core/config.yaml].")] = None,
+) -> None:
+    """Run the Core Manager (HTTP :8080, gRPC :9090, metrics :2112)."""
+    from pweza.cli.serving import serve
+
+    try:
+        settings = load_settings(config)
+    except InvalidInput as error:
+        _fail(CliError(error.detail, code=2))
+    logs.configure(settings.log_level)
+
+    async def main() -> None:
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(main())
+
+
+@app.command()
+def agent(
+    pool: Annotated[str, typer.Option(help="Pool to serve.")],
+    manager_address: Annotated[str, typer.Option("--manager", help="Manager gRPC HOST:PORT.")] = "127.0.0.1:9090",
+    namespace: Namespace = "default",
+    token: Annotated[str | None, typer.Option(help="Agent token [env PWEZA_TOKEN].", envvar="PWEZA_TOKEN")] = None,
+    agent_id: Annotated[str | None, typer.Option(help="Stable id (default: random).")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Override the template's.")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="CA bundle: use TLS to the manager.")] = None,
+    log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
+) -> None:
+    """Run an agent process that executes tasks of one pool."""
+    from pweza.agent.main import run_agent
+
+    logs.configure(log_level)
+    if not token:
+        _fail(CliError("an agent needs a token of role 'agent': --token or PWEZA_TOKEN", code=2))
+    assert token is not None
+    code = run_agent(
+        manager=manager_address,
+        pool=pool,
+        namespace=namespace,
+        token=token,
+        agent_id=agent_id,
+        concurrency=concurrency,
+        tls_ca=tls_ca,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def up(
+    file: Annotated[list[Path] | None, typer.Option("--file", "-f", help="Manifests to apply.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="State directory [~/.local/share/pweza].")] = None,
+    http_port: int = 8080,
+    grpc_port: int = 9090,
+    metrics_port: int = 2112,
+    log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "WARNING",
+) -> None:
+    """Start the embedded platform: manager on SQLite plus local agent processes."""
+    from pweza.cli.embedded import run_embedded
+
+    directory = (data_dir or default_data_dir()).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    logs.configure(log_level)
+    settings = load_settings(
+        overrides={
+            "database_url": f"sqlite:///{directory / 'pweza.db'}",
+            "host": "127.0.0.1",
+            "http_port": http_port,
+            "grpc_port": grpc_port,
+            "metrics_port": metrics_port,
+            "log_level": log_level,
+        },
+        path=directory / "config.yaml",
+    )
+    try:
+        asyncio.run(run_embedded(settings, directory, list(file or []), console))
+    except CliError as error:
+        _fail(error)
+
+
+@app.command()
+def apply(
+    file: Annotated[list[Path], typer.Option("--file", "-f", help="File or folder of manifests.")],
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Create or replace objects from YAML manifests."""
+    try:
+        documents = [doc for target in file for doc in load_documents(target)]
+        if not documents:
+            raise CliError("no pweza.ai/v1 manifests found", code=2)
+        with _client(server, token) as client:
+            for where, document in documents:
+                name = document["metadata"]["name"]
+                namespace = document["metadata"].get("namespace", "default")
+                path = f"/api/v1/{plural_of(document['kind'])}/{name}"
+                try:
+                    result = client.request("PUT", path, json=document, params={"namespace": namespace})
+                except CliError as error:
+                    raise CliError(f"{where}: {error}") from None
+                verb = "unchanged" if not result["changed"] else f"applied (generation {result['object']['metadata']['generation']})"
+                console.print(f"{document['kind']}/{name} {verb}")
+                for warning in result["warnings"]:
+                    err_console.print(f"[yellow]warning:[/yellow] {warning}")
+    except CliError as error:
+        _fail(error)
+
+
+@app.command()
+def get(
+    kind: Annotated[str, typer.Argument(help="agenttemplates|agentpools|workflows (or ap, at...)")],
+    name: Annotated[str | None, typer.Argument()] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    output: Output = "table",
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Show objects."""
+    _check_output(output)
+    try:
+        resolved = resolve_kind(kind)
+    except InvalidInput as error:
+        _fail(CliError(error.detail, code=2))
+    try:
+        with _client(server, token) as client:
+            if name:
+                items = [client.request("GET", f"/api/v1/{plural_of(resolved)}/{name}", params={"namespace": namespace or "default"})]
+            else:
+                params = {"namespace": namespace} if namespace else {}
+                items = client.request("GET", f"/api/v1/{plural_of(resolved)}", params=params)["items"]
+    except CliError as error:
+        _fail(error)
+    if output == "table":
+        table(*object_rows(resolved, items))
+    else:
+        emit(items[0] if name else items, output)
+
+
+@app.command()
+def delete(
+    kind: str, name: str, namespace: Namespace = "default", server: Server = None, token: Token = None
+) -> None:
+    """Delete an object."""
+    try:
+        resolved = resolve_kind(kind)
+        with _client(server, token) as client:
+            client.request("DELETE", f"/api/v1/{plural_of(resolved)}/{name}", params={"namespace": namespace})
+    except InvalidInput as error:
+        _fail(CliError(error.detail, code=2))
+    except CliError as error:
+        _fail(error)
+    console.print(f"{resolved}/{name} deleted")
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CliError(f"{what} is not valid JSON: {error}", code=2) from None
+
+
+@task_app.command("submit")
+def task_submit(
+    pool: Annotated[str, typer.Option(help="Pool that runs the task.")],
+    input_json: Annotated[str, typer.Option("--input", help="Task input as JSON.")] = "null",
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="Submit this many copies.")] = 1,
+    priority: int = 0,
+    timeout: Annotated[str | None, typer.Option(help="Override the template's timeout, e.g. 30s.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result(s).")] = False,
+    namespace: Namespace = "default",
+    output: Output = "json",
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Submit tasks to a pool; with --wait, show progress and the result."""
+    _check_output(output)
+    try:
+        value = _parse_json(input_json, "--input")
+        item: dict[str, Any] = {"pool": pool, "namespace": namespace, "input": value, "priority": priority}
+        if timeout:
+            item["timeout"] = timeout
+        with _client(server, token, timeout=60.0) as client:
+            if count == 1:
+                ids = [client.request("POST", "/api/v1/tasks", json=item)["id"]]
+            else:
+                reply = client.request("POST", "/api/v1/tasks:batch", json={"tasks": [item] * count})
+                ids = [entry["id"] for entry in reply["items"]]
+            if not wait:
+                emit(ids[0] if count == 1 else ids, output if output != "table" else "json")
+                return
+            results = _wait_all(client, ids)
+    except CliError as error:
+        _fail(error)
+    failed = [r for r in results if r["state"] != "succeeded"]
+    emit(results[0] if count == 1 else {"succeeded": count - len(failed), "failed": len(failed)}, output if output != "table" else "json")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _wait_all(client: ApiClient, ids: list[str]) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        bar = progress.add_task("waiting for tasks", total=len(ids))
+        for task_id in ids:
+            deadline = time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                task = client.request("GET", f"/api/v1/tasks/{task_id}/wait", params={"timeout": 25})
+                if task["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
+                    break
+            results.append(task)
+            progress.advance(bar)
+    return results
+
+
+@task_app.command("get")
+def task_get(task_id: str, output: Output = "json", server: Server = None, token: Token = None) -> None:
+    """Show a task with its attempts."""
+    _check_output(output)
+    try:
+        with _client(server, token) as client:
+            emit(client.request("GET", f"/api/v1/tasks/{task_id}"), "yaml" if output == "yaml" else "json")
+    except CliError as error:
+        _fail(error)
+
+
+@task_app.command("list")
+def task_list(
+    pool: str | None = None,
+    state: str | None = None,
+    limit: int = 20,
+    output: Output = "table",
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """List recent tasks, newest first."""
+    _check_output(output)
+    params: dict[str, Any] = {"limit": limit}
+    if pool:
+        params["pool"] = pool
+    if state:
+        params["state"] = state
+    try:
+        with _client(server, token) as client:
+            items = client.request("GET", "/api/v1/tasks", params=params)["items"]
+    except CliError as error:
+        _fail(error)
+    if output != "table":
+        emit(items, output)
+        return
+    table(
+        ["ID", "POOL", "STATE", "ATTEMPTS", "AGENT"],
+        [[t["id"], t["pool"], t["state"], t["attempts"], t["agentId"]] for t in items],
+    )
+
+
+@task_app.command("cancel")
+def task_cancel(task_id: str, server: Server = None, token: Token = None) -> None:
+    """Cancel a task; a running handler sees its cancellation signal."""
+    try:
+        with _client(server, token) as client:
+            task = client.request("POST", f"/api/v1/tasks/{task_id}/cancel")
+    except CliError as error:
+        _fail(error)
+    console.print(f"task {task_id}: {task['state']}{' (cancel sent to agent)' if task['cancelRequested'] and task['state'] != 'cancelled' else ''}")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option(help="admin, operator, viewer or agent.")],
+    name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "cli",
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Create directly in this database (bootstrap, no API needed) [env DATABASE_URL]."),
+    ] = None,
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    if database_url:
+        from pweza.manager.auth import TokenService
+        from pweza.store.sqlite import open_store
+
+        async def create() -> str:
+            store = open_store(database_url)
+            await store.open()
+            try:
+                _, secret = await TokenService(store).create(name, role)
+            finally:
+                await store.close()
+            return secret
+
+        print(asyncio.run(create()))
+        return
+    try:
+        with _client(server, token) as client:
+            reply = client.request("POST", "/api/v1/tokens", json={"name": name, "role": role.value})
+    except CliError as error:
+        _fail(error)
+    print(reply["token"])
+
+
+@token_app.command("list")
+def token_list(server: Server = None, token: Token = None) -> None:
+    """List tokens (never their secrets)."""
+    try:
+        with _client(server, token) as client:
+            items = client.request("GET", "/api/v1/tokens")["items"]
+    except CliError as error:
+        _fail(error)
+    table(["ID", "NAME", "ROLE", "REVOKED"], [[t["id"], t["name"], t["role"], "yes" if t["revokedAt"] else ""] for t in items])
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, server: Server = None, token: Token = None) -> None:
+    """Revoke a token; it stops working within seconds on every replica."""
+    try:
+        with _client(server, token) as client:
+            client.request("DELETE", f"/api/v1/tokens/{token_id}")
+    except CliError as error:
+        _fail(error)
+    console.print(f"token {token_id} revoked")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Models, state machines and rules; no I/O happens in this layer."""

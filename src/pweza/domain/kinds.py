@@ -1,0 +1,90 @@
+"""Looking up kinds by name and turning raw documents into validated manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from pweza.domain.errors import InvalidInput
+from pweza.domain.manifests import API_VERSION, AgentPool, AgentTemplate, Manifest
+
+KINDS: dict[str, type[Manifest]] = {"AgentTemplate": AgentTemplate, "AgentPool": AgentPool}
+PLURALS: dict[str, str] = {"agenttemplates": "AgentTemplate", "agentpools": "AgentPool"}
+# Names a person types on the command line, kubectl style.
+ALIASES: dict[str, str] = {
+    "agenttemplate": "AgentTemplate",
+    "template": "AgentTemplate",
+    "templates": "AgentTemplate",
+    "at": "AgentTemplate",
+    "agentpool": "AgentPool",
+    "pool": "AgentPool",
+    "pools": "AgentPool",
+    "ap": "AgentPool",
+}
+
+
+def register_kind(kind: type[Manifest], plural: str, *aliases: str) -> None:
+    """Let a later module (workflows) add its kind without this one importing it."""
+    name = kind.model_fields["kind"].default
+    KINDS[name] = kind
+    PLURALS[plural] = name
+    for alias in (name.lower(), plural, *aliases):
+        ALIASES[alias] = name
+
+
+def resolve_kind(text: str) -> str:
+    lowered = text.lower()
+    if lowered in ALIASES:
+        return ALIASES[lowered]
+    if lowered in PLURALS:
+        return PLURALS[lowered]
+    for kind in KINDS:
+        if kind.lower() == lowered:
+            return kind
+    raise InvalidInput(f"unknown kind {text!r}; known kinds: {', '.join(sorted(KINDS))}")
+
+
+def format_location(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def validation_problem(error: ValidationError, prefix: str = "") -> InvalidInput:
+    """The first error of a pydantic failure, as one message naming the field path."""
+    details = error.errors(include_url=False)
+    first = details[0]
+    path = format_location(tuple(p for p in first["loc"] if not _is_union_tag(p)), prefix)
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(details) - 1} more problems)" if len(details) > 1 else ""
+    return InvalidInput(f"{path or '(document)'}: {message}{more}", field=path or None)
+
+
+def _is_union_tag(part: int | str) -> bool:
+    return isinstance(part, str) and part.startswith("function-")
+
+
+def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manifest:
+    if not isinstance(document, dict):
+        raise InvalidInput("a manifest must be a mapping with apiVersion, kind, metadata and spec")
+    api_version = document.get("apiVersion")
+    if api_version != API_VERSION:
+        raise InvalidInput(
+            f"apiVersion: expected {API_VERSION!r}, got {api_version!r}", field="apiVersion"
+        )
+    kind = document.get("kind")
+    if kind not in KINDS:
+        raise InvalidInput(
+            f"kind: unknown kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}", field="kind"
+        )
+    if expected_kind is not None and kind != expected_kind:
+        raise InvalidInput(f"kind: expected {expected_kind!r}, got {kind!r}", field="kind")
+    try:
+        return KINDS[kind].model_validate(document)
+    except ValidationError as error:
+        raise validation_problem(error) from None

@@ -1,0 +1,94 @@
+"""Tasks and their attempts: the unit of work an agent executes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TaskState(enum.StrEnum):
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
+)
+ACTIVE_STATES = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
+
+
+class ErrorType:
+    """Error types the platform itself reports; handlers add their own."""
+
+    AGENT_LOST = "AgentLost"
+    TIMEOUT = "Timeout"
+    CANCELLED = "Cancelled"
+    HANDLER = "HandlerError"
+    CONFIG = "ConfigurationError"
+
+
+@dataclass(slots=True)
+class TaskError:
+    type: str
+    message: str
+    retryable: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "retryable": self.retryable}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskError:
+        return cls(str(data["type"]), str(data["message"]), bool(data.get("retryable", True)))
+
+
+@dataclass(slots=True)
+class Attempt:
+    task_id: str
+    number: int
+    agent_id: str
+    started_at: float
+    state: TaskState = TaskState.RUNNING
+    finished_at: float | None = None
+    error: TaskError | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.task_id}/{self.number}"
+
+
+@dataclass(slots=True)
+class Task:
+    id: str
+    namespace: str
+    pool: str
+    input: Any
+    priority: int = 0
+    seq: int = 0
+    state: TaskState = TaskState.PENDING
+    attempts: int = 0
+    max_retries: int | None = None
+    timeout_seconds: float | None = None
+    created_at: float = 0.0
+    not_before: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: Any = None
+    error: TaskError | None = None
+    agent_id: str | None = None
+    parent_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    cancel_requested: bool = False
+
+    @property
+    def pool_key(self) -> tuple[str, str]:
+        return (self.namespace, self.pool)

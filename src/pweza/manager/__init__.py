@@ -1,0 +1,1 @@
+"""The service layer: dispatcher, leases, registry, auth and metrics."""

@@ -1,0 +1,60 @@
+"""The manager's Prometheus metrics, on a registry of its own so that managers in one
+process (tests, the embedded platform) never collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.api_requests = Counter(
+            "pweza_api_requests",
+            "HTTP API requests handled.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.api_duration = Histogram(
+            "pweza_api_request_duration_seconds",
+            "HTTP API request duration.",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.tasks = Counter(
+            "pweza_tasks",
+            "Tasks reaching a state.",
+            ["pool", "state"],
+            registry=self.registry,
+        )
+        self.task_duration = Histogram(
+            "pweza_task_duration_seconds",
+            "Time from a task's submission to its final state.",
+            ["pool"],
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600),
+        )
+        self.pending = Gauge(
+            "pweza_pool_pending_tasks",
+            "Tasks waiting for an agent.",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.agents = Gauge(
+            "pweza_agents",
+            "Connected agents.",
+            ["pool", "state"],
+            registry=self.registry,
+        )
+        self.database_errors = Counter(
+            "pweza_database_errors",
+            "Store operations that failed.",
+            registry=self.registry,
+        )
+        # The seed's HPA scales on the per-second rate of this counter
+        # (agent_coordination_requests_per_second via prometheus-adapter).
+        self.coordination = Counter(
+            "agent_coordination_requests",
+            "Agent-channel messages and task API calls handled.",
+            registry=self.registry,
+        )

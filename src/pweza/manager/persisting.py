@@ -1,0 +1,76 @@
+"""Write-behind of task state: changes made during one loop iteration go out as one batch.
+
+Assignments and results are not awaited one by one (the at-least-once contract allows a
+crash to lose an in-flight change: the attempt simply runs again), but anything a caller
+is told about a finished task is told only after that state is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from pweza.domain.tasks import Attempt, Task
+from pweza.store.protocol import Store
+
+log = structlog.get_logger(__name__)
+AfterWrite = Callable[[list[Task]], None]
+
+
+class WriteBehind:
+    def __init__(self, store: Store, after_write: AfterWrite, on_error: Callable[[], None]) -> None:
+        self._store = store
+        self._after_write = after_write
+        self._on_error = on_error
+        self._tasks: dict[str, Task] = {}
+        self._attempts: dict[tuple[str, int], Attempt] = {}
+        self._finished: list[Task] = []
+        self._scheduled = False
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def task(self, task: Task, *, finished: bool = False) -> None:
+        self._tasks[task.id] = task
+        if finished:
+            self._finished.append(task)
+        self._schedule()
+
+    def attempt(self, attempt: Attempt) -> None:
+        self._attempts[(attempt.task_id, attempt.number)] = attempt
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        tasks, attempts, finished = list(self._tasks.values()), list(self._attempts.values()), self._finished
+        self._tasks, self._attempts, self._finished = {}, {}, []
+        # Rows are encoded now, synchronously, so later in-memory changes cannot leak in.
+        write = asyncio.create_task(self._write(tasks, attempts, finished))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
+    async def _write(self, tasks: list[Task], attempts: list[Attempt], finished: list[Task]) -> None:
+        pending = []
+        if tasks:
+            pending.append(self._store.update_tasks(tasks))
+        if attempts:
+            pending.append(self._store.save_attempts(attempts))
+        try:
+            await asyncio.gather(*pending)
+        except Exception:
+            self._on_error()
+            log.exception("task state write failed", tasks=len(tasks), attempts=len(attempts))
+            return
+        if finished:
+            self._after_write(finished)
+
+    async def drain(self) -> None:
+        if self._scheduled:
+            self._flush()
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)

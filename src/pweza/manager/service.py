@@ -1,0 +1,95 @@
+"""The Manager: one object the transports talk to, tying the parts of the service together."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pweza.domain.errors import InvalidInput, PayloadTooLarge
+from pweza.domain.records import AuditEntry, TaskFilter
+from pweza.domain.roles import Role
+from pweza.domain.tasks import Task
+from pweza.manager.auth import Principal, TokenService
+from pweza.manager.config import Settings
+from pweza.manager.dispatching import Dispatcher
+from pweza.manager.metrics import Metrics
+from pweza.manager.registry import Registry
+from pweza.manager.sessions import TaskRequest
+from pweza.store.codec import dumps
+from pweza.store.protocol import Store
+
+
+class Manager:
+    def __init__(self, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.registry = Registry(store)
+        self.tokens = TokenService(store)
+        self.dispatcher = Dispatcher(store, settings, self.metrics)
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await self.store.close()
+
+    async def ready(self) -> bool:
+        return await self.store.check_ready()
+
+    async def audit(self, who: Principal, action: str, target: str, **detail: Any) -> None:
+        entry = AuditEntry(time.time(), f"{who.name}({who.token_id})", action, target, detail)
+        await self.store.append_audit(entry)
+
+    async def submit_tasks(
+        self, who: Principal, requests: Sequence[TaskRequest], *, audit: bool = True
+    ) -> list[Task]:
+        """Validate pools and sizes, resolve the template's defaults, store durably, dispatch."""
+        resolved: list[TaskRequest] = []
+        for index, request in enumerate(requests):
+            where = f"[{index}]" if len(requests) > 1 else ""
+            size = len(dumps(request.input))
+            if size > self.settings.max_payload_bytes:
+                raise PayloadTooLarge(
+                    f"tasks{where}.input is {size} bytes; the limit is {self.settings.max_payload_bytes}",
+                    field=f"tasks{where}.input",
+                )
+            try:
+                policy = await self.registry.pool_policy(request.namespace, request.pool)
+            except InvalidInput as error:
+                raise InvalidInput(error.detail, field=f"tasks{where}.pool") from None
+            self.dispatcher.remember_retry_policy((request.namespace, request.pool), policy.template.retry)
+            resolved.append(
+                TaskRequest(
+                    namespace=request.namespace,
+                    pool=request.pool,
+                    input=request.input,
+                    priority=request.priority,
+                    timeout_seconds=request.timeout_seconds or policy.timeout_seconds,
+                    max_retries=request.max_retries,
+                    labels=request.labels,
+                    parent_id=request.parent_id,
+                    id=request.id,
+                )
+            )
+        tasks = await self.dispatcher.submit(resolved)
+        self.metrics.coordination.inc(len(tasks))
+        if audit:
+            target = tasks[0].id if len(tasks) == 1 else f"{len(tasks)} tasks"
+            await self.audit(who, "task.submit", target, pools=sorted({t.pool for t in tasks}))
+        return tasks
+
+    async def list_tasks(self, where: TaskFilter, limit: int, after_seq: int | None) -> list[Task]:
+        stored = await self.store.list_tasks(where, limit, after_seq)
+        # The store may lag the live state by one write batch; the dispatcher's copy is newer.
+        return [self.dispatcher.live(task.id) or task for task in stored]
+
+    async def create_token(self, who: Principal | None, name: str, role: Role) -> tuple[str, str]:
+        record, secret = await self.tokens.create(name, role)
+        if who is not None:
+            await self.audit(who, "token.create", record.id, name=name, role=role.value)
+        return record.id, secret

@@ -1,0 +1,99 @@
+"""What the dispatcher knows of connected agents and the attempts they hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pweza.domain.tasks import Attempt
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentMessage:
+    task_id: str
+    attempt: int
+    input: Any
+    timeout_seconds: float
+    labels: dict[str, str]
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.task_id}/{self.attempt}"
+
+
+class AgentLink(Protocol):
+    """The way down to one agent; the gRPC layer implements it on the agent's stream."""
+
+    def send_assignments(self, items: list[AssignmentMessage]) -> None: ...
+
+    def send_cancel(self, task_ids: list[str], reason: str) -> None: ...
+
+    def send_drain(self, grace_seconds: float) -> None: ...
+
+
+@dataclass(slots=True)
+class AgentSession:
+    id: str
+    namespace: str
+    pool: str
+    template: str
+    capabilities: list[str]
+    slots: int
+    link: AgentLink
+    hostname: str = ""
+    pid: int = 0
+    credits: int = 0
+    running: set[str] = field(default_factory=set)
+    draining: bool = False
+    connected_at: float = 0.0
+    last_seen: float = 0.0
+
+    @property
+    def pool_key(self) -> tuple[str, str]:
+        return (self.namespace, self.pool)
+
+    @property
+    def state(self) -> str:
+        if self.draining:
+            return "draining"
+        return "busy" if self.running else "idle"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "pool": self.pool,
+            "template": self.template,
+            "capabilities": self.capabilities,
+            "state": self.state,
+            "slots": self.slots,
+            "freeSlots": self.credits,
+            "running": sorted(self.running),
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "connectedAt": self.connected_at,
+            "lastSeen": self.last_seen,
+        }
+
+
+@dataclass(slots=True)
+class Lease:
+    """An attempt in flight: who holds it, until when, and its hard deadline."""
+
+    attempt: Attempt
+    expires: float
+    deadline: float | None
+    cancel_sent_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    namespace: str
+    pool: str
+    input: Any
+    priority: int = 0
+    timeout_seconds: float | None = None
+    max_retries: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    parent_id: str | None = None
+    id: str | None = None

@@ -1,0 +1,1 @@
+"""The gRPC transport: the agent channel server and the client agents use."""

@@ -1,0 +1,197 @@
+"""The agent channel over gRPC: one bidirectional stream per agent process.
+
+Each stream gets a send queue; the dispatcher pushes messages into it through a
+`StreamLink` and a writer drains it, so the dispatcher never waits on a slow network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import orjson
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pweza.domain.errors import PwezaError
+from pweza.domain.roles import Permission
+from pweza.domain.tasks import TaskError
+from pweza.manager.service import Manager
+from pweza.manager.sessions import AgentSession, AssignmentMessage
+from pweza.v1 import agent_pb2 as pb
+from pweza.v1 import agent_pb2_grpc as pb_grpc
+
+log = structlog.get_logger(__name__)
+_CLOSE = object()
+
+
+class StreamLink:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[pb.ManagerMessage | object] = asyncio.Queue()
+
+    def send_assignments(self, items: list[AssignmentMessage]) -> None:
+        message = pb.Assignments(
+            items=[
+                pb.Assignment(
+                    task_id=item.task_id,
+                    attempt=item.attempt,
+                    input_json=orjson.dumps(item.input),
+                    timeout_seconds=item.timeout_seconds,
+                    idempotency_key=item.idempotency_key,
+                    labels=item.labels,
+                )
+                for item in items
+            ]
+        )
+        self.queue.put_nowait(pb.ManagerMessage(assignments=message))
+
+    def send_cancel(self, task_ids: list[str], reason: str) -> None:
+        self.queue.put_nowait(pb.ManagerMessage(cancel=pb.Cancel(task_ids=task_ids, reason=reason)))
+
+    def send_drain(self, grace_seconds: float) -> None:
+        self.queue.put_nowait(pb.ManagerMessage(drain=pb.Drain(grace_seconds=grace_seconds)))
+
+    def close(self) -> None:
+        self.queue.put_nowait(_CLOSE)
+
+
+def _refs(refs: list[pb.AttemptRef]) -> list[tuple[str, int]]:
+    return [(ref.task_id, ref.attempt) for ref in refs]
+
+
+class AgentChannelServicer(pb_grpc.AgentChannelServicer):
+    def __init__(self, manager: Manager) -> None:
+        self._manager = manager
+
+    async def Connect(  # noqa: N802 - the name is the RPC's
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ManagerMessage]:
+        manager = self._manager
+        try:
+            first = await asyncio.wait_for(anext(aiter(request_iterator)), timeout=10.0)
+        except (TimeoutError, StopAsyncIteration):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be hello")
+        if not first.HasField("hello"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be hello")
+        hello = first.hello
+        session = await self._open_session(hello, context)
+        link = session.link
+        assert isinstance(link, StreamLink)
+        template = await manager.registry.get("AgentTemplate", session.namespace, session.template)
+        yield pb.ManagerMessage(
+            welcome=pb.Welcome(
+                agent_id=session.id,
+                template_json=orjson.dumps(template.body["spec"]),
+                heartbeat_interval_seconds=manager.settings.heartbeat_seconds,
+                lease_seconds=manager.settings.lease_seconds,
+            )
+        )
+        manager.dispatcher.connect(session, _refs(list(hello.in_flight)))
+        log.info("agent connected", agent=session.id, pool=session.pool, slots=session.slots)
+        reader = asyncio.create_task(self._read(session, request_iterator))
+        reader.add_done_callback(lambda _: link.close())
+        try:
+            while True:
+                message = await link.queue.get()
+                if message is _CLOSE:
+                    break
+                assert isinstance(message, pb.ManagerMessage)
+                yield message
+        finally:
+            reader.cancel()
+            manager.dispatcher.disconnect(session.id, session)
+            log.info("agent disconnected", agent=session.id, pool=session.pool)
+
+    async def _open_session(self, hello: pb.Hello, context: grpc.aio.ServicerContext) -> AgentSession:
+        manager = self._manager
+        token = hello.token or _metadata_token(context)
+        try:
+            principal = await manager.tokens.authenticate(token)
+            principal.require(Permission.AGENT_CHANNEL)
+        except PwezaError as error:
+            code = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
+            await context.abort(code, error.detail)
+        namespace = hello.namespace or "default"
+        try:
+            policy = await manager.registry.pool_policy(namespace, hello.pool)
+        except PwezaError as error:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, error.detail)
+        manager.dispatcher.remember_retry_policy((namespace, hello.pool), policy.template.retry)
+        slots = hello.free_slots or policy.template.concurrency
+        return AgentSession(
+            id=hello.agent_id or uuid.uuid4().hex[:12],
+            namespace=namespace,
+            pool=hello.pool,
+            template=policy.template_name,
+            capabilities=list(hello.capabilities) or list(policy.template.capabilities),
+            slots=slots,
+            link=StreamLink(),
+            hostname=hello.hostname,
+            pid=hello.pid,
+        )
+
+    async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
+        dispatcher = self._manager.dispatcher
+        coordination = self._manager.metrics.coordination
+        try:
+            async for message in messages:
+                coordination.inc()
+                body = message.WhichOneof("body")
+                if body == "results":
+                    for result in message.results.results:
+                        error = None
+                        if not result.ok:
+                            info = result.error
+                            error = TaskError(info.type or "HandlerError", info.message, info.retryable)
+                        output = orjson.loads(result.output_json) if result.ok and result.output_json else None
+                        dispatcher.on_result(session.id, result.task_id, result.attempt, output, error)
+                    dispatcher.on_credit(session.id, message.results.credit)
+                elif body == "started":
+                    dispatcher.on_started(session.id, _refs(list(message.started.attempts)))
+                elif body == "heartbeat":
+                    dispatcher.on_heartbeat(session.id, _refs(list(message.heartbeat.attempts)))
+                elif body == "credit":
+                    dispatcher.on_credit(session.id, message.credit.slots)
+                else:
+                    log.warning("unexpected agent message", agent=session.id, kind=body)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+
+
+def _metadata_token(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            return token if scheme.lower() == "bearer" else None
+    return None
+
+
+async def start_grpc_server(manager: Manager, address: str) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", manager.settings.max_payload_bytes * 4),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ]
+    )
+    pb_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(manager), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (pb.DESCRIPTOR.services_by_name["AgentChannel"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    settings = manager.settings
+    if settings.tls_enabled:
+        assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(names[0], health_pb2.HealthCheckResponse.SERVING)
+    return server, port

@@ -1,0 +1,1 @@
+"""Persistence: the Store protocol, its backends and migrations."""

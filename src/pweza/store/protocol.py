@@ -1,0 +1,75 @@
+"""The `Store` protocol: everything the manager persists, whatever the backend.
+
+Writes may be grouped into one transaction with other callers' writes (group commit);
+an awaited write is durable when it returns. Listing is keyset-paginated: `after` is
+the last key of the previous page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pweza.domain.records import AuditEntry, StoredObject, TaskFilter, TokenRecord
+from pweza.domain.tasks import Attempt, Task
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and apply migrations."""
+
+    async def close(self) -> None: ...
+
+    async def check_ready(self) -> bool:
+        """True when the database answers and the schema is at the newest migration."""
+
+    # Objects (templates, pools, workflows), keyed by kind/namespace/name.
+    async def put_object(
+        self, kind: str, namespace: str, name: str, body: dict[str, Any]
+    ) -> StoredObject:
+        """Create or replace; the generation grows only when the body changes."""
+
+    async def get_object(self, kind: str, namespace: str, name: str) -> StoredObject | None: ...
+
+    async def list_objects(
+        self, kind: str, namespace: str | None, limit: int, after: str | None = None
+    ) -> list[StoredObject]:
+        """Ordered by 'namespace/name'; `after` is such a key."""
+
+    async def delete_object(self, kind: str, namespace: str, name: str) -> bool: ...
+
+    # Tasks and attempts.
+    async def insert_tasks(self, tasks: Sequence[Task]) -> None: ...
+
+    async def update_tasks(self, tasks: Sequence[Task]) -> None:
+        """Write the mutable state of each task (state, attempts, output, ...)."""
+
+    async def save_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Insert or update attempts by (task_id, number)."""
+
+    async def get_task(self, task_id: str) -> Task | None: ...
+
+    async def list_tasks(
+        self, where: TaskFilter, limit: int, after_seq: int | None = None
+    ) -> list[Task]:
+        """Newest first by submission sequence."""
+
+    async def list_attempts(self, task_id: str) -> list[Attempt]: ...
+
+    async def load_unfinished_tasks(self) -> list[Task]:
+        """Every task not in a terminal state, for recovery after a restart."""
+
+    async def max_task_seq(self) -> int: ...
+
+    # Tokens and the audit log.
+    async def insert_token(self, token: TokenRecord) -> None: ...
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    async def list_tokens(self) -> list[TokenRecord]: ...
+
+    async def revoke_token(self, token_id: str, at: float) -> bool: ...
+
+    async def append_audit(self, entry: AuditEntry) -> None: ...
+
+    async def list_audit(self, limit: int, before_id: int | None = None) -> list[AuditEntry]: ...

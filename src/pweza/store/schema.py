@@ -1,0 +1,95 @@
+"""Table definitions (SQLAlchemy Core): the one description Alembic and every SQL backend share."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("kind", String(64), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("kind", "namespace", "name"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("pool", String(63), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("max_retries", Integer),
+    Column("timeout_seconds", Float),
+    Column("input", Text, nullable=False),
+    Column("output", Text),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("not_before", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("agent_id", String(64)),
+    Column("parent_id", String(36)),
+    Column("labels", Text, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Index("ix_tasks_state", "state"),
+    Index("ix_tasks_pool_state", "namespace", "pool", "state"),
+    Index("ix_tasks_parent", "parent_id"),
+    Index("ix_tasks_seq", "seq"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("task_id", String(36), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("error", Text),
+    PrimaryKeyConstraint("task_id", "number"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("detail", Text, nullable=False),
+)

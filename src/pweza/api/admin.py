@@ -22,7 +22,13 @@ async def create_token(body: TokenCreation, manager: ManagerDep, who: Admin) -> 
 async def list_tokens(manager: ManagerDep, _: Admin) -> dict[str, Any]:
     records = await manager.tokens.list()
     items = [
-        {"id": r.id, "name": r.name, "role": r.role.value, "createdAt": r.created_at, "revokedAt": r.revoked_at}
+        {
+            "id": r.id,
+            "name": r.name,
+            "role": r.role.value,
+            "createdAt": r.created_at,
+            "revokedAt": r.revoked_at,
+        }
         for r in records
     ]
     return page(items, None)

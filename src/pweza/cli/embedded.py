@@ -72,7 +72,9 @@ class AgentSupervisor:
                 slot.failures += 1
                 delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(slot.failures, 6))
                 slot.next_start = now + delay
-                log.warning("agent exited", pool=pool, index=index, code=slot.process.returncode, retry_in=delay)
+                log.warning(
+                    "agent exited", pool=pool, index=index, code=slot.process.returncode, retry_in=delay
+                )
                 slot.process = None
             if now >= slot.next_start:
                 slot.process = await self._spawn(namespace, pool, index)
@@ -140,7 +142,7 @@ async def run_embedded(settings: Settings, data_dir: Path, files: list[Path], co
             for where, document in load_documents(target):
                 manifest = parse_manifest(document)
                 _, warnings = await manager.registry.apply(manifest)
-                console.print(f"applied {manifest.model_fields['kind'].default}/{manifest.metadata.name}")
+                console.print(f"applied {manifest.kind_name}/{manifest.metadata.name}")
                 for warning in warnings:
                     console.print(f"[yellow]warning[/yellow] {where}: {warning}")
         roots = {str(Path.cwd())} | {str(t.resolve().parent if t.is_file() else t.resolve()) for t in files}
@@ -152,7 +154,9 @@ async def run_embedded(settings: Settings, data_dir: Path, files: list[Path], co
         console.print(f"[bold green]pweza is up[/bold green]  API {endpoints.http}  gRPC {endpoints.grpc}")
         if endpoints.metrics:
             console.print(f"metrics {endpoints.metrics}")
-        console.print(f"admin token saved to {context_path} (the CLI uses it); agent logs in {data_dir / 'logs'}")
+        console.print(
+            f"admin token saved to {context_path} (the CLI uses it); agent logs in {data_dir / 'logs'}"
+        )
 
     try:
         await serve(settings, stop, on_ready)

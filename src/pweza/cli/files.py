@@ -48,7 +48,7 @@ def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _kind(manifest: Manifest) -> str:
-    return str(manifest.model_fields["kind"].default)
+    return manifest.kind_name
 
 
 def plural_of(kind: str) -> str:

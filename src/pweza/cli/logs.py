@@ -29,5 +29,5 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     # uvicorn and grpc log through the standard library; keep them quiet below warnings.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic"):
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))

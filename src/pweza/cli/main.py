@@ -57,7 +57,9 @@ def version() -> None:
 
 @app.command()
 def manager(
-    config: Annotated[Path | None, typer.Option(help="Config file [default /etc/pweza-core/config.yaml].")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Config file [default /etc/pweza-core/config.yaml].")
+    ] = None,
 ) -> None:
     """Run the Core Manager (HTTP :8080, gRPC :9090, metrics :2112)."""
     from pweza.cli.serving import serve
@@ -83,9 +85,13 @@ def manager(
 @app.command()
 def agent(
     pool: Annotated[str, typer.Option(help="Pool to serve.")],
-    manager_address: Annotated[str, typer.Option("--manager", help="Manager gRPC HOST:PORT.")] = "127.0.0.1:9090",
+    manager_address: Annotated[
+        str, typer.Option("--manager", help="Manager gRPC HOST:PORT.")
+    ] = "127.0.0.1:9090",
     namespace: Namespace = "default",
-    token: Annotated[str | None, typer.Option(help="Agent token [env PWEZA_TOKEN].", envvar="PWEZA_TOKEN")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Agent token [env PWEZA_TOKEN].", envvar="PWEZA_TOKEN")
+    ] = None,
     agent_id: Annotated[str | None, typer.Option(help="Stable id (default: random).")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Override the template's.")] = None,
     tls_ca: Annotated[Path | None, typer.Option(help="CA bundle: use TLS to the manager.")] = None,
@@ -162,7 +168,11 @@ def apply(
                     result = client.request("PUT", path, json=document, params={"namespace": namespace})
                 except CliError as error:
                     raise CliError(f"{where}: {error}") from None
-                verb = "unchanged" if not result["changed"] else f"applied (generation {result['object']['metadata']['generation']})"
+                verb = (
+                    "unchanged"
+                    if not result["changed"]
+                    else f"applied (generation {result['object']['metadata']['generation']})"
+                )
                 console.print(f"{document['kind']}/{name} {verb}")
                 for warning in result["warnings"]:
                     err_console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -188,7 +198,13 @@ def get(
     try:
         with _client(server, token) as client:
             if name:
-                items = [client.request("GET", f"/api/v1/{plural_of(resolved)}/{name}", params={"namespace": namespace or "default"})]
+                items = [
+                    client.request(
+                        "GET",
+                        f"/api/v1/{plural_of(resolved)}/{name}",
+                        params={"namespace": namespace or "default"},
+                    )
+                ]
             else:
                 params = {"namespace": namespace} if namespace else {}
                 items = client.request("GET", f"/api/v1/{plural_of(resolved)}", params=params)["items"]
@@ -256,13 +272,21 @@ def task_submit(
     except CliError as error:
         _fail(error)
     failed = [r for r in results if r["state"] != "succeeded"]
-    emit(results[0] if count == 1 else {"succeeded": count - len(failed), "failed": len(failed)}, output if output != "table" else "json")
+    emit(
+        results[0] if count == 1 else {"succeeded": count - len(failed), "failed": len(failed)},
+        output if output != "table" else "json",
+    )
     raise typer.Exit(1 if failed else 0)
 
 
 def _wait_all(client: ApiClient, ids: list[str]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True) as progress:
         bar = progress.add_task("waiting for tasks", total=len(ids))
         for task_id in ids:
@@ -325,7 +349,8 @@ def task_cancel(task_id: str, server: Server = None, token: Token = None) -> Non
             task = client.request("POST", f"/api/v1/tasks/{task_id}/cancel")
     except CliError as error:
         _fail(error)
-    console.print(f"task {task_id}: {task['state']}{' (cancel sent to agent)' if task['cancelRequested'] and task['state'] != 'cancelled' else ''}")
+    pending = task["cancelRequested"] and task["state"] != "cancelled"
+    console.print(f"task {task_id}: {task['state']}" + (" (cancel sent to the agent)" if pending else ""))
 
 
 @token_app.command("create")
@@ -371,7 +396,10 @@ def token_list(server: Server = None, token: Token = None) -> None:
             items = client.request("GET", "/api/v1/tokens")["items"]
     except CliError as error:
         _fail(error)
-    table(["ID", "NAME", "ROLE", "REVOKED"], [[t["id"], t["name"], t["role"], "yes" if t["revokedAt"] else ""] for t in items])
+    table(
+        ["ID", "NAME", "ROLE", "REVOKED"],
+        [[t["id"], t["name"], t["role"], "yes" if t["revokedAt"] else ""] for t in items],
+    )
 
 
 @token_app.command("revoke")

@@ -74,9 +74,7 @@ def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manife
         raise InvalidInput("a manifest must be a mapping with apiVersion, kind, metadata and spec")
     api_version = document.get("apiVersion")
     if api_version != API_VERSION:
-        raise InvalidInput(
-            f"apiVersion: expected {API_VERSION!r}, got {api_version!r}", field="apiVersion"
-        )
+        raise InvalidInput(f"apiVersion: expected {API_VERSION!r}, got {api_version!r}", field="apiVersion")
     kind = document.get("kind")
     if kind not in KINDS:
         raise InvalidInput(

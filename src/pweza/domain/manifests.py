@@ -22,9 +22,7 @@ Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 class SpecModel(BaseModel):
     """Strict camelCase model: the YAML spelling is the only one accepted from users."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 class ObjectMeta(BaseModel):
@@ -158,9 +156,13 @@ class AgentPoolSpec(SpecModel):
 
 
 class Manifest(SpecModel):
-    api_version: Literal["pweza.ai/v1"] = API_VERSION
+    api_version: Literal["pweza.ai/v1"] = "pweza.ai/v1"
     metadata: ObjectMeta
     status: dict[str, Any] | None = None
+
+    @property
+    def kind_name(self) -> str:
+        return str(type(self).model_fields["kind"].default)
 
     @property
     def key(self) -> tuple[str, str]:

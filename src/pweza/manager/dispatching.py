@@ -388,7 +388,9 @@ class Dispatcher:
                 and now > lease.cancel_sent_at + self._settings.cancel_grace_seconds
             ):
                 del self._leases[task_id]
-                self._fail_attempt(task, lease, TaskError(ErrorType.CANCELLED, "cancel not acknowledged", False))
+                self._fail_attempt(
+                    task, lease, TaskError(ErrorType.CANCELLED, "cancel not acknowledged", False)
+                )
 
     def _update_agent_gauge(self) -> None:
         self._metrics.agents.clear()

@@ -67,7 +67,7 @@ class Registry:
                     f"spec.templateRef: AgentTemplate {ref!r} does not exist yet in namespace "
                     f"{manifest.metadata.namespace!r}; tasks for this pool wait until it does"
                 )
-        kind = manifest.model_fields["kind"].default
+        kind = manifest.kind_name
         stored = await self._store.put_object(
             kind, manifest.metadata.namespace, manifest.metadata.name, manifest_body(manifest)
         )

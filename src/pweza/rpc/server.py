@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 import orjson
 import structlog
+from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -26,6 +27,7 @@ from pweza.v1 import agent_pb2_grpc as pb_grpc
 
 log = structlog.get_logger(__name__)
 _CLOSE = object()
+Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.ManagerMessage]
 
 
 class StreamLink:
@@ -67,7 +69,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         self._manager = manager
 
     async def Connect(  # noqa: N802 - the name is the RPC's
-        self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[pb.AgentMessage], context: Context
     ) -> AsyncIterator[pb.ManagerMessage]:
         manager = self._manager
         try:
@@ -105,14 +107,16 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             manager.dispatcher.disconnect(session.id, session)
             log.info("agent disconnected", agent=session.id, pool=session.pool)
 
-    async def _open_session(self, hello: pb.Hello, context: grpc.aio.ServicerContext) -> AgentSession:
+    async def _open_session(self, hello: pb.Hello, context: Context) -> AgentSession:
         manager = self._manager
         token = hello.token or _metadata_token(context)
         try:
             principal = await manager.tokens.authenticate(token)
             principal.require(Permission.AGENT_CHANNEL)
         except PwezaError as error:
-            code = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
+            code = (
+                grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
+            )
             await context.abort(code, error.detail)
         namespace = hello.namespace or "default"
         try:
@@ -146,7 +150,9 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                         if not result.ok:
                             info = result.error
                             error = TaskError(info.type or "HandlerError", info.message, info.retryable)
-                        output = orjson.loads(result.output_json) if result.ok and result.output_json else None
+                        output = (
+                            orjson.loads(result.output_json) if result.ok and result.output_json else None
+                        )
                         dispatcher.on_result(session.id, result.task_id, result.attempt, output, error)
                     dispatcher.on_credit(session.id, message.results.credit)
                 elif body == "started":
@@ -161,7 +167,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             pass
 
 
-def _metadata_token(context: grpc.aio.ServicerContext) -> str | None:
+def _metadata_token(context: Context) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
             scheme, _, token = value.partition(" ")
@@ -178,9 +184,13 @@ async def start_grpc_server(manager: Manager, address: str) -> tuple[grpc.aio.Se
         ]
     )
     pb_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(manager), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (pb.DESCRIPTOR.services_by_name["AgentChannel"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    names = (
+        pb.DESCRIPTOR.services_by_name["AgentChannel"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    )
     reflection.enable_server_reflection(names, server)
     settings = manager.settings
     if settings.tls_enabled:

@@ -24,9 +24,7 @@ class Store(Protocol):
         """True when the database answers and the schema is at the newest migration."""
 
     # Objects (templates, pools, workflows), keyed by kind/namespace/name.
-    async def put_object(
-        self, kind: str, namespace: str, name: str, body: dict[str, Any]
-    ) -> StoredObject:
+    async def put_object(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> StoredObject:
         """Create or replace; the generation grows only when the body changes."""
 
     async def get_object(self, kind: str, namespace: str, name: str) -> StoredObject | None: ...
@@ -49,9 +47,7 @@ class Store(Protocol):
 
     async def get_task(self, task_id: str) -> Task | None: ...
 
-    async def list_tasks(
-        self, where: TaskFilter, limit: int, after_seq: int | None = None
-    ) -> list[Task]:
+    async def list_tasks(self, where: TaskFilter, limit: int, after_seq: int | None = None) -> list[Task]:
         """Newest first by submission sequence."""
 
     async def list_attempts(self, task_id: str) -> list[Attempt]: ...

@@ -33,9 +33,11 @@ _TASK_COLUMNS = (
     "output, error, created_at, not_before, started_at, finished_at, agent_id, parent_id, "
     "labels, cancel_requested"
 )
-_INSERT_TASK = f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES (" + ", ".join(
-    ":" + column.strip() for column in _TASK_COLUMNS.split(",")
-) + ")"
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ("
+    + ", ".join(":" + column.strip() for column in _TASK_COLUMNS.split(","))
+    + ")"
+)
 _UPDATE_TASK = (
     "UPDATE tasks SET state=:state, priority=:priority, attempts=:attempts, output=:output, "
     "error=:error, not_before=:not_before, started_at=:started_at, finished_at=:finished_at, "
@@ -50,7 +52,7 @@ _UPSERT_ATTEMPT = (
 
 
 class _Call:
-    __slots__ = ("operation", "future", "result", "error")
+    __slots__ = ("error", "future", "operation", "result")
 
     def __init__(self, operation: Operation, future: asyncio.Future[Any]) -> None:
         self.operation = operation
@@ -147,7 +149,9 @@ class SqliteStore:
         for call in calls:
             connection.execute("SAVEPOINT op")
             try:
-                call.result = call.operation(connection)
+                result = call.operation(connection)
+                # A cursor must never leave this thread: freeing it elsewhere corrupts the connection.
+                call.result = None if isinstance(result, sqlite3.Cursor) else result
                 connection.execute("RELEASE op")
             except Exception as error:  # noqa: BLE001 - handed to the caller's future
                 call.error = error
@@ -178,16 +182,13 @@ class SqliteStore:
             return False
 
     # -- objects ---------------------------------------------------------------
-    async def put_object(
-        self, kind: str, namespace: str, name: str, body: dict[str, Any]
-    ) -> StoredObject:
+    async def put_object(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> StoredObject:
         text = codec.dumps(body)
 
         def put(connection: sqlite3.Connection) -> StoredObject:
             now = time.time()
             row = connection.execute(
-                "SELECT generation, body, created_at FROM objects "
-                "WHERE kind=? AND namespace=? AND name=?",
+                "SELECT generation, body, created_at FROM objects WHERE kind=? AND namespace=? AND name=?",
                 (kind, namespace, name),
             ).fetchone()
             if row is None:
@@ -266,9 +267,7 @@ class SqliteStore:
 
         return await self._call(get)
 
-    async def list_tasks(
-        self, where: TaskFilter, limit: int, after_seq: int | None = None
-    ) -> list[Task]:
+    async def list_tasks(self, where: TaskFilter, limit: int, after_seq: int | None = None) -> list[Task]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -296,9 +295,7 @@ class SqliteStore:
 
     async def list_attempts(self, task_id: str) -> list[Attempt]:
         def select(connection: sqlite3.Connection) -> list[Attempt]:
-            rows = connection.execute(
-                "SELECT * FROM attempts WHERE task_id=? ORDER BY number", (task_id,)
-            )
+            rows = connection.execute("SELECT * FROM attempts WHERE task_id=? ORDER BY number", (task_id,))
             return [codec.attempt_from_row(row) for row in rows]
 
         return await self._call(select)
@@ -324,9 +321,7 @@ class SqliteStore:
     async def insert_token(self, token: TokenRecord) -> None:
         values = (token.id, token.name, token.role.value, token.hash, token.created_at, None)
         await self._call(
-            lambda connection: connection.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)", values
-            )
+            lambda connection: connection.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)", values)
         )
 
     async def find_token(self, token_hash: str) -> TokenRecord | None:
@@ -381,6 +376,3 @@ def open_store(url: str) -> SqliteStore:
     if url.startswith(("postgresql://", "postgres://")):
         raise ValueError("the PostgreSQL backend is not available yet; use sqlite:///PATH")
     raise ValueError(f"unsupported DATABASE_URL {url!r}; use sqlite:///PATH")
-
-
-

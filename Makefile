@@ -1,0 +1,47 @@
+# pweza-core: the two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install proto lint test test-fast demo bench k8s-bin clean
+
+help:
+	@echo "make demo   - run the embedded platform with an example and show the work done"
+	@echo "make test   - install what the tests need, lint, and run every test"
+	@echo "make bench  - run the benchmarks (JSON results)"
+	@echo "make proto  - regenerate gRPC code from proto/"
+	@echo "make lint   - ruff, mypy --strict, import-linter"
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+proto: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto \
+		--python_out=src --grpc_python_out=src --mypy_out=src --mypy_grpc_out=src \
+		proto/pweza/v1/agent.proto
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/dispatch.py
+
+k8s-bin:
+	hack/build-k8s.sh
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

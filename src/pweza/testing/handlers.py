@@ -1,0 +1,59 @@
+"""Handlers for tests, benchmarks and examples: `pweza.testing.handlers:NAME`.
+
+They take the task context the agent runtime passes (anything with `.input`,
+`.cancelled`, `.attempt`, `.idempotency_key`), so they stay independent of its class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+
+def noop(ctx: Any) -> None:
+    return None
+
+
+async def async_noop(ctx: Any) -> None:
+    return None
+
+
+def echo(ctx: Any) -> Any:
+    return ctx.input
+
+
+async def sleep(ctx: Any) -> dict[str, Any]:
+    """Sleep `input.seconds`, waking early when cancelled (returns whether it was)."""
+    seconds = float((ctx.input or {}).get("seconds", 1.0))
+    try:
+        await asyncio.wait_for(ctx.cancelled.wait(), timeout=seconds)
+    except TimeoutError:
+        return {"slept": seconds, "cancelled": False}
+    marker = (ctx.input or {}).get("marker")
+    if marker:
+        Path(marker).write_text("cancelled")
+    raise asyncio.CancelledError
+
+
+def record(ctx: Any) -> dict[str, Any]:
+    """Append the task's idempotency key and this pid to `input.log` (proves who ran what)."""
+    log = Path(ctx.input["log"])
+    with log.open("a") as handle:
+        handle.write(f"{ctx.idempotency_key} {os.getpid()}\n")
+    return {"value": ctx.input.get("value"), "pid": os.getpid()}
+
+
+async def block_then_record(ctx: Any) -> dict[str, Any]:
+    """Write a 'started' marker, then sleep; used to kill an agent mid-task."""
+    Path(ctx.input["started"]).write_text(str(os.getpid()))
+    await asyncio.sleep(float(ctx.input.get("seconds", 3600)))
+    return {"pid": os.getpid()}
+
+
+def fail_until(ctx: Any) -> dict[str, Any]:
+    """Fail with a retryable error until attempt `input.succeed_on`."""
+    if ctx.attempt < int(ctx.input.get("succeed_on", 2)):
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}

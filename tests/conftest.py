@@ -1,0 +1,75 @@
+"""Shared fixtures: manifests, an in-process manager, and real processes on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pweza.api.app import create_app
+from pweza.domain.roles import Role
+from pweza.manager.config import Settings
+from pweza.manager.service import Manager
+from pweza.store.sqlite import SqliteStore
+from pweza.testing.platform import Platform
+
+
+def template(name: str = "echoer", handler: str = "pweza.testing.handlers:echo", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "AgentTemplate",
+        "metadata": {"name": name},
+        "spec": {"runtime": {"kind": "python", "handler": handler}, **spec},
+    }
+
+
+def pool(name: str = "echo", template_ref: str = "echoer", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "AgentPool",
+        "metadata": {"name": name},
+        "spec": {"templateRef": template_ref, **spec},
+    }
+
+
+@pytest.fixture
+async def manager(tmp_path: Path) -> AsyncIterator[Manager]:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'pweza.db'}", max_payload_bytes=64 * 1024)
+    instance = Manager(SqliteStore(tmp_path / "pweza.db"), settings)
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+class Tokens(dict[Role, str]):
+    """One bearer token per role."""
+
+
+@pytest.fixture
+async def tokens(manager: Manager) -> Tokens:
+    result = Tokens()
+    for role in Role:
+        _, secret = await manager.create_token(None, f"test-{role.value}", role)
+        result[role] = secret
+    return result
+
+
+@pytest.fixture
+async def api(manager: Manager, tokens: Tokens) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(manager))
+    headers = {"Authorization": f"Bearer {tokens[Role.ADMIN]}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://manager", headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    instance = Platform(tmp_path)
+    instance.start_manager()
+    try:
+        yield instance
+    finally:
+        instance.stop()

@@ -69,7 +69,9 @@ async def test_submitting_to_an_unknown_pool_is_404_and_stores_nothing(api: http
     assert (await api.get("/api/v1/tasks")).json()["items"] == []
 
 
-async def test_pool_whose_template_is_missing_gets_a_warning_and_tasks_a_clear_error(api: httpx.AsyncClient) -> None:
+async def test_pool_whose_template_is_missing_gets_a_warning_and_tasks_a_clear_error(
+    api: httpx.AsyncClient,
+) -> None:
     created = await api.post("/api/v1/agentpools", json=pool(template_ref="later"))
     assert created.status_code == 201
     assert "does not exist yet" in created.json()["warnings"][0]
@@ -98,7 +100,9 @@ async def test_oversize_task_input_is_413_and_not_stored(api: httpx.AsyncClient)
         ({"pool": "echo", "extra": 1}, "extra"),
     ],
 )
-async def test_bad_task_submissions_name_the_field(api: httpx.AsyncClient, body: dict[str, Any], field: str) -> None:
+async def test_bad_task_submissions_name_the_field(
+    api: httpx.AsyncClient, body: dict[str, Any], field: str
+) -> None:
     response = await api.post("/api/v1/tasks", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
@@ -133,8 +137,12 @@ async def test_lists_paginate_with_a_continue_key(api: httpx.AsyncClient) -> Non
     for index in range(5):
         await api.post("/api/v1/agenttemplates", json=template(name=f"t{index}"))
     first = (await api.get("/api/v1/agenttemplates", params={"limit": 2})).json()
-    second = (await api.get("/api/v1/agenttemplates", params={"limit": 2, "continue": first["continue"]})).json()
-    third = (await api.get("/api/v1/agenttemplates", params={"limit": 2, "continue": second["continue"]})).json()
+    second = (
+        await api.get("/api/v1/agenttemplates", params={"limit": 2, "continue": first["continue"]})
+    ).json()
+    third = (
+        await api.get("/api/v1/agenttemplates", params={"limit": 2, "continue": second["continue"]})
+    ).json()
     names = [i["metadata"]["name"] for page in (first, second, third) for i in page["items"]]
     assert names == ["t0", "t1", "t2", "t3", "t4"]
     assert third["continue"] is None

@@ -68,7 +68,12 @@ async def test_tasks_round_trip_with_all_fields(store: Store) -> None:
     await store.update_tasks([task])
     loaded = await store.get_task(task.id)
     assert loaded is not None
-    assert (loaded.state, loaded.attempts, loaded.output, loaded.agent_id) == (TaskState.FAILED, 2, [1, 2], "agent-1")
+    assert (loaded.state, loaded.attempts, loaded.output, loaded.agent_id) == (
+        TaskState.FAILED,
+        2,
+        [1, 2],
+        "agent-1",
+    )
     assert loaded.error == TaskError("Boom", "it broke", retryable=False)
     assert loaded.input == {"n": 1, "text": "héllo"} and loaded.labels == {"k": "v"}
 
@@ -84,7 +89,13 @@ async def test_task_listing_filters_and_pages_newest_first(store: Store) -> None
 
 
 async def test_unfinished_tasks_exclude_terminal_states(store: Store) -> None:
-    states = [TaskState.PENDING, TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.CANCELLED, TaskState.ASSIGNED]
+    states = [
+        TaskState.PENDING,
+        TaskState.RUNNING,
+        TaskState.SUCCEEDED,
+        TaskState.CANCELLED,
+        TaskState.ASSIGNED,
+    ]
     await store.insert_tasks([make_task(n, state=s) for n, s in enumerate(states, start=1)])
     unfinished = await store.load_unfinished_tasks()
     assert [t.state for t in unfinished] == [TaskState.PENDING, TaskState.RUNNING, TaskState.ASSIGNED]

@@ -36,9 +36,17 @@ def test_pool_keeps_the_seed_fields() -> None:
     ("document", "field", "words"),
     [
         (pool(scaling={"minReplicas": 5, "maxReplicas": 2}), "spec.scaling", "must not exceed"),
-        (pool(scaling={"minReplicas": 1, "maxReplicas": 101}), "spec.scaling.maxReplicas", "less than or equal to 100"),
+        (
+            pool(scaling={"minReplicas": 1, "maxReplicas": 101}),
+            "spec.scaling.maxReplicas",
+            "less than or equal to 100",
+        ),
         (pool(scaling={"minReplicas": 0}), "spec.scaling.minReplicas", "greater than or equal to 1"),
-        (pool(scaling={"targetUtilization": 0}), "spec.scaling.targetUtilization", "greater than or equal to 1"),
+        (
+            pool(scaling={"targetUtilization": 0}),
+            "spec.scaling.targetUtilization",
+            "greater than or equal to 1",
+        ),
         (template(concurency=3), "spec.concurency", "Extra inputs are not permitted"),
         (template(timeout="soon"), "spec.timeout", "not a duration"),
         ({**template(), "metadata": {"name": "Bad_Name"}}, "metadata.name", "should match pattern"),

@@ -203,7 +203,9 @@ class Dispatcher:
             lease = self._leases.get(task_id)
             task = self._tasks.get(task_id)
             if lease is not None and task is not None and lease.attempt.number == number:
+                # Started is the agent's word that the handler began: the honest start time.
                 task.state = TaskState.RUNNING
+                task.started_at = lease.attempt.started_at = time.time()
                 self.writes.task(task)
 
     def on_heartbeat(self, agent_id: str, refs: list[tuple[str, int]]) -> None:

@@ -57,3 +57,11 @@ def fail_until(ctx: Any) -> dict[str, Any]:
     if ctx.attempt < int(ctx.input.get("succeed_on", 2)):
         raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
     return {"attempt": ctx.attempt}
+
+
+async def block_first_attempt(ctx: Any) -> dict[str, Any]:
+    """Attempt 1 writes `input.started` (its pid) and hangs; later attempts finish at once."""
+    if ctx.attempt == 1:
+        Path(ctx.input["started"]).write_text(str(os.getpid()))
+        await asyncio.sleep(3600)
+    return {"pid": os.getpid(), "attempt": ctx.attempt}

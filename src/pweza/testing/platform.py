@@ -18,10 +18,18 @@ import httpx
 import yaml
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on now, never the same twice from this process."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _cli(*args: str, env: dict[str, str]) -> str:
@@ -31,6 +39,10 @@ def _cli(*args: str, env: dict[str, str]) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"pweza {' '.join(args)} failed: {done.stderr}")
     return done.stdout.strip()
+
+
+class PortTaken(Exception):
+    pass
 
 
 class Platform:
@@ -96,6 +108,21 @@ class Platform:
         )
 
     def start_manager(self, timeout: float = 30.0) -> None:
+        for _ in range(3):
+            try:
+                self._start_manager(timeout)
+                return
+            except PortTaken:
+                # Another process took a port between our probe and the bind: take new ones.
+                self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+                self.env.update(
+                    HTTP_PORT=str(self.http_port),
+                    GRPC_PORT=str(self.grpc_port),
+                    METRICS_PORT=str(self.metrics_port),
+                )
+        self._start_manager(timeout)
+
+    def _start_manager(self, timeout: float) -> None:
         log = (self.workdir / "manager.log").open("ab")
         self.manager = subprocess.Popen(
             [sys.executable, "-m", "pweza", "manager"], env=self.env, stdout=log, stderr=log
@@ -103,6 +130,8 @@ class Platform:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.manager.poll() is not None:
+                if "address already in use" in self.manager_log()[-500:]:
+                    raise PortTaken()
                 raise RuntimeError(f"manager exited: {self.manager_log()[-2000:]}")
             try:
                 if httpx.get(f"{self.url}/health/ready", timeout=1.0).status_code == 200:

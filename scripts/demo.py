@@ -1,0 +1,88 @@
+"""`make demo`: the embedded platform running an example end to end.
+
+Starts `pweza up` in a throwaway data directory on free loopback ports, then drives it
+with the same CLI commands a person would type, and stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from pweza.testing.platform import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pweza(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    print(f"\n$ pweza {' '.join(args)}", flush=True)
+    done = subprocess.run([sys.executable, "-m", "pweza", *args], env=env, text=True, timeout=300)
+    if done.returncode != 0:
+        raise SystemExit(f"demo step failed: pweza {' '.join(args)} (exit {done.returncode})")
+    return done
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], data_dir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("pweza up exited early")
+        try:
+            if (data_dir / "context.json").exists() and httpx.get(f"{url}/health/ready").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("pweza up did not become ready within 60s")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="pweza-demo-") as tmp:
+        data_dir = Path(tmp)
+        http, grpc, metrics = free_port(), free_port(), free_port()
+        env = {**os.environ, "PWEZA_DATA_DIR": str(data_dir)}
+        print("$ pweza up -f examples/quickstart   (in the background)", flush=True)
+        up = subprocess.Popen(
+            [sys.executable, "-m", "pweza", "up", "-f", str(ROOT / "examples/quickstart"),
+             "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+            env=env, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            wait_ready(f"http://127.0.0.1:{http}", up, data_dir)
+            pweza("get", "agenttemplates", env=env)
+            pweza("get", "agentpools", env=env)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                agents = subprocess.run(
+                    [sys.executable, "-m", "pweza", "task", "list", "-o", "json"], env=env, capture_output=True
+                )
+                token = (data_dir / "admin-token").read_text()
+                listed = httpx.get(
+                    f"http://127.0.0.1:{http}/api/v1/agents", headers={"Authorization": f"Bearer {token}"}
+                ).json()["items"]
+                if len(listed) >= 2 and agents.returncode == 0:
+                    break
+                time.sleep(0.2)
+            pweza("task", "submit", "--pool", "counters", "--input",
+                  '{"text": "agents run tasks and agents report results"}', "--wait", env=env)  # fmt: skip
+            pweza("task", "submit", "--pool", "counters", "--input", '{"text": "one two two"}',
+                  "--count", "200", "--wait", env=env)  # fmt: skip
+            pweza("task", "list", "--limit", "5", env=env)
+            print("\ndemo finished: 201 tasks ran on 2 local agent processes", flush=True)
+        finally:
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(30)
+            except subprocess.TimeoutExpired:
+                up.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Everything the agent sends up its stream, coalesced into as few messages as possible.
+
+Producers only append to pending lists; the stream's request iterator takes them when
+gRPC asks for the next message. Whatever piles up while a write is in flight leaves as
+one `Started` and one `Results` message, so batches grow with load by themselves: a
+message per task would cap the agent near the stream's per-message rate, and
+flush-per-tick alone still ping-pongs single results when handlers finish instantly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from pweza.v1 import agent_pb2 as pb
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self._started: list[pb.AttemptRef] = []
+        self._results: list[pb.TaskResult] = []
+        self._credit = 0
+        self._heartbeat: list[pb.AttemptRef] | None = None
+        self._ready = asyncio.Event()
+        self._generation = 0
+        self._closing = False
+
+    def started(self, task_id: str, attempt: int) -> None:
+        self._started.append(pb.AttemptRef(task_id=task_id, attempt=attempt))
+        self._ready.set()
+
+    def result(self, result: pb.TaskResult, credit: int) -> None:
+        self._results.append(result)
+        self._credit += credit
+        self._ready.set()
+
+    def credit(self, slots: int) -> None:
+        if slots:
+            self._credit += slots
+            self._ready.set()
+
+    def heartbeat(self, refs: list[pb.AttemptRef]) -> None:
+        self._heartbeat = refs  # only the latest list matters
+        self._ready.set()
+
+    def new_stream(self) -> None:
+        """Retire the current stream's iterator; keep only the results it never sent.
+
+        Call it in the same tick as the Hello's `in_flight` snapshot: the manager then counts
+        its credits afresh (slots minus in-flight), so pending credit would count twice and
+        is dropped, as are stale starts and heartbeats.
+        """
+        self._generation += 1
+        self._started, self._credit, self._heartbeat = [], 0, None
+        self._ready.set()  # wakes the old iterator so it sees it is retired
+
+    def close(self) -> None:
+        """End the current stream once what is pending is sent: a clean half-close."""
+        self._closing = True
+        self._ready.set()
+
+    def stream(self, hello: pb.Hello) -> AsyncIterator[pb.AgentMessage]:
+        """The request iterator of one stream: its Hello, then whatever is pending."""
+        return self._pull(hello, self._generation)
+
+    async def _pull(self, hello: pb.Hello, generation: int) -> AsyncIterator[pb.AgentMessage]:
+        yield pb.AgentMessage(hello=hello)
+        while self._generation == generation:
+            message = self._next()
+            if message is not None:
+                yield message
+            elif self._closing:
+                return
+            else:
+                self._ready.clear()
+                await self._ready.wait()
+
+    def _next(self) -> pb.AgentMessage | None:
+        # Starts go before results: the manager ignores a start that arrives after its result.
+        if self._started:
+            started, self._started = self._started, []
+            return pb.AgentMessage(started=pb.Started(attempts=started))
+        if self._results:
+            results, self._results = self._results, []
+            credit, self._credit = self._credit, 0
+            return pb.AgentMessage(results=pb.Results(results=results, credit=credit))
+        if self._credit:
+            credit, self._credit = self._credit, 0
+            return pb.AgentMessage(credit=pb.Credit(slots=credit))
+        if self._heartbeat is not None:
+            refs, self._heartbeat = self._heartbeat, None
+            return pb.AgentMessage(heartbeat=pb.Heartbeat(attempts=refs))
+        return None

@@ -1,0 +1,46 @@
+"""Built-in runtime kinds: how an agent turns a task's input into its output.
+
+A runtime is built once per agent from the template's `runtime` block and shared by all
+of the agent's concurrent tasks, so it holds the expensive parts (imported handler,
+HTTP connection pool, thread pool) and `run` stays cheap. Runtimes report failures by
+raising `TaskFailure` with the error type and retryability; anything else a handler
+raises is classified by the worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pweza.agent.sdk import TaskContext
+from pweza.domain.manifests import AgentTemplateSpec
+
+
+class AgentRuntime(Protocol):
+    async def run(self, ctx: TaskContext) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+def build_runtime(spec: AgentTemplateSpec, *, concurrency: int) -> AgentRuntime:
+    runtime = spec.runtime
+    # Imported per kind so an agent only loads what its kind needs.
+    if runtime.kind == "python":
+        from pweza.agent.runtimes.python import PythonRuntime
+
+        return PythonRuntime(runtime, concurrency=concurrency)
+    if runtime.kind == "http":
+        from pweza.agent.runtimes.http import HttpRuntime
+
+        return HttpRuntime(runtime, concurrency=concurrency)
+    if runtime.kind == "llm":
+        from pweza.agent.runtimes.http import LlmRuntime
+
+        return LlmRuntime(runtime, concurrency=concurrency)
+    if runtime.kind == "shell":
+        from pweza.agent.runtimes.shell import ShellRuntime
+
+        return ShellRuntime(runtime)
+    raise ValueError(f"unknown runtime kind {runtime.kind!r}")
+
+
+__all__ = ["AgentRuntime", "build_runtime"]

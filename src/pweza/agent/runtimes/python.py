@@ -1,0 +1,82 @@
+"""The `python` runtime: call `package.module:callable` with the task context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pweza.agent.sdk import TaskContext, TaskFailure
+from pweza.domain.manifests import Runtime
+from pweza.domain.tasks import ErrorType
+
+
+def load_handler(reference: str) -> Callable[..., Any]:
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"handler {reference!r} is not 'package.module:callable'")
+    # `pweza agent` runs as a console script, whose sys.path lacks the working directory;
+    # users expect `handlers:echo` next to their manifests to import like `python -m` would.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"handler {reference!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    call = getattr(handler, "__call__", None)  # noqa: B004 - async callable objects count too
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+class PythonRuntime:
+    def __init__(self, runtime: Runtime, *, concurrency: int) -> None:
+        assert runtime.handler is not None
+        self.reference = runtime.handler
+        self._handler: Callable[..., Any] | None = None
+        self._error: str | None = None
+        try:
+            self._handler = load_handler(runtime.handler)
+        except Exception as error:  # noqa: BLE001 - any import-time failure is a configuration error
+            # Kept rather than raised: each task then fails fast, non-retryable, with the reason,
+            # instead of the agent crash-looping where nobody reads its logs.
+            self._error = f"cannot load handler {runtime.handler!r}: {type(error).__name__}: {error}"
+        self._async = self._handler is not None and _is_async(self._handler)
+        # Sync handlers get a pool as wide as the agent's slots: the loop's default executor
+        # would cap them at a few threads and silently lower the agent's concurrency.
+        self._threads: ThreadPoolExecutor | None = None
+        if self._handler is not None and not self._async:
+            self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pweza-handler")
+
+    @property
+    def load_error(self) -> str | None:
+        return self._error
+
+    async def run(self, ctx: TaskContext) -> Any:
+        handler = self._handler
+        if handler is None:
+            raise TaskFailure(self._error or "no handler", type=ErrorType.CONFIG, retryable=False)
+        if self._async:
+            return await handler(ctx)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, handler, ctx)
+        result = await loop.run_in_executor(self._threads, call)
+        if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
+            result = await result
+        return result
+
+    async def aclose(self) -> None:
+        if self._threads is not None:
+            # Don't wait: a cancelled sync handler may still be running and cannot be interrupted.
+            self._threads.shutdown(wait=False, cancel_futures=True)

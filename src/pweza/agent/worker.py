@@ -1,0 +1,274 @@
+"""The agent process's connection to the manager: one bidirectional stream, kept alive.
+
+The stream may drop and come back any number of times; the `TaskRunner` and its attempts
+live on across it, and a new Hello lists them as `in_flight` so the manager keeps their
+leases. Only a refusal (bad token, unknown pool) ends the agent with `AgentRejected`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import uuid
+from pathlib import Path
+
+import grpc
+import orjson
+import pydantic
+import structlog
+
+from pweza.agent.outbox import Outbox
+from pweza.agent.running import TaskRunner
+from pweza.agent.runtimes import AgentRuntime, build_runtime
+from pweza.domain.manifests import AgentTemplateSpec
+from pweza.domain.tasks import ErrorType, TaskError
+from pweza.v1 import agent_pb2 as pb
+from pweza.v1 import agent_pb2_grpc as pb_grpc
+
+log = structlog.get_logger(__name__)
+
+# Retrying these cannot help: the token, the pool or the protocol itself is wrong.
+_REJECTED = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+_BACKOFF_START = 0.2
+_BACKOFF_MAX = 5.0
+_MAX_MESSAGE = 64 * 1024 * 1024
+_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
+# How long the manager gets to end the stream after our half-close before we cut it.
+_CLOSE_TIMEOUT = 5.0
+
+
+class AgentRejected(Exception):
+    """The manager refused this agent for a reason a retry cannot fix."""
+
+
+class AgentWorker:
+    def __init__(
+        self,
+        *,
+        manager: str,
+        pool: str,
+        namespace: str = "default",
+        token: str,
+        agent_id: str | None = None,
+        concurrency: int | None = None,
+        tls_ca: Path | None = None,
+        drain_grace: float = 30.0,
+        cancel_grace: float = 2.0,
+    ) -> None:
+        self.manager = manager
+        self.pool = pool
+        self.namespace = namespace
+        self.agent_id = agent_id or uuid.uuid4().hex[:12]
+        self.concurrency = concurrency
+        self.drain_grace = drain_grace
+        self._token = token
+        self._tls_ca = tls_ca
+        self._outbox = Outbox()
+        self._runner = TaskRunner(self._outbox, cancel_grace=cancel_grace)
+        self._runtime: AgentRuntime | None = None
+        self._template_json: bytes | None = None
+        self._call: grpc.aio.StreamStreamCall[pb.AgentMessage, pb.ManagerMessage] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self._drain_early = False
+        self._finished = False
+        self._log = log.bind(agent=self.agent_id, pool=f"{namespace}/{pool}")
+
+    # -- lifecycle -------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the pool until drained or stopped; raise `AgentRejected` if refused."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        channel = self._channel()
+        stub = pb_grpc.AgentChannelStub(channel)
+        if self._drain_early:
+            self.request_drain()
+        backoff = _BACKOFF_START
+        try:
+            while not self._finished:
+                welcomed = False
+                try:
+                    welcomed = await self._session(stub)
+                    if not self._finished:
+                        self._log.warning("manager closed the stream")
+                except grpc.aio.AioRpcError as error:
+                    code = error.code()
+                    if code in _REJECTED:
+                        reason = f"manager {self.manager} refused the agent: {code.name}: {error.details()}"
+                        self._log.error("agent rejected", code=code.name, details=error.details())
+                        raise AgentRejected(reason) from None
+                    if not self._finished:
+                        self._log.warning("agent stream lost", code=code.name, details=error.details())
+                if self._finished:
+                    break
+                if welcomed:
+                    backoff = _BACKOFF_START
+                delay = backoff * random.uniform(0.75, 1.25)  # jitter spreads a fleet's reconnects
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+        finally:
+            self._finished = True
+            await self._abandon(TaskError(ErrorType.AGENT_LOST, "agent stopped", True), wait=1.0)
+            if self._runtime is not None:
+                await self._runtime.aclose()
+            await channel.close(None)
+            self._log.info("agent stopped")
+
+    def request_drain(self) -> None:
+        """Stop taking work, finish what runs (within `drain_grace`), then let `run` return."""
+        if self._loop is None:
+            self._drain_early = True
+            return
+        self._begin_drain(self.drain_grace)
+
+    async def stop(self) -> None:
+        """Stop now: in-flight attempts are cancelled and reported as lost (retryable)."""
+        if self._loop is None:
+            self._finished = True
+            return
+        await self._abandon(TaskError(ErrorType.AGENT_LOST, "agent stopped", True), wait=1.0)
+        self._close_stream()
+
+    # -- one stream --------------------------------------------------------------
+    def _channel(self) -> grpc.aio.Channel:
+        options = [
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            # grpc's own reconnect backoff grows to minutes; keep it within ours.
+            ("grpc.initial_reconnect_backoff_ms", int(_BACKOFF_START * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(_BACKOFF_MAX * 1000)),
+        ]
+        if self._tls_ca is None:
+            return grpc.aio.insecure_channel(self.manager, options=options)
+        credentials = grpc.ssl_channel_credentials(root_certificates=self._tls_ca.read_bytes())
+        return grpc.aio.secure_channel(self.manager, credentials, options=options)
+
+    async def _session(self, stub: pb_grpc.AgentChannelAsyncStub) -> bool:
+        """Run one stream to its end; return whether the manager welcomed us on it."""
+        # The in-flight snapshot and the new queue are taken in the same tick (see Outbox).
+        self._outbox.new_stream()
+        hello = pb.Hello(
+            namespace=self.namespace,
+            pool=self.pool,
+            # Once known, send our slot count so the manager's credits match our runner's.
+            free_slots=self._runner.slots if self._runtime is not None else (self.concurrency or 0),
+            token=self._token,
+            agent_id=self.agent_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            in_flight=self._runner.refs(),
+        )
+        metadata = (("authorization", f"Bearer {self._token}"),)
+        call = stub.Connect(self._outbox.stream(hello), metadata=metadata)
+        self._call = call
+        heartbeat: asyncio.Task[None] | None = None
+        try:
+            first = await call.read()
+            if first is _EOF:
+                return False
+            assert isinstance(first, pb.ManagerMessage)
+            if not first.HasField("welcome"):
+                raise AgentRejected(f"manager sent {first.WhichOneof('body')} before welcome")
+            interval = self._welcomed(first.welcome)
+            heartbeat = asyncio.create_task(self._heartbeat(interval))
+            while True:
+                message = await call.read()
+                if message is _EOF:
+                    return True
+                assert isinstance(message, pb.ManagerMessage)
+                self._handle(message)
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+            self._call = None
+            call.cancel()
+
+    def _welcomed(self, welcome: pb.Welcome) -> float:
+        if self._runtime is None:
+            try:
+                spec = AgentTemplateSpec.model_validate(orjson.loads(welcome.template_json))
+            except (orjson.JSONDecodeError, pydantic.ValidationError) as error:
+                raise AgentRejected(
+                    f"the manager's template for pool {self.pool!r} is invalid: {error}"
+                ) from None
+            # Template environment as defaults: what the pod or the pool sets explicitly wins.
+            for env in spec.environment:
+                os.environ.setdefault(env.name, env.value)
+            slots = self.concurrency or spec.concurrency
+            self._runtime = build_runtime(spec, concurrency=slots)
+            self._runner.runtime = self._runtime
+            self._runner.slots = slots
+            self._template_json = welcome.template_json
+            self._log.info(
+                "agent ready", manager=self.manager, runtime=spec.runtime.kind, slots=slots,
+                in_flight=self._runner.busy,
+            )  # fmt: skip
+        elif welcome.template_json != self._template_json:
+            self._log.warning("the pool's template changed; restart the agent to apply it")
+        else:
+            self._log.info("agent reconnected", manager=self.manager, in_flight=self._runner.busy)
+        return welcome.heartbeat_interval_seconds or 5.0
+
+    def _handle(self, message: pb.ManagerMessage) -> None:
+        body = message.WhichOneof("body")
+        if body == "assignments":
+            self._runner.assign(message.assignments.items)
+        elif body == "cancel":
+            self._runner.cancel(message.cancel.task_ids, message.cancel.reason)
+        elif body == "drain":
+            self._begin_drain(message.drain.grace_seconds or self.drain_grace)
+        else:
+            self._log.warning("unexpected manager message", kind=body)
+
+    async def _heartbeat(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._outbox.heartbeat(self._runner.refs())
+
+    # -- ending ----------------------------------------------------------------------
+    def _begin_drain(self, grace: float) -> None:
+        if self._drain is not None or self._finished:
+            return
+        self._runner.draining = True
+        self._log.info("agent draining", grace=grace, in_flight=self._runner.busy)
+        self._drain = asyncio.get_running_loop().create_task(self._drain_then_close(grace))
+
+    async def _drain_then_close(self, grace: float) -> None:
+        try:
+            await asyncio.wait_for(self._runner.wait_idle(), grace)
+        except TimeoutError:
+            message = f"the agent drained before the task finished (grace {grace:g}s)"
+            await self._abandon(TaskError(ErrorType.AGENT_LOST, message, True), wait=_CLOSE_TIMEOUT)
+        self._close_stream()
+
+    async def _abandon(self, error: TaskError, *, wait: float) -> None:
+        self._runner.draining = True
+        self._runner.abort_all(error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._runner.wait_idle(), wait)
+
+    def _close_stream(self) -> None:
+        if self._finished and self._wake is not None and self._wake.is_set():
+            return
+        self._finished = True
+        self._outbox.close()  # a clean half-close after the last results
+        if self._wake is not None:
+            self._wake.set()  # leave a reconnect backoff at once
+        call = self._call
+        if call is not None and self._loop is not None:
+            self._loop.call_later(_CLOSE_TIMEOUT, call.cancel)

@@ -29,6 +29,14 @@ MATRIX: dict[tuple[str, str], tuple[Permission, str]] = {
     ("GET", "/api/v1/tokens"): (Permission.ADMIN, "/api/v1/tokens"),
     ("DELETE", "/api/v1/tokens/{token_id}"): (Permission.ADMIN, "/api/v1/tokens/missing"),
     ("GET", "/api/v1/audit"): (Permission.ADMIN, "/api/v1/audit"),
+    ("POST", "/api/v1/workflows/{name}/runs"): (Permission.WRITE, "/api/v1/workflows/missing/runs"),
+    ("GET", "/api/v1/runs"): (Permission.READ, "/api/v1/runs"),
+    ("GET", "/api/v1/runs/{run_id}"): (Permission.READ, "/api/v1/runs/missing"),
+    ("POST", "/api/v1/runs/{run_id}/cancel"): (Permission.WRITE, "/api/v1/runs/missing/cancel"),
+    ("POST", "/api/v1/runs/{run_id}/retry"): (Permission.WRITE, "/api/v1/runs/missing/retry"),
+    ("POST", "/api/v1/runs/{run_id}/steps/{step}/approve"): (Permission.WRITE, "/api/v1/runs/missing/steps/a/approve"),
+    ("POST", "/api/v1/runs/{run_id}/steps/{step}/reject"): (Permission.WRITE, "/api/v1/runs/missing/steps/a/reject"),
+    ("GET", "/api/v1/runs/{run_id}/events"): (Permission.READ, "/api/v1/runs/missing/events"),
 }
 
 

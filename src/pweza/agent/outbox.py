@@ -21,6 +21,7 @@ class Outbox:
         self._results: list[pb.TaskResult] = []
         self._credit = 0
         self._heartbeat: list[pb.AttemptRef] | None = None
+        self._delegates: list[pb.DelegateRequest] = []
         self._ready = asyncio.Event()
         self._generation = 0
         self._closing = False
@@ -39,6 +40,10 @@ class Outbox:
             self._credit += slots
             self._ready.set()
 
+    def delegate(self, request: pb.DelegateRequest) -> None:
+        self._delegates.append(request)
+        self._ready.set()
+
     def heartbeat(self, refs: list[pb.AttemptRef]) -> None:
         self._heartbeat = refs  # only the latest list matters
         self._ready.set()
@@ -52,6 +57,7 @@ class Outbox:
         """
         self._generation += 1
         self._started, self._credit, self._heartbeat = [], 0, None
+        self._delegates = []  # unanswered ones are re-sent after the next welcome
         self._ready.set()  # wakes the old iterator so it sees it is retired
 
     def close(self) -> None:
@@ -80,6 +86,8 @@ class Outbox:
         if self._started:
             started, self._started = self._started, []
             return pb.AgentMessage(started=pb.Started(attempts=started))
+        if self._delegates:
+            return pb.AgentMessage(delegate=self._delegates.pop(0))
         if self._results:
             results, self._results = self._results, []
             credit, self._credit = self._credit, 0

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import orjson
 import structlog
 
+from pweza.agent.delegating import DelegationClient
 from pweza.agent.outbox import Outbox
 from pweza.agent.runtimes import AgentRuntime
-from pweza.agent.sdk import Delegator, TaskContext, TaskFailure
+from pweza.agent.sdk import TaskContext, TaskFailure
 from pweza.domain.tasks import ErrorType, TaskError
 from pweza.v1 import agent_pb2 as pb
 
@@ -42,14 +43,14 @@ class _Attempt:
 
 class TaskRunner:
     def __init__(
-        self, outbox: Outbox, *, cancel_grace: float = 2.0, delegator: Delegator | None = None
+        self, outbox: Outbox, *, cancel_grace: float = 2.0, delegations: DelegationClient | None = None
     ) -> None:
         self.runtime: AgentRuntime | None = None
         self.slots = 1
         self.draining = False
         self._outbox = outbox
         self._cancel_grace = cancel_grace
-        self._delegator = delegator
+        self._delegations = delegations
         self._running: dict[Key, _Attempt] = {}
         self._latest: dict[str, _Attempt] = {}  # task id -> its newest running attempt
         self._backlog: deque[pb.Assignment] = deque()
@@ -120,7 +121,7 @@ class TaskRunner:
             attempt=item.attempt,
             idempotency_key=item.idempotency_key or None,
             labels=dict(item.labels),
-            delegator=self._delegator,
+            delegator=None if self._delegations is None else self._delegations.for_attempt(item.task_id, item.attempt),
         )
         attempt = _Attempt(ctx)
         key = (item.task_id, item.attempt)
@@ -195,9 +196,7 @@ class TaskRunner:
         except orjson.JSONEncodeError as problem:
             return None, TaskError("InvalidOutput", f"the handler's output is not JSON: {problem}", False)
 
-    def _report(
-        self, task_id: str, number: int, output: bytes | None, error: TaskError | None, *, freed: int
-    ) -> None:
+    def _report(self, task_id: str, number: int, output: bytes | None, error: TaskError | None, *, freed: int) -> None:
         if error is None:
             result = pb.TaskResult(task_id=task_id, attempt=number, ok=True, output_json=output or b"")
         else:

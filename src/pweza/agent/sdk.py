@@ -78,9 +78,7 @@ class TaskContext:
     def logger(self) -> Any:
         """A structlog logger bound to this task's id and attempt."""
         if self._logger is None:
-            self._logger = structlog.get_logger("pweza.handler").bind(
-                task_id=self.task_id, attempt=self.attempt
-            )
+            self._logger = structlog.get_logger("pweza.handler").bind(task_id=self.task_id, attempt=self.attempt)
         return self._logger
 
     def raise_if_cancelled(self) -> None:

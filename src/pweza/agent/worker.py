@@ -20,6 +20,7 @@ import orjson
 import pydantic
 import structlog
 
+from pweza.agent.delegating import DelegationClient
 from pweza.agent.outbox import Outbox
 from pweza.agent.running import TaskRunner
 from pweza.agent.runtimes import AgentRuntime, build_runtime
@@ -75,7 +76,8 @@ class AgentWorker:
         self._token = token
         self._tls_ca = tls_ca
         self._outbox = Outbox()
-        self._runner = TaskRunner(self._outbox, cancel_grace=cancel_grace)
+        self._delegations = DelegationClient(self._outbox)
+        self._runner = TaskRunner(self._outbox, cancel_grace=cancel_grace, delegations=self._delegations)
         self._runtime: AgentRuntime | None = None
         self._template_json: bytes | None = None
         self._call: grpc.aio.StreamStreamCall[pb.AgentMessage, pb.ManagerMessage] | None = None
@@ -83,6 +85,8 @@ class AgentWorker:
         self._wake: asyncio.Event | None = None
         self._drain: asyncio.Task[None] | None = None
         self._drain_early = False
+        self._cutoff: asyncio.TimerHandle | None = None
+        self._welcomes = 0
         self._finished = False
         self._log = log.bind(agent=self.agent_id, pool=f"{namespace}/{pool}")
 
@@ -98,9 +102,9 @@ class AgentWorker:
         backoff = _BACKOFF_START
         try:
             while not self._finished:
-                welcomed = False
+                welcomes = self._welcomes
                 try:
-                    welcomed = await self._session(stub)
+                    await self._session(stub)
                     if not self._finished:
                         self._log.warning("manager closed the stream")
                 except grpc.aio.AioRpcError as error:
@@ -113,7 +117,7 @@ class AgentWorker:
                         self._log.warning("agent stream lost", code=code.name, details=error.details())
                 if self._finished:
                     break
-                if welcomed:
+                if self._welcomes > welcomes:  # the last stream worked: start over quickly
                     backoff = _BACKOFF_START
                 delay = backoff * random.uniform(0.75, 1.25)  # jitter spreads a fleet's reconnects
                 backoff = min(backoff * 2, _BACKOFF_MAX)
@@ -121,6 +125,9 @@ class AgentWorker:
                     await asyncio.wait_for(self._wake.wait(), delay)
         finally:
             self._finished = True
+            for pending in (self._drain, self._cutoff):
+                if pending is not None:
+                    pending.cancel()
             await self._abandon(TaskError(ErrorType.AGENT_LOST, "agent stopped", True), wait=1.0)
             if self._runtime is not None:
                 await self._runtime.aclose()
@@ -158,8 +165,8 @@ class AgentWorker:
         credentials = grpc.ssl_channel_credentials(root_certificates=self._tls_ca.read_bytes())
         return grpc.aio.secure_channel(self.manager, credentials, options=options)
 
-    async def _session(self, stub: pb_grpc.AgentChannelAsyncStub) -> bool:
-        """Run one stream to its end; return whether the manager welcomed us on it."""
+    async def _session(self, stub: pb_grpc.AgentChannelAsyncStub) -> None:
+        """Run one stream until it ends."""
         # The in-flight snapshot and the new queue are taken in the same tick (see Outbox).
         self._outbox.new_stream()
         hello = pb.Hello(
@@ -180,7 +187,7 @@ class AgentWorker:
         try:
             first = await call.read()
             if first is _EOF:
-                return False
+                return
             assert isinstance(first, pb.ManagerMessage)
             if not first.HasField("welcome"):
                 raise AgentRejected(f"manager sent {first.WhichOneof('body')} before welcome")
@@ -189,7 +196,7 @@ class AgentWorker:
             while True:
                 message = await call.read()
                 if message is _EOF:
-                    return True
+                    return
                 assert isinstance(message, pb.ManagerMessage)
                 self._handle(message)
         finally:
@@ -199,13 +206,12 @@ class AgentWorker:
             call.cancel()
 
     def _welcomed(self, welcome: pb.Welcome) -> float:
+        self._welcomes += 1
         if self._runtime is None:
             try:
                 spec = AgentTemplateSpec.model_validate(orjson.loads(welcome.template_json))
             except (orjson.JSONDecodeError, pydantic.ValidationError) as error:
-                raise AgentRejected(
-                    f"the manager's template for pool {self.pool!r} is invalid: {error}"
-                ) from None
+                raise AgentRejected(f"the manager's template for pool {self.pool!r} is invalid: {error}") from None
             # Template environment as defaults: what the pod or the pool sets explicitly wins.
             for env in spec.environment:
                 os.environ.setdefault(env.name, env.value)
@@ -222,6 +228,8 @@ class AgentWorker:
             self._log.warning("the pool's template changed; restart the agent to apply it")
         else:
             self._log.info("agent reconnected", manager=self.manager, in_flight=self._runner.busy)
+        if self._welcomes > 1:
+            self._delegations.resend_all()
         return welcome.heartbeat_interval_seconds or 5.0
 
     def _handle(self, message: pb.ManagerMessage) -> None:
@@ -232,6 +240,8 @@ class AgentWorker:
             self._runner.cancel(message.cancel.task_ids, message.cancel.reason)
         elif body == "drain":
             self._begin_drain(message.drain.grace_seconds or self.drain_grace)
+        elif body == "delegate_result":
+            self._delegations.resolve(message.delegate_result)
         else:
             self._log.warning("unexpected manager message", kind=body)
 
@@ -271,4 +281,4 @@ class AgentWorker:
             self._wake.set()  # leave a reconnect backoff at once
         call = self._call
         if call is not None and self._loop is not None:
-            self._loop.call_later(_CLOSE_TIMEOUT, call.cancel)
+            self._cutoff = self._loop.call_later(_CLOSE_TIMEOUT, call.cancel)

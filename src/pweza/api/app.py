@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from pweza import __version__
-from pweza.api import admin, objects, problems, tasks
+from pweza.api import admin, objects, problems, runs, tasks
 from pweza.manager.service import Manager
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -26,6 +26,7 @@ def create_app(manager: Manager) -> FastAPI:
     # Declared before the generic /{plural} routes so 'tasks' and 'agents' win.
     app.include_router(tasks.router)
     app.include_router(admin.router)
+    app.include_router(runs.router)
     app.include_router(objects.router)
 
     @app.get("/health/live", tags=["health"])

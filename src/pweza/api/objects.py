@@ -77,9 +77,7 @@ async def replace_object(
         response.status_code = 201
     changed = existed is None or existed.generation != stored.generation
     if changed:
-        await manager.audit(
-            who, f"{kind.lower()}.apply", "/".join(manifest.key), generation=stored.generation
-        )
+        await manager.audit(who, f"{kind.lower()}.apply", "/".join(manifest.key), generation=stored.generation)
     return {"object": with_server_fields(stored), "warnings": warnings, "changed": changed}
 
 

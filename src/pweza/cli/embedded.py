@@ -72,9 +72,7 @@ class AgentSupervisor:
                 slot.failures += 1
                 delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(slot.failures, 6))
                 slot.next_start = now + delay
-                log.warning(
-                    "agent exited", pool=pool, index=index, code=slot.process.returncode, retry_in=delay
-                )
+                log.warning("agent exited", pool=pool, index=index, code=slot.process.returncode, retry_in=delay)
                 slot.process = None
             if now >= slot.next_start:
                 slot.process = await self._spawn(namespace, pool, index)
@@ -94,7 +92,7 @@ class AgentSupervisor:
         log_file.close()
         return process
 
-    async def _terminate(self, slot: _Slot, grace: float = 10.0) -> None:
+    async def _terminate(self, slot: _Slot, grace: float = 35.0) -> None:
         process = slot.process
         if process is None or process.returncode is not None:
             return
@@ -154,9 +152,7 @@ async def run_embedded(settings: Settings, data_dir: Path, files: list[Path], co
         console.print(f"[bold green]pweza is up[/bold green]  API {endpoints.http}  gRPC {endpoints.grpc}")
         if endpoints.metrics:
             console.print(f"metrics {endpoints.metrics}")
-        console.print(
-            f"admin token saved to {context_path} (the CLI uses it); agent logs in {data_dir / 'logs'}"
-        )
+        console.print(f"admin token saved to {context_path} (the CLI uses it); agent logs in {data_dir / 'logs'}")
 
     try:
         await serve(settings, stop, on_ready)

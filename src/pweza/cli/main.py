@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,9 +56,7 @@ def version() -> None:
 
 @app.command()
 def manager(
-    config: Annotated[
-        Path | None, typer.Option(help="Config file [default /etc/pweza-core/config.yaml].")
-    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file [default /etc/pweza-core/config.yaml].")] = None,
 ) -> None:
     """Run the Core Manager (HTTP :8080, gRPC :9090, metrics :2112)."""
     from pweza.cli.serving import serve
@@ -85,13 +82,9 @@ def manager(
 @app.command()
 def agent(
     pool: Annotated[str, typer.Option(help="Pool to serve.")],
-    manager_address: Annotated[
-        str, typer.Option("--manager", help="Manager gRPC HOST:PORT.")
-    ] = "127.0.0.1:9090",
+    manager_address: Annotated[str, typer.Option("--manager", help="Manager gRPC HOST:PORT.")] = "127.0.0.1:9090",
     namespace: Namespace = "default",
-    token: Annotated[
-        str | None, typer.Option(help="Agent token [env PWEZA_TOKEN].", envvar="PWEZA_TOKEN")
-    ] = None,
+    token: Annotated[str | None, typer.Option(help="Agent token [env PWEZA_TOKEN].", envvar="PWEZA_TOKEN")] = None,
     agent_id: Annotated[str | None, typer.Option(help="Stable id (default: random).")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Override the template's.")] = None,
     tls_ca: Annotated[Path | None, typer.Option(help="CA bundle: use TLS to the manager.")] = None,
@@ -217,9 +210,7 @@ def get(
 
 
 @app.command()
-def delete(
-    kind: str, name: str, namespace: Namespace = "default", server: Server = None, token: Token = None
-) -> None:
+def delete(kind: str, name: str, namespace: Namespace = "default", server: Server = None, token: Token = None) -> None:
     """Delete an object."""
     try:
         resolved = resolve_kind(kind)
@@ -418,4 +409,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -24,6 +25,14 @@ class Endpoints:
     http: str
     grpc: str
     metrics: str | None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process's owner decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 ReadyHook = Callable[[Manager, Endpoints], Awaitable[None]]
@@ -53,8 +62,7 @@ async def serve(settings: Settings, stop: asyncio.Event, on_ready: ReadyHook | N
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_enabled else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_enabled else None,
     )
-    http_server = uvicorn.Server(config)
-    http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    http_server = _Server(config)
     http_task = asyncio.create_task(http_server.serve())
     try:
         while not http_server.started:

@@ -22,9 +22,7 @@ def parse_duration(text: str) -> float:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     if pos == 0 or pos != len(stripped):
-        raise ValueError(
-            f"{text!r} is not a duration; use a number with a unit ms, s, m or h, e.g. '30s' or '1m30s'"
-        )
+        raise ValueError(f"{text!r} is not a duration; use a number with a unit ms, s, m or h, e.g. '30s' or '1m30s'")
     return total
 
 

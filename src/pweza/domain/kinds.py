@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 from pweza.domain.errors import InvalidInput
 from pweza.domain.manifests import API_VERSION, AgentPool, AgentTemplate, Manifest
 
+_INNER_PATH = re.compile(r"^((?:steps|outputs|inputs)[\w.\[\]]*): (.*)$", re.S)
 KINDS: dict[str, type[Manifest]] = {"AgentTemplate": AgentTemplate, "AgentPool": AgentPool}
 PLURALS: dict[str, str] = {"agenttemplates": "AgentTemplate", "agentpools": "AgentPool"}
 # Names a person types on the command line, kubectl style.
@@ -61,6 +63,11 @@ def validation_problem(error: ValidationError, prefix: str = "") -> InvalidInput
     first = details[0]
     path = format_location(tuple(p for p in first["loc"] if not _is_union_tag(p)), prefix)
     message = first["msg"].removeprefix("Value error, ")
+    # Whole-object validators (a workflow's graph) name the exact spot at the start of their message.
+    inner = _INNER_PATH.match(message)
+    if inner:
+        path = f"{path}.{inner.group(1)}" if path else inner.group(1)
+        message = inner.group(2)
     more = f" (and {len(details) - 1} more problems)" if len(details) > 1 else ""
     return InvalidInput(f"{path or '(document)'}: {message}{more}", field=path or None)
 
@@ -77,9 +84,7 @@ def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manife
         raise InvalidInput(f"apiVersion: expected {API_VERSION!r}, got {api_version!r}", field="apiVersion")
     kind = document.get("kind")
     if kind not in KINDS:
-        raise InvalidInput(
-            f"kind: unknown kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}", field="kind"
-        )
+        raise InvalidInput(f"kind: unknown kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}", field="kind")
     if expected_kind is not None and kind != expected_kind:
         raise InvalidInput(f"kind: expected {expected_kind!r}, got {kind!r}", field="kind")
     try:

@@ -80,9 +80,7 @@ class Runtime(SpecModel):
     headers: dict[str, str] | None = None
     command: list[str] | None = Field(default=None, min_length=1, description="shell: argv")
     working_dir: str | None = None
-    base_url: str | None = Field(
-        default=None, pattern=r"^https?://", description="llm: OpenAI-compatible base URL"
-    )
+    base_url: str | None = Field(default=None, pattern=r"^https?://", description="llm: OpenAI-compatible base URL")
     model: str | None = None
     prompt: str | None = Field(default=None, description="llm: system prompt")
     api_key_env: str = Field(default="OPENAI_API_KEY", description="llm: env var with the key")
@@ -102,8 +100,7 @@ class Runtime(SpecModel):
         extra = sorted(given - allowed)
         if extra:
             raise ValueError(
-                f"{', '.join(extra)} not allowed for runtime kind {self.kind!r} "
-                f"(allowed: {', '.join(sorted(allowed))})"
+                f"{', '.join(extra)} not allowed for runtime kind {self.kind!r} (allowed: {', '.join(sorted(allowed))})"
             )
         return self
 
@@ -143,9 +140,7 @@ class Scaling(SpecModel):
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Scaling:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"minReplicas ({self.min_replicas}) must not exceed maxReplicas ({self.max_replicas})"
-            )
+            raise ValueError(f"minReplicas ({self.min_replicas}) must not exceed maxReplicas ({self.max_replicas})")
         return self
 
 

@@ -46,3 +46,10 @@ class TaskFilter:
     pool: str | None = None
     state: TaskState | None = None
     parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    namespace: str | None = None
+    workflow: str | None = None
+    state: str | None = None

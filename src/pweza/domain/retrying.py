@@ -23,9 +23,7 @@ def backoff_delay(policy: RetryPolicy, failed_attempts: int) -> float:
     return float(min(cap, base * policy.factor ** max(0, failed_attempts - 1)))
 
 
-def decide(
-    policy: RetryPolicy, error: TaskError, attempts_made: int, max_retries: int | None = None
-) -> RetryDecision:
+def decide(policy: RetryPolicy, error: TaskError, attempts_made: int, max_retries: int | None = None) -> RetryDecision:
     """Retry while the error is retryable, not listed as non-retryable, and retries remain."""
     final = TaskState.TIMED_OUT if error.type == ErrorType.TIMEOUT else TaskState.FAILED
     if error.type == ErrorType.CANCELLED:

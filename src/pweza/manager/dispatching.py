@@ -43,6 +43,7 @@ class Dispatcher:
         self._sessions: dict[str, AgentSession] = {}
         self._pool_sessions: dict[PoolKey, list[AgentSession]] = defaultdict(list)
         self._retry_policies: dict[PoolKey, RetryPolicy] = {}
+        self._task_policies: dict[str, RetryPolicy] = {}
         self._waiters: dict[str, list[asyncio.Future[Task]]] = defaultdict(list)
         self._listeners: list[FinishListener] = []
         self._dirty_pools: set[PoolKey] = set()
@@ -82,6 +83,10 @@ class Dispatcher:
 
     def remember_retry_policy(self, pool: PoolKey, policy: RetryPolicy) -> None:
         self._retry_policies[pool] = policy
+
+    def remember_task_policy(self, task_id: str, policy: RetryPolicy) -> None:
+        """A per-task override (a workflow step's `retry`), kept until the task finishes."""
+        self._task_policies[task_id] = policy
 
     # -- tasks -----------------------------------------------------------------
     async def submit(self, requests: Iterable[TaskRequest]) -> list[Task]:
@@ -139,6 +144,10 @@ class Dispatcher:
         if task.state.terminal:
             raise Conflict(f"task {task_id} is already {task.state.value}")
         task.cancel_requested = True
+        # Delegated children die with their parent.
+        for child in [t for t in self._tasks.values() if t.parent_id == task_id and not t.state.terminal]:
+            if not child.cancel_requested:
+                await self.cancel(child.id, f"parent {task_id} cancelled")
         lease = self._leases.get(task_id)
         if lease is None:
             self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, reason, False))
@@ -180,6 +189,11 @@ class Dispatcher:
         # Its leases stay: the agent may come back and claim them, or they expire.
         self._update_agent_gauge()
 
+    def holder(self, task_id: str) -> AgentSession | None:
+        """The connected agent running the task's current attempt, if any."""
+        lease = self._leases.get(task_id)
+        return None if lease is None else self._sessions.get(lease.attempt.agent_id)
+
     def sessions(self) -> list[AgentSession]:
         return list(self._sessions.values())
 
@@ -218,9 +232,7 @@ class Dispatcher:
             if lease is not None and lease.attempt.number == number:
                 lease.expires = now + self._settings.lease_seconds
 
-    def on_result(
-        self, agent_id: str, task_id: str, number: int, output: object, error: TaskError | None
-    ) -> None:
+    def on_result(self, agent_id: str, task_id: str, number: int, output: object, error: TaskError | None) -> None:
         session = self._sessions.get(agent_id)
         if session is not None:
             session.running.discard(task_id)
@@ -304,9 +316,7 @@ class Dispatcher:
         task.started_at = now
         attempt = Attempt(task.id, task.attempts, session.id, now)
         timeout = task.timeout_seconds or 0.0
-        self._leases[task.id] = Lease(
-            attempt, now + self._settings.lease_seconds, now + timeout if timeout else None
-        )
+        self._leases[task.id] = Lease(attempt, now + self._settings.lease_seconds, now + timeout if timeout else None)
         session.running.add(task.id)
         self.writes.task(task)
         self.writes.attempt(attempt)
@@ -322,7 +332,7 @@ class Dispatcher:
         if task.cancel_requested:
             self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
             return
-        policy = self._retry_policies.get(task.pool_key, RetryPolicy())
+        policy = self._task_policies.get(task.id) or self._retry_policies.get(task.pool_key, RetryPolicy())
         decision = decide(policy, error, task.attempts, task.max_retries)
         if not decision.retry:
             self._finish(task, decision.final_state, error=error)
@@ -334,14 +344,13 @@ class Dispatcher:
         self.writes.task(task)
         self._enqueue_at(task, task.not_before)
 
-    def _finish(
-        self, task: Task, state: TaskState, *, output: object = None, error: TaskError | None = None
-    ) -> None:
+    def _finish(self, task: Task, state: TaskState, *, output: object = None, error: TaskError | None = None) -> None:
         task.state = state
         task.output = output
         task.error = error
         task.finished_at = time.time()
         self._leases.pop(task.id, None)
+        self._task_policies.pop(task.id, None)
         self.writes.task(task, finished=True)
         pool = f"{task.namespace}/{task.pool}"
         self._metrics.tasks.labels(pool=pool, state=state.value).inc()
@@ -385,14 +394,9 @@ class Dispatcher:
                     session.running.discard(task_id)
                 message = f"agent {lease.attempt.agent_id} stopped heartbeating (lease expired)"
                 self._fail_attempt(task, lease, TaskError(ErrorType.AGENT_LOST, message, True))
-            elif (
-                lease.cancel_sent_at is not None
-                and now > lease.cancel_sent_at + self._settings.cancel_grace_seconds
-            ):
+            elif lease.cancel_sent_at is not None and now > lease.cancel_sent_at + self._settings.cancel_grace_seconds:
                 del self._leases[task_id]
-                self._fail_attempt(
-                    task, lease, TaskError(ErrorType.CANCELLED, "cancel not acknowledged", False)
-                )
+                self._fail_attempt(task, lease, TaskError(ErrorType.CANCELLED, "cancel not acknowledged", False))
 
     def _update_agent_gauge(self) -> None:
         self._metrics.agents.clear()

@@ -58,3 +58,15 @@ class Metrics:
             "Agent-channel messages and task API calls handled.",
             registry=self.registry,
         )
+        self.runs = Counter(
+            "pweza_workflow_runs",
+            "Workflow runs started and finished, by final state.",
+            ["workflow", "state"],
+            registry=self.registry,
+        )
+        self.steps = Counter(
+            "pweza_workflow_steps",
+            "Workflow steps finished, by state.",
+            ["workflow", "state"],
+            registry=self.registry,
+        )

@@ -83,9 +83,7 @@ class Registry:
     async def find(self, kind: str, namespace: str, name: str) -> StoredObject | None:
         return await self._store.get_object(kind, namespace, name)
 
-    async def list(
-        self, kind: str, namespace: str | None, limit: int, after: str | None = None
-    ) -> list[StoredObject]:
+    async def list(self, kind: str, namespace: str | None, limit: int, after: str | None = None) -> list[StoredObject]:
         return await self._store.list_objects(kind, namespace, limit, after)
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:

@@ -12,10 +12,12 @@ from pweza.domain.roles import Role
 from pweza.domain.tasks import Task
 from pweza.manager.auth import Principal, TokenService
 from pweza.manager.config import Settings
+from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.metrics import Metrics
 from pweza.manager.registry import Registry
 from pweza.manager.sessions import TaskRequest
+from pweza.manager.workflows import WorkflowEngine
 from pweza.store.codec import dumps
 from pweza.store.protocol import Store
 
@@ -28,13 +30,17 @@ class Manager:
         self.registry = Registry(store)
         self.tokens = TokenService(store)
         self.dispatcher = Dispatcher(store, settings, self.metrics)
+        self.workflows = WorkflowEngine(store, self.dispatcher, self.registry, self.metrics)
+        self.delegations = Delegations(store, self.dispatcher, self.registry)
         self.started_at = time.time()
 
     async def start(self) -> None:
         await self.store.open()
         await self.dispatcher.start()
+        await self.workflows.start()
 
     async def stop(self) -> None:
+        await self.workflows.stop()
         await self.dispatcher.stop()
         await self.store.close()
 
@@ -45,9 +51,7 @@ class Manager:
         entry = AuditEntry(time.time(), f"{who.name}({who.token_id})", action, target, detail)
         await self.store.append_audit(entry)
 
-    async def submit_tasks(
-        self, who: Principal, requests: Sequence[TaskRequest], *, audit: bool = True
-    ) -> list[Task]:
+    async def submit_tasks(self, who: Principal, requests: Sequence[TaskRequest], *, audit: bool = True) -> list[Task]:
         """Validate pools and sizes, resolve the template's defaults, store durably, dispatch."""
         resolved: list[TaskRequest] = []
         for index, request in enumerate(requests):

@@ -21,6 +21,14 @@ class AssignmentMessage:
         return f"{self.task_id}/{self.attempt}"
 
 
+@dataclass(frozen=True, slots=True)
+class DelegatedResult:
+    task_id: str
+    ok: bool
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
 class AgentLink(Protocol):
     """The way down to one agent; the gRPC layer implements it on the agent's stream."""
 
@@ -29,6 +37,8 @@ class AgentLink(Protocol):
     def send_cancel(self, task_ids: list[str], reason: str) -> None: ...
 
     def send_drain(self, grace_seconds: float) -> None: ...
+
+    def send_delegate_result(self, request_id: str, task: DelegatedResult) -> None: ...
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from pweza.domain.errors import PwezaError
 from pweza.domain.roles import Permission
 from pweza.domain.tasks import TaskError
 from pweza.manager.service import Manager
-from pweza.manager.sessions import AgentSession, AssignmentMessage
+from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedResult
 from pweza.v1 import agent_pb2 as pb
 from pweza.v1 import agent_pb2_grpc as pb_grpc
 
@@ -55,6 +55,23 @@ class StreamLink:
 
     def send_drain(self, grace_seconds: float) -> None:
         self.queue.put_nowait(pb.ManagerMessage(drain=pb.Drain(grace_seconds=grace_seconds)))
+
+    def send_delegate_result(self, request_id: str, result: DelegatedResult) -> None:
+        error = None
+        if result.error is not None:
+            error = pb.ErrorInfo(
+                type=str(result.error.get("type", "")),
+                message=str(result.error.get("message", "")),
+                retryable=bool(result.error.get("retryable", False)),
+            )
+        message = pb.DelegateResult(
+            request_id=request_id,
+            task_id=result.task_id,
+            ok=result.ok,
+            output_json=orjson.dumps(result.output) if result.ok else b"",
+            error=error,
+        )
+        self.queue.put_nowait(pb.ManagerMessage(delegate_result=message))
 
     def close(self) -> None:
         self.queue.put_nowait(_CLOSE)
@@ -114,9 +131,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             principal = await manager.tokens.authenticate(token)
             principal.require(Permission.AGENT_CHANNEL)
         except PwezaError as error:
-            code = (
-                grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
-            )
+            code = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
             await context.abort(code, error.detail)
         namespace = hello.namespace or "default"
         try:
@@ -150,9 +165,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                         if not result.ok:
                             info = result.error
                             error = TaskError(info.type or "HandlerError", info.message, info.retryable)
-                        output = (
-                            orjson.loads(result.output_json) if result.ok and result.output_json else None
-                        )
+                        output = orjson.loads(result.output_json) if result.ok and result.output_json else None
                         dispatcher.on_result(session.id, result.task_id, result.attempt, output, error)
                     dispatcher.on_credit(session.id, message.results.credit)
                 elif body == "started":
@@ -161,6 +174,12 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     dispatcher.on_heartbeat(session.id, _refs(list(message.heartbeat.attempts)))
                 elif body == "credit":
                     dispatcher.on_credit(session.id, message.credit.slots)
+                elif body == "delegate":
+                    request = message.delegate
+                    payload = orjson.loads(request.input_json) if request.input_json else None
+                    await self._manager.delegations.request(
+                        session.id, request.request_id, request.parent_task_id, request.pool, payload, request.key
+                    )
                 else:
                     log.warning("unexpected agent message", agent=session.id, kind=body)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):

@@ -9,6 +9,7 @@ import orjson
 
 from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
 from pweza.domain.roles import Role
+from pweza.domain.runs import Run, RunEvent, RunState, StepRun, StepState
 from pweza.domain.tasks import Attempt, Task, TaskError, TaskState
 
 
@@ -133,4 +134,95 @@ def audit_from_row(row: Mapping[str, Any]) -> AuditEntry:
         action=row["action"],
         target=row["target"],
         detail=orjson.loads(row["detail"]),
+    )
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "seq": run.seq,
+        "namespace": run.namespace,
+        "workflow": run.workflow,
+        "generation": run.generation,
+        "spec": dumps(run.spec),
+        "inputs": dumps(run.inputs),
+        "state": run.state.value,
+        "outputs": None if run.outputs is None else dumps(run.outputs),
+        "error": run.error,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "deadline": run.deadline,
+        "retries": run.retries,
+    }
+
+
+def run_from_row(row: Mapping[str, Any]) -> Run:
+    return Run(
+        id=row["id"],
+        seq=row["seq"],
+        namespace=row["namespace"],
+        workflow=row["workflow"],
+        generation=row["generation"],
+        spec=orjson.loads(row["spec"]),
+        inputs=orjson.loads(row["inputs"]),
+        state=RunState(row["state"]),
+        outputs=loads(row["outputs"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        deadline=row["deadline"],
+        retries=row["retries"],
+    )
+
+
+def step_row(step: StepRun) -> dict[str, Any]:
+    return {
+        "run_id": step.run_id,
+        "name": step.name,
+        "state": step.state.value,
+        "retries": step.retries,
+        "attempts": step.attempts,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "output": None if step.output is None else dumps(step.output),
+        "error": None if step.error is None else dumps(step.error),
+        "items": step.items,
+        "approval": None if step.approval is None else dumps(step.approval),
+    }
+
+
+def step_from_row(row: Mapping[str, Any]) -> StepRun:
+    return StepRun(
+        run_id=row["run_id"],
+        name=row["name"],
+        state=StepState(row["state"]),
+        retries=row["retries"],
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        output=loads(row["output"]),
+        error=loads(row["error"]),
+        items=row["items"],
+        approval=loads(row["approval"]),
+    )
+
+
+def event_row(event: RunEvent) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "at": event.at,
+        "type": event.type,
+        "step": event.step,
+        "data": dumps(event.data),
+    }
+
+
+def event_from_row(row: Mapping[str, Any]) -> RunEvent:
+    return RunEvent(
+        id=row["id"],
+        run_id=row["run_id"],
+        at=row["at"],
+        type=row["type"],
+        step=row["step"],
+        data=orjson.loads(row["data"]),
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pweza.domain.records import AuditEntry, StoredObject, TaskFilter, TokenRecord
+from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
+from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import Attempt, Task
 
 
@@ -69,3 +70,23 @@ class Store(Protocol):
     async def append_audit(self, entry: AuditEntry) -> None: ...
 
     async def list_audit(self, limit: int, before_id: int | None = None) -> list[AuditEntry]: ...
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
+        """The tasks that exist among `task_ids` (any order)."""
+
+    # Workflow runs.
+    async def save_run(self, run: Run | None, steps: Sequence[StepRun] = (), events: Sequence[RunEvent] = ()) -> None:
+        """Upsert the run and steps and append the events, all in one transaction."""
+
+    async def get_run(self, run_id: str) -> Run | None: ...
+
+    async def get_steps(self, run_id: str) -> list[StepRun]: ...
+
+    async def list_runs(self, where: RunFilter, limit: int, after_seq: int | None = None) -> list[Run]:
+        """Newest first."""
+
+    async def load_active_runs(self) -> list[Run]: ...
+
+    async def max_run_seq(self) -> int: ...
+
+    async def list_events(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[RunEvent]: ...

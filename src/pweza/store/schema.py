@@ -33,7 +33,7 @@ objects = Table(
 tasks = Table(
     "tasks",
     metadata,
-    Column("id", String(36), primary_key=True),
+    Column("id", String(128), primary_key=True),
     Column("seq", Integer, nullable=False),
     Column("namespace", String(63), nullable=False),
     Column("pool", String(63), nullable=False),
@@ -50,7 +50,7 @@ tasks = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("agent_id", String(64)),
-    Column("parent_id", String(36)),
+    Column("parent_id", String(128)),
     Column("labels", Text, nullable=False),
     Column("cancel_requested", Boolean, nullable=False),
     Index("ix_tasks_state", "state"),
@@ -62,7 +62,7 @@ tasks = Table(
 attempts = Table(
     "attempts",
     metadata,
-    Column("task_id", String(36), nullable=False),
+    Column("task_id", String(128), nullable=False),
     Column("number", Integer, nullable=False),
     Column("agent_id", String(64), nullable=False),
     Column("state", String(16), nullable=False),
@@ -92,4 +92,55 @@ audit = Table(
     Column("action", String(64), nullable=False),
     Column("target", String(256), nullable=False),
     Column("detail", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("workflow", String(63), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("inputs", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("outputs", Text),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("deadline", Float),
+    Column("retries", Integer, nullable=False),
+    Index("ix_runs_state", "state"),
+    Index("ix_runs_workflow", "namespace", "workflow"),
+    Index("ix_runs_seq", "seq"),
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("run_id", String(64), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("retries", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("output", Text),
+    Column("error", Text),
+    Column("items", Integer),
+    Column("approval", Text),
+    PrimaryKeyConstraint("run_id", "name"),
+)
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("step", String(63)),
+    Column("data", Text, nullable=False),
+    Index("ix_run_events_run", "run_id", "id"),
 )

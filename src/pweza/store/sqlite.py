@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine
 
-from pweza.domain.records import AuditEntry, StoredObject, TaskFilter, TokenRecord
+from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
+from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import TERMINAL_STATES, Attempt, Task
 from pweza.store import codec, migrating
 
@@ -49,6 +50,27 @@ _UPSERT_ATTEMPT = (
     "ON CONFLICT (task_id, number) DO UPDATE SET agent_id=excluded.agent_id, "
     "state=excluded.state, finished_at=excluded.finished_at, error=excluded.error"
 )
+
+
+_RUN_COLUMNS = (
+    "id, seq, namespace, workflow, generation, spec, inputs, state, outputs, error, created_at, "
+    "finished_at, deadline, retries"
+)
+_UPSERT_RUN = (
+    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ("
+    + ", ".join(":" + c.strip() for c in _RUN_COLUMNS.split(","))
+    + ") ON CONFLICT (id) DO UPDATE SET state=excluded.state, outputs=excluded.outputs, "
+    "error=excluded.error, finished_at=excluded.finished_at, deadline=excluded.deadline, retries=excluded.retries"
+)
+_UPSERT_STEP = (
+    "INSERT INTO run_steps (run_id, name, state, retries, attempts, started_at, finished_at, output, error, "
+    "items, approval) VALUES (:run_id, :name, :state, :retries, :attempts, :started_at, :finished_at, :output, "
+    ":error, :items, :approval) ON CONFLICT (run_id, name) DO UPDATE SET state=excluded.state, "
+    "retries=excluded.retries, attempts=excluded.attempts, started_at=excluded.started_at, "
+    "finished_at=excluded.finished_at, output=excluded.output, error=excluded.error, items=excluded.items, "
+    "approval=excluded.approval"
+)
+_INSERT_EVENT = "INSERT INTO run_events (run_id, at, type, step, data) VALUES (:run_id, :at, :type, :step, :data)"
 
 
 class _Call:
@@ -201,8 +223,7 @@ class SqliteStore:
                 generation = row["generation"] + (0 if row["body"] == text else 1)
                 created = row["created_at"]
                 connection.execute(
-                    "UPDATE objects SET generation=?, body=?, updated_at=? "
-                    "WHERE kind=? AND namespace=? AND name=?",
+                    "UPDATE objects SET generation=?, body=?, updated_at=? WHERE kind=? AND namespace=? AND name=?",
                     (generation, text, now, kind, namespace, name),
                 )
             return StoredObject(kind, namespace, name, generation, body, created, now)
@@ -303,9 +324,7 @@ class SqliteStore:
     async def load_unfinished_tasks(self) -> list[Task]:
         def select(connection: sqlite3.Connection) -> list[Task]:
             marks = ", ".join("?" for _ in _TERMINAL)
-            rows = connection.execute(
-                f"SELECT * FROM tasks WHERE state NOT IN ({marks}) ORDER BY seq", _TERMINAL
-            )
+            rows = connection.execute(f"SELECT * FROM tasks WHERE state NOT IN ({marks}) ORDER BY seq", _TERMINAL)
             return [codec.task_from_row(row) for row in rows]
 
         return await self._call(select)
@@ -320,9 +339,7 @@ class SqliteStore:
     # -- tokens and audit ------------------------------------------------------
     async def insert_token(self, token: TokenRecord) -> None:
         values = (token.id, token.name, token.role.value, token.hash, token.created_at, None)
-        await self._call(
-            lambda connection: connection.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)", values)
-        )
+        await self._call(lambda connection: connection.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)", values))
 
     async def find_token(self, token_hash: str) -> TokenRecord | None:
         def get(connection: sqlite3.Connection) -> TokenRecord | None:
@@ -361,10 +378,98 @@ class SqliteStore:
             if before_id is None:
                 rows = connection.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
             else:
-                rows = connection.execute(
-                    "SELECT * FROM audit WHERE id<? ORDER BY id DESC LIMIT ?", (before_id, limit)
-                )
+                rows = connection.execute("SELECT * FROM audit WHERE id<? ORDER BY id DESC LIMIT ?", (before_id, limit))
             return [codec.audit_from_row(row) for row in rows]
+
+        return await self._call(select)
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
+        ids = list(task_ids)
+
+        def select(connection: sqlite3.Connection) -> list[Task]:
+            found: list[Task] = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                rows = connection.execute(f"SELECT * FROM tasks WHERE id IN ({marks})", chunk)
+                found.extend(codec.task_from_row(row) for row in rows)
+            return found
+
+        return await self._call(select)
+
+    # -- workflow runs ---------------------------------------------------------
+    async def save_run(self, run: Run | None, steps: Sequence[StepRun] = (), events: Sequence[RunEvent] = ()) -> None:
+        run_values = None if run is None else codec.run_row(run)
+        step_values = [codec.step_row(step) for step in steps]
+        event_values = [codec.event_row(event) for event in events]
+
+        def save(connection: sqlite3.Connection) -> None:
+            if run_values is not None:
+                connection.execute(_UPSERT_RUN, run_values)
+            if step_values:
+                connection.executemany(_UPSERT_STEP, step_values)
+            if event_values:
+                connection.executemany(_INSERT_EVENT, event_values)
+
+        await self._call(save)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        def get(connection: sqlite3.Connection) -> Run | None:
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            return None if row is None else codec.run_from_row(row)
+
+        return await self._call(get)
+
+    async def get_steps(self, run_id: str) -> list[StepRun]:
+        def select(connection: sqlite3.Connection) -> list[StepRun]:
+            rows = connection.execute("SELECT * FROM run_steps WHERE run_id=?", (run_id,))
+            return [codec.step_from_row(row) for row in rows]
+
+        return await self._call(select)
+
+    async def list_runs(self, where: RunFilter, limit: int, after_seq: int | None = None) -> list[Run]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("namespace", where.namespace),
+            ("workflow", where.workflow),
+            ("state", where.state),
+        ):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                params.append(value)
+        if after_seq is not None:
+            clauses.append("seq<?")
+            params.append(after_seq)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+
+        def select(connection: sqlite3.Connection) -> list[Run]:
+            return [codec.run_from_row(row) for row in connection.execute(sql, params)]
+
+        return await self._call(select)
+
+    async def load_active_runs(self) -> list[Run]:
+        def select(connection: sqlite3.Connection) -> list[Run]:
+            rows = connection.execute("SELECT * FROM runs WHERE state='running' ORDER BY seq")
+            return [codec.run_from_row(row) for row in rows]
+
+        return await self._call(select)
+
+    async def max_run_seq(self) -> int:
+        def select(connection: sqlite3.Connection) -> int:
+            return int(connection.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()[0])
+
+        return await self._call(select)
+
+    async def list_events(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[RunEvent]:
+        def select(connection: sqlite3.Connection) -> list[RunEvent]:
+            rows = connection.execute(
+                "SELECT * FROM run_events WHERE run_id=? AND id>? ORDER BY id LIMIT ?",
+                (run_id, after_id, limit),
+            )
+            return [codec.event_from_row(row) for row in rows]
 
         return await self._call(select)
 

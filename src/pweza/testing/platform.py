@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import yaml
 
-
 _handed_out: set[int] = set()
 
 
@@ -33,9 +32,7 @@ def free_port() -> int:
 
 
 def _cli(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "pweza", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, "-m", "pweza", *args], env=env, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"pweza {' '.join(args)} failed: {done.stderr}")
     return done.stdout.strip()
@@ -48,9 +45,7 @@ class PortTaken(Exception):
 class Platform:
     """Owns a data directory, a manager process and any number of agent processes."""
 
-    def __init__(
-        self, workdir: Path, *, lease_seconds: float = 2.0, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, workdir: Path, *, lease_seconds: float = 2.0, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.database_url = f"sqlite:///{workdir / 'pweza.db'}"
@@ -219,8 +214,8 @@ class Platform:
 def running_platform(**kwargs: Any) -> Iterator[Platform]:
     with tempfile.TemporaryDirectory(prefix="pweza-test-") as tmp:
         platform = Platform(Path(tmp), **kwargs)
-        platform.start_manager()
         try:
+            platform.start_manager()
             yield platform
         finally:
             platform.stop()

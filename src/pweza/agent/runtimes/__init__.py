@@ -27,7 +27,7 @@ def build_runtime(spec: AgentTemplateSpec, *, concurrency: int) -> AgentRuntime:
     if runtime.kind == "python":
         from pweza.agent.runtimes.python import PythonRuntime
 
-        return PythonRuntime(runtime, concurrency=concurrency)
+        return PythonRuntime(runtime)
     if runtime.kind == "http":
         from pweza.agent.runtimes.http import HttpRuntime
 

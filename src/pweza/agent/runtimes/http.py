@@ -21,9 +21,7 @@ def _client(concurrency: int, headers: dict[str, str]) -> httpx.AsyncClient:
     # One client per agent: its pool keeps connections warm across tasks. No overall
     # timeout here, the worker enforces each task's own; only connecting is bounded.
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(
-        headers={**_JSON, **headers}, limits=limits, timeout=httpx.Timeout(None, connect=10.0)
-    )
+    return httpx.AsyncClient(headers={**_JSON, **headers}, limits=limits, timeout=httpx.Timeout(None, connect=10.0))
 
 
 async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], kind: str) -> Any:
@@ -91,9 +89,7 @@ class LlmRuntime:
             content = reply["choices"][0]["message"]["content"]
         except (TypeError, KeyError, IndexError) as error:
             shown = str(reply)[:_TAIL]
-            raise TaskFailure(
-                f"unexpected chat completion reply: {shown}", type="LlmError", retryable=False
-            ) from error
+            raise TaskFailure(f"unexpected chat completion reply: {shown}", type="LlmError", retryable=False) from error
         return {"content": content, "model": reply.get("model", self.model), "usage": reply.get("usage")}
 
     async def aclose(self) -> None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import importlib
 import inspect
 import os
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pweza.agent.runtimes.threads import HandlerThreads
 from pweza.agent.sdk import TaskContext, TaskFailure
 from pweza.domain.manifests import Runtime
 from pweza.domain.tasks import ErrorType
@@ -41,7 +38,7 @@ def _is_async(handler: Callable[..., Any]) -> bool:
 
 
 class PythonRuntime:
-    def __init__(self, runtime: Runtime, *, concurrency: int) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         assert runtime.handler is not None
         self.reference = runtime.handler
         self._handler: Callable[..., Any] | None = None
@@ -53,11 +50,11 @@ class PythonRuntime:
             # instead of the agent crash-looping where nobody reads its logs.
             self._error = f"cannot load handler {runtime.handler!r}: {type(error).__name__}: {error}"
         self._async = self._handler is not None and _is_async(self._handler)
-        # Sync handlers get a pool as wide as the agent's slots: the loop's default executor
-        # would cap them at a few threads and silently lower the agent's concurrency.
-        self._threads: ThreadPoolExecutor | None = None
+        # Sync handlers get their own threads: the loop's default executor would cap them at a
+        # few and silently lower the agent's concurrency.
+        self._threads: HandlerThreads | None = None
         if self._handler is not None and not self._async:
-            self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pweza-handler")
+            self._threads = HandlerThreads()
 
     @property
     def load_error(self) -> str | None:
@@ -69,14 +66,13 @@ class PythonRuntime:
             raise TaskFailure(self._error or "no handler", type=ErrorType.CONFIG, retryable=False)
         if self._async:
             return await handler(ctx)
-        loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, handler, ctx)
-        result = await loop.run_in_executor(self._threads, call)
+        assert self._threads is not None
+        result = await self._threads.submit(handler, ctx)
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
             result = await result
         return result
 
     async def aclose(self) -> None:
         if self._threads is not None:
-            # Don't wait: a cancelled sync handler may still be running and cannot be interrupted.
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            # No waiting: a cancelled sync handler may still run, and cannot be interrupted.
+            self._threads.shutdown()

@@ -55,9 +55,7 @@ class ShellRuntime:
             raise
         if process.returncode != 0:
             tail = stderr.decode(errors="replace")[-_TAIL:].strip()
-            raise TaskFailure(
-                f"{self.command[0]} exited with {process.returncode}: {tail}", type="ShellError"
-            )
+            raise TaskFailure(f"{self.command[0]} exited with {process.returncode}: {tail}", type="ShellError")
         if not stdout.strip():
             return None
         try:

@@ -29,7 +29,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "tasks",
-        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("id", sa.String(128), primary_key=True),
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("namespace", sa.String(63), nullable=False),
         sa.Column("pool", sa.String(63), nullable=False),
@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.Float),
         sa.Column("finished_at", sa.Float),
         sa.Column("agent_id", sa.String(64)),
-        sa.Column("parent_id", sa.String(36)),
+        sa.Column("parent_id", sa.String(128)),
         sa.Column("labels", sa.Text, nullable=False),
         sa.Column("cancel_requested", sa.Boolean, nullable=False),
     )
@@ -56,7 +56,7 @@ def upgrade() -> None:
     op.create_index("ix_tasks_seq", "tasks", ["seq"])
     op.create_table(
         "attempts",
-        sa.Column("task_id", sa.String(36), nullable=False),
+        sa.Column("task_id", sa.String(128), nullable=False),
         sa.Column("number", sa.Integer, nullable=False),
         sa.Column("agent_id", sa.String(64), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),

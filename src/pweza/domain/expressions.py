@@ -1,0 +1,112 @@
+"""Workflow expressions: CEL (the Common Expression Language), as Kubernetes uses it.
+
+CEL has no loops beyond bounded macros over existing lists, no I/O and no access to
+the host language's objects, so an expression cannot escape: it can only compute over
+the variables we pass in. We still refuse `__dunder__` names outright (they have no use
+and only ever appear in escape attempts) and bound source and result sizes.
+
+In step inputs and outputs, a string that is exactly `${{ expr }}` becomes the
+expression's value with its type; `${{ }}` inside a longer string is interpolated as
+text. `when` and `foreach` are bare expressions (a surrounding `${{ }}` is allowed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import cel
+import orjson
+
+MAX_SOURCE = 4096
+MAX_RESULT_BYTES = 1 << 20
+ROOTS = frozenset({"inputs", "steps", "item", "index", "run"})
+_TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+_WHOLE = re.compile(r"^\s*\$\{\{(.*?)\}\}\s*$", re.S)
+_STRING_LITERAL = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
+_DUNDER = re.compile(r"\b_\w*__|\b__\w*")
+_STEP_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)|\bsteps\s*\[\s*['\"]([^'\"]+)['\"]\s*\]")
+
+
+class ExpressionError(ValueError):
+    """A bad expression: the message says what is wrong with it."""
+
+
+def unwrap(source: str) -> str:
+    whole = _WHOLE.match(source)
+    return whole.group(1).strip() if whole else source.strip()
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(source: str) -> Any:
+    """Parse and check one bare expression; cached, since runs evaluate the same ones often."""
+    if len(source) > MAX_SOURCE:
+        raise ExpressionError(f"expression is {len(source)} characters; the limit is {MAX_SOURCE}")
+    code = _STRING_LITERAL.sub('""', source)
+    if _DUNDER.search(code):
+        raise ExpressionError(f"{source!r}: names with double underscores are not allowed")
+    try:
+        program = cel.compile(source)
+    except (ValueError, RuntimeError) as error:
+        first_line = str(error).splitlines()[0]
+        first_line = first_line.split(": ERROR: <input>:", 1)[-1]
+        raise ExpressionError(f"{source!r} is not a valid CEL expression: {first_line}") from None
+    return program
+
+
+def check(source: str) -> None:
+    compile_expression(unwrap(source))
+
+
+def evaluate(source: str, variables: dict[str, Any]) -> Any:
+    program = compile_expression(unwrap(source))
+    try:
+        value = program.execute(variables)
+    except Exception as error:  # noqa: BLE001 - any evaluation failure is the expression's
+        raise ExpressionError(f"{unwrap(source)!r} failed: {error}") from None
+    if len(orjson.dumps(value, default=str)) > MAX_RESULT_BYTES:
+        raise ExpressionError(f"{unwrap(source)!r} produced more than {MAX_RESULT_BYTES} bytes")
+    return value
+
+
+def templates_in(value: Any) -> Iterator[tuple[str, str]]:
+    """Every `${{ }}` expression inside a JSON-like value, with its path below the value."""
+    if isinstance(value, str):
+        for match in _TEMPLATE.finditer(value):
+            yield "", match.group(1).strip()
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            for path, source in templates_in(item):
+                yield f".{key}{path}", source
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            for path, source in templates_in(item):
+                yield f"[{index}]{path}", source
+
+
+def render(value: Any, variables: dict[str, Any]) -> Any:
+    """Replace the templates inside a JSON-like value."""
+    if isinstance(value, str):
+        whole = _WHOLE.match(value)
+        if whole:
+            return evaluate(whole.group(1), variables)
+        if "${{" not in value:
+            return value
+        return _TEMPLATE.sub(lambda m: _as_text(evaluate(m.group(1), variables)), value)
+    if isinstance(value, dict):
+        return {key: render(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, variables) for item in value]
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def step_references(source: str) -> set[str]:
+    return {a or b for a, b in _STEP_REF.findall(source)}

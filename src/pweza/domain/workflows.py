@@ -1,0 +1,188 @@
+"""The Workflow kind: a DAG of steps done by agents, checked whole when applied."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from pweza.domain import expressions
+from pweza.domain.durations import Duration
+from pweza.domain.kinds import register_kind
+from pweza.domain.manifests import Manifest, Name, RetryPolicy, SpecModel
+
+# Step names are CEL identifiers so that `steps.<name>.output` reads naturally.
+StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_]*$")]
+InputType = Literal["string", "number", "integer", "boolean", "object", "array"]
+
+
+class WorkflowInput(SpecModel):
+    type: InputType = "string"
+    default: Any = None
+    description: str = ""
+    required: bool | None = Field(default=None, description="default: required when there is no default")
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else self.default is None
+
+
+class StepAgent(SpecModel):
+    """Who does the step: a pool by name, any pool of a template, or pools with capabilities."""
+
+    pool: Name | None = None
+    template: Name | None = None
+    capabilities: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StepAgent:
+        given = [n for n in ("pool", "template", "capabilities") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of pool, template or capabilities")
+        return self
+
+
+class Approval(SpecModel):
+    message: str = ""
+    timeout: Duration | None = Field(default=None, description="reject automatically after this long")
+
+
+class Step(SpecModel):
+    name: StepName
+    agent: StepAgent | None = None
+    input: Any = None
+    depends: list[StepName] = Field(default_factory=list)
+    when: str | None = None
+    foreach: str | None = None
+    parallelism: int | None = Field(default=None, ge=1, le=10_000)
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+    approval: Approval | None = None
+    continue_on_failure: bool = False
+
+    @model_validator(mode="after")
+    def _does_something(self) -> Step:
+        if self.agent is None and self.approval is None:
+            raise ValueError("a step needs an agent, an approval, or both")
+        if self.foreach is None and self.parallelism is not None:
+            raise ValueError("parallelism only applies to a foreach step")
+        if self.foreach is not None and self.agent is None:
+            raise ValueError("a foreach step needs an agent")
+        return self
+
+
+class WorkflowSpec(SpecModel):
+    inputs: dict[str, WorkflowInput] = Field(default_factory=dict)
+    steps: list[Step] = Field(min_length=1, max_length=1000)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    timeout: Duration | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _valid_graph(self) -> WorkflowSpec:
+        problem = graph_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
+class Workflow(Manifest):
+    kind: Literal["Workflow"] = "Workflow"
+    spec: WorkflowSpec
+
+
+def graph_problem(spec: WorkflowSpec) -> str | None:
+    """The first thing wrong with the DAG or its expressions, naming where, or None."""
+    index_of: dict[str, int] = {}
+    for index, step in enumerate(spec.steps):
+        if step.name in index_of:
+            return f"steps[{index}].name: duplicate step name {step.name!r} (also steps[{index_of[step.name]}])"
+        index_of[step.name] = index
+    for index, step in enumerate(spec.steps):
+        for dep in step.depends:
+            if dep not in index_of:
+                return f"steps[{index}].depends: unknown step {dep!r}"
+            if dep == step.name:
+                return f"steps[{index}].depends: step {step.name!r} depends on itself"
+    cycle = find_cycle(spec)
+    if cycle:
+        return f"steps: dependency cycle {' -> '.join(cycle)}"
+    ancestors = {step.name: all_ancestors(spec, step.name) for step in spec.steps}
+    for index, step in enumerate(spec.steps):
+        problem = _expression_problem(step, f"steps[{index}]", ancestors[step.name])
+        if problem:
+            return problem
+    names = set(index_of)
+    for key, value in spec.outputs.items():
+        for path, source in expressions.templates_in(value):
+            where = f"outputs.{key}{path}"
+            try:
+                expressions.check(source)
+            except expressions.ExpressionError as error:
+                return f"{where}: {error}"
+            unknown = expressions.step_references(source) - names
+            if unknown:
+                return f"{where}: unknown step {sorted(unknown)[0]!r}"
+    return None
+
+
+def _expression_problem(step: Step, where: str, ancestors: set[str]) -> str | None:
+    checks: list[tuple[str, str]] = [(f"{where}.input{p}", s) for p, s in expressions.templates_in(step.input)]
+    if step.when is not None:
+        checks.append((f"{where}.when", step.when))
+    if step.foreach is not None:
+        checks.append((f"{where}.foreach", step.foreach))
+    for field, source in checks:
+        try:
+            expressions.check(source)
+        except expressions.ExpressionError as error:
+            return f"{field}: {error}"
+        for ref in sorted(expressions.step_references(source) - ancestors):
+            return (
+                f"{field}: refers to step {ref!r}, which is not among the steps it depends on "
+                f"(add it to {where}.depends)"
+            )
+    return None
+
+
+def find_cycle(spec: WorkflowSpec) -> list[str] | None:
+    graph = {step.name: list(step.depends) for step in spec.steps}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in graph.get(node, []):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for name in graph:
+        if name not in state:
+            found = visit(name)
+            if found:
+                # Report in the direction work flows: a -> b means b runs after a.
+                return list(reversed(found))
+    return None
+
+
+def all_ancestors(spec: WorkflowSpec, name: str) -> set[str]:
+    parents = {step.name: step.depends for step in spec.steps}
+    seen: set[str] = set()
+    stack = list(parents.get(name, []))
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(parents.get(current, []))
+    return seen
+
+
+register_kind(Workflow, "workflows", "workflow", "wf")

@@ -1,0 +1,108 @@
+"""Delegation: a handler starts child tasks on other pools and awaits their results.
+
+Children are durable tasks with `parent_id` set and a key (the caller's, or the call's
+ordinal within the attempt). A retried parent asking again for the same key gets the
+child that already succeeded instead of a new one; a failed child is replaced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import structlog
+
+from pweza.domain.errors import InvalidInput, NotFound
+from pweza.domain.records import TaskFilter
+from pweza.domain.tasks import Task, TaskState
+from pweza.manager.dispatching import Dispatcher
+from pweza.manager.registry import Registry
+from pweza.manager.sessions import DelegatedResult, TaskRequest
+from pweza.store.protocol import Store
+
+log = structlog.get_logger(__name__)
+MAX_DEPTH = 8
+KEY_LABEL = "delegate-key"
+
+
+class Delegations:
+    def __init__(self, store: Store, dispatcher: Dispatcher, registry: Registry) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._registry = registry
+        # child task id -> (parent task id, request id) of callers waiting for it
+        self._waiting: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        dispatcher.add_listener(self._on_finished)
+
+    async def request(self, agent_id: str, request_id: str, parent_id: str, pool: str, payload: Any, key: str) -> None:
+        """Start (or find) the child and answer the agent when it is done."""
+        parent = self._dispatcher.live(parent_id)
+        holder = self._dispatcher.holder(parent_id)
+        if parent is None or holder is None or holder.id != agent_id:
+            self._answer(
+                agent_id, request_id, DelegatedResult("", False, error=_error("parent task is not running here"))
+            )
+            return
+        depth = int(parent.labels.get("depth", "0")) + 1
+        if depth > MAX_DEPTH:
+            self._answer(
+                agent_id, request_id, DelegatedResult("", False, error=_error(f"delegation deeper than {MAX_DEPTH}"))
+            )
+            return
+        children = await self._store.list_tasks(TaskFilter(parent_id=parent_id), limit=10_000)
+        same_key = sorted((t for t in children if t.labels.get(KEY_LABEL) == key), key=lambda t: t.seq)
+        latest = self._dispatcher.live(same_key[-1].id) or same_key[-1] if same_key else None
+        if latest is not None and latest.state is TaskState.SUCCEEDED:
+            self._answer(agent_id, request_id, _result(latest))
+            return
+        if latest is not None and not latest.state.terminal:
+            self._waiting[latest.id].append((parent_id, request_id))
+            return
+        try:
+            policy = await self._registry.pool_policy(parent.namespace, pool)
+        except (NotFound, InvalidInput) as error:
+            self._answer(agent_id, request_id, DelegatedResult("", False, error=_error(error.detail)))
+            return
+        self._dispatcher.remember_retry_policy((parent.namespace, pool), policy.template.retry)
+        labels = {k: v for k, v in parent.labels.items() if k in ("run", "step")}
+        labels.update({KEY_LABEL: key, "depth": str(depth)})
+        suffix = "" if not same_key else f"~{uuid.uuid4().hex[:6]}"
+        child_id = f"{parent_id}/{key}{suffix}"
+        self._waiting[child_id].append((parent_id, request_id))
+        await self._dispatcher.submit(
+            [
+                TaskRequest(
+                    namespace=parent.namespace,
+                    pool=pool,
+                    input=payload,
+                    timeout_seconds=policy.timeout_seconds,
+                    labels=labels,
+                    parent_id=parent_id,
+                    id=child_id,
+                )
+            ]
+        )
+
+    def _on_finished(self, task: Task) -> None:
+        for parent_id, request_id in self._waiting.pop(task.id, []):
+            holder = self._dispatcher.holder(parent_id)
+            if holder is None:
+                continue  # the parent's attempt ended; a retry will find this child by its key
+            holder.link.send_delegate_result(request_id, _result(task))
+
+    def _answer(self, agent_id: str, request_id: str, result: DelegatedResult) -> None:
+        for session in self._dispatcher.sessions():
+            if session.id == agent_id:
+                session.link.send_delegate_result(request_id, result)
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"type": "DelegationError", "message": message, "retryable": False}
+
+
+def _result(task: Task) -> DelegatedResult:
+    if task.state is TaskState.SUCCEEDED:
+        return DelegatedResult(task.id, True, output=task.output)
+    error = task.error.to_dict() if task.error else {"type": task.state.value, "message": task.state.value}
+    return DelegatedResult(task.id, False, error=error)

@@ -1,0 +1,77 @@
+"""The in-memory picture of one active run, rebuilt from the store after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from pweza.domain.runs import Run, StepRun, StepState
+from pweza.domain.tasks import TaskState
+from pweza.domain.workflows import Step, WorkflowSpec
+
+
+@dataclass(slots=True)
+class Item:
+    """One task of a step (a plain step has one; a foreach step one per element)."""
+
+    index: int
+    value: Any = None
+    task_id: str | None = None
+    state: TaskState | None = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state is not None and self.state.terminal
+
+
+@dataclass(slots=True)
+class ActiveRun:
+    run: Run
+    spec: WorkflowSpec
+    steps: dict[str, StepRun]
+    items: dict[str, list[Item]] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    def step_spec(self, name: str) -> Step:
+        for step in self.spec.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    def variables(self, item: Item | None = None) -> dict[str, Any]:
+        """What expressions see: inputs, finished steps' outputs and states, the run, the item."""
+        steps = {
+            name: {"output": step.output, "state": step.state.value}
+            for name, step in self.steps.items()
+            if step.state.finished
+        }
+        variables: dict[str, Any] = {
+            "inputs": self.run.inputs,
+            "steps": steps,
+            "run": {"id": self.run.id, "workflow": self.run.workflow, "namespace": self.run.namespace},
+        }
+        if item is not None:
+            variables["item"] = item.value
+            variables["index"] = item.index
+        return variables
+
+    def in_flight(self) -> int:
+        return sum(1 for step in self.steps.values() if step.state is StepState.RUNNING)
+
+    def task_id(self, step: str, index: int) -> str:
+        # Deterministic, so a step started twice (a crash between start and record) reuses its task.
+        return f"{self.run.id}.{step}.{index}.{self.steps[step].retries}"
+
+
+def step_blocked_by_failure(active: ActiveRun, step: Step) -> bool:
+    for dep in step.depends:
+        state = active.steps[dep].state
+        failed = state in (StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT)
+        if failed and not active.step_spec(dep).continue_on_failure:
+            return True
+    return False

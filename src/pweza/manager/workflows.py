@@ -1,0 +1,610 @@
+"""The workflow engine: drives runs through their DAG, durably.
+
+Every change is written to the store before anything is done because of it: a step is
+recorded as running before its tasks are submitted, and its tasks have deterministic
+ids, so a manager killed at any instant resumes each run from the store without
+losing a step or running one twice (except an attempt that was in flight, which the
+dispatcher re-runs as a new, visible attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import structlog
+
+from pweza.domain import expressions
+from pweza.domain.durations import parse_duration
+from pweza.domain.errors import Conflict, InvalidInput, NotFound
+from pweza.domain.manifests import AgentPool, AgentTemplate
+from pweza.domain.runs import Run, RunEvent, RunState, StepRun, StepState, resolve_inputs
+from pweza.domain.tasks import Task, TaskState
+from pweza.domain.workflows import Step, Workflow
+from pweza.manager.dispatching import Dispatcher
+from pweza.manager.metrics import Metrics
+from pweza.manager.registry import Registry
+from pweza.manager.run_state import ActiveRun, Item, step_blocked_by_failure
+from pweza.manager.sessions import TaskRequest
+from pweza.store.protocol import Store
+
+log = structlog.get_logger(__name__)
+_TASK_TO_STEP = {
+    TaskState.SUCCEEDED: StepState.SUCCEEDED,
+    TaskState.FAILED: StepState.FAILED,
+    TaskState.CANCELLED: StepState.CANCELLED,
+    TaskState.TIMED_OUT: StepState.TIMED_OUT,
+}
+
+
+class Changes:
+    """What one engine action changed, saved in one transaction."""
+
+    def __init__(self, active: ActiveRun) -> None:
+        self.active = active
+        self.run_changed = False
+        self.steps: dict[str, StepRun] = {}
+        self.events: list[RunEvent] = []
+        self.submit: list[tuple[str, Item]] = []
+        # Only after a restart may a step's tasks already exist; then they are adopted, not re-sent.
+        self.recovering = False
+
+    def step(self, step: StepRun, event: str, **data: Any) -> None:
+        self.steps[step.name] = step
+        self.events.append(RunEvent(step.run_id, time.time(), event, step.name, data))
+
+    def run(self, event: str, **data: Any) -> None:
+        self.run_changed = True
+        self.events.append(RunEvent(self.active.run.id, time.time(), event, None, data))
+
+
+class WorkflowEngine:
+    def __init__(self, store: Store, dispatcher: Dispatcher, registry: Registry, metrics: Metrics) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._registry = registry
+        self._metrics = metrics
+        self._active: dict[str, ActiveRun] = {}
+        self._owners: dict[str, tuple[str, str, int]] = {}
+        self._notify: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._background: set[asyncio.Task[None]] = set()
+        self._seq = 0
+        dispatcher.add_listener(self._on_task_finished)
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        self._seq = await self._store.max_run_seq()
+        for run in await self._store.load_active_runs():
+            steps = {step.name: step for step in await self._store.get_steps(run.id)}
+            active = ActiveRun(
+                run, Workflow.model_validate({"metadata": {"name": run.workflow}, "spec": run.spec}).spec, steps
+            )
+            self._active[run.id] = active
+            async with active.lock:
+                await self._recover(active)
+        log.info("workflow engine recovered", runs=len(self._active))
+
+    async def stop(self) -> None:
+        for active in self._active.values():
+            for timer in active.timers:
+                timer.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def changed(self, run_id: str) -> asyncio.Event:
+        """Set whenever the run's history grows; the event stream waits on it."""
+        return self._notify[run_id]
+
+    # -- commands --------------------------------------------------------------
+    async def start_run(self, namespace: str, workflow_name: str, inputs: dict[str, Any]) -> Run:
+        stored = await self._registry.get("Workflow", namespace, workflow_name)
+        workflow = Workflow.model_validate(stored.body)
+        resolved = resolve_inputs(workflow.spec, inputs)
+        self._seq += 1
+        now = time.time()
+        run = Run(
+            id=uuid.uuid4().hex[:16],
+            seq=self._seq,
+            namespace=namespace,
+            workflow=workflow_name,
+            generation=stored.generation,
+            spec=stored.body["spec"],
+            inputs=resolved,
+            created_at=now,
+        )
+        if workflow.spec.timeout:
+            run.deadline = now + parse_duration(workflow.spec.timeout)
+        steps = {step.name: StepRun(run.id, step.name) for step in workflow.spec.steps}
+        active = ActiveRun(run, workflow.spec, steps)
+        async with active.lock:
+            changes = Changes(active)
+            changes.run("RunStarted", generation=run.generation, inputs=resolved)
+            changes.steps.update(steps)
+            self._active[run.id] = active
+            self._arm_deadline(active)
+            await self._advance(active, changes)
+        self._metrics.runs.labels(workflow=workflow_name, state="started").inc()
+        return run
+
+    async def cancel(self, run_id: str, reason: str = "cancelled by request") -> Run:
+        active = self._require_active(run_id)
+        async with active.lock:
+            await self._end_run(active, Changes(active), RunState.CANCELLED, reason)
+        return active.run
+
+    async def retry(self, run_id: str, step_name: str | None = None) -> Run:
+        if run_id in self._active:
+            active = self._active[run_id]
+            if step_name is None:
+                raise Conflict(f"run {run_id} is still running; retry a failed step or wait for it to end")
+        else:
+            run = await self._store.get_run(run_id)
+            if run is None:
+                raise NotFound(f"run {run_id} not found")
+            if run.state is RunState.SUCCEEDED:
+                raise Conflict(f"run {run_id} succeeded; there is nothing to retry")
+            steps = {step.name: step for step in await self._store.get_steps(run_id)}
+            spec = Workflow.model_validate({"metadata": {"name": run.workflow}, "spec": run.spec}).spec
+            active = ActiveRun(run, spec, steps)
+        async with active.lock:
+            failed = {StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT}
+            if step_name is not None:
+                if step_name not in active.steps:
+                    raise NotFound(f"run {run_id} has no step {step_name!r}", field="step")
+                if active.steps[step_name].state not in failed:
+                    state = active.steps[step_name].state.value
+                    raise Conflict(f"step {step_name!r} is {state}; only a failed step can be retried")
+                targets = [step_name]
+            else:
+                targets = [
+                    name
+                    for name, step in active.steps.items()
+                    if step.state in failed
+                    or step.state is StepState.PENDING
+                    or step.state is StepState.WAITING_APPROVAL
+                ]
+            changes = Changes(active)
+            for name in targets:
+                step = active.steps[name]
+                step.state, step.output, step.error = StepState.PENDING, None, None
+                step.started_at = step.finished_at = None
+                step.retries += 1
+                step.items = None
+                if step.approval and step.approval.get("decision") == "rejected":
+                    step.approval = None
+                active.items.pop(name, None)
+                changes.step(step, "StepReset", retries=step.retries)
+            run = active.run
+            if run.state.terminal:
+                run.state, run.error, run.finished_at, run.outputs = RunState.RUNNING, None, None, None
+                run.retries += 1
+                if active.spec.timeout:
+                    run.deadline = time.time() + parse_duration(active.spec.timeout)
+                self._active[run.id] = active
+                self._arm_deadline(active)
+            changes.run("RunRetried", steps=targets)
+            await self._advance(active, changes)
+        return active.run
+
+    async def decide(self, run_id: str, step_name: str, approve: bool, who: str, comment: str = "") -> Run:
+        active = self._require_active(run_id)
+        async with active.lock:
+            step = active.steps.get(step_name)
+            if step is None:
+                raise NotFound(f"run {run_id} has no step {step_name!r}", field="step")
+            if step.state is not StepState.WAITING_APPROVAL:
+                raise Conflict(f"step {step_name!r} is {step.state.value}, not waiting for approval")
+            changes = Changes(active)
+            self._record_decision(active, step, approve, who, comment, changes)
+            await self._advance(active, changes)
+        return active.run
+
+    def _require_active(self, run_id: str) -> ActiveRun:
+        active = self._active.get(run_id)
+        if active is None:
+            raise Conflict(f"run {run_id} is not running (finished or unknown)")
+        return active
+
+    # -- the engine proper -----------------------------------------------------
+    async def _advance(self, active: ActiveRun, changes: Changes) -> None:
+        """Start what can start, finish the run when it is done, save, then submit tasks."""
+        if not active.run.state.terminal:
+            await self._schedule(active, changes)
+            self._maybe_finish(active, changes)
+        await self._save(changes)
+        if changes.submit:
+            await self._submit(active, changes.submit, check_existing=changes.recovering)
+
+    async def _schedule(self, active: ActiveRun, changes: Changes) -> None:
+        limit = active.spec.concurrency
+        progressed = True
+        while progressed:
+            progressed = False
+            for spec in active.spec.steps:
+                step = active.steps[spec.name]
+                if step.state is not StepState.PENDING:
+                    continue
+                deps = [active.steps[d] for d in spec.depends]
+                if any(not d.state.finished for d in deps) or step_blocked_by_failure(active, spec):
+                    continue
+                if deps and all(d.state is StepState.SKIPPED for d in deps):
+                    self._finish_step(active, step, StepState.SKIPPED, changes, reason="every dependency was skipped")
+                    progressed = True
+                    continue
+                if spec.when is not None:
+                    try:
+                        go = expressions.evaluate(spec.when, active.variables())
+                    except expressions.ExpressionError as error:
+                        self._fail_step(active, step, "ExpressionError", f"when: {error}", changes)
+                        progressed = True
+                        continue
+                    if not go:
+                        self._finish_step(active, step, StepState.SKIPPED, changes, reason="when was false")
+                        progressed = True
+                        continue
+                if limit is not None and active.in_flight() >= limit:
+                    return
+                if spec.approval is not None and not (step.approval or {}).get("decision"):
+                    self._request_approval(active, step, spec, changes)
+                    continue
+                await self._start_step(active, step, spec, changes)
+                progressed = True
+
+    async def _start_step(self, active: ActiveRun, step: StepRun, spec: Step, changes: Changes) -> None:
+        if spec.agent is None:  # an approval-only gate, already approved
+            self._finish_step(active, step, StepState.SUCCEEDED, changes, output=step.approval)
+            return
+        values: list[Any] = [None]
+        if spec.foreach is not None:
+            try:
+                evaluated = expressions.evaluate(spec.foreach, active.variables())
+            except expressions.ExpressionError as error:
+                self._fail_step(active, step, "ExpressionError", f"foreach: {error}", changes)
+                return
+            if not isinstance(evaluated, list):
+                self._fail_step(
+                    active,
+                    step,
+                    "ExpressionError",
+                    f"foreach must give a list, got {type(evaluated).__name__}",
+                    changes,
+                )
+                return
+            values = evaluated
+        step.state = StepState.RUNNING
+        step.started_at = time.time()
+        step.items = len(values) if spec.foreach is not None else None
+        items = [Item(index, value) for index, value in enumerate(values)]
+        active.items[step.name] = items
+        changes.step(step, "StepStarted", items=step.items)
+        if not items:
+            self._finish_step(active, step, StepState.SUCCEEDED, changes, output=[])
+            return
+        cap = spec.parallelism or len(items)
+        changes.submit.extend((step.name, item) for item in items[:cap])
+
+    def _request_approval(self, active: ActiveRun, step: StepRun, spec: Step, changes: Changes) -> None:
+        assert spec.approval is not None
+        now = time.time()
+        deadline = now + parse_duration(spec.approval.timeout) if spec.approval.timeout else None
+        step.state = StepState.WAITING_APPROVAL
+        step.started_at = now
+        step.approval = {"message": spec.approval.message, "requestedAt": now, "deadline": deadline}
+        changes.step(step, "ApprovalRequested", message=spec.approval.message, deadline=deadline)
+        self._arm_approval_deadline(active, step)
+
+    def _record_decision(
+        self, active: ActiveRun, step: StepRun, approve: bool, who: str, comment: str, changes: Changes
+    ) -> None:
+        decision = "approved" if approve else "rejected"
+        step.approval = {
+            **(step.approval or {}),
+            "decision": decision,
+            "by": who,
+            "comment": comment,
+            "at": time.time(),
+        }
+        step.state = StepState.PENDING
+        changes.step(step, "ApprovalDecided", decision=decision, by=who, comment=comment)
+        if not approve:
+            self._fail_step(active, step, "Rejected", comment or f"rejected by {who}", changes)
+
+    def _finish_step(
+        self,
+        active: ActiveRun,
+        step: StepRun,
+        state: StepState,
+        changes: Changes,
+        *,
+        output: Any = None,
+        reason: str = "",
+    ) -> None:
+        step.state = state
+        step.output = output
+        step.finished_at = time.time()
+        event = "Step" + state.value.title().replace("_", "")
+        if reason:
+            changes.step(step, event, reason=reason)
+        else:
+            changes.step(step, event)
+        self._metrics.steps.labels(workflow=active.run.workflow, state=state.value).inc()
+
+    def _fail_step(
+        self,
+        active: ActiveRun,
+        step: StepRun,
+        error_type: str,
+        message: str,
+        changes: Changes,
+        *,
+        state: StepState = StepState.FAILED,
+    ) -> None:
+        step.error = {"type": error_type, "message": message}
+        self._finish_step(active, step, state, changes, reason=message)
+
+    def _maybe_finish(self, active: ActiveRun, changes: Changes) -> None:
+        run = active.run
+        steps = active.steps
+        blocking = [
+            name for name, step in steps.items()
+            if step.state in (StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT)
+            and not active.step_spec(name).continue_on_failure
+        ]  # fmt: skip
+        if blocking:
+            first = steps[blocking[0]]
+            message = f"step {blocking[0]!r} {first.state.value}: {(first.error or {}).get('message', '')}".rstrip(": ")
+            self._end_run_now(active, changes, RunState.FAILED, message)
+            return
+        if not all(step.state.finished for step in steps.values()):
+            return
+        try:
+            run.outputs = expressions.render(active.spec.outputs, active.variables())
+        except expressions.ExpressionError as error:
+            self._end_run_now(active, changes, RunState.FAILED, f"outputs: {error}")
+            return
+        self._end_run_now(active, changes, RunState.SUCCEEDED, None)
+
+    def _end_run_now(self, active: ActiveRun, changes: Changes, state: RunState, error: str | None) -> None:
+        run = active.run
+        run.state = state
+        run.error = error
+        run.finished_at = time.time()
+        for timer in active.timers:
+            timer.cancel()
+        active.timers.clear()
+        for name, step in active.steps.items():
+            if step.state in (StepState.RUNNING, StepState.WAITING_APPROVAL):
+                for item in active.items.get(name, []):
+                    if item.task_id and not item.finished:
+                        self._spawn(self._cancel_task(item.task_id, f"run {state.value}"))
+                step.state = StepState.CANCELLED
+                step.finished_at = run.finished_at
+                changes.step(step, "StepCancelled", reason=f"run {state.value}")
+        changes.run(f"Run{state.value.title().replace('_', '')}", error=error, outputs=run.outputs)
+        self._active.pop(run.id, None)
+        for task_id in [t for t, owner in self._owners.items() if owner[0] == run.id]:
+            del self._owners[task_id]
+        self._metrics.runs.labels(workflow=run.workflow, state=state.value).inc()
+
+    async def _end_run(self, active: ActiveRun, changes: Changes, state: RunState, reason: str) -> None:
+        if active.run.state.terminal:
+            return
+        self._end_run_now(active, changes, state, reason)
+        await self._save(changes)
+
+    async def _cancel_task(self, task_id: str, reason: str) -> None:
+        with contextlib.suppress(Conflict, NotFound):
+            await self._dispatcher.cancel(task_id, reason)
+
+    async def _save(self, changes: Changes) -> None:
+        active = changes.active
+        if not changes.run_changed and not changes.steps and not changes.events:
+            return
+        await self._store.save_run(
+            active.run if changes.run_changed or changes.events else None, list(changes.steps.values()), changes.events
+        )
+        event = self._notify.pop(active.run.id, None)
+        if event is not None:
+            event.set()
+
+    # -- tasks -----------------------------------------------------------------
+    async def _resolve_pool(self, active: ActiveRun, spec: Step) -> str:
+        agent = spec.agent
+        assert agent is not None
+        namespace = active.run.namespace
+        if agent.pool is not None:
+            await self._registry.pool_policy(namespace, agent.pool)
+            return agent.pool
+        pools = await self._registry.list("AgentPool", namespace, 10_000)
+        for stored in pools:
+            pool = AgentPool.model_validate(stored.body)
+            if agent.template is not None and pool.spec.template_ref == agent.template:
+                return pool.metadata.name
+            if agent.capabilities is not None:
+                template = await self._registry.find("AgentTemplate", namespace, pool.spec.template_ref)
+                if template is not None:
+                    offered = set(AgentTemplate.model_validate(template.body).spec.capabilities)
+                    if set(agent.capabilities) <= offered:
+                        return pool.metadata.name
+        wanted = f"template {agent.template!r}" if agent.template else f"capabilities {agent.capabilities}"
+        raise NotFound(f"no AgentPool in namespace {namespace!r} provides {wanted}")
+
+    async def _submit(self, active: ActiveRun, work: list[tuple[str, Item]], *, check_existing: bool) -> None:
+        by_step: dict[str, list[Item]] = defaultdict(list)
+        for name, item in work:
+            item.task_id = active.task_id(name, item.index)
+            self._owners[item.task_id] = (active.run.id, name, item.index)
+            by_step[name].append(item)
+        ids = [item.task_id for _, item in work if item.task_id]
+        existing = {task.id: task for task in await self._store.get_tasks(ids)} if check_existing else {}
+        finished: list[Task] = []
+        for name, items in by_step.items():
+            spec = active.step_spec(name)
+            try:
+                pool = await self._resolve_pool(active, spec)
+                policy = await self._registry.pool_policy(active.run.namespace, pool)
+                requests = []
+                for item in items:
+                    assert item.task_id is not None
+                    if item.task_id in existing:
+                        continue
+                    task_input = expressions.render(spec.input, active.variables(item))
+                    requests.append(
+                        TaskRequest(
+                            namespace=active.run.namespace,
+                            pool=pool,
+                            input=task_input,
+                            timeout_seconds=parse_duration(spec.timeout or policy.template.timeout),
+                            max_retries=spec.retry.limit if spec.retry else None,
+                            labels={"run": active.run.id, "step": name, "index": str(item.index)},
+                            id=item.task_id,
+                        )
+                    )
+                retry_policy = spec.retry or policy.template.retry
+                for request in requests:
+                    self._dispatcher.remember_task_policy(request.id or "", retry_policy)
+                self._dispatcher.remember_retry_policy((active.run.namespace, pool), policy.template.retry)
+                await self._dispatcher.submit(requests)
+            except (NotFound, InvalidInput, expressions.ExpressionError) as error:
+                message = getattr(error, "detail", str(error))
+                # The caller holds the run's lock: a step whose pool cannot be found fails here.
+                changes = Changes(active)
+                step = active.steps[name]
+                for item in items:
+                    if item.task_id:
+                        self._owners.pop(item.task_id, None)
+                if step.state is StepState.RUNNING:
+                    self._fail_step(active, step, "StepConfigurationError", message, changes)
+                    self._maybe_finish(active, changes)
+                    await self._save(changes)
+                continue
+            for item in items:
+                task = existing.get(item.task_id or "")
+                if task is not None and task.state.terminal:
+                    finished.append(task)
+        for task in finished:
+            self._on_task_finished(task)
+
+    def _on_task_finished(self, task: Task) -> None:
+        owner = self._owners.get(task.id)
+        if owner is not None:
+            self._spawn(self._item_finished(owner, task))
+
+    async def _item_finished(self, owner: tuple[str, str, int], task: Task) -> None:
+        run_id, name, index = owner
+        active = self._active.get(run_id)
+        if active is None:
+            return
+        async with active.lock:
+            items = active.items.get(name)
+            step = active.steps[name]
+            if items is None or index >= len(items) or step.state is not StepState.RUNNING:
+                return
+            item = items[index]
+            if item.finished or item.task_id != task.id:
+                return
+            self._owners.pop(task.id, None)
+            item.state, item.output, item.attempts = task.state, task.output, task.attempts
+            item.error = None if task.error is None else task.error.to_dict()
+            changes = Changes(active)
+            spec = active.step_spec(name)
+            if task.state is not TaskState.SUCCEEDED:
+                for other in items:
+                    if other.task_id and not other.finished and other is not item:
+                        self._spawn(self._cancel_task(other.task_id, f"step {name} failed"))
+                step.attempts = sum(i.attempts for i in items)
+                step.error = item.error
+                where = f" (item {index})" if spec.foreach is not None else ""
+                self._finish_step(
+                    active,
+                    step,
+                    _TASK_TO_STEP[task.state],
+                    changes,
+                    reason=f"{(item.error or {}).get('message', '')}{where}",
+                )
+            else:
+                waiting = [i for i in items if i.task_id is None]
+                running = sum(1 for i in items if i.task_id is not None and not i.finished)
+                cap = spec.parallelism or len(items)
+                changes.submit.extend((name, i) for i in waiting[: max(0, cap - running)])
+                if all(i.finished for i in items):
+                    step.attempts = sum(i.attempts for i in items)
+                    output = [i.output for i in items] if spec.foreach is not None else item.output
+                    self._finish_step(active, step, StepState.SUCCEEDED, changes, output=output)
+            await self._advance(active, changes)
+
+    # -- timers and recovery ---------------------------------------------------
+    def _arm_deadline(self, active: ActiveRun) -> None:
+        deadline = active.run.deadline
+        if deadline is None:
+            return
+        delay = max(0.0, deadline - time.time())
+
+        def fire() -> None:
+            self._spawn(self._timeout_run(active))
+
+        active.timers.append(asyncio.get_running_loop().call_later(delay, fire))
+
+    async def _timeout_run(self, active: ActiveRun) -> None:
+        async with active.lock:
+            await self._end_run(
+                active, Changes(active), RunState.TIMED_OUT, f"run exceeded its timeout of {active.spec.timeout}"
+            )
+
+    def _arm_approval_deadline(self, active: ActiveRun, step: StepRun) -> None:
+        deadline = (step.approval or {}).get("deadline")
+        if deadline is None:
+            return
+
+        async def expire() -> None:
+            async with active.lock:
+                if step.state is StepState.WAITING_APPROVAL and not active.run.state.terminal:
+                    changes = Changes(active)
+                    self._record_decision(active, step, False, "deadline", "approval deadline passed", changes)
+                    await self._advance(active, changes)
+
+        delay = max(0.0, float(deadline) - time.time())
+        active.timers.append(asyncio.get_running_loop().call_later(delay, lambda: self._spawn(expire())))
+
+    async def _recover(self, active: ActiveRun) -> None:
+        changes = Changes(active)
+        changes.recovering = True
+        self._arm_deadline(active)
+        for spec in active.spec.steps:
+            step = active.steps[spec.name]
+            if step.state is StepState.WAITING_APPROVAL:
+                self._arm_approval_deadline(active, step)
+            if step.state is not StepState.RUNNING:
+                continue
+            values: list[Any] = [None]
+            if spec.foreach is not None:
+                values = list(expressions.evaluate(spec.foreach, active.variables()))
+            items = [Item(index, value) for index, value in enumerate(values)]
+            active.items[spec.name] = items
+            ids = [active.task_id(spec.name, item.index) for item in items]
+            known = {task.id: task for task in await self._store.get_tasks(ids)}
+            cap = spec.parallelism or len(items)
+            for item, task_id in zip(items, ids, strict=True):
+                if task_id in known:
+                    item.task_id = task_id
+                    self._owners[task_id] = (active.run.id, spec.name, item.index)
+            unsubmitted = [item for item in items if item.task_id is None]
+            running = sum(1 for item in items if item.task_id is not None)
+            changes.submit.extend((spec.name, item) for item in unsubmitted[: max(0, cap - running)])
+            if not items:
+                self._finish_step(active, step, StepState.SUCCEEDED, changes, output=[])
+            for task_id, task in known.items():
+                if task.state.terminal:
+                    self._spawn(self._item_finished(self._owners[task_id], task))
+        changes.run("RunResumed")
+        await self._advance(active, changes)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

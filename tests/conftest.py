@@ -17,9 +17,7 @@ from pweza.store.sqlite import SqliteStore
 from pweza.testing.platform import Platform
 
 
-def template(
-    name: str = "echoer", handler: str = "pweza.testing.handlers:echo", **spec: Any
-) -> dict[str, Any]:
+def template(name: str = "echoer", handler: str = "pweza.testing.handlers:echo", **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "pweza.ai/v1",
         "kind": "AgentTemplate",

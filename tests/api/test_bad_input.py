@@ -43,9 +43,7 @@ async def test_malformed_manifests_are_refused(
 
 
 async def test_body_that_is_not_json_is_a_4xx(api: httpx.AsyncClient) -> None:
-    response = await api.post(
-        "/api/v1/agentpools", content=b"{not json", headers={"content-type": "application/json"}
-    )
+    response = await api.post("/api/v1/agentpools", content=b"{not json", headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500
 
 
@@ -100,9 +98,7 @@ async def test_oversize_task_input_is_413_and_not_stored(api: httpx.AsyncClient)
         ({"pool": "echo", "extra": 1}, "extra"),
     ],
 )
-async def test_bad_task_submissions_name_the_field(
-    api: httpx.AsyncClient, body: dict[str, Any], field: str
-) -> None:
+async def test_bad_task_submissions_name_the_field(api: httpx.AsyncClient, body: dict[str, Any], field: str) -> None:
     response = await api.post("/api/v1/tasks", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
@@ -137,12 +133,8 @@ async def test_lists_paginate_with_a_continue_key(api: httpx.AsyncClient) -> Non
     for index in range(5):
         await api.post("/api/v1/agenttemplates", json=template(name=f"t{index}"))
     first = (await api.get("/api/v1/agenttemplates", params={"limit": 2})).json()
-    second = (
-        await api.get("/api/v1/agenttemplates", params={"limit": 2, "continue": first["continue"]})
-    ).json()
-    third = (
-        await api.get("/api/v1/agenttemplates", params={"limit": 2, "continue": second["continue"]})
-    ).json()
+    second = (await api.get("/api/v1/agenttemplates", params={"limit": 2, "continue": first["continue"]})).json()
+    third = (await api.get("/api/v1/agenttemplates", params={"limit": 2, "continue": second["continue"]})).json()
     names = [i["metadata"]["name"] for page in (first, second, third) for i in page["items"]]
     assert names == ["t0", "t1", "t2", "t3", "t4"]
     assert third["continue"] is None

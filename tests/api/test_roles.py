@@ -42,9 +42,7 @@ MATRIX: dict[tuple[str, str], tuple[Permission, str]] = {
 
 def api_routes(manager: Manager) -> set[tuple[str, str]]:
     paths = create_app(manager).openapi()["paths"]
-    return {
-        (method.upper(), path) for path, ops in paths.items() if path.startswith("/api/") for method in ops
-    }
+    return {(method.upper(), path) for path, ops in paths.items() if path.startswith("/api/") for method in ops}
 
 
 async def test_every_api_route_is_in_the_matrix(manager: Manager) -> None:
@@ -66,9 +64,7 @@ async def test_role_may_call_route_only_with_permission(
 
 
 @pytest.mark.parametrize("route", sorted(MATRIX))
-async def test_every_route_refuses_missing_and_wrong_tokens(
-    api: httpx.AsyncClient, route: tuple[str, str]
-) -> None:
+async def test_every_route_refuses_missing_and_wrong_tokens(api: httpx.AsyncClient, route: tuple[str, str]) -> None:
     _, url = MATRIX[route]
     for headers in (
         {"Authorization": ""},

@@ -50,9 +50,7 @@ def test_500_tasks_across_3_agents_all_succeed(platform: Platform) -> None:
     platform.wait_for_agents(3)
     with platform.client() as client:
         batch = [{"pool": "echo", "input": {"n": n}} for n in range(500)]
-        ids = [
-            item["id"] for item in client.post("/api/v1/tasks:batch", json={"tasks": batch}).json()["items"]
-        ]
+        ids = [item["id"] for item in client.post("/api/v1/tasks:batch", json={"tasks": batch}).json()["items"]]
         wait_until(lambda: count_states(client, "echo")["succeeded"] == 500, 120, "500 succeeded tasks")
         sample = [client.get(f"/api/v1/tasks/{task_id}").json() for task_id in ids[::50]]
     assert [task["output"] for task in sample] == [{"n": n} for n in range(0, 500, 50)]
@@ -64,19 +62,13 @@ def test_500_tasks_across_3_agents_all_succeed(platform: Platform) -> None:
     assert agents
 
 
-def test_agent_killed_mid_task_has_it_rerun_elsewhere_after_the_lease(
-    platform: Platform, tmp_path: Path
-) -> None:
-    platform.apply(
-        template(handler="pweza.testing.handlers:block_first_attempt", retry={"backoff": "100ms"}), pool()
-    )
+def test_agent_killed_mid_task_has_it_rerun_elsewhere_after_the_lease(platform: Platform, tmp_path: Path) -> None:
+    platform.apply(template(handler="pweza.testing.handlers:block_first_attempt", retry={"backoff": "100ms"}), pool())
     first = platform.start_agent("echo", agent_id="first")
     platform.wait_for_agents(1)
     marker = tmp_path / "started"
     with platform.client() as client:
-        task_id = client.post(
-            "/api/v1/tasks", json={"pool": "echo", "input": {"started": str(marker)}}
-        ).json()["id"]
+        task_id = client.post("/api/v1/tasks", json={"pool": "echo", "input": {"started": str(marker)}}).json()["id"]
     wait_until(marker.exists, 30, "the first attempt to start")
     platform.start_agent("echo", agent_id="second")
     platform.wait_for_agents(2)
@@ -106,9 +98,7 @@ def test_manager_killed_and_restarted_loses_no_submitted_task(platform: Platform
     platform.start_manager()
     platform.wait_for_agents(1, timeout=30)
     with platform.client() as client:
-        wait_until(
-            lambda: count_states(client, "echo")["succeeded"] == 150, 60, "all accepted tasks to succeed"
-        )
+        wait_until(lambda: count_states(client, "echo")["succeeded"] == 150, 60, "all accepted tasks to succeed")
         states = count_states(client, "echo")
     assert states == Counter({"succeeded": 150})
 
@@ -133,9 +123,7 @@ def test_cancellation_reaches_the_running_handler(platform: Platform, tmp_path: 
 
 
 def test_a_slow_task_times_out(platform: Platform) -> None:
-    platform.apply(
-        template(handler="pweza.testing.handlers:sleep", timeout="500ms", retry={"limit": 0}), pool()
-    )
+    platform.apply(template(handler="pweza.testing.handlers:sleep", timeout="500ms", retry={"limit": 0}), pool())
     platform.start_agent("echo")
     platform.wait_for_agents(1)
     with platform.client() as client:
@@ -146,9 +134,7 @@ def test_a_slow_task_times_out(platform: Platform) -> None:
 
 
 def test_retryable_failures_are_retried_until_success(platform: Platform) -> None:
-    platform.apply(
-        template(handler="pweza.testing.handlers:fail_until", retry={"limit": 3, "backoff": "50ms"}), pool()
-    )
+    platform.apply(template(handler="pweza.testing.handlers:fail_until", retry={"limit": 3, "backoff": "50ms"}), pool())
     platform.start_agent("echo")
     platform.wait_for_agents(1)
     with platform.client() as client:

@@ -17,6 +17,7 @@ from pweza.cli.client import ApiClient, CliError
 from pweza.cli.context import default_data_dir, load_context
 from pweza.cli.files import load_documents, plural_of
 from pweza.cli.output import console, emit, err_console, object_rows, table
+from pweza.cli.runs import run_command, runs_app
 from pweza.domain.errors import InvalidInput
 from pweza.domain.kinds import resolve_kind
 from pweza.domain.roles import Role
@@ -27,6 +28,8 @@ task_app = typer.Typer(no_args_is_help=True, help="Submit and inspect tasks.")
 token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API tokens.")
 app.add_typer(task_app, name="task")
 app.add_typer(token_app, name="token")
+app.add_typer(runs_app, name="runs")
+app.command("run")(run_command)
 
 Server = Annotated[str | None, typer.Option("--server", "-s", help="Manager URL [env PWEZA_URL].")]
 Token = Annotated[str | None, typer.Option("--token", help="Bearer token [env PWEZA_TOKEN].")]

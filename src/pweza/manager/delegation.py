@@ -7,6 +7,8 @@ child that already succeeded instead of a new one; a failed child is replaced.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -24,6 +26,7 @@ from pweza.store.protocol import Store
 log = structlog.get_logger(__name__)
 MAX_DEPTH = 8
 KEY_LABEL = "delegate-key"
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class Delegations:
@@ -68,7 +71,7 @@ class Delegations:
         labels = {k: v for k, v in parent.labels.items() if k in ("run", "step")}
         labels.update({KEY_LABEL: key, "depth": str(depth)})
         suffix = "" if not same_key else f"~{uuid.uuid4().hex[:6]}"
-        child_id = f"{parent_id}/{key}{suffix}"
+        child_id = f"{parent_id}:{_id_part(key)}{suffix}"
         self._waiting[child_id].append((parent_id, request_id))
         await self._dispatcher.submit(
             [
@@ -95,6 +98,13 @@ class Delegations:
         for session in self._dispatcher.sessions():
             if session.id == agent_id:
                 session.link.send_delegate_result(request_id, result)
+
+
+def _id_part(key: str) -> str:
+    """The key as it may appear in a task id (and so in a URL path)."""
+    if _SAFE_KEY.fullmatch(key):
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _error(message: str) -> dict[str, Any]:

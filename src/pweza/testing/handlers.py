@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,36 @@ async def block_first_attempt(ctx: Any) -> dict[str, Any]:
         Path(ctx.input["started"]).write_text(str(os.getpid()))
         await asyncio.sleep(3600)
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+async def interval(ctx: Any) -> Any:
+    """Sleep `input.seconds`, appending 'start end' to `input.log`; returns `input.value`."""
+    started = time.time()
+    await asyncio.sleep(float(ctx.input.get("seconds", 0.01)))
+    with Path(ctx.input["log"]).open("a") as handle:
+        handle.write(f"{started} {time.time()}\n")
+    return ctx.input.get("value")
+
+
+def fail_if_file(ctx: Any) -> dict[str, Any]:
+    """Fail for good while the file `input.flag` exists (a fault a person then fixes)."""
+    from pweza.agent.sdk import TaskFailure
+
+    if Path(ctx.input["flag"]).exists():
+        raise TaskFailure(f"{ctx.input['flag']} is present", type="Broken", retryable=False)
+    return {"ok": True}
+
+
+def add_one(ctx: Any) -> dict[str, Any]:
+    """`{"v": n}` -> `{"v": n + 1}` after `input.seconds`; the chain test checks every link."""
+    time.sleep(float(ctx.input.get("seconds", 0.0)))
+    return {"v": int(ctx.input["v"]) + 1}
+
+
+async def delegate_down(ctx: Any) -> dict[str, Any]:
+    """Delegate to the first of `input.pools`, which delegates to the next, and so on."""
+    pools = list(ctx.input.get("pools", []))
+    if not pools:
+        return {"leaf": ctx.input.get("value")}
+    child = await ctx.delegate(pools[0], {"pools": pools[1:], "value": ctx.input.get("value")})
+    return {"via": pools[0], "child": child}

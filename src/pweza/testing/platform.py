@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -16,6 +17,10 @@ from typing import Any
 
 import httpx
 import yaml
+
+from pweza.domain.roles import Role
+from pweza.manager.auth import TokenService
+from pweza.store.sqlite import SqliteStore
 
 _handed_out: set[int] = set()
 
@@ -62,18 +67,7 @@ class Platform:
             "LOG_LEVEL": "INFO",
             **(env or {}),
         }
-        self.admin_token = _cli(
-            "token",
-            "create",
-            "--role",
-            "admin",
-            "--name",
-            "test-admin",
-            "--database-url",
-            self.database_url,
-            env=self.env,
-        )
-        self.agent_token = _cli(
+        self.admin_token, self.agent_token = asyncio.run(_bootstrap_tokens(workdir / "pweza.db"))
             "token",
             "create",
             "--role",

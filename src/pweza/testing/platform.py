@@ -36,11 +36,18 @@ def free_port() -> int:
             return port
 
 
-def _cli(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "pweza", *args], env=env, capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise RuntimeError(f"pweza {' '.join(args)} failed: {done.stderr}")
-    return done.stdout.strip()
+async def _bootstrap_tokens(database: Path) -> tuple[str, str]:
+    """An admin and an agent token written straight into a new store (as `pweza token create
+    --database-url` does), without paying for two CLI start-ups per test."""
+    store = SqliteStore(database)
+    await store.open()
+    try:
+        tokens = TokenService(store)
+        _, admin = await tokens.create("test-admin", Role.ADMIN)
+        _, agent = await tokens.create("test-agents", Role.AGENT)
+    finally:
+        await store.close()
+    return admin, agent
 
 
 class PortTaken(Exception):
@@ -68,16 +75,6 @@ class Platform:
             **(env or {}),
         }
         self.admin_token, self.agent_token = asyncio.run(_bootstrap_tokens(workdir / "pweza.db"))
-            "token",
-            "create",
-            "--role",
-            "agent",
-            "--name",
-            "test-agents",
-            "--database-url",
-            self.database_url,
-            env=self.env,
-        )
         self.manager: subprocess.Popen[bytes] | None = None
         self.agents: list[subprocess.Popen[bytes]] = []
 

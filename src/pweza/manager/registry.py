@@ -11,6 +11,7 @@ from pweza.domain.errors import Conflict, InvalidInput, NotFound
 from pweza.domain.kinds import KINDS
 from pweza.domain.manifests import AgentPool, AgentTemplate, AgentTemplateSpec, Manifest
 from pweza.domain.records import StoredObject
+from pweza.domain.workflows import Workflow
 from pweza.store.protocol import Store
 
 ChangeListener = Callable[[str, str, str], None]
@@ -67,12 +68,32 @@ class Registry:
                     f"spec.templateRef: AgentTemplate {ref!r} does not exist yet in namespace "
                     f"{manifest.metadata.namespace!r}; tasks for this pool wait until it does"
                 )
+        if isinstance(manifest, Workflow):
+            warnings.extend(await self._workflow_warnings(manifest))
         kind = manifest.kind_name
         stored = await self._store.put_object(
             kind, manifest.metadata.namespace, manifest.metadata.name, manifest_body(manifest)
         )
         self._changed(kind, manifest.metadata.namespace, manifest.metadata.name)
         return stored, warnings
+
+    async def _workflow_warnings(self, workflow: Workflow) -> list[str]:
+        """Pools and templates a workflow names that do not exist yet: fine now, an error at run time."""
+        namespace = workflow.metadata.namespace
+        pools = {p.name: p.body for p in await self._store.list_objects("AgentPool", namespace, 10_000)}
+        templates = {p["spec"]["templateRef"] for p in pools.values()}
+        warnings = []
+        for index, step in enumerate(workflow.spec.steps):
+            agent = step.agent
+            if agent is None:
+                continue
+            if agent.pool is not None and agent.pool not in pools:
+                warnings.append(f"spec.steps[{index}].agent.pool: AgentPool {agent.pool!r} does not exist yet")
+            if agent.template is not None and agent.template not in templates:
+                warnings.append(
+                    f"spec.steps[{index}].agent.template: no AgentPool uses template {agent.template!r} yet"
+                )
+        return warnings
 
     async def get(self, kind: str, namespace: str, name: str) -> StoredObject:
         stored = await self._store.get_object(kind, namespace, name)

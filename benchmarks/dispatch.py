@@ -32,7 +32,12 @@ NOOP = {
     "metadata": {"name": "noop"},
     "spec": {"runtime": {"kind": "python", "handler": "pweza.testing.handlers:noop"}, "concurrency": 64},
 }
-POOL = {"apiVersion": "pweza.ai/v1", "kind": "AgentPool", "metadata": {"name": "bench"}, "spec": {"templateRef": "noop"}}
+POOL = {
+    "apiVersion": "pweza.ai/v1",
+    "kind": "AgentPool",
+    "metadata": {"name": "bench"},
+    "spec": {"templateRef": "noop"},
+}
 SUCCEEDED = re.compile(r'^pweza_tasks_total\{pool="default/bench",state="succeeded"\} (\S+)$', re.M)
 
 

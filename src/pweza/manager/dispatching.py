@@ -89,9 +89,11 @@ class Dispatcher:
         self._task_policies[task_id] = policy
 
     # -- tasks -----------------------------------------------------------------
-    async def submit(self, requests: Iterable[TaskRequest]) -> list[Task]:
+    def prepare(self, requests: Iterable[TaskRequest]) -> list[Task]:
+        """New tasks, numbered but neither stored nor dispatched: the caller stores them
+        (possibly with other writes, in one transaction) and then calls `enqueue`."""
         now = time.time()
-        tasks = [
+        return [
             Task(
                 id=request.id or str(uuid.uuid4()),
                 namespace=request.namespace,
@@ -107,10 +109,17 @@ class Dispatcher:
             )
             for request in requests
         ]
-        await self._store.insert_tasks(tasks)
+
+    def enqueue(self, tasks: Iterable[Task]) -> None:
+        """Dispatch tasks that are already durable."""
         for task in tasks:
             self._tasks[task.id] = task
             self._push(task)
+
+    async def submit(self, requests: Iterable[TaskRequest]) -> list[Task]:
+        tasks = self.prepare(requests)
+        await self._store.insert_tasks(tasks)
+        self.enqueue(tasks)
         return tasks
 
     def live(self, task_id: str) -> Task | None:
@@ -352,6 +361,10 @@ class Dispatcher:
         self._leases.pop(task.id, None)
         self._task_policies.pop(task.id, None)
         self.writes.task(task, finished=True)
+        # Listeners (workflow engine, delegation) may act now: whatever they write is queued
+        # behind this task's own write on the same store, so it can never land before it.
+        for listener in self._listeners:
+            listener(task)
         pool = f"{task.namespace}/{task.pool}"
         self._metrics.tasks.labels(pool=pool, state=state.value).inc()
         self._metrics.task_duration.labels(pool=pool).observe(task.finished_at - task.created_at)
@@ -363,8 +376,6 @@ class Dispatcher:
             for future in self._waiters.pop(task.id, []):
                 if not future.done():
                     future.set_result(task)
-            for listener in self._listeners:
-                listener(task)
 
     async def _reap_forever(self) -> None:
         while True:

@@ -50,7 +50,7 @@ class Changes:
         self.steps: dict[str, StepRun] = {}
         self.events: list[RunEvent] = []
         self.submit: list[tuple[str, Item]] = []
-        # Only after a restart may a step's tasks already exist; then they are adopted, not re-sent.
+        # Only after a restart may a step's tasks already exist; then they are adopted, not re-created.
         self.recovering = False
 
     def step(self, step: StepRun, event: str, **data: Any) -> None:
@@ -212,13 +212,25 @@ class WorkflowEngine:
 
     # -- the engine proper -----------------------------------------------------
     async def _advance(self, active: ActiveRun, changes: Changes) -> None:
-        """Start what can start, finish the run when it is done, save, then submit tasks."""
+        """Start what can start and finish the run when it is done; then save everything, the
+        new tasks included, in one transaction, and only then hand the tasks to the dispatcher."""
+        new_tasks: list[Task] = []
+        adopted: list[Task] = []
         if not active.run.state.terminal:
             await self._schedule(active, changes)
             self._maybe_finish(active, changes)
-        await self._save(changes)
-        if changes.submit:
-            await self._submit(active, changes.submit, check_existing=changes.recovering)
+        while changes.submit and not active.run.state.terminal:
+            work, changes.submit = changes.submit, []
+            prepared, found = await self._prepare(active, work, changes)
+            new_tasks += prepared
+            adopted += found
+            self._maybe_finish(active, changes)
+        if active.run.state.terminal:
+            new_tasks = []  # a step failed while others were being prepared: start nothing more
+        await self._save(changes, new_tasks)
+        self._dispatcher.enqueue(new_tasks)
+        for task in adopted:
+            self._on_task_finished(task)
 
     async def _schedule(self, active: ActiveRun, changes: Changes) -> None:
         limit = active.spec.concurrency
@@ -401,13 +413,12 @@ class WorkflowEngine:
         with contextlib.suppress(Conflict, NotFound):
             await self._dispatcher.cancel(task_id, reason)
 
-    async def _save(self, changes: Changes) -> None:
+    async def _save(self, changes: Changes, new_tasks: list[Task] | None = None) -> None:
         active = changes.active
-        if not changes.run_changed and not changes.steps and not changes.events:
+        if not changes.run_changed and not changes.steps and not changes.events and not new_tasks:
             return
-        await self._store.save_run(
-            active.run if changes.run_changed or changes.events else None, list(changes.steps.values()), changes.events
-        )
+        run = active.run if changes.run_changed or changes.events else None
+        await self._store.save_run(run, list(changes.steps.values()), changes.events, new_tasks or ())
         event = self._notify.pop(active.run.id, None)
         if event is not None:
             event.set()
@@ -434,61 +445,52 @@ class WorkflowEngine:
         wanted = f"template {agent.template!r}" if agent.template else f"capabilities {agent.capabilities}"
         raise NotFound(f"no AgentPool in namespace {namespace!r} provides {wanted}")
 
-    async def _submit(self, active: ActiveRun, work: list[tuple[str, Item]], *, check_existing: bool) -> None:
+    async def _prepare(
+        self, active: ActiveRun, work: list[tuple[str, Item]], changes: Changes
+    ) -> tuple[list[Task], list[Task]]:
+        """Tasks for the given items (not yet stored), and already finished ones found after a restart."""
         by_step: dict[str, list[Item]] = defaultdict(list)
         for name, item in work:
             item.task_id = active.task_id(name, item.index)
             self._owners[item.task_id] = (active.run.id, name, item.index)
             by_step[name].append(item)
-        ids = [item.task_id for _, item in work if item.task_id]
-        existing = {task.id: task for task in await self._store.get_tasks(ids)} if check_existing else {}
-        finished: list[Task] = []
+        existing: dict[str, Task] = {}
+        if changes.recovering:
+            ids = [item.task_id for _, item in work if item.task_id]
+            existing = {task.id: task for task in await self._store.get_tasks(ids)}
+        prepared: list[Task] = []
         for name, items in by_step.items():
             spec = active.step_spec(name)
             try:
                 pool = await self._resolve_pool(active, spec)
                 policy = await self._registry.pool_policy(active.run.namespace, pool)
-                requests = []
-                for item in items:
-                    assert item.task_id is not None
-                    if item.task_id in existing:
-                        continue
-                    task_input = expressions.render(spec.input, active.variables(item))
-                    requests.append(
-                        TaskRequest(
-                            namespace=active.run.namespace,
-                            pool=pool,
-                            input=task_input,
-                            timeout_seconds=parse_duration(spec.timeout or policy.template.timeout),
-                            max_retries=spec.retry.limit if spec.retry else None,
-                            labels={"run": active.run.id, "step": name, "index": str(item.index)},
-                            id=item.task_id,
-                        )
+                requests = [
+                    TaskRequest(
+                        namespace=active.run.namespace,
+                        pool=pool,
+                        input=expressions.render(spec.input, active.variables(item)),
+                        timeout_seconds=parse_duration(spec.timeout or policy.template.timeout),
+                        max_retries=spec.retry.limit if spec.retry else None,
+                        labels={"run": active.run.id, "step": name, "index": str(item.index)},
+                        id=item.task_id,
                     )
-                retry_policy = spec.retry or policy.template.retry
-                for request in requests:
-                    self._dispatcher.remember_task_policy(request.id or "", retry_policy)
-                self._dispatcher.remember_retry_policy((active.run.namespace, pool), policy.template.retry)
-                await self._dispatcher.submit(requests)
+                    for item in items
+                    if item.task_id not in existing
+                ]
             except (NotFound, InvalidInput, expressions.ExpressionError) as error:
-                message = getattr(error, "detail", str(error))
-                # The caller holds the run's lock: a step whose pool cannot be found fails here.
-                changes = Changes(active)
-                step = active.steps[name]
                 for item in items:
-                    if item.task_id:
-                        self._owners.pop(item.task_id, None)
+                    self._owners.pop(item.task_id or "", None)
+                step = active.steps[name]
                 if step.state is StepState.RUNNING:
+                    message = getattr(error, "detail", str(error))
                     self._fail_step(active, step, "StepConfigurationError", message, changes)
-                    self._maybe_finish(active, changes)
-                    await self._save(changes)
                 continue
-            for item in items:
-                task = existing.get(item.task_id or "")
-                if task is not None and task.state.terminal:
-                    finished.append(task)
-        for task in finished:
-            self._on_task_finished(task)
+            retry_policy = spec.retry or policy.template.retry
+            for request in requests:
+                self._dispatcher.remember_task_policy(request.id or "", retry_policy)
+            self._dispatcher.remember_retry_policy((active.run.namespace, pool), policy.template.retry)
+            prepared += self._dispatcher.prepare(requests)
+        return prepared, [task for task in existing.values() if task.state.terminal]
 
     def _on_task_finished(self, task: Task) -> None:
         owner = self._owners.get(task.id)

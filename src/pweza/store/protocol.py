@@ -75,8 +75,14 @@ class Store(Protocol):
         """The tasks that exist among `task_ids` (any order)."""
 
     # Workflow runs.
-    async def save_run(self, run: Run | None, steps: Sequence[StepRun] = (), events: Sequence[RunEvent] = ()) -> None:
-        """Upsert the run and steps and append the events, all in one transaction."""
+    async def save_run(
+        self,
+        run: Run | None,
+        steps: Sequence[StepRun] = (),
+        events: Sequence[RunEvent] = (),
+        new_tasks: Sequence[Task] = (),
+    ) -> None:
+        """Upsert the run and steps, append the events and insert the tasks, in one transaction."""
 
     async def get_run(self, run_id: str) -> Run | None: ...
 

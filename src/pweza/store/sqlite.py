@@ -398,7 +398,14 @@ class SqliteStore:
         return await self._call(select)
 
     # -- workflow runs ---------------------------------------------------------
-    async def save_run(self, run: Run | None, steps: Sequence[StepRun] = (), events: Sequence[RunEvent] = ()) -> None:
+    async def save_run(
+        self,
+        run: Run | None,
+        steps: Sequence[StepRun] = (),
+        events: Sequence[RunEvent] = (),
+        new_tasks: Sequence[Task] = (),
+    ) -> None:
+        task_values = [codec.task_row(task) for task in new_tasks]
         run_values = None if run is None else codec.run_row(run)
         step_values = [codec.step_row(step) for step in steps]
         event_values = [codec.event_row(event) for event in events]
@@ -410,6 +417,8 @@ class SqliteStore:
                 connection.executemany(_UPSERT_STEP, step_values)
             if event_values:
                 connection.executemany(_INSERT_EVENT, event_values)
+            if task_values:
+                connection.executemany(_INSERT_TASK, task_values)
 
         await self._call(save)
 

@@ -365,7 +365,7 @@ spec:
       operator: 'Exists'
   next:
     delete: true
-"""
+"""  # noqa: E501
 
 
 class ControlPlaneError(RuntimeError):
@@ -394,9 +394,7 @@ def k8s_bin_dir() -> pathlib.Path | None:
     if override:
         candidate = pathlib.Path(override).expanduser()
     else:
-        cache = os.environ.get("PWEZA_K8S_CACHE") or str(
-            pathlib.Path.home() / ".cache" / "pweza"
-        )
+        cache = os.environ.get("PWEZA_K8S_CACHE") or str(pathlib.Path.home() / ".cache" / "pweza")
         candidate = pathlib.Path(cache).expanduser() / f"k8s-{K8S_VERSION}" / "bin"
     return candidate.resolve() if _has_binaries(candidate) else None
 
@@ -417,9 +415,7 @@ def _free_ports() -> _Ports:
     with contextlib.ExitStack() as stack:
         ports: list[int] = []
         for _ in range(6):
-            sock = stack.enter_context(
-                socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            )
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind(("127.0.0.1", 0))
             ports.append(int(sock.getsockname()[1]))
     return _Ports(*ports)
@@ -468,9 +464,7 @@ class _Pki:
     def _openssl(self, *args: str) -> None:
         openssl = shutil.which("openssl")
         if openssl is None:
-            raise ControlPlaneError(
-                "the openssl CLI is required to make test certificates"
-            )
+            raise ControlPlaneError("the openssl CLI is required to make test certificates")
         result = subprocess.run(
             [openssl, *args],
             cwd=self.dir,
@@ -480,20 +474,10 @@ class _Pki:
             check=False,
         )
         if result.returncode != 0:
-            raise ControlPlaneError(
-                f"openssl {' '.join(args)} failed:\n{result.stderr.strip()}"
-            )
+            raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{result.stderr.strip()}")
 
     def _ec_key(self, path: pathlib.Path) -> None:
-        self._openssl(
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            str(path),
-        )
+        self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
 
     def create_ca(self) -> None:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -512,9 +496,7 @@ class _Pki:
         # RSA rather than EC: some service-account token consumers only handle RS256.
         self._openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
                       "-out", str(self.sa_key))  # fmt: skip
-        self._openssl(
-            "pkey", "-in", str(self.sa_key), "-pubout", "-out", str(self.sa_pub)
-        )
+        self._openssl("pkey", "-in", str(self.sa_key), "-pubout", "-out", str(self.sa_pub))
 
     def issue(
         self,
@@ -531,9 +513,7 @@ class _Pki:
         ext = self.dir / f"{name}.ext"
         self._ec_key(key)
         subject = f"/CN={common_name}" + (f"/O={organization}" if organization else "")
-        self._openssl(
-            "req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr)
-        )
+        self._openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
         sans = [f"DNS:{n}" for n in server_names] + [f"IP:{ip}" for ip in server_ips]
         usage = "serverAuth" if sans else "clientAuth"
         ext.write_text(
@@ -673,15 +653,14 @@ class ControlPlane:
         # Clients first so they do not spam errors while the apiserver goes away, and
         # etcd last so the apiserver can shut down cleanly.
         by_name = {c.name: c for c in self._components}
-        for group in (
-            ("kwok", "kube-scheduler", "kube-controller-manager"),
-            ("kube-apiserver",),
-        ):
-            self._terminate([by_name.pop(n) for n in group if n in by_name])
-        self._terminate(list(by_name.values()))
-        self._components.clear()
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+        try:
+            for group in (("kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apiserver",)):
+                self._terminate([by_name.pop(n) for n in group if n in by_name])
+            self._terminate(list(by_name.values()))
+        finally:
+            self._components.clear()
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
         self._workdir = None
         self._ports = None
         self._ssl = None
@@ -727,13 +706,9 @@ class ControlPlane:
         for name, (user, group) in clients.items():
             cert, key = pki.issue(f"{name}-client", user, organization=group)
             kubeconfigs[name] = self._write_kubeconfig(name, pki.ca_cert, cert, key)
-
-        self._ssl = ssl.create_default_context(cafile=str(pki.ca_cert))
-        admin_cert, admin_key = (
-            pki.dir / "admin-client.crt",
-            pki.dir / "admin-client.key",
-        )
-        self._ssl.load_cert_chain(str(admin_cert), str(admin_key))
+            if name == "admin":
+                self._ssl = ssl.create_default_context(cafile=str(pki.ca_cert))
+                self._ssl.load_cert_chain(str(cert), str(key))
 
         etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
         peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
@@ -792,8 +767,9 @@ class ControlPlane:
             f"--root-ca-file={pki.ca_cert}",
             f"--cluster-signing-cert-file={pki.ca_cert}",
             f"--cluster-signing-key-file={pki.ca_key}",
-            "--controllers=*,-cloud-node-lifecycle-controller,-service-lb-controller,"
-            "-node-route-controller",
+            # Since the in-tree cloud providers were removed, none of the on-by-default
+            # controllers needs a cloud; node-ipam stays off without --allocate-node-cidrs.
+            "--controllers=*",
             "--profiling=false",
         )
         self._spawn(
@@ -802,7 +778,6 @@ class ControlPlane:
             "--bind-address=127.0.0.1",
             f"--secure-port={ports.scheduler}",
             "--leader-elect=false",
-            "--profiling=false",
         )
         stages = workdir / "kwok-stages.yaml"
         stages.write_text(_KWOK_STAGES.lstrip())
@@ -835,10 +810,7 @@ class ControlPlane:
         self._wait(
             "the default ServiceAccount",
             deadline,
-            lambda: (
-                self._get("/api/v1/namespaces/default/serviceaccounts/default")[0]
-                == 200
-            ),
+            lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
             ("kube-controller-manager",),
         )
         self._wait(
@@ -848,9 +820,7 @@ class ControlPlane:
             ("kwok", "kube-controller-manager"),
         )
 
-    def _write_kubeconfig(
-        self, name: str, ca: pathlib.Path, cert: pathlib.Path, key: pathlib.Path
-    ) -> pathlib.Path:
+    def _write_kubeconfig(self, name: str, ca: pathlib.Path, cert: pathlib.Path, key: pathlib.Path) -> pathlib.Path:
         def b64(path: pathlib.Path) -> str:
             return base64.b64encode(path.read_bytes()).decode()
 
@@ -900,7 +870,7 @@ class ControlPlane:
                 cwd=self.workdir,
                 env={**os.environ, "HOME": str(self.workdir)},
                 # The child only calls prctl(); it takes no lock another thread could hold.
-                preexec_fn=_parent_death_signal(),  # noqa: PLW1509
+                preexec_fn=_parent_death_signal(),
             )
         self._components.append(_Component(name, process, log))
 
@@ -910,18 +880,14 @@ class ControlPlane:
         for name in names:
             component = by_name.get(name)
             if component is not None:
-                parts.append(
-                    f"--- {name} log ({component.log}) ---\n{_tail(component.log)}"
-                )
+                parts.append(f"--- last {_LOG_TAIL_LINES} lines of {name} log ---\n{_tail(component.log)}")
         return "\n".join(parts)
 
     def _check_alive(self) -> None:
         for c in self._components:
             code = c.process.poll()
             if code is not None:
-                raise ControlPlaneError(
-                    f"{c.name} exited with code {code} during startup\n{self._log_tails([c.name])}"
-                )
+                raise ControlPlaneError(f"{c.name} exited with code {code} during startup\n{self._log_tails([c.name])}")
 
     def _wait(
         self,
@@ -936,36 +902,28 @@ class ControlPlane:
                 return
             if time.monotonic() >= deadline:
                 raise ControlPlaneError(
-                    f"timed out after {self.startup_timeout:.0f}s waiting for {what}\n"
-                    + self._log_tails(suspects)
+                    f"timed out after {self.startup_timeout:.0f}s waiting for {what}\n" + self._log_tails(suspects)
                 )
             time.sleep(_POLL_INTERVAL)
 
     def _etcd_healthy(self) -> bool:
         assert self._ports is not None
-        conn = http.client.HTTPConnection(
-            "127.0.0.1", self._ports.etcd_client, timeout=2
-        )
+        conn = http.client.HTTPConnection("127.0.0.1", self._ports.etcd_client, timeout=2)
         try:
             conn.request("GET", "/health")
             response = conn.getresponse()
-            body = response.read()
-        except OSError:
+            if response.status != 200:
+                return False
+            health: Any = json.loads(response.read())
+        except (OSError, http.client.HTTPException, ValueError):
             return False
         finally:
             conn.close()
-        if response.status != 200:
-            return False
-        health: Any = json.loads(body)
         return isinstance(health, dict) and health.get("health") == "true"
 
-    def _request(
-        self, method: str, path: str, body: object | None = None
-    ) -> tuple[int, bytes]:
+    def _request(self, method: str, path: str, body: object | None = None) -> tuple[int, bytes]:
         assert self._ports is not None and self._ssl is not None
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", self._ports.apiserver, context=self._ssl, timeout=5
-        )
+        conn = http.client.HTTPSConnection("127.0.0.1", self._ports.apiserver, context=self._ssl, timeout=5)
         try:
             conn.request(
                 method,
@@ -997,13 +955,12 @@ class ControlPlane:
         return status == 200 and body.strip() == b"ok"
 
     def _component_healthy(self, port: int) -> bool:
-        # Probing the self-signed serving cert of a loopback health endpoint.
+        # These components serve a self-signed cert they make at startup; this is only a
+        # loopback liveness probe, so there is nothing to verify it against.
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", port, context=context, timeout=2
-        )
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=2)
         try:
             conn.request("GET", "/healthz")
             response = conn.getresponse()
@@ -1038,9 +995,7 @@ class ControlPlane:
         }
         status, body = self._request("POST", "/api/v1/nodes", node)
         if status not in (201, 409):
-            raise ControlPlaneError(
-                f"creating node {name} failed: HTTP {status} {body.decode(errors='replace')}"
-            )
+            raise ControlPlaneError(f"creating node {name} failed: HTTP {status} {body.decode(errors='replace')}")
 
     def _nodes_ready(self) -> bool:
         if not self.node_names:
@@ -1052,15 +1007,11 @@ class ControlPlane:
         ready = set()
         for node in nodes.get("items", []):
             conditions = node.get("status", {}).get("conditions", [])
-            is_ready = any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in conditions
-            )
+            is_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
             # The node lifecycle controller lifts this taint a moment after Ready; until
             # then the scheduler would leave pods Pending.
             tainted = any(
-                t.get("key", "").startswith("node.kubernetes.io/")
-                for t in node.get("spec", {}).get("taints", []) or []
+                t.get("key", "").startswith("node.kubernetes.io/") for t in node.get("spec", {}).get("taints", []) or []
             )
             if is_ready and not tainted:
                 ready.add(node["metadata"]["name"])

@@ -4,13 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto lint test test-fast demo bench k8s-bin clean
+.PHONY: help install proto crds lint test test-fast demo bench k8s-bin clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
 	@echo "make test   - install what the tests need, lint, and run every test"
 	@echo "make bench  - run the benchmarks (JSON results)"
 	@echo "make proto  - regenerate gRPC code from proto/"
+	@echo "make crds   - regenerate the pweza.ai CRDs from the models"
 	@echo "make lint   - ruff, mypy --strict, import-linter"
 
 $(STAMP): pyproject.toml
@@ -25,6 +26,9 @@ proto: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto \
 		--python_out=src --grpc_python_out=src --mypy_out=src --mypy_grpc_out=src \
 		proto/pweza/v1/agent.proto
+
+crds: $(STAMP)
+	$(BIN)/python hack/gen-crds.py deploy/crds
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -42,14 +42,14 @@ class EnvVar(SpecModel):
     value: str = ""
 
 
-class ResourceList(SpecModel):
-    cpu: str | None = None
-    memory: str | None = None
+Quantity = Annotated[str | int, Field(description="a Kubernetes quantity, e.g. 500m, 2, 1Gi")]
 
 
 class Resources(SpecModel):
-    requests: ResourceList | None = None
-    limits: ResourceList | None = None
+    """Container resources, as in a pod spec (cpu, memory, or any other resource name)."""
+
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
 
 
 RuntimeKind = Literal["python", "http", "shell", "llm"]
@@ -148,6 +148,26 @@ class AgentPoolSpec(SpecModel):
     template_ref: Name
     template: PodOverrides = Field(default_factory=PodOverrides)
     scaling: Scaling = Field(default_factory=Scaling)
+    replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="desired agents; set by `kubectl scale` or an HPA through the scale subresource, "
+        "kept within scaling.minReplicas..maxReplicas (default: minReplicas)",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_within_scaling(self) -> AgentPoolSpec:
+        if self.replicas is not None and not self.scaling.min_replicas <= self.replicas <= self.scaling.max_replicas:
+            raise ValueError(
+                f"replicas: {self.replicas} is outside scaling.minReplicas..maxReplicas "
+                f"({self.scaling.min_replicas}..{self.scaling.max_replicas})"
+            )
+        return self
+
+    @property
+    def desired_replicas(self) -> int:
+        return self.replicas if self.replicas is not None else self.scaling.min_replicas
 
 
 class Manifest(SpecModel):

@@ -1,0 +1,262 @@
+"""The pweza.ai/v1 CustomResourceDefinitions, generated from the pydantic models.
+
+The models are the single source of truth: this turns their JSON Schema into the
+structural OpenAPI v3 schema Kubernetes wants (references inlined, `null` unions turned
+into `nullable`, free-form values marked `x-kubernetes-preserve-unknown-fields`) and adds
+what a schema cannot say as CEL rules. `hack/gen-crds.py` writes the files; a test fails
+when the checked-in files differ from what this produces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pweza.domain.manifests import AgentPool, AgentTemplate, Manifest
+from pweza.domain.workflows import Workflow
+
+GROUP = "pweza.ai"
+_DROP = {"title", "additionalProperties", "$defs", "discriminator"}
+_KEEP_SCALAR = (
+    "type", "description", "pattern", "minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems", "enum", "format",
+)  # fmt: skip
+
+# Rules the JSON Schema cannot express, by the path of the object they guard.
+_RULES: dict[str, dict[str, list[dict[str, str]]]] = {
+    "AgentPool": {
+        "spec.scaling": [
+            {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"},
+        ],
+        "spec": [
+            {
+                "rule": "!has(self.replicas) || (self.replicas >= self.scaling.minReplicas"
+                " && self.replicas <= self.scaling.maxReplicas)",
+                "message": "replicas must be within scaling.minReplicas..maxReplicas",
+            }
+        ],
+    },
+    "AgentTemplate": {
+        "spec.runtime": [
+            {"rule": "self.kind != 'python' || has(self.handler)", "message": "runtime kind python needs handler"},
+            {"rule": "self.kind != 'http' || has(self.url)", "message": "runtime kind http needs url"},
+            {"rule": "self.kind != 'shell' || has(self.command)", "message": "runtime kind shell needs command"},
+            {
+                "rule": "self.kind != 'llm' || (has(self.baseUrl) && has(self.model))",
+                "message": "runtime kind llm needs baseUrl and model",
+            },
+        ]
+    },
+    "Workflow": {
+        "spec.steps[]": [
+            {"rule": "has(self.agent) || has(self.approval)", "message": "a step needs an agent, an approval, or both"},
+        ]
+    },
+}
+
+_COLUMNS: dict[str, list[dict[str, str]]] = {
+    "AgentTemplate": [
+        {"name": "Runtime", "type": "string", "jsonPath": ".spec.runtime.kind"},
+        {"name": "Concurrency", "type": "integer", "jsonPath": ".spec.concurrency"},
+        {"name": "Pools", "type": "integer", "jsonPath": ".status.pools"},
+    ],
+    "AgentPool": [
+        {"name": "Template", "type": "string", "jsonPath": ".spec.templateRef"},
+        {"name": "Desired", "type": "integer", "jsonPath": ".status.replicas"},
+        {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+        {"name": "Min", "type": "integer", "jsonPath": ".spec.scaling.minReplicas", "priority": "1"},
+        {"name": "Max", "type": "integer", "jsonPath": ".spec.scaling.maxReplicas", "priority": "1"},
+        {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].reason"},
+    ],
+    "Workflow": [
+        {"name": "Registered", "type": "integer", "jsonPath": ".status.registeredGeneration"},
+        {"name": "Last-Run", "type": "string", "jsonPath": ".status.lastRun.state"},
+        {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].reason"},
+    ],
+}
+
+_CONDITIONS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "observedGeneration": {"type": "integer"},
+        },
+    },
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+_STATUS: dict[str, dict[str, Any]] = {
+    "AgentTemplate": {"pools": {"type": "integer"}},
+    "AgentPool": {
+        "replicas": {"type": "integer"},
+        "readyReplicas": {"type": "integer"},
+        "selector": {"type": "string"},
+        "template": {"type": "string", "description": "the AgentTemplate generation rolled out"},
+    },
+    "Workflow": {
+        "registeredGeneration": {"type": "integer"},
+        "lastRun": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "recentRuns": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    },
+}
+
+
+def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    for key in ("anyOf", "oneOf"):
+        if key in node:
+            options = [o for o in node[key] if o.get("type") != "null"]
+            nullable = len(options) < len(node[key])
+            rest = {k: v for k, v in node.items() if k != key}
+            if len(options) == 1:
+                result = _structural({**options[0], **rest}, defs)
+            elif {o.get("type") for o in options} == {"string", "integer"}:
+                result = _copy_scalars(rest)
+                result["x-kubernetes-int-or-string"] = True
+            else:
+                result = _copy_scalars(rest)
+                result["x-kubernetes-preserve-unknown-fields"] = True
+            if nullable:
+                result["nullable"] = True
+            return result
+    if "const" in node:
+        return {"type": "string", "enum": [node["const"]], **({"default": node["const"]} if "default" in node else {})}
+    result = _copy_scalars(node)
+    if "exclusiveMinimum" in node:
+        result["minimum"], result["exclusiveMinimum"] = node["exclusiveMinimum"], True
+    if "exclusiveMaximum" in node:
+        result["maximum"], result["exclusiveMaximum"] = node["exclusiveMaximum"], True
+    kind = node.get("type")
+    if kind is None:
+        result["x-kubernetes-preserve-unknown-fields"] = True
+    elif kind == "object":
+        properties = node.get("properties")
+        extra = node.get("additionalProperties")
+        if properties:
+            required = set(node.get("required", []))
+            result["properties"] = {}
+            for name, child in properties.items():
+                converted = _structural(child, defs)
+                # An object with a default in the model (not `X | None`) whose fields all have
+                # defaults gets them from the API server too, so CEL rules can rely on them.
+                optional_object = name not in required and not converted.get("nullable")
+                if optional_object and converted.get("properties") and not converted.get("required"):
+                    converted.setdefault("default", _filled_default(converted))
+                result["properties"][name] = converted
+            if required:
+                result["required"] = sorted(required)
+        elif isinstance(extra, dict):
+            result["additionalProperties"] = _structural(extra, defs)
+        else:
+            result["x-kubernetes-preserve-unknown-fields"] = True
+    elif kind == "array":
+        result["items"] = _structural(node.get("items", {}), defs)
+    default = node.get("default")
+    if default is not None and not isinstance(default, (dict, list)):
+        result["default"] = default
+    return result
+
+
+def _filled_default(schema: dict[str, Any]) -> dict[str, Any]:
+    # The API server checks a default against the CEL rules as written, without applying the
+    # nested defaults first, so an object's default spells its children's defaults out.
+    return {name: child["default"] for name, child in schema.get("properties", {}).items() if "default" in child}
+
+
+def _copy_scalars(node: dict[str, Any]) -> dict[str, Any]:
+    return {key: node[key] for key in _KEEP_SCALAR if key in node and key not in _DROP}
+
+
+def _at(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    node = schema
+    for part in path.split("."):
+        if part.endswith("[]"):
+            node = node["properties"][part[:-2]]["items"]
+        else:
+            node = node["properties"][part]
+    return node
+
+
+def openapi_schema(kind: type[Manifest]) -> dict[str, Any]:
+    source = kind.model_json_schema(by_alias=True, mode="validation")
+    defs = source.get("$defs", {})
+    spec = _structural(source["properties"]["spec"], defs)
+    name = str(kind.model_fields["kind"].default)
+    root: dict[str, Any] = {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": {
+                "type": "object",
+                "properties": {
+                    "observedGeneration": {"type": "integer"},
+                    "conditions": _CONDITIONS,
+                    **_STATUS[name],
+                },
+            },
+        },
+    }
+    for path, rules in _RULES.get(name, {}).items():
+        _at(root, path)["x-kubernetes-validations"] = rules
+    return root
+
+
+def crd(kind: type[Manifest], plural: str, short_names: list[str]) -> dict[str, Any]:
+    name = str(kind.model_fields["kind"].default)
+    version: dict[str, Any] = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": openapi_schema(kind)},
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": [
+            *[{**c, "priority": int(c["priority"])} if "priority" in c else c for c in _COLUMNS[name]],
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    }
+    if kind is AgentPool:
+        version["subresources"]["scale"] = {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "pweza-core"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "plural": plural,
+                "singular": name.lower(),
+                "kind": name,
+                "listKind": f"{name}List",
+                "shortNames": short_names,
+                "categories": ["pweza"],
+            },
+            "versions": [version],
+        },
+    }
+
+
+def all_crds() -> dict[str, dict[str, Any]]:
+    """File name -> CRD, the seed's file names."""
+    return {
+        "agent-template-crd.yaml": crd(AgentTemplate, "agenttemplates", ["at"]),
+        "agent-pool-crd.yaml": crd(AgentPool, "agentpools", ["ap"]),
+        "workflow-crd.yaml": crd(Workflow, "workflows", ["wf"]),
+    }

@@ -17,7 +17,8 @@ from pweza.domain.workflows import Workflow
 GROUP = "pweza.ai"
 _DROP = {"title", "additionalProperties", "$defs", "discriminator"}
 _KEEP_SCALAR = (
-    "type", "description", "pattern", "minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems", "enum", "format",
+    "type", "description", "pattern", "minLength", "maxLength",
+    "minimum", "maximum", "minItems", "maxItems", "enum", "format",
 )  # fmt: skip
 
 # Rules the JSON Schema cannot express, by the path of the object they guard.
@@ -179,10 +180,7 @@ def _copy_scalars(node: dict[str, Any]) -> dict[str, Any]:
 def _at(schema: dict[str, Any], path: str) -> dict[str, Any]:
     node = schema
     for part in path.split("."):
-        if part.endswith("[]"):
-            node = node["properties"][part[:-2]]["items"]
-        else:
-            node = node["properties"][part]
+        node = node["properties"][part[:-2]]["items"] if part.endswith("[]") else node["properties"][part]
     return node
 
 

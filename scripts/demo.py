@@ -6,6 +6,7 @@ with the same CLI commands a person would type, and stops it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 
 import httpx
+from rich.console import Console
+from rich.markdown import Markdown
 
 from pweza.testing.platform import free_port
 
@@ -48,40 +51,47 @@ def main() -> None:
         data_dir = Path(tmp)
         http, grpc, metrics = free_port(), free_port(), free_port()
         env = {**os.environ, "PWEZA_DATA_DIR": str(data_dir)}
-        print("$ pweza up -f examples/quickstart   (in the background)", flush=True)
+        print("$ pweza up -f examples/support-triage   (in the background)", flush=True)
         up = subprocess.Popen(
-            [sys.executable, "-m", "pweza", "up", "-f", str(ROOT / "examples/quickstart"),
+            [sys.executable, "-m", "pweza", "up", "-f", str(ROOT / "examples/support-triage"),
              "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
             env=env, cwd=ROOT,
         )  # fmt: skip
         try:
             wait_ready(f"http://127.0.0.1:{http}", up, data_dir)
-            pweza("get", "agenttemplates", env=env)
+            wait_agents(http, data_dir, count=8)
             pweza("get", "agentpools", env=env)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                agents = subprocess.run(
-                    [sys.executable, "-m", "pweza", "task", "list", "-o", "json"], env=env, capture_output=True
-                )
-                token = (data_dir / "admin-token").read_text()
-                listed = httpx.get(
-                    f"http://127.0.0.1:{http}/api/v1/agents", headers={"Authorization": f"Bearer {token}"}
-                ).json()["items"]
-                if len(listed) >= 2 and agents.returncode == 0:
-                    break
-                time.sleep(0.2)
-            pweza("task", "submit", "--pool", "counters", "--input",
-                  '{"text": "agents run tasks and agents report results"}', "--wait", env=env)  # fmt: skip
-            pweza("task", "submit", "--pool", "counters", "--input", '{"text": "one two two"}',
-                  "--count", "200", "--wait", env=env)  # fmt: skip
-            pweza("task", "list", "--limit", "5", env=env)
-            print("\ndemo finished: 201 tasks ran on 2 local agent processes", flush=True)
+            print("\n$ pweza run examples/support-triage/workflow.yaml", flush=True)
+            workflow = str(ROOT / "examples/support-triage/workflow.yaml")
+            done = subprocess.run(
+                [sys.executable, "-m", "pweza", "run", workflow, "-o", "json"],
+                env=env, text=True, stdout=subprocess.PIPE, timeout=300,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise SystemExit(f"the triage run did not succeed (exit {done.returncode})")
+            outputs = json.loads(done.stdout)
+            Console().print(Markdown(outputs["report"]))
+            pweza("runs", "list", env=env)
+            print("\ndemo finished: 6 kinds of agents cooperated on one triage run", flush=True)
         finally:
             up.send_signal(signal.SIGTERM)
             try:
-                up.wait(30)
+                up.wait(60)
             except subprocess.TimeoutExpired:
                 up.kill()
+
+
+def wait_agents(http: int, data_dir: Path, count: int) -> None:
+    token = (data_dir / "admin-token").read_text()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = httpx.get(
+            f"http://127.0.0.1:{http}/api/v1/agents", headers={"Authorization": f"Bearer {token}"}
+        ).json()["items"]
+        if len(listed) >= count:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"fewer than {count} agents connected within 60s")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ _STYLE = {
     "timed_out": ("⏱", "red"),
     "cancelled": ("■", "magenta"),
     "skipped": ("↷", "dim"),
+    "assigned": ("▷", "cyan"),
 }
 
 
@@ -73,10 +74,11 @@ def render_run(run: dict[str, Any]) -> Group:
     for step in run.get("steps", []):
         icon, style = _STYLE.get(step["state"], ("?", ""))
         line = Text.assemble((f"{icon} ", style), (step["name"], "bold"), "  ", (step["state"], style))
-        if step.get("attempts"):
+        items = step.get("items")
+        if items is not None:
+            line.append(f"  {items} item{'' if items == 1 else 's'}")
+        elif step.get("attempts"):
             line.append(f"  attempt {step['attempts']}")
-        if step.get("items") is not None:
-            line.append(f"  {step['items']} items")
         if duration := _duration(step):
             line.append(f"  {duration}", "dim")
         if step["state"] == "waiting_approval":

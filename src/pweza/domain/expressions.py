@@ -27,6 +27,8 @@ _TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 _WHOLE = re.compile(r"^\s*\$\{\{(.*?)\}\}\s*$", re.S)
 _STRING_LITERAL = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
 _DUNDER = re.compile(r"\b_\w*__|\b__\w*")
+_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*")
+_PATH_PART = re.compile(r"([A-Za-z_]\w*)|\[(\d+)\]")
 _STEP_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)|\bsteps\s*\[\s*['\"]([^'\"]+)['\"]\s*\]")
 
 
@@ -61,13 +63,44 @@ def check(source: str) -> None:
 
 
 def evaluate(source: str, variables: dict[str, Any]) -> Any:
-    program = compile_expression(unwrap(source))
+    bare = unwrap(source)
+    program = compile_expression(bare)
+    if _PATH.fullmatch(bare):
+        # A plain reference is looked up directly: CEL maps do not keep their keys' order,
+        # and `${{ steps.x.output }}` should hand the output on exactly as it was.
+        found, value = _lookup(bare, variables)
+        if found:
+            return value
     try:
-        value = program.execute(variables)
+        value = _ordered(program.execute(variables))
     except Exception as error:  # noqa: BLE001 - any evaluation failure is the expression's
-        raise ExpressionError(f"{unwrap(source)!r} failed: {error}") from None
+        raise ExpressionError(f"{bare!r} failed: {error}") from None
     if len(orjson.dumps(value, default=str)) > MAX_RESULT_BYTES:
         raise ExpressionError(f"{unwrap(source)!r} produced more than {MAX_RESULT_BYTES} bytes")
+    return value
+
+
+def _lookup(path: str, variables: dict[str, Any]) -> tuple[bool, Any]:
+    current: Any = variables
+    for name, index in _PATH_PART.findall(path):
+        if name:
+            if not isinstance(current, dict) or name not in current:
+                return False, None
+            current = current[name]
+        else:
+            position = int(index)
+            if not isinstance(current, list) or not -len(current) <= position < len(current):
+                return False, None
+            current = current[position]
+    return True, current
+
+
+def _ordered(value: Any) -> Any:
+    """Maps built by CEL come back in arbitrary key order: sort them, so results are stable."""
+    if isinstance(value, dict):
+        return {key: _ordered(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_ordered(item) for item in value]
     return value
 
 

@@ -22,6 +22,7 @@ from pweza.domain.errors import InvalidInput
 from pweza.domain.kinds import resolve_kind
 from pweza.domain.roles import Role
 from pweza.manager.config import load_settings
+from pweza.operator.resources import DEFAULT_AGENT_TOKEN_SECRET, DEFAULT_IMAGE, DEFAULT_MANAGER_GRPC, OperatorConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="pweza: run fleets of AI agents.")
 task_app = typer.Typer(no_args_is_help=True, help="Submit and inspect tasks.")
@@ -110,6 +111,63 @@ def agent(
         tls_ca=tls_ca,
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def operator(
+    kubeconfig: Annotated[
+        str | None, typer.Option(envvar="KUBECONFIG", help="Default: in-cluster, then ~/.kube/config.")
+    ] = None,
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Watch only these (default: all).")
+    ] = None,
+    manager_url: Annotated[
+        str | None, typer.Option(envvar="PWEZA_MANAGER_URL", help="Manager REST URL to register objects with.")
+    ] = None,
+    manager_token: Annotated[
+        str | None, typer.Option(envvar="PWEZA_MANAGER_TOKEN", help="Token of role operator.")
+    ] = None,
+    agent_manager_address: Annotated[
+        str, typer.Option(envvar="PWEZA_AGENT_MANAGER_ADDRESS", help="gRPC address agent pods use.")
+    ] = DEFAULT_MANAGER_GRPC,
+    agent_token_secret: Annotated[
+        str, typer.Option(help="Secret with the agents' token (key 'token').")
+    ] = DEFAULT_AGENT_TOKEN_SECRET,
+    agent_image: Annotated[
+        str, typer.Option(envvar="PWEZA_AGENT_IMAGE", help="Image when neither pool nor template names one.")
+    ] = DEFAULT_IMAGE,
+    lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE")] = "default",
+    lease_name: str = "pweza-operator",
+    lease_seconds: Annotated[int, typer.Option(min=3)] = 15,
+    identity: Annotated[str | None, typer.Option(envvar="POD_NAME")] = None,
+    metrics_port: int = 8000,
+    health_port: int = 8081,
+    host: str = "0.0.0.0",
+    resync_seconds: Annotated[float, typer.Option(min=1)] = 30.0,
+    log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
+) -> None:
+    """Run the Kubernetes operator (kopf) for AgentTemplate, AgentPool and Workflow resources."""
+    from pweza.operator.main import OperatorOptions, run_operator
+
+    logs.configure(log_level)
+    options = OperatorOptions(
+        kubeconfig=kubeconfig,
+        namespaces=list(namespace or []),
+        manager_url=manager_url,
+        manager_token=manager_token,
+        resources=OperatorConfig(
+            manager_grpc=agent_manager_address, agent_token_secret=agent_token_secret, default_image=agent_image
+        ),
+        lease_name=lease_name,
+        lease_namespace=lease_namespace,
+        lease_seconds=lease_seconds,
+        metrics_port=metrics_port,
+        health_port=health_port,
+        host=host,
+        resync_seconds=resync_seconds,
+        **({"identity": identity} if identity else {}),
+    )
+    raise typer.Exit(asyncio.run(run_operator(options)))
 
 
 @app.command()

@@ -8,6 +8,7 @@ saying why instead of an exception loop.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -232,18 +233,44 @@ async def reconcile_workflow(ctx: Context, namespace: str, name: str, *, with_ru
     metrics.reconcile_duration.labels(kind="Workflow").observe(time.perf_counter() - started)
 
 
+async def resync_forever(ctx: Context, namespaces: list[str]) -> None:
+    """Level-triggered repair: every pass reconciles every pool and workflow, whatever events
+    were missed. (A loop here rather than kopf timers: timers put finalizers on every object.)"""
+    targets: list[str | None] = list(namespaces) or [None]
+    while True:
+        await asyncio.sleep(ctx.resync_seconds)
+        for namespace in targets:
+            for kind, reconcile in (("AgentPool", reconcile_pool), ("Workflow", _reconcile_workflow_with_runs)):
+                try:
+                    items = await ctx.kube.list(API, kind, namespace)
+                except Exception as error:  # noqa: BLE001 - the API may be briefly away; try next pass
+                    log.warning("resync list failed", kind=kind, error=str(error))
+                    continue
+                for item in items:
+                    meta = item["metadata"]
+                    try:
+                        await reconcile(ctx, meta["namespace"], meta["name"])
+                    except Exception as error:  # noqa: BLE001 - one broken object must not stop the pass
+                        log.warning(
+                            "resync failed", kind=kind, name=f"{meta['namespace']}/{meta['name']}", error=str(error)
+                        )
+
+
+async def _reconcile_workflow_with_runs(ctx: Context, namespace: str, name: str) -> None:
+    await reconcile_workflow(ctx, namespace, name, with_runs=True)
+
+
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     """Attach the handlers to a registry (one per operator process, no globals)."""
-    resync = ctx.resync_seconds
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return ctx.kube.connection_info()
 
     @kopf.on.resume(GROUP, VERSION, "agentpools", registry=registry)
     @kopf.on.create(GROUP, VERSION, "agentpools", registry=registry)
     @kopf.on.update(GROUP, VERSION, "agentpools", registry=registry)
     async def pool_changed(namespace: str | None, name: str, **_: Any) -> None:
-        await reconcile_pool(ctx, namespace or "default", name)
-
-    @kopf.timer(GROUP, VERSION, "agentpools", interval=resync, initial_delay=resync, registry=registry)
-    async def pool_resync(namespace: str | None, name: str, **_: Any) -> None:
         await reconcile_pool(ctx, namespace or "default", name)
 
     @kopf.on.delete(GROUP, VERSION, "agentpools", optional=True, registry=registry)
@@ -280,10 +307,6 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     @kopf.on.update(GROUP, VERSION, "workflows", registry=registry)
     async def workflow_changed(namespace: str | None, name: str, **_: Any) -> None:
         await reconcile_workflow(ctx, namespace or "default", name)
-
-    @kopf.timer(GROUP, VERSION, "workflows", interval=resync, initial_delay=resync, registry=registry)
-    async def workflow_resync(namespace: str | None, name: str, **_: Any) -> None:
-        await reconcile_workflow(ctx, namespace or "default", name, with_runs=True)
 
     @kopf.on.delete(GROUP, VERSION, "workflows", optional=True, registry=registry)
     async def workflow_deleted(namespace: str | None, name: str, **_: Any) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import os
 from typing import Any
 
+import kopf
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
@@ -21,6 +22,7 @@ __all__ = ["ConflictError", "Kube", "NotFoundError"]
 class Kube:
     def __init__(self, dynamic: DynamicClient, field_manager: str) -> None:
         self._dynamic = dynamic
+        self.configuration: client.Configuration = dynamic.client.configuration
         self._field_manager = field_manager
         self._resources: dict[tuple[str, str], Resource] = {}
 
@@ -35,6 +37,21 @@ class Kube:
             return DynamicClient(client.ApiClient(configuration))
 
         return cls(await asyncio.to_thread(build), field_manager)
+
+    def connection_info(self) -> kopf.ConnectionInfo:
+        """The same credentials for kopf's own watches, whichever way they were loaded."""
+        c = self.configuration
+        authorization = (c.api_key or {}).get("authorization") or (c.api_key or {}).get("BearerToken")
+        token = authorization.split(" ", 1)[-1] if authorization else None
+        return kopf.ConnectionInfo(
+            server=c.host,
+            ca_path=c.ssl_ca_cert,
+            insecure=not c.verify_ssl,
+            certificate_path=c.cert_file,
+            private_key_path=c.key_file,
+            token=token,
+            scheme="Bearer" if token else None,
+        )
 
     def _resource(self, api_version: str, kind: str) -> Resource:
         key = (api_version, kind)

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import start_http_server
 
 from pweza.operator import metrics
-from pweza.operator.handlers import Context, register
+from pweza.operator.handlers import Context, register, resync_forever
 from pweza.operator.kube import Kube
 from pweza.operator.leadership import LeaderElector, LostLeadership
 from pweza.operator.resources import OperatorConfig
@@ -86,7 +86,8 @@ async def run_operator(options: OperatorOptions) -> int:
             return 0
         metrics.leader.set(1)
         registry = kopf.OperatorRegistry()
-        register(registry, Context(kube, options.resources, manager, options.resync_seconds))
+        context = Context(kube, options.resources, manager, options.resync_seconds)
+        register(registry, context)
         settings = kopf.OperatorSettings()
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.pweza.ai")
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.pweza.ai")
@@ -104,9 +105,11 @@ async def run_operator(options: OperatorOptions) -> int:
             )
         )
         keeping = asyncio.create_task(elector.keep())
+        resyncing = asyncio.create_task(resync_forever(context, options.namespaces))
         done, _ = await asyncio.wait({operator, keeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
         kopf_stop.set()
         keeping.cancel()
+        resyncing.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(operator, 20)
         metrics.leader.set(0)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -74,13 +75,20 @@ class Platform:
             "LOG_LEVEL": "INFO",
             **(env or {}),
         }
+        cert = self.env.get("TLS_CERT_FILE")
+        self.tls_ca: Path | None = Path(cert) if cert else None  # the self-signed cert is its own CA
         self.admin_token, self.agent_token = asyncio.run(_bootstrap_tokens(workdir / "pweza.db"))
         self.manager: subprocess.Popen[bytes] | None = None
         self.agents: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.tls_ca else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca else True
 
     @property
     def grpc_address(self) -> str:
@@ -88,6 +96,7 @@ class Platform:
 
     def client(self, token: str | None = None, timeout: float = 30.0) -> httpx.Client:
         return httpx.Client(
+            verify=self.verify,
             base_url=self.url,
             timeout=timeout,
             headers={"Authorization": f"Bearer {token or self.admin_token}"},
@@ -120,7 +129,7 @@ class Platform:
                     raise PortTaken()
                 raise RuntimeError(f"manager exited: {self.manager_log()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/health/ready", timeout=1.0, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

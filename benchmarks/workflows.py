@@ -47,10 +47,10 @@ def manifests() -> list[dict[str, Any]]:
         ]
         return {"apiVersion": "pweza.ai/v1", "kind": "Workflow", "metadata": {"name": name}, "spec": {"steps": steps}}
 
+    each = {"name": "each", "agent": {"pool": "noop"}, "foreach": "inputs.items", "input": "${{ item }}"}
     fan = {
         "apiVersion": "pweza.ai/v1", "kind": "Workflow", "metadata": {"name": "fan"},
-        "spec": {"inputs": {"items": {"type": "array"}},
-                 "steps": [{"name": "each", "agent": {"pool": "noop"}, "foreach": "inputs.items", "input": "${{ item }}"}],
+        "spec": {"inputs": {"items": {"type": "array"}}, "steps": [each],
                  "outputs": {"count": "${{ size(steps.each.output) }}"}},
     }  # fmt: skip
     return [

@@ -86,6 +86,9 @@ async def test_oversize_task_input_is_413_and_not_stored(api: httpx.AsyncClient)
     assert response.json()["field"] == "tasks.input"
     huge = await api.post("/api/v1/tasks", json={"pool": "echo", "input": "x" * 200_000})
     assert huge.status_code == 413
+    enormous = await api.post("/api/v1/tasks:batch", json={"tasks": [{"pool": "echo", "input": "x" * 60_000}] * 20})
+    assert enormous.status_code == 413
+    assert "request body is" in enormous.json()["detail"], "refused before the body is read"
     assert (await api.get("/api/v1/tasks")).json()["items"] == []
 
 

@@ -39,16 +39,17 @@ def create_app(manager: Manager) -> FastAPI:
             return {"status": "ok"}
         return problems.problem(503, "Not ready", "the store is unreachable or not migrated")
 
-    limit = manager.settings.max_payload_bytes
+    # Requests may carry many inputs (a batch of tasks); each input is also checked on its own.
+    body_limit = manager.settings.max_payload_bytes * 16
 
     @app.middleware("http")
     async def guard_and_measure(request: Request, call_next: Handler) -> Response:
         started = time.perf_counter()
         length = request.headers.get("content-length")
-        # A generous envelope around the per-input limit, refused before the body is read.
-        if length is not None and length.isdigit() and int(length) > limit * 2:
+        # Refused before the body is read.
+        if length is not None and length.isdigit() and int(length) > body_limit:
             response: Response = problems.problem(
-                413, "Payload too large", f"request body is {length} bytes; the limit is {limit * 2}"
+                413, "Payload too large", f"request body is {length} bytes; the limit is {body_limit}"
             )
         else:
             response = await call_next(request)

@@ -28,6 +28,7 @@ class WriteBehind:
         self._attempts: dict[tuple[str, int], Attempt] = {}
         self._finished: list[Task] = []
         self._scheduled = False
+        self._failures = 0
         self._writes: set[asyncio.Task[None]] = set()
 
     def task(self, task: Task, *, finished: bool = False) -> None:
@@ -64,8 +65,18 @@ class WriteBehind:
             await asyncio.gather(*pending)
         except Exception:
             self._on_error()
-            log.exception("task state write failed", tasks=len(tasks), attempts=len(attempts))
+            self._failures += 1
+            delay = min(5.0, 0.05 * 2**self._failures)
+            log.exception("task state write failed; retrying", tasks=len(tasks), attempts=len(attempts), retry_in=delay)
+            # Keep the changes (newer ones queued meanwhile win) and try again: nothing is dropped.
+            for task in tasks:
+                self._tasks.setdefault(task.id, task)
+            for attempt in attempts:
+                self._attempts.setdefault((attempt.task_id, attempt.number), attempt)
+            self._finished.extend(finished)
+            asyncio.get_running_loop().call_later(delay, self._schedule)
             return
+        self._failures = 0
         if finished:
             self._after_write(finished)
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds lint test test-fast demo bench k8s-bin clean
+.PHONY: help install proto crds lint test test-fast demo bench k8s-bin postgres clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
@@ -28,27 +28,33 @@ proto: $(STAMP)
 		proto/pweza/v1/agent.proto
 
 crds: $(STAMP)
-	$(BIN)/python hack/gen-crds.py deploy/crds
+	$(BIN)/python hack/gen-crds.py deploy/crds charts/pweza-core/crds
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) lint k8s-bin
+test: $(STAMP) lint k8s-bin postgres
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/dispatch.py
+	$(BIN)/python benchmarks/compare.py
 
 # The Kubernetes test binaries, built from the Go module proxy into ~/.cache/pweza (cold: ~20 min).
 k8s-bin:
 	@if command -v go >/dev/null 2>&1; then nice -n 10 hack/build-k8s.sh >/dev/null; \
 	elif [ "$$CI" = "true" ]; then echo "error: Go is needed to build the Kubernetes test binaries" >&2; exit 1; \
 	else echo "warning: no Go toolchain, so the k8s tests will skip (install Go, then run hack/build-k8s.sh)" >&2; fi
+
+# Debian's PostgreSQL, for the store tests on PostgreSQL (installed with apt-get as root; CI fails rather than skips).
+postgres:
+	@if hack/ensure-postgres.sh; then :; \
+	elif [ "$$CI" = "true" ]; then echo "error: PostgreSQL is needed for the PostgreSQL store tests" >&2; exit 1; \
+	else echo "warning: no PostgreSQL, so the PostgreSQL store tests will skip (run hack/ensure-postgres.sh as root)" >&2; fi
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

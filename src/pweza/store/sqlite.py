@@ -23,6 +23,7 @@ from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter
 from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import TERMINAL_STATES, Attempt, Task
 from pweza.store import codec, migrating
+from pweza.store.protocol import Store
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
@@ -483,10 +484,12 @@ class SqliteStore:
         return await self._call(select)
 
 
-def open_store(url: str) -> SqliteStore:
+def open_store(url: str) -> Store:
     """Pick the backend from a DATABASE_URL-style string."""
     if url.startswith("sqlite:///"):
         return SqliteStore(url.removeprefix("sqlite:///"))
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("the PostgreSQL backend is not available yet; use sqlite:///PATH")
-    raise ValueError(f"unsupported DATABASE_URL {url!r}; use sqlite:///PATH")
+    if url.startswith(("postgresql://", "postgres://", "postgresql+")):
+        from pweza.store.postgres import PostgresStore  # imported only when used: asyncpg and greenlet
+
+        return PostgresStore(url)
+    raise ValueError(f"unsupported DATABASE_URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")

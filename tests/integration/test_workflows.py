@@ -409,3 +409,106 @@ def test_manager_killed_at_random_moments_every_run_still_succeeds(platform: Pla
         for n, step in enumerate(run["steps"]):
             assert step["output"] == {"v": n + 1}, (seed, run["id"], step)
             assert step["attempts"] >= 1
+
+
+def _overlap(log: Path) -> int:
+    marks = []
+    for line in log.read_text().splitlines():
+        start, end = line.split()
+        marks += [(float(start), 1), (float(end), -1)]
+    running = peak = 0
+    for _, delta in sorted(marks):
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def test_run_concurrency_caps_steps_in_flight(platform: Platform, tmp_path: Path) -> None:
+    setup_pool(platform, "interval", concurrency=16)
+    platform.wait_for_agents(1)
+    log = tmp_path / "steps.log"
+    steps = [
+        {"name": f"s{n}", "agent": {"pool": "work"}, "input": {"seconds": 0.2, "log": str(log), "value": n}}
+        for n in range(6)
+    ]
+    platform.apply(workflow("capped", steps, concurrency=2))
+    run = wait_run(platform, start(platform, "capped"))
+    assert run["state"] == "succeeded"
+    assert _overlap(log) == 2
+
+
+def test_steps_find_agents_by_template_or_capabilities(platform: Platform) -> None:
+    platform.apply(
+        template(name="speaker", handler=H + "echo", capabilities=["speech", "text"]),
+        pool(name="voices", template_ref="speaker"),
+    )
+    platform.start_agent("voices")
+    platform.wait_for_agents(1)
+    platform.apply(
+        workflow(
+            "finders",
+            [
+                {"name": "by_template", "agent": {"template": "speaker"}, "input": "t"},
+                {"name": "by_capability", "agent": {"capabilities": ["speech"]}, "input": "c"},
+                {"name": "nobody", "agent": {"capabilities": ["flight"]}, "input": "x", "continueOnFailure": True},
+            ],
+        )
+    )
+    run = wait_run(platform, start(platform, "finders"))
+    steps = steps_of(run)
+    assert (steps["by_template"]["output"], steps["by_capability"]["output"]) == ("t", "c")
+    assert steps["nobody"]["state"] == "failed"
+    assert "no AgentPool in namespace 'default' provides capabilities ['flight']" in steps["nobody"]["error"]["message"]
+    assert run["state"] == "succeeded", "continueOnFailure lets the run finish"
+
+
+def test_approval_deadline_rejects_and_run_timeout_ends_the_run(platform: Platform) -> None:
+    setup_pool(platform, "sleep")
+    platform.wait_for_agents(1)
+    platform.apply(workflow("deadline", [{"name": "gate", "approval": {"message": "quick!", "timeout": "500ms"}}]))
+    platform.apply(
+        workflow("overall", [{"name": "long", "agent": {"pool": "work"}, "input": {"seconds": 60}}], timeout="1s")
+    )
+    gated = wait_run(platform, start(platform, "deadline"), timeout=30)
+    assert gated["state"] == "failed"
+    assert steps_of(gated)["gate"]["approval"]["by"] == "deadline"
+    timed = wait_run(platform, start(platform, "overall"), timeout=30)
+    assert timed["state"] == "timed_out"
+    assert steps_of(timed)["long"]["state"] == "cancelled"
+
+
+def test_retry_of_a_failed_run_continues_from_where_it_failed(platform: Platform, tmp_path: Path) -> None:
+    flag = tmp_path / "broken"
+    flag.write_text("yes")
+    setup_pool(platform, "fail_if_file")
+    platform.wait_for_agents(1)
+    platform.apply(
+        workflow(
+            "resumable",
+            [
+                {"name": "one", "agent": {"pool": "work"}, "input": {"flag": str(tmp_path / "never")}},
+                {"name": "two", "agent": {"pool": "work"}, "depends": ["one"], "input": {"flag": str(flag)}},
+                {
+                    "name": "three",
+                    "agent": {"pool": "work"},
+                    "depends": ["two"],
+                    "input": {"flag": str(tmp_path / "never")},
+                },
+            ],
+        )
+    )
+    run_id = start(platform, "resumable")
+    assert wait_run(platform, run_id)["state"] == "failed"
+    first_task = steps_of(get_run(platform, run_id))["one"]["taskId"]
+    flag.unlink()
+    with platform.client() as client:
+        retried = client.post(f"/api/v1/runs/{run_id}/retry", json={})
+        assert retried.status_code == 200
+    run = wait_run(platform, run_id)
+    assert run["state"] == "succeeded" and run["retries"] == 1
+    steps = steps_of(run)
+    assert steps["one"]["taskId"] == first_task and steps["one"]["retries"] == 0, "the succeeded step is kept"
+    assert steps["two"]["retries"] == 1 and steps["three"]["retries"] == 1
+    with platform.client() as client:
+        again = client.post(f"/api/v1/runs/{run_id}/retry", json={})
+    assert again.status_code == 409, "a succeeded run has nothing to retry"

@@ -1,4 +1,7 @@
-"""Write the pweza.ai CRDs generated from the models: `make crds`."""
+"""Write the pweza.ai CRDs generated from the models: `make crds`.
+
+The same files go to deploy/crds/ (kubectl apply) and to the Helm chart's crds/ folder.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import yaml
 
 from pweza.domain.crds import all_crds
 
+DEFAULT_TARGETS = (Path("deploy/crds"), Path("charts/pweza-core/crds"))
 HEADER = "# Generated from the pydantic models by `make crds` (hack/gen-crds.py). Do not edit.\n"
 
 
@@ -17,7 +21,7 @@ def render(document: dict[str, object]) -> str:
 
 
 def main() -> None:
-    targets = [Path(arg) for arg in sys.argv[1:]] or [Path("deploy/crds")]
+    targets = [Path(arg) for arg in sys.argv[1:]] or list(DEFAULT_TARGETS)
     for target in targets:
         target.mkdir(parents=True, exist_ok=True)
         for name, document in all_crds().items():

@@ -10,10 +10,16 @@ from pweza.domain.crds import all_crds
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.parametrize("folder", ["deploy/crds", "charts/pweza-core/crds"])
 @pytest.mark.parametrize("name", sorted(all_crds()))
-def test_checked_in_crds_match_the_models(name: str) -> None:
-    checked_in = yaml.safe_load((ROOT / "deploy" / "crds" / name).read_text())
-    assert checked_in == all_crds()[name], f"deploy/crds/{name} is stale: run `make crds`"
+def test_checked_in_crds_match_the_models(folder: str, name: str) -> None:
+    checked_in = yaml.safe_load((ROOT / folder / name).read_text())
+    assert checked_in == all_crds()[name], f"{folder}/{name} is stale: run `make crds`"
+
+
+def test_the_chart_ships_exactly_the_generated_crds() -> None:
+    chart = sorted(path.name for path in (ROOT / "charts" / "pweza-core" / "crds").iterdir())
+    assert chart == sorted(all_crds()), "charts/pweza-core/crds/ holds other files than `make crds` writes"
 
 
 def test_agent_pool_crd_keeps_the_seed_fields_and_bounds() -> None:

@@ -465,6 +465,37 @@ def token_revoke(token_id: str, server: Server = None, token: Token = None) -> N
     console.print(f"token {token_id} revoked")
 
 
+@app.command()
+def doctor(
+    values: Annotated[
+        list[Path] | None, typer.Option("--values", "-f", help="Chart values files, as given to helm (repeatable).")
+    ] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="Chart folder whose values.yaml is the base (default: charts/pweza-core).")
+    ] = None,
+    kubeconfig: Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="Default: ~/.kube/config.")] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context (default: the current one).")] = None,
+    release_namespace: Annotated[
+        str | None, typer.Option(help="Namespace helm installs the release into (default: namespace.system).")
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+) -> None:
+    """Check the cluster of the current kubeconfig for what the Helm chart needs; exit 1 on a failure."""
+    from pweza.cli.doctor import Cluster, load_values, print_report, run_checks
+
+    if output not in ("table", "json"):
+        _fail(CliError(f"--output must be table or json, not {output!r}", code=2))
+    try:
+        merged = load_values(list(values or []), chart)
+    except ValueError as error:
+        _fail(CliError(str(error), code=2))
+    try:
+        cluster = Cluster.connect(kubeconfig, context)
+    except Exception as error:  # noqa: BLE001 - a missing or broken kubeconfig is reported, not raised
+        _fail(CliError(f"cannot load the kubeconfig: {error}", code=2))
+    raise typer.Exit(print_report(run_checks(merged, cluster, release_namespace), output))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# The one pweza-core image: the container's args choose what it runs,
+#   pweza manager | pweza operator ... | pweza agent --pool NAME ...
+# (the Helm chart and the operator pass them). It runs as uid 1000 and needs no shell.
+#
+#   docker build -t ghcr.io/pweza/pweza-core:0.1.0 .
+#
+# The build stage uses Debian 12's own Python 3.11, the same interpreter at the same path
+# (/usr/bin/python3.11) as the distroless runtime, so the virtualenv made here runs there as is.
+
+ARG BUILD_IMAGE=debian:12-slim
+ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian12:nonroot
+
+FROM ${BUILD_IMAGE} AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+    && rm -rf /var/lib/apt/lists/*
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN /usr/bin/python3.11 -m venv /venv && /venv/bin/pip install --upgrade pip
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+# A regular (not editable) install: the runtime stage gets the package, not the source tree.
+RUN /venv/bin/pip install . \
+    && /venv/bin/pip uninstall -y pip \
+    && /venv/bin/python -m compileall -q /venv/lib \
+    && /venv/bin/pweza version
+
+FROM ${RUNTIME_IMAGE}
+COPY --from=build /venv /venv
+ENV PATH=/venv/bin:/usr/bin:/bin \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp
+WORKDIR /tmp
+# manager: HTTP, gRPC, metrics; operator: metrics, health.
+EXPOSE 8080 9090 2112 8000 8081
+USER 1000:1000
+ENTRYPOINT ["/venv/bin/pweza"]
+CMD ["--help"]

@@ -1,0 +1,150 @@
+{{/*
+Names, labels and small building blocks shared by every template.
+*/}}
+
+{{- define "pweza-core.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The release's base name: "pweza-core" for `helm install pweza-core ...`, so that the objects
+get the seed's names (pweza-core-manager, pweza-core-secrets, pweza-core-config, ...).
+*/}}
+{{- define "pweza-core.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pweza-core.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "pweza-core.labels" -}}
+helm.sh/chart: {{ include "pweza-core.chart" . }}
+app.kubernetes.io/name: {{ include "pweza-core.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: pweza-core
+{{- end }}
+
+{{/*
+Labels of one component: (dict "root" $ "component" "manager").
+`app: <fullname>-<component>` is the seed's selector label (pweza-core-manager).
+*/}}
+{{- define "pweza-core.componentLabels" -}}
+{{ include "pweza-core.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+app: {{ include "pweza-core.fullname" .root }}-{{ .component }}
+{{- end }}
+
+{{/* The selector of one component's pods: the seed's `app` label. */}}
+{{- define "pweza-core.selectorLabels" -}}
+app: {{ include "pweza-core.fullname" .root }}-{{ .component }}
+{{- end }}
+
+{{- define "pweza-core.managerName" -}}
+{{- include "pweza-core.fullname" . }}-manager
+{{- end }}
+
+{{- define "pweza-core.operatorName" -}}
+{{- include "pweza-core.fullname" . }}-operator
+{{- end }}
+
+{{- define "pweza-core.configMapName" -}}
+{{- include "pweza-core.fullname" . }}-config
+{{- end }}
+
+{{/* Where the manager and the operator run (the seed's .Values.namespace.system). */}}
+{{- define "pweza-core.systemNamespace" -}}
+{{- .Values.namespace.system | default .Release.Namespace }}
+{{- end }}
+
+{{- define "pweza-core.agentsNamespace" -}}
+{{- .Values.namespace.agents | default (include "pweza-core.systemNamespace" .) }}
+{{- end }}
+
+{{- define "pweza-core.dataNamespace" -}}
+{{- .Values.namespace.data | default (include "pweza-core.systemNamespace" .) }}
+{{- end }}
+
+{{- define "pweza-core.monitoringNamespace" -}}
+{{- .Values.namespace.monitoring | default (include "pweza-core.systemNamespace" .) }}
+{{- end }}
+
+{{/* The manager's in-cluster DNS name. */}}
+{{- define "pweza-core.managerHost" -}}
+{{- printf "%s.%s.svc" (include "pweza-core.managerName" .) (include "pweza-core.systemNamespace" .) }}
+{{- end }}
+
+{{- define "pweza-core.managerFQDN" -}}
+{{- printf "%s.%s.svc.%s" (include "pweza-core.managerName" .) (include "pweza-core.systemNamespace" .) .Values.clusterDomain }}
+{{- end }}
+
+{{/*
+The one pweza-core image (manager, operator and agents): (dict "root" $ "image" .Values.manager.image).
+Empty fields of the component's image fall back to .Values.image; the tag to the chart's appVersion.
+*/}}
+{{- define "pweza-core.image" -}}
+{{- $global := .root.Values.image }}
+{{- $own := .image | default dict }}
+{{- $repository := $own.repository | default $global.repository }}
+{{- $tag := $own.tag | default $global.tag | default .root.Chart.AppVersion }}
+{{- printf "%s:%s" $repository (toString $tag) }}
+{{- end }}
+
+{{- define "pweza-core.pullPolicy" -}}
+{{- $own := .image | default dict }}
+{{- $own.pullPolicy | default .root.Values.image.pullPolicy }}
+{{- end }}
+
+{{/* The Secret holding DATABASE_URL: an existing one, or the one the chart writes. */}}
+{{- define "pweza-core.databaseSecretName" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else }}
+{{- include "pweza-core.fullname" . }}-secrets
+{{- end }}
+{{- end }}
+
+{{/* The URL the chart writes when no existing Secret is named: SQLite on the manager's volume by default. */}}
+{{- define "pweza-core.databaseURL" -}}
+{{- if .Values.database.url }}
+{{- .Values.database.url }}
+{{- else }}
+{{- printf "sqlite:///%s/pweza.db" .Values.manager.persistence.mountPath }}
+{{- end }}
+{{- end }}
+
+{{/* True when the URL the chart writes is SQLite (one file, so one manager replica). */}}
+{{- define "pweza-core.sqlite" -}}
+{{- if and (not .Values.database.existingSecret) (hasPrefix "sqlite" (include "pweza-core.databaseURL" .)) }}true{{ end }}
+{{- end }}
+
+{{/* Namespace labels: the seed's `name` and `istio-injection`, plus Pod Security Admission. */}}
+{{- define "pweza-core.namespaceLabels" -}}
+{{- $root := .root }}
+{{- $level := index $root.Values.namespace.podSecurity .key }}
+name: {{ .name }}
+istio-injection: {{ ternary "enabled" "disabled" (and $root.Values.istio.enabled $root.Values.istio.injection) }}
+pod-security.kubernetes.io/enforce: {{ $level.enforce }}
+pod-security.kubernetes.io/enforce-version: {{ $root.Values.namespace.podSecurityVersion }}
+pod-security.kubernetes.io/warn: {{ $level.warn | default $level.enforce }}
+pod-security.kubernetes.io/warn-version: {{ $root.Values.namespace.podSecurityVersion }}
+pod-security.kubernetes.io/audit: {{ $level.audit | default $level.warn | default $level.enforce }}
+pod-security.kubernetes.io/audit-version: {{ $root.Values.namespace.podSecurityVersion }}
+{{- end }}
+
+{{/* The HTTP scheme of the manager's endpoints. */}}
+{{- define "pweza-core.scheme" -}}
+{{- if and .Values.tls.enabled .Values.tls.serve }}https{{ else }}http{{ end }}
+{{- end }}

@@ -84,6 +84,9 @@ def test_pool_becomes_running_agents_scales_and_cleans_up(
     assert container["resources"] == {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["serviceAccountName"] == "workers-agent"
     assert deployment["metadata"]["ownerReferences"][0]["kind"] == "AgentPool"
+    assert get_json(cp, "agentpool", "workers", "-n", namespace)["spec"]["replicas"] == 2, (
+        "the scale subresource has a value"
+    )
     hpa = get_json(cp, "hpa", "workers-agents", "-n", namespace)
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "pweza.ai/v1", "kind": "AgentPool", "name": "workers"}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)

@@ -411,7 +411,7 @@ def token_create(
     name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "cli",
     database_url: Annotated[
         str | None,
-        typer.Option(help="Create directly in this database (bootstrap, no API needed) [env DATABASE_URL]."),
+        typer.Option(help="Create directly in this database (bootstrap, no API needed)."),
     ] = None,
     server: Server = None,
     token: Token = None,

@@ -78,6 +78,11 @@ async def _reconcile_pool(ctx: Context, namespace: str, name: str) -> str:
     deployment = await ctx.kube.apply(resources.deployment(pool, template, template_generation, uid, ctx.config))
     hpa = resources.autoscaler(pool, uid)
     if hpa is not None:
+        if pool.spec.replicas is None:
+            # The HPA reads and writes the scale subresource, whose replicas field must exist.
+            await ctx.kube.merge_patch(
+                API, "AgentPool", name, namespace, {"spec": {"replicas": pool.spec.desired_replicas}}
+            )
         await ctx.kube.apply(hpa)
     else:
         await ctx.kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", resources.deployment_name(name), namespace)

@@ -119,6 +119,14 @@ class Kube:
 
         await asyncio.to_thread(run)
 
+    async def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None:
+        def run() -> None:
+            self._resource(api_version, kind).patch(
+                body=body, name=name, namespace=namespace, content_type="application/merge-patch+json"
+            )
+
+        await asyncio.to_thread(run)
+
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             resource = self._resource(body["apiVersion"], body["kind"])

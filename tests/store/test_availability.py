@@ -1,7 +1,7 @@
 """A store whose database server goes away: readiness says so quickly, writes fail rather than hang,
 and everything works again once the server is back, without reopening the store.
 
-Only meaningful for backends with a server (skipped for SQLite).
+Only meaningful for backends with a server, so it runs on PostgreSQL alone.
 """
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from pweza.domain.tasks import Task
 from pweza.store.protocol import Store
 from pweza.testing.postgres import PostgresServer
 from tests.store.test_contract import make_task
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_readiness_and_writes_follow_the_database_server(store: Store, database_server: PostgresServer) -> None:
     await store.insert_tasks([make_task(1)])
     assert await store.check_ready()

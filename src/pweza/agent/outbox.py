@@ -10,6 +10,7 @@ flush-per-tick alone still ping-pongs single results when handlers finish instan
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from pweza.v1 import agent_pb2 as pb
@@ -27,7 +28,7 @@ class Outbox:
         self._closing = False
 
     def started(self, task_id: str, attempt: int) -> None:
-        self._started.append(pb.AttemptRef(task_id=task_id, attempt=attempt))
+        self._started.append(pb.AttemptRef(task_id=task_id, attempt=attempt, at=time.time()))
         self._ready.set()
 
     def result(self, result: pb.TaskResult, credit: int) -> None:

@@ -221,14 +221,17 @@ class Dispatcher:
             session.credits = min(session.slots, session.credits + slots)
             self._request_pump(session.pool_key)
 
-    def on_started(self, agent_id: str, refs: list[tuple[str, int]]) -> None:
-        for task_id, number in refs:
+    def on_started(self, agent_id: str, starts: list[tuple[str, int, float]]) -> None:
+        now = time.time()
+        for task_id, number, at in starts:
             lease = self._leases.get(task_id)
             task = self._tasks.get(task_id)
             if lease is not None and task is not None and lease.attempt.number == number:
-                # Started is the agent's word that the handler began: the honest start time.
+                # The agent says when the handler began; its clock may differ from ours, so the
+                # time is kept between the assignment and the moment we heard of it.
+                started = min(max(at, lease.attempt.started_at), now) if at else now
                 task.state = TaskState.RUNNING
-                task.started_at = lease.attempt.started_at = time.time()
+                task.started_at = lease.attempt.started_at = started
                 self.writes.task(task)
 
     def on_heartbeat(self, agent_id: str, refs: list[tuple[str, int]]) -> None:

@@ -169,7 +169,8 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                         dispatcher.on_result(session.id, result.task_id, result.attempt, output, error)
                     dispatcher.on_credit(session.id, message.results.credit)
                 elif body == "started":
-                    dispatcher.on_started(session.id, _refs(list(message.started.attempts)))
+                    starts = [(ref.task_id, ref.attempt, ref.at) for ref in message.started.attempts]
+                    dispatcher.on_started(session.id, starts)
                 elif body == "heartbeat":
                     dispatcher.on_heartbeat(session.id, _refs(list(message.heartbeat.attempts)))
                 elif body == "credit":

@@ -1,0 +1,171 @@
+"""What every per-system script shares (standard library only: it runs in both virtualenvs).
+
+Each script `benchmarks/peers/<system>_bench.py` runs the scenarios it is asked for, once,
+and prints one line `BENCH-RESULT {json}` with its figures and errors; `compare.py` runs
+the scripts in turn, repeatedly, and keeps nothing else from their output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MARK = "BENCH-RESULT "
+
+NOOP = "noop-tasks"  # scenario 1: throughput and submit-to-start latency
+CHAIN_NOOP = "chain-noop"  # scenario 2: 40 sequential no-op steps
+CHAIN_10MS = "chain-10ms"  # scenario 2: 40 sequential 10 ms steps
+FAN_OUT = "fan-out"  # scenario 3: fan-out of 1,000 steps and gather
+RECOVERY = "recovery"  # scenario 4: coordinator killed mid-chain and restarted
+SCENARIOS = [NOOP, CHAIN_NOOP, CHAIN_10MS, FAN_OUT, RECOVERY]
+
+KILL_AFTER_STEPS = 20  # the recovery scenario kills the coordinator once this many steps ran
+
+
+@dataclass
+class Report:
+    system: str
+    version: str
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def add(self, scenario: str, metric: str, value: float, unit: str) -> None:
+        self.figures.append({"scenario": scenario, "metric": metric, "value": round(float(value), 4), "unit": unit})
+        print(f"  {self.system} {scenario} {metric} = {value:.4g} {unit}", file=sys.stderr, flush=True)
+
+    def fail(self, scenario: str, error: BaseException) -> None:
+        text = f"{type(error).__name__}: {error}"
+        self.errors.append({"scenario": scenario, "error": text[:2000]})
+        print(f"  {self.system} {scenario} FAILED: {text[:500]}", file=sys.stderr, flush=True)
+        traceback.print_exc(file=sys.stderr)
+
+    def run(self, scenario: str, wanted: list[str], body: Callable[[], None]) -> None:
+        """Run one scenario if asked for; a failure is recorded, and the next scenario still runs."""
+        if scenario not in wanted:
+            return
+        try:
+            body()
+        except Exception as error:  # noqa: BLE001 - every failure is a reported figure
+            self.fail(scenario, error)
+
+    def emit(self) -> None:
+        body = {
+            "system": self.system,
+            "version": self.version,
+            "figures": self.figures,
+            "errors": self.errors,
+            "notes": self.notes,
+        }
+        print(MARK + json.dumps(body), flush=True)
+
+
+def arguments(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--scenarios", nargs="+", default=SCENARIOS, choices=SCENARIOS)
+    parser.add_argument("--tasks", type=int, default=10_000, help="no-op tasks for the throughput figure")
+    parser.add_argument("--latency-samples", type=int, default=200, help="tasks submitted one by one")
+    parser.add_argument("--latency-interval", type=float, default=0.02, help="seconds between those submits")
+    parser.add_argument("--chain", type=int, default=40)
+    parser.add_argument("--fan", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--workdir", type=Path, required=True, help="scratch directory (logs, state)")
+    parser.add_argument("--py-spy", default="", help="profile the coordinator with this py-spy binary")
+    parser.add_argument("--profile-dir", type=Path, default=None)
+    return parser.parse_args()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def paced(count: int, interval: float) -> Iterator[int]:
+    """Yield 0..count-1, the k-th no earlier than start + k * interval (no queue builds up)."""
+    start = time.perf_counter()
+    for k in range(count):
+        delay = start + k * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield k
+
+
+def log_lines(path: Path) -> list[tuple[int, int]]:
+    """The (v, pid) lines `work.step` appended: one per executed step."""
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            lines.append((int(parts[0]), int(parts[1])))
+    return lines
+
+
+def wait_steps(path: Path, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(log_lines(path)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(log_lines(path))}/{count} steps ran within {timeout}s")
+        time.sleep(0.005)
+
+
+def repeated_steps(path: Path) -> int:
+    """How many steps ran more than once (at-least-once shows here)."""
+    values = [v for v, _ in log_lines(path)]
+    return len(values) - len(set(values))
+
+
+def kill_group(process: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
+    """Signal a process started with start_new_session=True and everything in its group."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+@contextmanager
+def profiled(
+    report: Report, py_spy: str, out_dir: Path | None, scenario: str, targets: dict[str, int]
+) -> Iterator[None]:
+    """py-spy (flame graph SVG and collapsed stacks) on each target pid while the body runs."""
+    if not py_spy or out_dir is None:
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spies: list[subprocess.Popen[bytes]] = []
+    for role, pid in targets.items():
+        for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")):
+            out = out_dir / f"{report.system}-{scenario}-{role}.{suffix}"
+            command = [py_spy, "record", "--pid", str(pid), "--rate", "100", "--format", fmt, "--output", str(out)]
+            spies.append(
+                subprocess.Popen([*command, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            )
+    time.sleep(0.5)  # let py-spy attach
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        for spy in spies:
+            try:
+                _, err = spy.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                _, err = spy.communicate()
+            if spy.returncode not in (0, None) and err:
+                report.notes[f"py-spy-{scenario}"] = err.decode(errors="replace")[-500:]

@@ -184,6 +184,14 @@ class Dispatcher:
                 session.running.add(task_id)
                 session.credits -= 1
         session.credits = max(0, session.credits)
+        # Attempts we think this agent holds but it did not list: their results may still come
+        # (an agent re-sends unsent results right after its hello), so give them a short grace
+        # instead of the whole lease; then they fail as lost and are retried.
+        listed = {task_id for task_id, _ in in_flight}
+        grace = now + max(2.0, self._settings.heartbeat_seconds)
+        for task_id, lease in self._leases.items():
+            if lease.attempt.agent_id == session.id and task_id not in listed:
+                lease.expires = min(lease.expires, grace)
         self._sessions[session.id] = session
         self._pool_sessions[session.pool_key].append(session)
         self._update_agent_gauge()

@@ -77,9 +77,9 @@ async def run_operator(options: OperatorOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     manager = ManagerSync(options.manager_url, options.manager_token) if options.manager_url else None
+    stopping = asyncio.create_task(stop.wait())
     try:
         acquiring = asyncio.create_task(elector.acquire())
-        stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             acquiring.cancel()
@@ -122,7 +122,7 @@ async def run_operator(options: OperatorOptions) -> int:
         await elector.release()
         return 0
     finally:
-        stopping.cancel() if "stopping" in locals() else None
+        stopping.cancel()
         if manager is not None:
             await manager.close()
         await health.cleanup()

@@ -58,6 +58,7 @@ class Run:
     finished_at: float | None = None
     deadline: float | None = None
     retries: int = 0
+    owner: str | None = None  # the manager replica driving it (several replicas on one database)
 
 
 @dataclass(slots=True)

@@ -86,6 +86,11 @@ class Task:
     parent_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     cancel_requested: bool = False
+    # The retry policy (a RetryPolicy as a mapping), carried so that whichever replica sees a
+    # failure decides the retry the same way; None: the pool's template policy.
+    retry: dict[str, Any] | None = None
+    # The manager replica working on it (several replicas on one database), else None.
+    owner: str | None = None
 
     @property
     def pool_key(self) -> tuple[str, str]:

@@ -44,6 +44,20 @@ class Settings(BaseModel):
     reaper_interval_seconds: float = Field(default=0.5, gt=0)
     max_payload_bytes: int = Field(default=1 << 20, ge=1024)
     cancel_grace_seconds: float = Field(default=10.0, ge=0)
+    retention_seconds: float = Field(
+        default=7 * 24 * 3600.0, ge=0, description="finished runs and tasks are deleted this long after; 0 keeps them"
+    )
+    retention_batch_size: int = Field(default=500, ge=1)
+    retention_interval_seconds: float = Field(default=60.0, gt=0)
+    replica_id: str = Field(
+        default="",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="this manager's name among replicas on one PostgreSQL database; empty: host-pid-random",
+    )
+    replica_ttl_seconds: float = Field(
+        default=15.0, gt=0, description="a replica silent this long is presumed dead; its work is taken over"
+    )
 
     @property
     def tls_enabled(self) -> bool:

@@ -36,7 +36,7 @@ class Delegations:
         self._registry = registry
         # child task id -> (parent task id, request id) of callers waiting for it
         self._waiting: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        dispatcher.add_listener(self._on_finished)
+        dispatcher.add_listener(self._on_finished, interest=self._waiting.__contains__)
 
     async def request(self, agent_id: str, request_id: str, parent_id: str, pool: str, payload: Any, key: str) -> None:
         """Start (or find) the child and answer the agent when it is done."""
@@ -83,6 +83,7 @@ class Delegations:
                     labels=labels,
                     parent_id=parent_id,
                     id=child_id,
+                    retry=policy.template.retry.model_dump(mode="json"),
                 )
             ]
         )

@@ -3,38 +3,65 @@
 Everything here runs on the event loop and reacts to events (a submission, a credit, a
 result, a tick of the lease reaper); the store is written for durability and read only
 at start-up to recover, never polled for work.
+
+With several replicas on one PostgreSQL database (`coordination` given), pending tasks live
+in the database, not in this process: a replica with agents that have free slots claims
+tasks of their pool (``FOR UPDATE SKIP LOCKED``) when told the pool has work (a ``NOTIFY``
+sent with the insert), and from then on owns them: leases, results and retries are handled
+here, and its writes are applied only while it still owns the row. A finished task is made
+known to listeners (workflow engine, delegation) only once that write is accepted; tasks
+that finished on other replicas arrive through `on_remote_done`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import heapq
-import itertools
+import json
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 import structlog
 
 from pweza.domain.errors import Conflict, NotFound
 from pweza.domain.manifests import RetryPolicy
+from pweza.domain.records import TaskFilter
 from pweza.domain.retrying import decide
 from pweza.domain.tasks import ACTIVE_STATES, Attempt, ErrorType, Task, TaskError, TaskState
 from pweza.manager.config import Settings
 from pweza.manager.metrics import Metrics
-from pweza.manager.persisting import WriteBehind
+from pweza.manager.persisting import WriteBehind, store_writer
+from pweza.manager.sequences import Sequence
 from pweza.manager.sessions import AgentSession, AssignmentMessage, Lease, TaskRequest
+from pweza.store.coordination import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
 PoolKey = tuple[str, str]
 FinishListener = Callable[[Task], None]
+# Whether a listener waits for the task with this id (tasks finished on other replicas).
+Interest = Callable[[str], bool]
+_CLAIM_LIMIT = 512
+_RECENT = 8192
 
 
 class Dispatcher:
-    def __init__(self, store: Store, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        metrics: Metrics,
+        coordination: Coordination | None = None,
+        replica: str = "",
+    ) -> None:
         self._store = store
+        self._shared = coordination
+        self.replica = replica
         self._settings = settings
         self._metrics = metrics
         self._tasks: dict[str, Task] = {}
@@ -43,19 +70,37 @@ class Dispatcher:
         self._sessions: dict[str, AgentSession] = {}
         self._pool_sessions: dict[PoolKey, list[AgentSession]] = defaultdict(list)
         self._retry_policies: dict[PoolKey, RetryPolicy] = {}
-        self._task_policies: dict[str, RetryPolicy] = {}
+        self._parsed_policies: dict[str, RetryPolicy] = {}
         self._waiters: dict[str, list[asyncio.Future[Task]]] = defaultdict(list)
         self._listeners: list[FinishListener] = []
+        self._interests: list[Interest] = []
         self._dirty_pools: set[PoolKey] = set()
         self._pump_scheduled = False
-        self._seq = itertools.count(1)
+        self._seq = Sequence()
         self._reaper: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
-        self.writes = WriteBehind(store, self._after_write, metrics.database_errors.inc)
+        self._background: set[asyncio.Task[Any]] = set()
+        # Several replicas: pools that may have unclaimed work, claims in flight, pools told of
+        # new work while a claim was in flight, attempts being adopted (results wait for it),
+        # and tasks finished here lately (their NOTIFY comes back to us too).
+        self._has_work: set[PoolKey] = set()
+        self._claiming: set[PoolKey] = set()
+        self._renotified: set[PoolKey] = set()
+        self._adopting: dict[str, list[Callable[[], None]]] = {}
+        self._finished_here: OrderedDict[str, None] = OrderedDict()
+        write = store_writer(store) if coordination is None else self._write_owned
+        self.writes = WriteBehind(write, self._after_write, metrics.database_errors.inc)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        self._seq = itertools.count(await self._store.max_task_seq() + 1)
+        if self._shared is not None:
+            # Nothing to recover into memory: pending work is claimed from the database, and the
+            # attempts of a replica that died are adopted by its agents or by the singleton duty.
+            shared = self._shared
+            self._seq = Sequence(fetch_block=lambda size: shared.next_block("tasks", size))
+            self._reaper = asyncio.create_task(self._reap_forever())
+            return
+        self._seq = Sequence(await self._store.max_task_seq() + 1)
         now = time.time()
         recovered = await self._store.load_unfinished_tasks()
         for task in recovered:
@@ -76,19 +121,26 @@ class Dispatcher:
             await asyncio.gather(self._reaper, return_exceptions=True)
         for timer in self._timers:
             timer.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.writes.drain()
 
-    def add_listener(self, listener: FinishListener) -> None:
+    def add_listener(self, listener: FinishListener, interest: Interest | None = None) -> None:
+        """`listener` hears of every finished task; with several replicas, tasks finished on
+        another replica reach it when `interest(task_id)` says it waits for them."""
         self._listeners.append(listener)
+        if interest is not None:
+            self._interests.append(interest)
 
     def remember_retry_policy(self, pool: PoolKey, policy: RetryPolicy) -> None:
         self._retry_policies[pool] = policy
 
-    def remember_task_policy(self, task_id: str, policy: RetryPolicy) -> None:
-        """A per-task override (a workflow step's `retry`), kept until the task finishes."""
-        self._task_policies[task_id] = policy
-
     # -- tasks -----------------------------------------------------------------
+    async def reserve(self, count: int) -> None:
+        """Make sure `prepare` can number `count` tasks (call it right before, with no await between)."""
+        await self._seq.reserve(count)
+
     def prepare(self, requests: Iterable[TaskRequest]) -> list[Task]:
         """New tasks, numbered but neither stored nor dispatched: the caller stores them
         (possibly with other writes, in one transaction) and then calls `enqueue`."""
@@ -100,25 +152,37 @@ class Dispatcher:
                 pool=request.pool,
                 input=request.input,
                 priority=request.priority,
-                seq=next(self._seq),
+                seq=self._seq.next(),
                 max_retries=request.max_retries,
                 timeout_seconds=request.timeout_seconds,
                 created_at=now,
                 labels=dict(request.labels),
                 parent_id=request.parent_id,
+                retry=request.retry,
             )
             for request in requests
         ]
 
     def enqueue(self, tasks: Iterable[Task]) -> None:
         """Dispatch tasks that are already durable."""
+        if self._shared is not None:
+            # They wait in the database for whichever replica claims them first (us, if our agents
+            # have room: the pump below claims; the others heard of them through NOTIFY).
+            for pool in {task.pool_key for task in tasks}:
+                self.on_pending(pool)
+            return
         for task in tasks:
             self._tasks[task.id] = task
             self._push(task)
 
     async def submit(self, requests: Iterable[TaskRequest]) -> list[Task]:
+        requests = list(requests)
+        await self._seq.reserve(len(requests))
         tasks = self.prepare(requests)
-        await self._store.insert_tasks(tasks)
+        if self._shared is not None:
+            await self._shared.insert_tasks(tasks)
+        else:
+            await self._store.insert_tasks(tasks)
         self.enqueue(tasks)
         return tasks
 
@@ -149,12 +213,14 @@ class Dispatcher:
                     del self._waiters[task_id]
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> Task:
+        if self._shared is not None and task_id not in self._tasks:
+            return await self._cancel_elsewhere(task_id, reason)
         task = await self.get(task_id)
         if task.state.terminal:
             raise Conflict(f"task {task_id} is already {task.state.value}")
         task.cancel_requested = True
         # Delegated children die with their parent.
-        for child in [t for t in self._tasks.values() if t.parent_id == task_id and not t.state.terminal]:
+        for child in await self._children(task_id):
             if not child.cancel_requested:
                 await self.cancel(child.id, f"parent {task_id} cancelled")
         lease = self._leases.get(task_id)
@@ -168,6 +234,29 @@ class Dispatcher:
         self.writes.task(task)
         return task
 
+    async def _children(self, task_id: str) -> list[Task]:
+        if self._shared is None:
+            return [t for t in self._tasks.values() if t.parent_id == task_id and not t.state.terminal]
+        stored = await self._store.list_tasks(TaskFilter(parent_id=task_id), limit=10_000)
+        return [self._tasks.get(t.id, t) for t in stored if not t.state.terminal]
+
+    async def _cancel_elsewhere(self, task_id: str, reason: str) -> Task:
+        """Cancel a task this replica does not hold: the database decides who acts."""
+        assert self._shared is not None
+        error = TaskError(ErrorType.CANCELLED, reason, False)
+        task = await self._shared.request_cancel(task_id, error, time.time())
+        if task is None:
+            raise NotFound(f"task {task_id} not found")
+        if task.state.terminal and task.state is not TaskState.CANCELLED:
+            raise Conflict(f"task {task_id} is already {task.state.value}")
+        if task.state is TaskState.CANCELLED and task.error is None:
+            task.error = error
+            self._metrics.tasks.labels(pool=f"{task.namespace}/{task.pool}", state=task.state.value).inc()
+        for child in await self._children(task_id):
+            if not child.cancel_requested:
+                await self.cancel(child.id, f"parent {task_id} cancelled")
+        return task
+
     # -- agents ----------------------------------------------------------------
     def connect(self, session: AgentSession, in_flight: list[tuple[str, int]]) -> None:
         old = self._sessions.pop(session.id, None)
@@ -176,6 +265,7 @@ class Dispatcher:
         now = time.time()
         session.connected_at = session.last_seen = now
         session.credits = session.slots
+        unknown: list[tuple[str, int]] = []
         for task_id, number in in_flight:
             lease = self._leases.get(task_id)
             if lease is not None and lease.attempt.number == number:
@@ -183,7 +273,15 @@ class Dispatcher:
                 lease.expires = now + self._settings.lease_seconds
                 session.running.add(task_id)
                 session.credits -= 1
+            elif self._shared is not None and task_id not in self._tasks:
+                unknown.append((task_id, number))
+                session.credits -= 1
         session.credits = max(0, session.credits)
+        if unknown:
+            # Attempts another replica handed out (the agent moved to us): take them over.
+            for task_id, _ in unknown:
+                self._adopting.setdefault(task_id, [])
+            self._spawn(self._adopt(session, unknown))
         # Attempts we think this agent holds but it did not list: their results may still come
         # (an agent re-sends unsent results right after its hello), so give them a short grace
         # instead of the whole lease; then they fail as lost and are retried.
@@ -205,6 +303,14 @@ class Dispatcher:
         self._pool_sessions[current.pool_key].remove(current)
         # Its leases stay: the agent may come back and claim them, or they expire.
         self._update_agent_gauge()
+        if self._shared is not None and not self._pool_sessions[current.pool_key]:
+            # Claimed work we can no longer hand out goes back for the other replicas.
+            heap = self._pending.pop(current.pool_key, [])
+            while heap:
+                task = self._pop_pending(heap)
+                if task is not None:
+                    task.attempts -= 1  # the attempt the claim counted never ran
+                    self._release(task)
 
     def holder(self, task_id: str) -> AgentSession | None:
         """The connected agent running the task's current attempt, if any."""
@@ -232,6 +338,9 @@ class Dispatcher:
     def on_started(self, agent_id: str, starts: list[tuple[str, int, float]]) -> None:
         now = time.time()
         for task_id, number, at in starts:
+            if task_id in self._adopting:
+                self._adopting[task_id].append(functools.partial(self.on_started, agent_id, [(task_id, number, at)]))
+                continue
             lease = self._leases.get(task_id)
             task = self._tasks.get(task_id)
             if lease is not None and task is not None and lease.attempt.number == number:
@@ -253,6 +362,9 @@ class Dispatcher:
                 lease.expires = now + self._settings.lease_seconds
 
     def on_result(self, agent_id: str, task_id: str, number: int, output: object, error: TaskError | None) -> None:
+        if task_id in self._adopting:
+            self._adopting[task_id].append(lambda: self.on_result(agent_id, task_id, number, output, error))
+            return
         session = self._sessions.get(agent_id)
         if session is not None:
             session.running.discard(task_id)
@@ -320,6 +432,11 @@ class Dispatcher:
             break
         for agent_id, items in batches.items():
             self._sessions[agent_id].link.send_assignments(items)
+        if self._shared is not None and pool in self._has_work and pool not in self._claiming:
+            free = sum(session.credits for session in ready)
+            if free > 0:
+                self._claiming.add(pool)
+                self._spawn(self._claim(pool, min(free, _CLAIM_LIMIT)))
 
     def _pop_pending(self, heap: list[tuple[int, int, str]]) -> Task | None:
         while heap:
@@ -331,7 +448,8 @@ class Dispatcher:
 
     def _assign(self, task: Task, session: AgentSession, now: float) -> AssignmentMessage:
         task.state = TaskState.ASSIGNED
-        task.attempts += 1
+        if self._shared is None:
+            task.attempts += 1  # (a claim from the shared database has counted it already)
         task.agent_id = session.id
         task.started_at = now
         attempt = Attempt(task.id, task.attempts, session.id, now)
@@ -352,8 +470,7 @@ class Dispatcher:
         if task.cancel_requested:
             self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
             return
-        policy = self._task_policies.get(task.id) or self._retry_policies.get(task.pool_key, RetryPolicy())
-        decision = decide(policy, error, task.attempts, task.max_retries)
+        decision = decide(self._policy(task), error, task.attempts, task.max_retries)
         if not decision.retry:
             self._finish(task, decision.final_state, error=error)
             return
@@ -361,8 +478,24 @@ class Dispatcher:
         task.error = error
         task.agent_id = None
         task.not_before = now + decision.delay
+        if self._shared is not None:
+            # Back to the database: any replica with room runs the retry once its backoff is over.
+            self._release(task)
+            pool = task.pool_key
+            timer = asyncio.get_running_loop().call_later(decision.delay, self.on_pending, pool)
+            self._timers.add(timer)
+            return
         self.writes.task(task)
         self._enqueue_at(task, task.not_before)
+
+    def _policy(self, task: Task) -> RetryPolicy:
+        if task.retry is None:
+            return self._retry_policies.get(task.pool_key, RetryPolicy())
+        key = json.dumps(task.retry, sort_keys=True)
+        policy = self._parsed_policies.get(key)
+        if policy is None:
+            policy = self._parsed_policies[key] = RetryPolicy.model_validate(task.retry)
+        return policy
 
     def _finish(self, task: Task, state: TaskState, *, output: object = None, error: TaskError | None = None) -> None:
         task.state = state
@@ -370,20 +503,29 @@ class Dispatcher:
         task.error = error
         task.finished_at = time.time()
         self._leases.pop(task.id, None)
-        self._task_policies.pop(task.id, None)
         self.writes.task(task, finished=True)
-        # Listeners (workflow engine, delegation) may act now: whatever they write is queued
-        # behind this task's own write on the same store, so it can never land before it.
-        for listener in self._listeners:
-            listener(task)
+        if self._shared is None:
+            # Listeners (workflow engine, delegation) may act now: whatever they write is queued
+            # behind this task's own write on the same store, so it can never land before it.
+            # (With several replicas they wait until the write is accepted: see _after_write.)
+            for listener in self._listeners:
+                listener(task)
         pool = f"{task.namespace}/{task.pool}"
         self._metrics.tasks.labels(pool=pool, state=state.value).inc()
         self._metrics.task_duration.labels(pool=pool).observe(task.finished_at - task.created_at)
 
-    def _after_write(self, finished: list[Task]) -> None:
+    def _after_write(self, finished: list[Task], refused: set[str]) -> None:
+        for task_id in refused:
+            self._lose(task_id)
         for task in finished:
             if self._tasks.get(task.id) is task and task.state.terminal:
                 del self._tasks[task.id]
+            if self._shared is not None:
+                self._finished_here[task.id] = None
+                if len(self._finished_here) > _RECENT:
+                    self._finished_here.popitem(last=False)
+                for listener in self._listeners:
+                    listener(task)
             for future in self._waiters.pop(task.id, []):
                 if not future.done():
                     future.set_result(task)
@@ -414,7 +556,12 @@ class Dispatcher:
                 del self._leases[task_id]
                 if session is not None:
                     session.running.discard(task_id)
-                message = f"agent {lease.attempt.agent_id} stopped heartbeating (lease expired)"
+                holder = lease.attempt.agent_id
+                message = (
+                    f"agent {holder} stopped heartbeating (lease expired)"
+                    if holder
+                    else "the manager replica that handed it out stopped before its agent was known"
+                )
                 self._fail_attempt(task, lease, TaskError(ErrorType.AGENT_LOST, message, True))
             elif lease.cancel_sent_at is not None and now > lease.cancel_sent_at + self._settings.cancel_grace_seconds:
                 del self._leases[task_id]
@@ -425,3 +572,154 @@ class Dispatcher:
         for session in self._sessions.values():
             pool = f"{session.namespace}/{session.pool}"
             self._metrics.agents.labels(pool=pool, state=session.state).inc()
+
+    # -- several replicas ------------------------------------------------------
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write_owned(self, tasks: list[Task], attempts: list[Attempt]) -> set[str]:
+        assert self._shared is not None
+        return await self._shared.write(self.replica, tasks, attempts)
+
+    def _release(self, task: Task) -> None:
+        """Hand a pending task back to the database, for whichever replica claims it next."""
+        task.state = TaskState.PENDING
+        task.owner = None
+        self.writes.task(task)
+        if self._tasks.get(task.id) is task:
+            del self._tasks[task.id]
+
+    def _lose(self, task_id: str) -> None:
+        """Another replica owns the task now: forget it, whatever we were doing with it."""
+        self._tasks.pop(task_id, None)
+        lease = self._leases.pop(task_id, None)
+        if lease is not None:
+            log.info("task taken over by another replica", task=task_id, attempt=lease.attempt.number)
+
+    def on_pending(self, pool: PoolKey) -> None:
+        """The pool may have work nobody claimed yet."""
+        self._has_work.add(pool)
+        if pool in self._claiming:
+            self._renotified.add(pool)
+        if self._pool_sessions.get(pool):
+            self._request_pump(pool)
+
+    async def _claim(self, pool: PoolKey, limit: int) -> None:
+        assert self._shared is not None
+        self._renotified.discard(pool)
+        failed = False
+        try:
+            claimed = await self._shared.claim(self.replica, pool[0], pool[1], limit)
+        except Exception:
+            log.exception("claiming tasks failed; trying again shortly", pool=f"{pool[0]}/{pool[1]}")
+            claimed, failed = [], True
+        finally:
+            self._claiming.discard(pool)
+        if not failed and len(claimed) < limit and pool not in self._renotified:
+            self._has_work.discard(pool)  # drained, until the next NOTIFY
+        for task in claimed:
+            self._tasks[task.id] = task
+            task.state = TaskState.PENDING  # ours, not yet handed to an agent
+            if task.cancel_requested:
+                task.attempts -= 1  # the attempt the claim counted never ran
+                self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
+                continue
+            heapq.heappush(self._pending[pool], (-task.priority, task.seq, task.id))
+        if failed:
+            timer = asyncio.get_running_loop().call_later(1.0, self._request_pump, pool)
+            self._timers.add(timer)
+        else:
+            self._request_pump(pool)
+
+    async def _adopt(self, session: AgentSession, refs: list[tuple[str, int]]) -> None:
+        assert self._shared is not None
+        try:
+            adopted = await self._shared.adopt(self.replica, refs)
+        except Exception:
+            log.exception("adopting an agent's attempts failed", agent=session.id)
+            adopted = []
+        now = time.time()
+        taken = {task.id for task in adopted}
+        for task in adopted:
+            self._tasks[task.id] = task
+            started = task.started_at or now
+            timeout = task.timeout_seconds or 0.0
+            attempt = Attempt(task.id, task.attempts, session.id, started)
+            self._leases[task.id] = Lease(
+                attempt, now + self._settings.lease_seconds, started + timeout if timeout else None
+            )
+            session.running.add(task.id)
+        given_up = [task_id for task_id, _ in refs if task_id not in taken]
+        if given_up:
+            # Those attempts were already failed and retried elsewhere: free the agent's slots.
+            session.link.send_cancel(given_up, "attempt given up by the platform")
+        log.info(
+            "adopted attempts of a reconnected agent", agent=session.id, adopted=len(taken), given_up=len(given_up)
+        )
+        for task_id, _ in refs:
+            for replay in self._adopting.pop(task_id, []):
+                replay()
+
+    def adopt_orphans(self, orphans: list[Task]) -> None:
+        """Tasks of a replica that died, now ours. An attempt in flight gets a short lease: its
+        agent, reconnecting here, keeps it; otherwise it fails as lost and the retry policy decides."""
+        now = time.time()
+        grace = now + max(2.0, self._settings.heartbeat_seconds)
+        for task in orphans:
+            self._tasks[task.id] = task
+            if task.state in ACTIVE_STATES and task.attempts > 0:
+                # Handed out or about to be (the agent's id may not have been written): wait for
+                # the agent to come back with it, else it fails as lost and is retried.
+                attempt = Attempt(task.id, task.attempts, task.agent_id or "", task.started_at or now)
+                self._leases[task.id] = Lease(attempt, grace, None)
+            else:
+                self._release(task)
+
+    def on_remote_done(self, task_ids: list[str]) -> None:
+        """Tasks finished on some replica (NOTIFY): wake whoever here waits for them."""
+        wanted = [
+            task_id
+            for task_id in task_ids
+            if task_id not in self._finished_here
+            and (task_id in self._waiters or any(interest(task_id) for interest in self._interests))
+        ]
+        if wanted:
+            self._spawn(self._deliver_remote(wanted))
+
+    async def _deliver_remote(self, task_ids: list[str]) -> None:
+        for task in await self._store.get_tasks(task_ids):
+            if not task.state.terminal or task.id in self._tasks:
+                continue
+            for listener in self._listeners:
+                listener(task)
+            for future in self._waiters.pop(task.id, []):
+                if not future.done():
+                    future.set_result(task)
+
+    def on_remote_cancel(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            task = self._tasks.get(task_id)
+            if task is not None and not task.state.terminal:
+                self._spawn(self._cancel_quietly(task_id))
+
+    async def _cancel_quietly(self, task_id: str) -> None:
+        with contextlib.suppress(Conflict, NotFound):
+            await self.cancel(task_id, "cancelled by request")
+
+    async def resync(self) -> None:
+        """Catch up after notifications may have been missed (the listening connection was lost)."""
+        for pool, sessions in self._pool_sessions.items():
+            if sessions:
+                self.on_pending(pool)
+        watched = list(self._waiters) + list(self._leases)
+        if not watched:
+            return
+        for task in await self._store.get_tasks(watched):
+            if task.state.terminal and task.id not in self._tasks:
+                for future in self._waiters.pop(task.id, []):
+                    if not future.done():
+                        future.set_result(task)
+            elif task.cancel_requested and task.id in self._leases:
+                await self._cancel_quietly(task.id)

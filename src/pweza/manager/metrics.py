@@ -70,3 +70,8 @@ class Metrics:
             ["workflow", "state"],
             registry=self.registry,
         )
+        self.pruned = Counter(
+            "pweza_pruned",
+            "Finished runs and tasks deleted by retention.",
+            registry=self.registry,
+        )

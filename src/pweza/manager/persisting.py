@@ -8,7 +8,7 @@ is told about a finished task is told only after that state is durable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -16,12 +16,31 @@ from pweza.domain.tasks import Attempt, Task
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
-AfterWrite = Callable[[list[Task]], None]
+# Called with the finished tasks written and the ids of tasks the store refused (another
+# replica owns them now).
+AfterWrite = Callable[[list[Task], set[str]], None]
+# Writes tasks and attempts; returns the ids of tasks it refused to write.
+Writer = Callable[[list[Task], list[Attempt]], Awaitable[set[str]]]
+
+
+def store_writer(store: Store) -> Writer:
+    """The single-process writer: every change is written."""
+
+    async def write(tasks: list[Task], attempts: list[Attempt]) -> set[str]:
+        pending = []
+        if tasks:
+            pending.append(store.update_tasks(tasks))
+        if attempts:
+            pending.append(store.save_attempts(attempts))
+        await asyncio.gather(*pending)
+        return set()
+
+    return write
 
 
 class WriteBehind:
-    def __init__(self, store: Store, after_write: AfterWrite, on_error: Callable[[], None]) -> None:
-        self._store = store
+    def __init__(self, write: Writer, after_write: AfterWrite, on_error: Callable[[], None]) -> None:
+        self._write_rows = write
         self._after_write = after_write
         self._on_error = on_error
         self._tasks: dict[str, Task] = {}
@@ -56,13 +75,8 @@ class WriteBehind:
         write.add_done_callback(self._writes.discard)
 
     async def _write(self, tasks: list[Task], attempts: list[Attempt], finished: list[Task]) -> None:
-        pending = []
-        if tasks:
-            pending.append(self._store.update_tasks(tasks))
-        if attempts:
-            pending.append(self._store.save_attempts(attempts))
         try:
-            await asyncio.gather(*pending)
+            refused = await self._write_rows(tasks, attempts)
         except Exception:
             self._on_error()
             self._failures += 1
@@ -77,8 +91,8 @@ class WriteBehind:
             asyncio.get_running_loop().call_later(delay, self._schedule)
             return
         self._failures = 0
-        if finished:
-            self._after_write(finished)
+        if finished or refused:
+            self._after_write([task for task in finished if task.id not in refused], refused)
 
     async def drain(self) -> None:
         if self._scheduled:

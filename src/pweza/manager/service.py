@@ -14,11 +14,14 @@ from pweza.manager.auth import Principal, TokenService
 from pweza.manager.config import Settings
 from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
+from pweza.manager.housekeeping import Housekeeping, replica_name
 from pweza.manager.metrics import Metrics
 from pweza.manager.registry import Registry
 from pweza.manager.sessions import TaskRequest
 from pweza.manager.workflows import WorkflowEngine
 from pweza.store.codec import dumps
+from pweza.store.coordination import Coordination
+from pweza.store.postgres import PostgresStore
 from pweza.store.protocol import Store
 
 
@@ -29,17 +32,23 @@ class Manager:
         self.metrics = metrics or Metrics()
         self.registry = Registry(store)
         self.tokens = TokenService(store)
-        self.dispatcher = Dispatcher(store, settings, self.metrics)
-        self.workflows = WorkflowEngine(store, self.dispatcher, self.registry, self.metrics)
+        # On PostgreSQL any number of replicas may share the database: coordinate through it.
+        coordination = Coordination(store) if isinstance(store, PostgresStore) else None
+        self.replica = replica_name(settings) if coordination is not None else ""
+        self.dispatcher = Dispatcher(store, settings, self.metrics, coordination, self.replica)
+        self.workflows = WorkflowEngine(store, self.dispatcher, self.registry, self.metrics, coordination)
         self.delegations = Delegations(store, self.dispatcher, self.registry)
+        self.housekeeping = Housekeeping(store, settings, self.metrics, self.dispatcher, self.workflows, coordination)
         self.started_at = time.time()
 
     async def start(self) -> None:
         await self.store.open()
         await self.dispatcher.start()
         await self.workflows.start()
+        await self.housekeeping.start()
 
     async def stop(self) -> None:
+        await self.housekeeping.stop()
         await self.workflows.stop()
         await self.dispatcher.stop()
         await self.store.close()
@@ -78,6 +87,7 @@ class Manager:
                     labels=request.labels,
                     parent_id=request.parent_id,
                     id=request.id,
+                    retry=policy.template.retry.model_dump(mode="json"),
                 )
             )
         tasks = await self.dispatcher.submit(resolved)

@@ -107,3 +107,4 @@ class TaskRequest:
     labels: dict[str, str] = field(default_factory=dict)
     parent_id: str | None = None
     id: str | None = None
+    retry: dict[str, Any] | None = None  # a RetryPolicy as a mapping; None: the pool's template policy

@@ -5,12 +5,19 @@ recorded as running before its tasks are submitted, and its tasks have determini
 ids, so a manager killed at any instant resumes each run from the store without
 losing a step or running one twice (except an attempt that was in flight, which the
 dispatcher re-runs as a new, visible attempt).
+
+With several replicas on one PostgreSQL database, each running run is driven by one replica
+(`runs.owner`): the one that started it, one that received a command for it, or one that
+adopted it after its replica died. Every save happens under a lock on the run's row and only
+while this replica still owns it, so a step is advanced once even when task results and timers
+reach different replicas; a replica whose save is refused drops its copy of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections import defaultdict
@@ -29,7 +36,9 @@ from pweza.manager.dispatching import Dispatcher
 from pweza.manager.metrics import Metrics
 from pweza.manager.registry import Registry
 from pweza.manager.run_state import ActiveRun, Item, step_blocked_by_failure
+from pweza.manager.sequences import Sequence
 from pweza.manager.sessions import TaskRequest
+from pweza.store.coordination import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
@@ -63,8 +72,17 @@ class Changes:
 
 
 class WorkflowEngine:
-    def __init__(self, store: Store, dispatcher: Dispatcher, registry: Registry, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        registry: Registry,
+        metrics: Metrics,
+        coordination: Coordination | None = None,
+    ) -> None:
         self._store = store
+        self._shared = coordination
+        self._replica = dispatcher.replica
         self._dispatcher = dispatcher
         self._registry = registry
         self._metrics = metrics
@@ -72,21 +90,49 @@ class WorkflowEngine:
         self._owners: dict[str, tuple[str, str, int]] = {}
         self._notify: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._background: set[asyncio.Task[None]] = set()
-        self._seq = 0
-        dispatcher.add_listener(self._on_task_finished)
+        self._seq = Sequence()
+        dispatcher.add_listener(self._on_task_finished, interest=self._owners.__contains__)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        self._seq = await self._store.max_run_seq()
+        if self._shared is not None:
+            # Runs are adopted from the database by the singleton duty, not all loaded here.
+            shared = self._shared
+            self._seq = Sequence(fetch_block=lambda size: shared.next_block("runs", size))
+            return
+        self._seq = Sequence(await self._store.max_run_seq() + 1)
         for run in await self._store.load_active_runs():
-            steps = {step.name: step for step in await self._store.get_steps(run.id)}
-            active = ActiveRun(
-                run, Workflow.model_validate({"metadata": {"name": run.workflow}, "spec": run.spec}).spec, steps
-            )
-            self._active[run.id] = active
-            async with active.lock:
-                await self._recover(active)
+            await self._load_and_recover(run)
         log.info("workflow engine recovered", runs=len(self._active))
+
+    async def _load_and_recover(self, run: Run) -> ActiveRun:
+        steps = {step.name: step for step in await self._store.get_steps(run.id)}
+        spec = Workflow.model_validate({"metadata": {"name": run.workflow}, "spec": run.spec}).spec
+        active = ActiveRun(run, spec, steps)
+        run.owner = self._replica or None
+        self._active[run.id] = active
+        async with active.lock:
+            await self._recover(active)
+        return active
+
+    async def adopt(self, run_ids: list[str]) -> None:
+        """Drive runs this replica now owns (their replica died): resume each from the store."""
+        for run_id in run_ids:
+            if run_id in self._active:
+                continue
+            run = await self._store.get_run(run_id)
+            if run is not None and not run.state.terminal:
+                await self._load_and_recover(run)
+        if run_ids:
+            log.info("adopted runs of a replica that stopped", runs=len(run_ids))
+
+    async def resync(self) -> None:
+        """Catch up on task results whose notification may have been missed."""
+        watched = list(self._owners)
+        if watched:
+            for task in await self._store.get_tasks(watched):
+                if task.state.terminal:
+                    self._on_task_finished(task)
 
     async def stop(self) -> None:
         for active in self._active.values():
@@ -105,17 +151,18 @@ class WorkflowEngine:
         stored = await self._registry.get("Workflow", namespace, workflow_name)
         workflow = Workflow.model_validate(stored.body)
         resolved = resolve_inputs(workflow.spec, inputs)
-        self._seq += 1
+        await self._seq.reserve(1)
         now = time.time()
         run = Run(
             id=uuid.uuid4().hex[:16],
-            seq=self._seq,
+            seq=self._seq.next(),
             namespace=namespace,
             workflow=workflow_name,
             generation=stored.generation,
             spec=stored.body["spec"],
             inputs=resolved,
             created_at=now,
+            owner=self._replica or None,
         )
         if workflow.spec.timeout:
             run.deadline = now + parse_duration(workflow.spec.timeout)
@@ -132,12 +179,15 @@ class WorkflowEngine:
         return run
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> Run:
-        active = self._require_active(run_id)
+        active = await self._require_active(run_id)
         async with active.lock:
             await self._end_run(active, Changes(active), RunState.CANCELLED, reason)
         return active.run
 
     async def retry(self, run_id: str, step_name: str | None = None) -> Run:
+        if self._shared is not None and run_id not in self._active:
+            with contextlib.suppress(Conflict):
+                await self._require_active(run_id)  # running on another replica: drive it here
         if run_id in self._active:
             active = self._active[run_id]
             if step_name is None:
@@ -151,6 +201,7 @@ class WorkflowEngine:
             steps = {step.name: step for step in await self._store.get_steps(run_id)}
             spec = Workflow.model_validate({"metadata": {"name": run.workflow}, "spec": run.spec}).spec
             active = ActiveRun(run, spec, steps)
+            run.owner = self._replica or None
         async with active.lock:
             failed = {StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT}
             if step_name is not None:
@@ -192,7 +243,7 @@ class WorkflowEngine:
         return active.run
 
     async def decide(self, run_id: str, step_name: str, approve: bool, who: str, comment: str = "") -> Run:
-        active = self._require_active(run_id)
+        active = await self._require_active(run_id)
         async with active.lock:
             step = active.steps.get(step_name)
             if step is None:
@@ -204,11 +255,20 @@ class WorkflowEngine:
             await self._advance(active, changes)
         return active.run
 
-    def _require_active(self, run_id: str) -> ActiveRun:
+    async def _require_active(self, run_id: str) -> ActiveRun:
         active = self._active.get(run_id)
+        if active is None and self._shared is not None and await self._shared.take_run(run_id, self._replica):
+            # Driven by another replica (or by nobody): this one takes it over to act on the command.
+            run = await self._store.get_run(run_id)
+            if run is not None and not run.state.terminal:
+                active = await self._load_and_recover(run)
         if active is None:
             raise Conflict(f"run {run_id} is not running (finished or unknown)")
         return active
+
+    def _current(self, active: ActiveRun) -> bool:
+        """Whether `active` is still this replica's copy of the run (not dropped or replaced)."""
+        return self._active.get(active.run.id) is active
 
     # -- the engine proper -----------------------------------------------------
     async def _advance(self, active: ActiveRun, changes: Changes) -> None:
@@ -227,7 +287,8 @@ class WorkflowEngine:
             self._maybe_finish(active, changes)
         if active.run.state.terminal:
             new_tasks = []  # a step failed while others were being prepared: start nothing more
-        await self._save(changes, new_tasks)
+        if not await self._save(changes, new_tasks):
+            return
         self._dispatcher.enqueue(new_tasks)
         for task in adopted:
             self._on_task_finished(task)
@@ -413,15 +474,33 @@ class WorkflowEngine:
         with contextlib.suppress(Conflict, NotFound):
             await self._dispatcher.cancel(task_id, reason)
 
-    async def _save(self, changes: Changes, new_tasks: list[Task] | None = None) -> None:
+    async def _save(self, changes: Changes, new_tasks: list[Task] | None = None) -> bool:
+        """Save what changed; False when another replica drives the run now (nothing was saved
+        and this replica's copy is dropped)."""
         active = changes.active
         if not changes.run_changed and not changes.steps and not changes.events and not new_tasks:
-            return
+            return True
         run = active.run if changes.run_changed or changes.events else None
-        await self._store.save_run(run, list(changes.steps.values()), changes.events, new_tasks or ())
+        steps = list(changes.steps.values())
+        if self._shared is None:
+            await self._store.save_run(run, steps, changes.events, new_tasks or ())
+        elif not await self._shared.save_run(self._replica, active.run.id, run, steps, changes.events, new_tasks or ()):
+            self._drop(active)
+            return False
         event = self._notify.pop(active.run.id, None)
         if event is not None:
             event.set()
+        return True
+
+    def _drop(self, active: ActiveRun) -> None:
+        log.info("run is driven by another replica now; dropping this copy", run=active.run.id)
+        for timer in active.timers:
+            timer.cancel()
+        active.timers.clear()
+        if self._active.get(active.run.id) is active:
+            del self._active[active.run.id]
+        for task_id in [t for t, owner in self._owners.items() if owner[0] == active.run.id]:
+            del self._owners[task_id]
 
     # -- tasks -----------------------------------------------------------------
     async def _resolve_pool(self, active: ActiveRun, spec: Step) -> str:
@@ -485,10 +564,10 @@ class WorkflowEngine:
                     message = getattr(error, "detail", str(error))
                     self._fail_step(active, step, "StepConfigurationError", message, changes)
                 continue
-            retry_policy = spec.retry or policy.template.retry
-            for request in requests:
-                self._dispatcher.remember_task_policy(request.id or "", retry_policy)
+            retry = (spec.retry or policy.template.retry).model_dump(mode="json")
+            requests = [dataclasses.replace(request, retry=retry) for request in requests]
             self._dispatcher.remember_retry_policy((active.run.namespace, pool), policy.template.retry)
+            await self._dispatcher.reserve(len(requests))
             prepared += self._dispatcher.prepare(requests)
         return prepared, [task for task in existing.values() if task.state.terminal]
 
@@ -503,6 +582,8 @@ class WorkflowEngine:
         if active is None:
             return
         async with active.lock:
+            if not self._current(active):
+                return
             items = active.items.get(name)
             step = active.steps[name]
             if items is None or index >= len(items) or step.state is not StepState.RUNNING:
@@ -554,6 +635,8 @@ class WorkflowEngine:
 
     async def _timeout_run(self, active: ActiveRun) -> None:
         async with active.lock:
+            if not self._current(active):
+                return
             await self._end_run(
                 active, Changes(active), RunState.TIMED_OUT, f"run exceeded its timeout of {active.spec.timeout}"
             )
@@ -565,6 +648,8 @@ class WorkflowEngine:
 
         async def expire() -> None:
             async with active.lock:
+                if not self._current(active):
+                    return
                 if step.state is StepState.WAITING_APPROVAL and not active.run.state.terminal:
                     changes = Changes(active)
                     self._record_decision(active, step, False, "deadline", "approval deadline passed", changes)
@@ -589,12 +674,17 @@ class WorkflowEngine:
             items = [Item(index, value) for index, value in enumerate(values)]
             active.items[spec.name] = items
             ids = [active.task_id(spec.name, item.index) for item in items]
+            # Listen for these before reading them: a task that finishes in between is then
+            # either read as finished here or heard of afterwards, never missed.
+            for item, task_id in zip(items, ids, strict=True):
+                self._owners[task_id] = (active.run.id, spec.name, item.index)
             known = {task.id: task for task in await self._store.get_tasks(ids)}
             cap = spec.parallelism or len(items)
             for item, task_id in zip(items, ids, strict=True):
                 if task_id in known:
                     item.task_id = task_id
-                    self._owners[task_id] = (active.run.id, spec.name, item.index)
+                else:
+                    self._owners.pop(task_id, None)
             unsubmitted = [item for item in items if item.task_id is None]
             running = sum(1 for item in items if item.task_id is not None)
             changes.submit.extend((spec.name, item) for item in unsubmitted[: max(0, cap - running)])

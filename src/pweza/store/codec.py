@@ -51,6 +51,8 @@ def task_row(task: Task) -> dict[str, Any]:
         "parent_id": task.parent_id,
         "labels": dumps(task.labels),
         "cancel_requested": task.cancel_requested,
+        "owner": task.owner,
+        "retry": None if task.retry is None else dumps(task.retry),
     }
 
 
@@ -76,6 +78,8 @@ def task_from_row(row: Mapping[str, Any]) -> Task:
         parent_id=row["parent_id"],
         labels=loads(row["labels"]) or {},
         cancel_requested=bool(row["cancel_requested"]),
+        owner=row["owner"],
+        retry=loads(row["retry"]),
     )
 
 
@@ -153,6 +157,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "deadline": run.deadline,
         "retries": run.retries,
+        "owner": run.owner,
     }
 
 
@@ -172,6 +177,7 @@ def run_from_row(row: Mapping[str, Any]) -> Run:
         finished_at=row["finished_at"],
         deadline=row["deadline"],
         retries=row["retries"],
+        owner=row["owner"],
     )
 
 

@@ -45,7 +45,7 @@ from pweza.domain.tasks import TERMINAL_STATES, Attempt, Task
 from pweza.store import codec, migrating
 from pweza.store.schema import attempts, audit, objects, run_events, run_steps, runs, tasks, tokens
 
-__all__ = ["POOL_DEFAULTS", "PostgresStore", "driver_url"]
+__all__ = ["POOL_DEFAULTS", "PostgresStore", "driver_url", "write_run_rows"]
 
 T = TypeVar("T")
 Operation = Callable[[AsyncConnection], Awaitable[Any]]
@@ -160,6 +160,24 @@ _UPSERT_STEP: Final = _upsert_step()
 _INSERT_EVENT: Final = run_events.insert()
 _INSERT_TOKEN: Final = tokens.insert()
 _INSERT_AUDIT: Final = audit.insert()
+
+
+async def write_run_rows(
+    connection: AsyncConnection,
+    run_values: dict[str, Any] | None,
+    step_values: list[dict[str, Any]],
+    event_values: list[dict[str, Any]],
+    task_values: list[dict[str, Any]],
+) -> None:
+    """The body of `save_run`, shared with the replicas' guarded save."""
+    if run_values is not None:
+        await connection.execute(_UPSERT_RUN, run_values)
+    if step_values:
+        await connection.execute(_UPSERT_STEP, step_values)
+    if event_values:
+        await connection.execute(_INSERT_EVENT, event_values)
+    if task_values:
+        await connection.execute(_INSERT_TASK, task_values)
 
 
 def _task_update_row(task: Task) -> dict[str, Any]:
@@ -323,6 +341,14 @@ class PostgresStore:
     async def _first(self, statement: Executable) -> Mapping[str, Any] | None:
         rows = await self._all(statement)
         return rows[0] if rows else None
+
+    async def call(self, operation: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `operation` in the next group-commit transaction (for the replicas' coordination)."""
+        return await self._call(operation)
+
+    def reader(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """An autocommit connection from the pool, for reads outside the writer."""
+        return self._read()
 
     async def _call(self, operation: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         if self._writer is None or self._writer.done():
@@ -560,9 +586,7 @@ class PostgresStore:
         return [codec.token_from_row(row) for row in await self._all(select(tokens).order_by(tokens.c.created_at))]
 
     async def revoke_token(self, token_id: str, at: float) -> bool:
-        statement = (
-            update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=at)
-        )
+        statement = update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=at)
 
         async def revoke(connection: AsyncConnection) -> bool:
             return (await connection.execute(statement)).rowcount > 0
@@ -600,14 +624,7 @@ class PostgresStore:
         event_values = [codec.event_row(event) for event in events]
 
         async def save(connection: AsyncConnection) -> None:
-            if run_values is not None:
-                await connection.execute(_UPSERT_RUN, run_values)
-            if step_values:
-                await connection.execute(_UPSERT_STEP, step_values)
-            if event_values:
-                await connection.execute(_INSERT_EVENT, event_values)
-            if task_values:
-                await connection.execute(_INSERT_TASK, task_values)
+            await write_run_rows(connection, run_values, step_values, event_values, task_values)
 
         await self._call(save)
 
@@ -651,3 +668,53 @@ class PostgresStore:
         )
         return [codec.event_from_row(row) for row in await self._all(statement)]
 
+    # -- retention -------------------------------------------------------------
+    async def prune_finished(self, before: float, limit: int) -> int:
+        old_run = runs.alias("old_run")
+        run_ids = (
+            select(old_run.c.id)
+            .where(old_run.c.state != "running", old_run.c.finished_at < before)
+            .order_by(old_run.c.finished_at)
+            .limit(limit)
+        )
+        # Conditions repeated on the deleted rows: rechecked there if another replica changed a row meanwhile.
+        delete_runs = (
+            delete(runs)
+            .where(runs.c.id.in_(run_ids.scalar_subquery()), runs.c.state != "running", runs.c.finished_at < before)
+            .returning(runs.c.id)
+        )
+        old, parent = tasks.alias("old_task"), tasks.alias("parent")
+        # A task stays while its run is running or its parent is unfinished: both may still read it.
+        # jsonb(text) is PostgreSQL's function-style cast: the labels column is text.
+        run_label = func.jsonb_extract_path_text(func.jsonb(old.c.labels), "run")
+        running_run = select(literal(1)).where(runs.c.id == run_label, runs.c.state == "running").exists()
+        unfinished_parent = (
+            select(literal(1)).where(parent.c.id == old.c.parent_id, parent.c.state.not_in(_TERMINAL)).exists()
+        )
+        task_ids = (
+            select(old.c.id)
+            .where(old.c.state.in_(_TERMINAL), old.c.finished_at < before, ~running_run, ~unfinished_parent)
+            .order_by(old.c.finished_at)
+            .limit(limit)
+        )
+        delete_tasks = (
+            delete(tasks)
+            .where(
+                tasks.c.id.in_(task_ids.scalar_subquery()), tasks.c.state.in_(_TERMINAL), tasks.c.finished_at < before
+            )
+            .returning(tasks.c.id)
+        )
+
+        async def prune(connection: AsyncConnection) -> int:
+            gone_runs = list((await connection.execute(delete_runs)).scalars())
+            gone_tasks = list((await connection.execute(delete_tasks)).scalars())
+            for table, column, ids in (
+                (run_steps, run_steps.c.run_id, gone_runs),
+                (run_events, run_events.c.run_id, gone_runs),
+                (attempts, attempts.c.task_id, gone_tasks),
+            ):
+                for start in range(0, len(ids), _ID_CHUNK):
+                    await connection.execute(delete(table).where(column.in_(ids[start : start + _ID_CHUNK])))
+            return len(gone_runs) + len(gone_tasks)
+
+        return await self._call(prune)

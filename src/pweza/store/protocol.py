@@ -96,3 +96,12 @@ class Store(Protocol):
     async def max_run_seq(self) -> int: ...
 
     async def list_events(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[RunEvent]: ...
+
+    # Retention.
+    async def prune_finished(self, before: float, limit: int) -> int:
+        """Delete, in one transaction, up to `limit` finished runs (with their steps and events)
+        and up to `limit` finished tasks (with their attempts) that finished before `before`.
+
+        A task is kept while the run named by its "run" label is running or its parent task is
+        unfinished. Returns how many runs and tasks were deleted.
+        """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -53,10 +54,14 @@ tasks = Table(
     Column("parent_id", String(128)),
     Column("labels", Text, nullable=False),
     Column("cancel_requested", Boolean, nullable=False),
+    Column("owner", String(64)),
+    Column("retry", Text),
     Index("ix_tasks_state", "state"),
     Index("ix_tasks_pool_state", "namespace", "pool", "state"),
     Index("ix_tasks_parent", "parent_id"),
     Index("ix_tasks_seq", "seq"),
+    Index("ix_tasks_owner", "owner"),
+    Index("ix_tasks_finished", "finished_at"),
 )
 
 attempts = Table(
@@ -111,9 +116,11 @@ runs = Table(
     Column("finished_at", Float),
     Column("deadline", Float),
     Column("retries", Integer, nullable=False),
+    Column("owner", String(64)),
     Index("ix_runs_state", "state"),
     Index("ix_runs_workflow", "namespace", "workflow"),
     Index("ix_runs_seq", "seq"),
+    Index("ix_runs_finished", "finished_at"),
 )
 
 run_steps = Table(
@@ -143,4 +150,21 @@ run_events = Table(
     Column("step", String(63)),
     Column("data", Text, nullable=False),
     Index("ix_run_events_run", "run_id", "id"),
+)
+
+# Replica liveness (`replica/<id>`) and the singleton duties' lease, with expiry times in seconds.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires", Float, nullable=False),
+)
+
+# Blocks of sequence numbers handed to replicas (tasks, runs).
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )

@@ -33,7 +33,7 @@ _TERMINAL = tuple(state.value for state in TERMINAL_STATES)
 _TASK_COLUMNS = (
     "id, seq, namespace, pool, state, priority, attempts, max_retries, timeout_seconds, input, "
     "output, error, created_at, not_before, started_at, finished_at, agent_id, parent_id, "
-    "labels, cancel_requested"
+    "labels, cancel_requested, owner, retry"
 )
 _INSERT_TASK = (
     f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ("
@@ -55,7 +55,7 @@ _UPSERT_ATTEMPT = (
 
 _RUN_COLUMNS = (
     "id, seq, namespace, workflow, generation, spec, inputs, state, outputs, error, created_at, "
-    "finished_at, deadline, retries"
+    "finished_at, deadline, retries, owner"
 )
 _UPSERT_RUN = (
     f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ("
@@ -482,6 +482,38 @@ class SqliteStore:
             return [codec.event_from_row(row) for row in rows]
 
         return await self._call(select)
+
+    # -- retention -------------------------------------------------------------
+    async def prune_finished(self, before: float, limit: int) -> int:
+        terminal = ", ".join("?" for _ in _TERMINAL)
+        select_runs = "SELECT id FROM runs WHERE state<>'running' AND finished_at<? ORDER BY finished_at LIMIT ?"
+        # A task stays while its run is running or its parent is unfinished: both may still read it.
+        # The unary + keeps SQLite off ix_tasks_state: walking ix_tasks_finished stops after `limit` rows.
+        select_tasks = (
+            f"SELECT t.id FROM tasks AS t WHERE +t.state IN ({terminal}) AND t.finished_at<? "
+            "AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id=json_extract(t.labels, '$.run') "
+            "AND r.state='running') "
+            f"AND NOT EXISTS (SELECT 1 FROM tasks AS p WHERE p.id=t.parent_id AND p.state NOT IN ({terminal})) "
+            "ORDER BY t.finished_at LIMIT ?"
+        )
+
+        def prune(connection: sqlite3.Connection) -> int:
+            run_ids = [row[0] for row in connection.execute(select_runs, (before, limit))]
+            task_ids = [row[0] for row in connection.execute(select_tasks, (*_TERMINAL, before, *_TERMINAL, limit))]
+            for table, column, ids in (
+                ("run_steps", "run_id", run_ids),
+                ("run_events", "run_id", run_ids),
+                ("runs", "id", run_ids),
+                ("attempts", "task_id", task_ids),
+                ("tasks", "id", task_ids),
+            ):
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ", ".join("?" for _ in chunk)
+                    connection.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+            return len(run_ids) + len(task_ids)
+
+        return await self._call(prune)
 
 
 def open_store(url: str) -> Store:

@@ -1,0 +1,165 @@
+"""Background duties: retention everywhere; with several replicas, liveness and the singleton duties.
+
+With several replicas on one PostgreSQL database each replica renews its liveness every third
+of `replica_ttl_seconds`. Duties that must run once (adopting the tasks and runs of replicas
+that stopped heartbeating, waking pools whose retries are due, retention) run on the replica
+holding the `duties` lease; when it dies, the lease expires and another replica takes it.
+After losing the database, a replica waits one TTL of healthy heartbeats before adopting
+anything, so that replicas that were merely cut off too have had time to say they are alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from typing import Final
+
+import structlog
+
+from pweza.manager import retention
+from pweza.manager.config import Settings
+from pweza.manager.dispatching import Dispatcher
+from pweza.manager.metrics import Metrics
+from pweza.manager.workflows import WorkflowEngine
+from pweza.store.coordination import CANCEL_CHANNEL, DONE_CHANNEL, PENDING_CHANNEL, Coordination, Listener
+from pweza.store.protocol import Store
+
+log = structlog.get_logger(__name__)
+DUTIES_LEASE: Final = "duties"
+_ORPHAN_BATCH: Final = 500
+_RUN_BATCH: Final = 100
+
+
+def replica_name(settings: Settings) -> str:
+    if settings.replica_id:
+        return settings.replica_id
+    host = socket.gethostname().split(".")[0][:40]
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Housekeeping:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        metrics: Metrics,
+        dispatcher: Dispatcher,
+        engine: WorkflowEngine,
+        coordination: Coordination | None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._metrics = metrics
+        self._dispatcher = dispatcher
+        self._engine = engine
+        self._shared = coordination
+        self._loops: list[asyncio.Task[None]] = []
+        self._listener: Listener | None = None
+        self._healthy_since: float | None = None
+        self._next_prune = 0.0
+        self._holding = False
+
+    @property
+    def replica(self) -> str:
+        return self._dispatcher.replica
+
+    async def start(self) -> None:
+        if self._shared is not None:
+            await self._shared.heartbeat(self.replica, self._settings.replica_ttl_seconds)
+            self._healthy_since = time.monotonic()
+            self._listener = self._shared.listener(self._on_message, self._on_connect)
+            self._listener.start()
+            self._loops.append(asyncio.create_task(self._heartbeats(), name="replica-heartbeat"))
+            log.info("replica joined", replica=self.replica, ttl=self._settings.replica_ttl_seconds)
+        self._loops.append(asyncio.create_task(self._duties(), name="duties"))
+
+    async def stop(self) -> None:
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.stop()
+        if self._shared is not None:
+            # Leave at once rather than after a TTL: another replica takes over our duties now.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._shared.retire(self.replica), 5.0)
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is None or self._listener.connected.is_set()
+
+    # -- notifications ---------------------------------------------------------
+    def _on_message(self, channel: str, payload: str) -> None:
+        items = payload.split("\n")
+        if channel == PENDING_CHANNEL:
+            for item in items:
+                namespace, _, pool = item.partition("/")
+                self._dispatcher.on_pending((namespace, pool))
+        elif channel == DONE_CHANNEL:
+            self._dispatcher.on_remote_done(items)
+        elif channel == CANCEL_CHANNEL:
+            self._dispatcher.on_remote_cancel(items)
+
+    async def _on_connect(self) -> None:
+        # Whatever was announced while we were not listening is read back from the tables.
+        try:
+            await self._dispatcher.resync()
+            await self._engine.resync()
+        except Exception:
+            log.exception("catching up after reconnecting failed")
+
+    # -- loops -----------------------------------------------------------------
+    async def _heartbeats(self) -> None:
+        assert self._shared is not None
+        ttl = self._settings.replica_ttl_seconds
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await asyncio.wait_for(self._shared.heartbeat(self.replica, ttl), ttl / 3)
+            except Exception as error:  # noqa: BLE001 - the database is away; keep trying
+                if self._healthy_since is not None:
+                    log.warning("replica heartbeat failed", error=str(error) or type(error).__name__)
+                self._healthy_since = None
+            else:
+                if self._healthy_since is None:
+                    log.info("replica heartbeat restored")
+                    self._healthy_since = time.monotonic()
+
+    async def _duties(self) -> None:
+        interval = max(self._settings.reaper_interval_seconds, 0.5)
+        if self._shared is not None:
+            interval = min(interval * 2, self._settings.replica_ttl_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._run_duties()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - logged; the next tick tries again
+                log.warning("housekeeping failed; will retry", error=str(error) or type(error).__name__)
+
+    async def _run_duties(self) -> None:
+        if self._shared is not None:
+            ttl = self._settings.replica_ttl_seconds
+            healthy = self._healthy_since is not None and time.monotonic() - self._healthy_since >= ttl
+            held = await self._shared.hold(DUTIES_LEASE, self.replica, ttl)
+            if held != self._holding:
+                log.info("singleton duties " + ("taken" if held else "released"), replica=self.replica)
+                self._holding = held
+            if not held:
+                return
+            if healthy:
+                orphans = await self._shared.orphans(self.replica, _ORPHAN_BATCH)
+                if orphans:
+                    log.info("took over tasks of a stopped replica", tasks=len(orphans))
+                    self._dispatcher.adopt_orphans(orphans)
+                await self._engine.adopt(await self._shared.orphan_runs(self.replica, _RUN_BATCH))
+            await self._shared.announce_due()
+        now = time.time()
+        if now >= self._next_prune:
+            self._next_prune = now + self._settings.retention_interval_seconds
+            await retention.prune(self._store, self._settings, now, metrics=self._metrics)

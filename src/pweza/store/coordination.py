@@ -1,0 +1,495 @@
+"""What several manager replicas on one PostgreSQL database need from it, beyond the `Store`.
+
+- Ownership: a task or run being worked on has an `owner` (a replica id). Ownership changes
+  only by a conditional update under a row lock, and a replica's writes of task state are
+  applied only to the rows it still owns, so a replica that lost a task (its agent moved to
+  another replica, or it was presumed dead) can no longer overwrite it.
+- Claims: pending tasks are taken with ``FOR UPDATE SKIP LOCKED``: exactly one replica wins each.
+- Leases: `leases` holds each replica's liveness and the singleton duties' lease; expiry is
+  judged by the database's clock, so replicas' clocks need not agree.
+- Sequence numbers come in blocks from `counters`.
+- Notifications (``NOTIFY``, sent in the same transaction as the change, so they arrive only
+  once it is committed): ``pweza_pending`` (a pool has work), ``pweza_done`` (tasks finished),
+  ``pweza_cancel`` (a task's owner should cancel it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, cast
+
+import asyncpg  # type: ignore[import-untyped]
+import structlog
+from sqlalchemy import Float, bindparam, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pweza.domain.runs import Run, RunEvent, StepRun
+from pweza.domain.tasks import ACTIVE_STATES, Attempt, Task, TaskError, TaskState
+from pweza.store import codec
+from pweza.store.postgres import PostgresStore, write_run_rows
+from pweza.store.schema import attempts, counters, leases, runs, tasks
+
+log = structlog.get_logger(__name__)
+
+PENDING_CHANNEL: Final = "pweza_pending"
+DONE_CHANNEL: Final = "pweza_done"
+CANCEL_CHANNEL: Final = "pweza_cancel"
+CHANNELS: Final = (PENDING_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL)
+_PAYLOAD_LIMIT: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
+_ACTIVE: Final = tuple(state.value for state in ACTIVE_STATES)
+_DB_NOW: Final = literal_column("extract(epoch from clock_timestamp())", Float)
+_REPLICA_PREFIX: Final = "replica/"
+
+_TASK_MUTABLE: Final = (
+    "state",
+    "priority",
+    "attempts",
+    "output",
+    "error",
+    "not_before",
+    "started_at",
+    "finished_at",
+    "agent_id",
+    "cancel_requested",
+    "owner",
+)
+_UPDATE_OWNED: Final = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"))
+    .values(
+        {
+            column: bindparam(f"b_{column}")
+            if column != "cancel_requested"
+            # A cancel asked for on another replica is never undone by the owner's older copy.
+            else tasks.c.cancel_requested | bindparam("b_cancel_requested")
+            for column in _TASK_MUTABLE
+        }
+    )
+)
+
+
+def _upsert_attempt() -> Any:
+    statement = pg_insert(attempts)
+    return statement.on_conflict_do_update(
+        index_elements=[attempts.c.task_id, attempts.c.number],
+        set_={column: statement.excluded[column] for column in ("agent_id", "state", "finished_at", "error")},
+    )
+
+
+_UPSERT_ATTEMPT: Final = _upsert_attempt()
+
+
+def _chunks(items: Iterable[str]) -> list[str]:
+    """Newline-joined payloads, each under NOTIFY's size limit."""
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 0
+    for item in items:
+        if current and size + len(item) + 1 > _PAYLOAD_LIMIT:
+            payloads.append("\n".join(current))
+            current, size = [], 0
+        current.append(item)
+        size += len(item) + 1
+    if current:
+        payloads.append("\n".join(current))
+    return payloads
+
+
+async def _notify(connection: AsyncConnection, channel: str, items: Iterable[str]) -> None:
+    for payload in _chunks(items):
+        await connection.execute(select(func.pg_notify(channel, payload)))
+
+
+def pool_payload(namespace: str, pool: str) -> str:
+    return f"{namespace}/{pool}"
+
+
+class Coordination:
+    """Replica coordination on a `PostgresStore`'s connections and group-commit writer."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    # -- liveness and leases ---------------------------------------------------
+    async def heartbeat(self, replica: str, ttl: float) -> None:
+        """Say this replica is alive for another `ttl` seconds."""
+        await self._hold(_REPLICA_PREFIX + replica, replica, ttl, force=True)
+
+    async def retire(self, replica: str) -> None:
+        """A clean stop: drop the replica's liveness and any lease it holds."""
+
+        async def drop(connection: AsyncConnection) -> None:
+            await connection.execute(leases.delete().where(leases.c.holder == replica))
+
+        await self.store.call(drop)
+
+    async def hold(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease `name`; False while another live holder has it."""
+        return await self._hold(name, holder, ttl, force=False)
+
+    async def _hold(self, name: str, holder: str, ttl: float, *, force: bool) -> bool:
+        insert = pg_insert(leases).values(name=name, holder=holder, expires=_DB_NOW + ttl)
+        condition = None if force else (leases.c.holder == holder) | (leases.c.expires < _DB_NOW)
+        statement = insert.on_conflict_do_update(
+            index_elements=[leases.c.name],
+            set_={"holder": insert.excluded.holder, "expires": insert.excluded.expires},
+            where=condition,
+        ).returning(leases.c.holder)
+
+        async def upsert(connection: AsyncConnection) -> bool:
+            return (await connection.execute(statement)).first() is not None
+
+        return await self.store.call(upsert)
+
+    def _live_replicas(self) -> Any:
+        """Replicas whose liveness has not expired (a subquery)."""
+        return select(leases.c.holder).where(
+            leases.c.name.startswith(_REPLICA_PREFIX, autoescape=True), leases.c.expires >= _DB_NOW
+        )
+
+    async def next_block(self, counter: str, size: int) -> int:
+        """The first of `size` fresh sequence numbers; blocks never overlap across replicas."""
+        table = tasks if counter == "tasks" else runs
+        start = select(func.coalesce(func.max(table.c.seq), 0) + size).scalar_subquery()
+        insert = pg_insert(counters).values(name=counter, value=start)
+        statement = insert.on_conflict_do_update(
+            index_elements=[counters.c.name], set_={"value": counters.c.value + size}
+        ).returning(counters.c.value)
+
+        async def take(connection: AsyncConnection) -> int:
+            return int((await connection.execute(statement)).scalar_one())
+
+        return await self.store.call(take) - size + 1
+
+    # -- tasks -----------------------------------------------------------------
+    async def insert_tasks(self, new: Sequence[Task]) -> None:
+        """Insert pending tasks and tell every replica their pools have work."""
+        rows = [codec.task_row(task) for task in new]
+        pools = {pool_payload(task.namespace, task.pool) for task in new}
+
+        async def insert(connection: AsyncConnection) -> None:
+            await connection.execute(tasks.insert(), rows)
+            await _notify(connection, PENDING_CHANNEL, sorted(pools))
+
+        if rows:
+            await self.store.call(insert)
+
+    async def claim(self, owner: str, namespace: str, pool: str, limit: int) -> list[Task]:
+        """Up to `limit` due pending tasks of the pool, highest priority then oldest, now ours,
+        each with its next attempt number already counted in `attempts`."""
+        due = (
+            select(tasks.c.id)
+            .where(
+                tasks.c.namespace == namespace,
+                tasks.c.pool == pool,
+                tasks.c.state == TaskState.PENDING.value,
+                tasks.c.owner.is_(None),
+                tasks.c.cancel_requested.is_(False),
+                tasks.c.not_before <= time.time(),
+            )
+            .order_by(tasks.c.priority.desc(), tasks.c.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(tasks)
+            .where(tasks.c.id.in_(due.scalar_subquery()))
+            # The attempt number is taken here, durably: if this replica dies before handing the
+            # task out, the next attempt gets a new number, so no attempt number runs twice.
+            .values(state=TaskState.ASSIGNED.value, owner=owner, agent_id=None, attempts=tasks.c.attempts + 1)
+            .returning(*tasks.c)
+        )
+
+        async def take(connection: AsyncConnection) -> list[Task]:
+            rows = (await connection.execute(statement)).mappings()
+            return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
+
+        claimed = await self.store.call(take)
+        claimed.sort(key=lambda task: (-task.priority, task.seq))
+        return claimed
+
+    async def write(self, owner: str, changed: Sequence[Task], tried: Sequence[Attempt]) -> set[str]:
+        """Write task state and attempts of the tasks `owner` still owns; the ids it no longer owns.
+
+        Finished tasks are announced on ``pweza_done``; tasks handed back (pending, no owner)
+        on ``pweza_pending``, all in the same transaction.
+        """
+        rows = {task.id: _update_row(task) for task in changed}
+        attempt_rows = [codec.attempt_row(attempt) for attempt in tried]
+        finished = [task.id for task in changed if task.state.terminal]
+        released = {task.id: pool_payload(task.namespace, task.pool) for task in changed if task.owner is None}
+        ids = sorted(set(rows) | {row["task_id"] for row in attempt_rows})
+
+        async def apply(connection: AsyncConnection) -> set[str]:
+            locked = select(tasks.c.id).where(tasks.c.id.in_(ids), tasks.c.owner == owner).with_for_update()
+            owned = set((await connection.execute(locked)).scalars())
+            updates = [row for task_id, row in rows.items() if task_id in owned]
+            if updates:
+                await connection.execute(_UPDATE_OWNED, updates)
+            mine = [row for row in attempt_rows if row["task_id"] in owned]
+            if mine:
+                await connection.execute(_UPSERT_ATTEMPT, mine)
+            await _notify(connection, DONE_CHANNEL, [task_id for task_id in finished if task_id in owned])
+            pools = {pool for task_id, pool in released.items() if task_id in owned}
+            await _notify(connection, PENDING_CHANNEL, sorted(pools))
+            return set(ids) - owned
+
+        if not ids:
+            return set()
+        return await self.store.call(apply)
+
+    async def adopt(self, owner: str, refs: Sequence[tuple[str, int]]) -> list[Task]:
+        """Take over attempts an agent reports running after it reconnected to this replica.
+
+        Only an attempt still active with the same number moves: one already given up on
+        (failed as lost, retried) stays with whoever handled that.
+        """
+        numbers = dict(refs)
+
+        async def take(connection: AsyncConnection) -> list[Task]:
+            candidates = (
+                select(tasks.c.id, tasks.c.attempts)
+                .where(tasks.c.id.in_(list(numbers)), tasks.c.state.in_(_ACTIVE))
+                .with_for_update()
+            )
+            matching = [row.id for row in await connection.execute(candidates) if numbers[row.id] == row.attempts]
+            if not matching:
+                return []
+            statement = update(tasks).where(tasks.c.id.in_(matching)).values(owner=owner).returning(*tasks.c)
+            rows = (await connection.execute(statement)).mappings()
+            return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
+
+        if not numbers:
+            return []
+        return await self.store.call(take)
+
+    async def orphans(self, owner: str, limit: int) -> list[Task]:
+        """Unfinished tasks owned by replicas that stopped heartbeating, now owned by `owner`."""
+        dead = (
+            select(tasks.c.id)
+            .where(
+                tasks.c.state.in_(_ACTIVE),
+                tasks.c.owner.is_not(None),
+                tasks.c.owner.not_in(self._live_replicas()),
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = update(tasks).where(tasks.c.id.in_(dead.scalar_subquery())).values(owner=owner).returning(*tasks.c)
+
+        async def take(connection: AsyncConnection) -> list[Task]:
+            rows = (await connection.execute(statement)).mappings()
+            return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
+
+        return await self.store.call(take)
+
+    async def announce_due(self) -> int:
+        """Notify every pool that has due pending tasks nobody owns (retries whose backoff
+        ended, work a replica handed back): a safety net under the event-driven path."""
+        pools = (
+            select(tasks.c.namespace, tasks.c.pool)
+            .where(
+                tasks.c.state == TaskState.PENDING.value,
+                tasks.c.owner.is_(None),
+                tasks.c.not_before <= time.time(),
+            )
+            .distinct()
+        )
+
+        async def announce(connection: AsyncConnection) -> int:
+            found = [pool_payload(row.namespace, row.pool) for row in await connection.execute(pools)]
+            await _notify(connection, PENDING_CHANNEL, found)
+            return len(found)
+
+        return await self.store.call(announce)
+
+    async def request_cancel(self, task_id: str, error: TaskError, now: float) -> Task | None:
+        """Cancel a task whichever replica holds it: a pending, unowned task is cancelled here and
+        now; otherwise the request is recorded and its owner told. None if the task is unknown."""
+        locked = select(tasks).where(tasks.c.id == task_id).with_for_update()
+
+        async def cancel(connection: AsyncConnection) -> Task | None:
+            row = (await connection.execute(locked)).mappings().first()
+            if row is None:
+                return None
+            task = codec.task_from_row(cast("Mapping[str, Any]", row))
+            if task.state.terminal:
+                return task
+            task.cancel_requested = True
+            if task.state is TaskState.PENDING and task.owner is None:
+                task.state = TaskState.CANCELLED
+                task.finished_at = now
+                task.error = error
+                values: dict[str, Any] = {
+                    "cancel_requested": True,
+                    "state": task.state.value,
+                    "finished_at": now,
+                    "error": codec.task_row(task)["error"],
+                }
+                await connection.execute(update(tasks).where(tasks.c.id == task_id).values(values))
+                await _notify(connection, DONE_CHANNEL, [task_id])
+                return task
+            await connection.execute(update(tasks).where(tasks.c.id == task_id).values(cancel_requested=True))
+            await _notify(connection, CANCEL_CHANNEL, [task_id])
+            return task
+
+        return await self.store.call(cancel)
+
+    # -- runs ------------------------------------------------------------------
+    async def save_run(
+        self,
+        owner: str,
+        run_id: str,
+        run: Run | None,
+        steps: Sequence[StepRun],
+        events: Sequence[RunEvent],
+        new_tasks: Sequence[Task],
+    ) -> bool:
+        """`Store.save_run` under a lock on the run's row, only while `owner` may drive the run
+        (it owns it, or nobody drives it: new, finished or unowned). False: nothing written."""
+        run_values = None if run is None else codec.run_row(run)
+        step_values = [codec.step_row(step) for step in steps]
+        event_values = [codec.event_row(event) for event in events]
+        task_values = [codec.task_row(task) for task in new_tasks]
+        pools = sorted({pool_payload(task.namespace, task.pool) for task in new_tasks})
+        locked = select(runs.c.owner, runs.c.state).where(runs.c.id == run_id).with_for_update()
+
+        async def save(connection: AsyncConnection) -> bool:
+            row = (await connection.execute(locked)).first()
+            if row is not None and row.owner not in (None, owner) and row.state == "running":
+                return False
+            await write_run_rows(connection, run_values, step_values, event_values, task_values)
+            if row is not None and row.owner != owner:
+                await connection.execute(update(runs).where(runs.c.id == run_id).values(owner=owner))
+            await _notify(connection, PENDING_CHANNEL, pools)
+            return True
+
+        return await self.store.call(save)
+
+    async def take_run(self, run_id: str, owner: str) -> bool:
+        """Make `owner` the replica driving a running run (to act on a command it received)."""
+        statement = (
+            update(runs).where(runs.c.id == run_id, runs.c.state == "running").values(owner=owner).returning(runs.c.id)
+        )
+
+        async def take(connection: AsyncConnection) -> bool:
+            return (await connection.execute(statement)).first() is not None
+
+        return await self.store.call(take)
+
+    async def orphan_runs(self, owner: str, limit: int) -> list[str]:
+        """Running runs whose replica stopped heartbeating (or that nobody drives), now `owner`'s."""
+        dead = (
+            select(runs.c.id)
+            .where(runs.c.state == "running")
+            .where(runs.c.owner.is_(None) | runs.c.owner.not_in(self._live_replicas()))
+            .order_by(runs.c.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = update(runs).where(runs.c.id.in_(dead.scalar_subquery())).values(owner=owner).returning(runs.c.id)
+
+        async def take(connection: AsyncConnection) -> list[str]:
+            return [str(value) for value in (await connection.execute(statement)).scalars()]
+
+        return await self.store.call(take)
+
+    async def replicas(self) -> list[tuple[str, float]]:
+        """Live replicas and how many seconds each has left."""
+        statement = select(leases.c.holder, (leases.c.expires - _DB_NOW).label("left")).where(
+            leases.c.name.startswith(_REPLICA_PREFIX, autoescape=True), leases.c.expires >= _DB_NOW
+        )
+        async with self.store.reader() as connection:
+            return [(str(row.holder), float(row.left)) for row in await connection.execute(statement)]
+
+    # -- notifications ---------------------------------------------------------
+    def listener(self, on_message: Callable[[str, str], None], on_connect: Callable[[], Awaitable[None]]) -> Listener:
+        return Listener(self.store, on_message, on_connect)
+
+
+def _update_row(task: Task) -> dict[str, Any]:
+    row = codec.task_row(task)
+    values = {f"b_{column}": row[column] for column in _TASK_MUTABLE}
+    values["b_id"] = task.id
+    return values
+
+
+class Listener:
+    """A dedicated connection LISTENing on the coordination channels, reconnected when lost.
+
+    Notifications sent while it was away are gone; `on_connect` runs after every (re)connect
+    so the caller can catch up from the tables.
+    """
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        on_message: Callable[[str, str], None],
+        on_connect: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="postgres-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _connect_arguments(self) -> tuple[str, dict[str, Any]]:
+        url = self._store.url
+        query = dict(url.query)
+        ssl = query.pop("ssl", None)
+        dsn = url.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
+        arguments: dict[str, Any] = {"timeout": self._store.settings["connect_timeout"]}
+        if ssl is not None:
+            arguments["ssl"] = ssl
+        return dsn, arguments
+
+    def _deliver(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
+        try:
+            self._on_message(channel, payload)
+        except Exception:
+            log.exception("notification handler failed", channel=channel)
+
+    async def _run(self) -> None:
+        dsn, arguments = self._connect_arguments()
+        backoff = 0.2
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(dsn, **arguments)
+                for channel in CHANNELS:
+                    await connection.add_listener(channel, self._deliver)
+                self.connected.set()
+                backoff = 0.2
+                await self._on_connect()
+                # A stopped server does not always close the socket at once: check it is there.
+                while True:
+                    await asyncio.sleep(1.0)
+                    await asyncio.wait_for(connection.fetchval("SELECT 1"), 2.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any failure: reconnect after a pause
+                if self.connected.is_set():
+                    log.warning("notification connection lost; reconnecting", error=str(error))
+                self.connected.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(connection.close(), 2.0)
+
+
+__all__ = ["CANCEL_CHANNEL", "CHANNELS", "DONE_CHANNEL", "PENDING_CHANNEL", "Coordination", "Listener"]

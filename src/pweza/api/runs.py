@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -194,9 +195,12 @@ async def run_events(
 
 async def _stream(manager: Manager, run_id: str, after: int) -> AsyncIterator[bytes]:
     last = after
+    spoke = time.monotonic()
     while True:
         changed = manager.workflows.changed(run_id)
         events = await manager.store.list_events(run_id, last, 1000)
+        if events:
+            spoke = time.monotonic()
         for event in events:
             last = event.id or last
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (last, event.type.encode(), orjson.dumps(_event_json(event)))
@@ -206,6 +210,10 @@ async def _stream(manager: Manager, run_id: str, after: int) -> AsyncIterator[by
         if run is None or run.state.terminal:
             yield b"event: end\ndata: {}\n\n"
             return
+        # A run driven by another replica changes without this one hearing of it: look again soon.
+        wait = 15.0 if manager.workflows.drives(run_id) else 1.0
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout=15.0)
-        yield b": keep-alive\n\n"
+            await asyncio.wait_for(changed.wait(), timeout=wait)
+        if time.monotonic() - spoke >= 15.0:
+            spoke = time.monotonic()
+            yield b": keep-alive\n\n"

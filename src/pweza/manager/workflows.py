@@ -142,6 +142,10 @@ class WorkflowEngine:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
 
+    def drives(self, run_id: str) -> bool:
+        """Whether this replica drives the run now (its changes wake `changed` at once)."""
+        return run_id in self._active
+
     def changed(self, run_id: str) -> asyncio.Event:
         """Set whenever the run's history grows; the event stream waits on it."""
         return self._notify[run_id]

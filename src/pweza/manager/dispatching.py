@@ -293,6 +293,8 @@ class Dispatcher:
         self._sessions[session.id] = session
         self._pool_sessions[session.pool_key].append(session)
         self._update_agent_gauge()
+        if self._shared is not None:
+            self._has_work.add(session.pool_key)  # work may have been waiting for an agent
         self._request_pump(session.pool_key)
 
     def disconnect(self, agent_id: str, session: AgentSession | None = None) -> None:

@@ -71,6 +71,12 @@ class Housekeeping:
         if self._shared is not None:
             await self._shared.heartbeat(self.replica, self._settings.replica_ttl_seconds)
             self._healthy_since = time.monotonic()
+            # Restarted under the same name: what the previous process held is ours to finish.
+            tasks, runs = await self._shared.left_behind(self.replica)
+            if tasks or runs:
+                log.info("taking back what this replica held before it restarted", tasks=len(tasks), runs=len(runs))
+                self._dispatcher.adopt_orphans(tasks)
+                await self._engine.adopt(runs)
             self._listener = self._shared.listener(self._on_message, self._on_connect)
             self._listener.start()
             self._loops.append(asyncio.create_task(self._heartbeats(), name="replica-heartbeat"))

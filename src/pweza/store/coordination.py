@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pweza.domain.runs import Run, RunEvent, StepRun
-from pweza.domain.tasks import ACTIVE_STATES, Attempt, Task, TaskError, TaskState
+from pweza.domain.tasks import ACTIVE_STATES, TERMINAL_STATES, Attempt, Task, TaskError, TaskState
 from pweza.store import codec
 from pweza.store.postgres import PostgresStore, write_run_rows
 from pweza.store.schema import attempts, counters, leases, runs, tasks
@@ -41,6 +41,7 @@ CANCEL_CHANNEL: Final = "pweza_cancel"
 CHANNELS: Final = (PENDING_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL)
 _PAYLOAD_LIMIT: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
 _ACTIVE: Final = tuple(state.value for state in ACTIVE_STATES)
+_FINISHED: Final = tuple(state.value for state in TERMINAL_STATES)
 _DB_NOW: Final = literal_column("extract(epoch from clock_timestamp())", Float)
 _REPLICA_PREFIX: Final = "replica/"
 
@@ -188,7 +189,8 @@ class Coordination:
                 tasks.c.pool == pool,
                 tasks.c.state == TaskState.PENDING.value,
                 tasks.c.owner.is_(None),
-                tasks.c.cancel_requested.is_(False),
+                # Not filtered on cancel_requested: a task released as its cancel was requested
+                # is finished as cancelled by whoever claims it, else it stays pending for ever.
                 tasks.c.not_before <= time.time(),
             )
             .order_by(tasks.c.priority.desc(), tasks.c.seq)
@@ -286,6 +288,18 @@ class Coordination:
             return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
 
         return await self.store.call(take)
+
+    async def left_behind(self, owner: str) -> tuple[list[Task], list[str]]:
+        """Unfinished tasks and running runs still owned by `owner` (a replica restarted under the
+        same name finds what its previous process held)."""
+        statement = select(tasks).where(tasks.c.owner == owner, tasks.c.state.not_in(_FINISHED))
+        run_ids = select(runs.c.id).where(runs.c.owner == owner, runs.c.state == "running")
+        async with self.store.reader() as connection:
+            found = [
+                codec.task_from_row(cast("Mapping[str, Any]", row))
+                for row in (await connection.execute(statement)).mappings()
+            ]
+            return found, [str(value) for value in (await connection.execute(run_ids)).scalars()]
 
     async def announce_due(self) -> int:
         """Notify every pool that has due pending tasks nobody owns (retries whose backoff

@@ -3,6 +3,10 @@
 The stream may drop and come back any number of times; the `TaskRunner` and its attempts
 live on across it, and a new Hello lists them as `in_flight` so the manager keeps their
 leases. Only a refusal (bad token, unknown pool) ends the agent with `AgentRejected`.
+
+Given several manager replicas (`HOST:PORT,HOST:PORT`), the agent dials one and moves to the next
+whenever a stream fails or cannot be opened (see `pweza.agent.failover`); the Hello it sends the
+new replica lists the same in-flight attempts, so that replica adopts them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pydantic
 import structlog
 
 from pweza.agent.delegating import DelegationClient
+from pweza.agent.failover import ManagerRotation, parse_manager_addresses
 from pweza.agent.outbox import Outbox
 from pweza.agent.running import TaskRunner
 from pweza.agent.runtimes import AgentRuntime, build_runtime
@@ -43,6 +48,12 @@ _REJECTED = frozenset(
 )
 _BACKOFF_START = 0.2
 _BACKOFF_MAX = 5.0
+# The pause before trying the next replica in the same round: short, so a dead replica is left
+# quickly, yet not zero, so a list of dead addresses is not spun through.
+_HOP_DELAY = 0.1
+# A manager that accepts the connection but never welcomes us (a hung replica, an address that
+# swallows packets) is given up after this long, as if it had refused.
+_WELCOME_TIMEOUT = 10.0
 _MAX_MESSAGE = 64 * 1024 * 1024
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 # How long the manager gets to end the stream after our half-close before we cut it.
@@ -66,8 +77,10 @@ class AgentWorker:
         tls_ca: Path | None = None,
         drain_grace: float = 30.0,
         cancel_grace: float = 2.0,
+        welcome_timeout: float = _WELCOME_TIMEOUT,
     ) -> None:
-        self.manager = manager
+        """`manager` is one `HOST:PORT` or a comma-separated list of replicas, tried in turn."""
+        self._managers = ManagerRotation(parse_manager_addresses(manager))
         self.pool = pool
         self.namespace = namespace
         self.agent_id = agent_id or uuid.uuid4().hex[:12]
@@ -85,42 +98,50 @@ class AgentWorker:
         self._wake: asyncio.Event | None = None
         self._drain: asyncio.Task[None] | None = None
         self._drain_early = False
+        self._welcome_timeout = welcome_timeout
         self._cutoff: asyncio.TimerHandle | None = None
         self._welcomes = 0
         self._finished = False
         self._log = log.bind(agent=self.agent_id, pool=f"{namespace}/{pool}")
+
+    @property
+    def manager(self) -> str:
+        """The manager address the agent uses now (or dials next)."""
+        return self._managers.current
+
+    @property
+    def managers(self) -> tuple[str, ...]:
+        return self._managers.addresses
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self) -> None:
         """Serve the pool until drained or stopped; raise `AgentRejected` if refused."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        channel = self._channel()
-        stub = pb_grpc.AgentChannelStub(channel)
+        address = self.manager
+        channel = self._channel(address)
         if self._drain_early:
             self.request_drain()
         backoff = _BACKOFF_START
         try:
             while not self._finished:
+                if address != self.manager:
+                    await channel.close(None)
+                    address = self.manager
+                    channel = self._channel(address)
                 welcomes = self._welcomes
-                try:
-                    await self._session(stub)
-                    if not self._finished:
-                        self._log.warning("manager closed the stream")
-                except grpc.aio.AioRpcError as error:
-                    code = error.code()
-                    if code in _REJECTED:
-                        reason = f"manager {self.manager} refused the agent: {code.name}: {error.details()}"
-                        self._log.error("agent rejected", code=code.name, details=error.details())
-                        raise AgentRejected(reason) from None
-                    if not self._finished:
-                        self._log.warning("agent stream lost", code=code.name, details=error.details())
+                await self._attempt(pb_grpc.AgentChannelStub(channel))
                 if self._finished:
                     break
                 if self._welcomes > welcomes:  # the last stream worked: start over quickly
                     backoff = _BACKOFF_START
-                delay = backoff * random.uniform(0.75, 1.25)  # jitter spreads a fleet's reconnects
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                if self._managers.advance():  # every replica failed this round: back off
+                    delay = backoff * random.uniform(0.75, 1.25)  # jitter spreads a fleet's reconnects
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                else:
+                    delay = _HOP_DELAY * random.uniform(0.5, 1.5)
+                if len(self.managers) > 1:
+                    self._log.info("switching manager", manager=self.manager, previous=address, delay=round(delay, 3))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
         finally:
@@ -150,7 +171,24 @@ class AgentWorker:
         self._close_stream()
 
     # -- one stream --------------------------------------------------------------
-    def _channel(self) -> grpc.aio.Channel:
+    async def _attempt(self, stub: pb_grpc.AgentChannelAsyncStub) -> None:
+        """One stream: return when it ends for a reason a retry may fix, raise `AgentRejected` otherwise."""
+        try:
+            await self._session(stub)
+            if not self._finished:
+                self._log.warning("manager closed the stream", manager=self.manager)
+        except grpc.aio.AioRpcError as error:
+            code = error.code()
+            if code in _REJECTED:
+                reason = f"manager {self.manager} refused the agent: {code.name}: {error.details()}"
+                self._log.error("agent rejected", manager=self.manager, code=code.name, details=error.details())
+                raise AgentRejected(reason) from None
+            if not self._finished:
+                self._log.warning("agent stream lost", manager=self.manager, code=code.name, details=error.details())
+        except TimeoutError:
+            self._log.warning("manager did not welcome the agent", manager=self.manager, timeout=self._welcome_timeout)
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
         options = [
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ("grpc.max_send_message_length", _MAX_MESSAGE),
@@ -161,9 +199,9 @@ class AgentWorker:
             ("grpc.max_reconnect_backoff_ms", int(_BACKOFF_MAX * 1000)),
         ]
         if self._tls_ca is None:
-            return grpc.aio.insecure_channel(self.manager, options=options)
+            return grpc.aio.insecure_channel(address, options=options)
         credentials = grpc.ssl_channel_credentials(root_certificates=self._tls_ca.read_bytes())
-        return grpc.aio.secure_channel(self.manager, credentials, options=options)
+        return grpc.aio.secure_channel(address, credentials, options=options)
 
     async def _session(self, stub: pb_grpc.AgentChannelAsyncStub) -> None:
         """Run one stream until it ends."""
@@ -185,7 +223,8 @@ class AgentWorker:
         self._call = call
         heartbeat: asyncio.Task[None] | None = None
         try:
-            first = await call.read()
+            async with asyncio.timeout(self._welcome_timeout):
+                first = await call.read()
             if first is _EOF:
                 return
             assert isinstance(first, pb.ManagerMessage)
@@ -207,6 +246,7 @@ class AgentWorker:
 
     def _welcomed(self, welcome: pb.Welcome) -> float:
         self._welcomes += 1
+        self._managers.connected()
         if self._runtime is None:
             try:
                 spec = AgentTemplateSpec.model_validate(orjson.loads(welcome.template_json))

@@ -86,7 +86,12 @@ def manager(
 @app.command()
 def agent(
     pool: Annotated[str, typer.Option(help="Pool to serve.")],
-    manager_address: Annotated[str, typer.Option("--manager", help="Manager gRPC HOST:PORT.")] = "127.0.0.1:9090",
+    manager_address: Annotated[
+        str,
+        typer.Option(
+            "--manager", help="Manager gRPC HOST:PORT, or a comma-separated list of replicas to fail over between."
+        ),
+    ] = "127.0.0.1:9090",
     namespace: Namespace = "default",
     token: Annotated[str | None, typer.Option(help="Agent token [env PWEZA_TOKEN].", envvar="PWEZA_TOKEN")] = None,
     agent_id: Annotated[str | None, typer.Option(help="Stable id (default: random).")] = None,
@@ -95,9 +100,14 @@ def agent(
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run an agent process that executes tasks of one pool."""
+    from pweza.agent.failover import parse_manager_addresses
     from pweza.agent.main import run_agent
 
     logs.configure(log_level)
+    try:
+        parse_manager_addresses(manager_address)
+    except ValueError as error:
+        _fail(CliError(f"--manager: {error}", code=2))
     if not token:
         _fail(CliError("an agent needs a token of role 'agent': --token or PWEZA_TOKEN", code=2))
     assert token is not None

@@ -39,7 +39,9 @@ async def sleep(ctx: Any) -> dict[str, Any]:
 
 
 def record(ctx: Any) -> dict[str, Any]:
-    """Append the task's idempotency key and this pid to `input.log` (proves who ran what)."""
+    """Append the task's idempotency key and this pid to `input.log` (proves who ran what),
+    after `input.seconds` of work if given."""
+    time.sleep(float(ctx.input.get("seconds", 0.0)))
     log = Path(ctx.input["log"])
     with log.open("a") as handle:
         handle.write(f"{ctx.idempotency_key} {os.getpid()}\n")

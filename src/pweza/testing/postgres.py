@@ -97,8 +97,16 @@ def _ensure_server_user() -> None:
     except KeyError:
         pass
     result = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-         SERVER_USER],
+        [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            SERVER_USER,
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -171,7 +179,12 @@ class PostgresServer:
     def _run(self, command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         try:
             result = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, env=_clean_env(), check=False,
+                command,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=_clean_env(),
+                check=False,
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as error:
@@ -218,8 +231,16 @@ class PostgresServer:
             os.chmod(self._root, 0o700)
         self._run(
             self._server_command(
-                "initdb", "-D", str(self.data_dir), "-U", DATABASE_USER, "--auth=trust", "--encoding=UTF8",
-                "--locale=C", "--no-sync", "--no-instructions",
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                DATABASE_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
             ),
             timeout=120,
         )
@@ -235,8 +256,17 @@ class PostgresServer:
         )
         self._run(
             self._server_command(
-                "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options, "-w",
-                "-t", str(_START_TIMEOUT), "start",
+                "pg_ctl",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(_START_TIMEOUT),
+                "start",
             ),
             timeout=_START_TIMEOUT + 10,
         )
@@ -249,8 +279,9 @@ class PostgresServer:
             return
         try:
             self._run(
-                self._server_command("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(_STOP_TIMEOUT),
-                                     "stop"),
+                self._server_command(
+                    "pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(_STOP_TIMEOUT), "stop"
+                ),
                 timeout=_STOP_TIMEOUT + 10,
             )
         except PostgresServerError:
@@ -280,8 +311,23 @@ class PostgresServer:
     def psql(self, sql: str, database: str = "postgres", timeout: float = 60) -> str:
         """Run SQL as the superuser and return psql's unaligned output."""
         command = [
-            str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.host,
-            "-p", str(self.port), "-U", DATABASE_USER, "-d", database, "-c", sql,
+            str(self.bin_dir / "psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            DATABASE_USER,
+            "-d",
+            database,
+            "-c",
+            sql,
         ]
         return self._run(command, timeout=timeout).stdout
 

@@ -1,0 +1,254 @@
+"""Three manager replicas on one PostgreSQL database, agents spread over them.
+
+Each test submits 2,000 tasks and starts 20 workflow runs, spread over the replicas, with the
+`record` handler writing `task/attempt pid` for every execution. Afterwards every task and run
+must have succeeded, and no attempt may have run twice: a task runs again only as a new,
+recorded attempt (after a failure in the middle of it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pweza.testing.cluster import Cluster
+from pweza.testing.postgres import PostgresServer
+from tests.conftest import pool, template
+
+pytestmark = pytest.mark.integration
+
+TASKS = 2000
+RUNS = 20
+REPLICAS = 3
+AGENTS = 6
+# Seconds each execution takes: with 6 agents x 8 slots, the work lasts ~18 s, long enough to
+# kill a replica or stop the database while much of it is in flight.
+WORK = 0.4
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def database(postgres_server: PostgresServer) -> Iterator[str]:
+    name = f"replicas_{os.getpid()}_{next(_databases)}"
+    yield postgres_server.create_database(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def replica_ttl() -> str:
+    return "3"
+
+
+@pytest.fixture
+def cluster(database: str, tmp_path: Path, replica_ttl: str) -> Iterator[Cluster]:
+    instance = Cluster(
+        tmp_path,
+        database,
+        replicas=REPLICAS,
+        lease_seconds=3.0,
+        env={"PWEZA_REPLICA_TTL_SECONDS": replica_ttl, "LOG_LEVEL": "INFO"},
+    )
+    try:
+        instance.start_managers()
+        yield instance
+    finally:
+        instance.stop()
+
+
+def _workflow() -> dict[str, Any]:
+    record = {"agent": {"pool": "work"}}
+    return {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "Workflow",
+        "metadata": {"name": "spread"},
+        "spec": {
+            "inputs": {"log": {"type": "string"}},
+            "steps": [
+                {"name": "first", **record, "input": {"log": "${{ inputs.log }}", "value": 1, "seconds": WORK}},
+                {
+                    "name": "each",
+                    **record,
+                    "depends": ["first"],
+                    "foreach": "${{ [1, 2, 3, 4, 5] }}",
+                    "input": {"log": "${{ inputs.log }}", "value": "${{ item }}", "seconds": WORK},
+                },
+                {
+                    "name": "last",
+                    **record,
+                    "depends": ["each"],
+                    "input": {"log": "${{ inputs.log }}", "value": "${{ size(steps.each.output) }}"},
+                },
+            ],
+            "outputs": {"count": "${{ steps.last.output.value }}"},
+        },
+    }
+
+
+def _start(cluster: Cluster, log: Path) -> None:
+    cluster.apply(
+        template("recorder", "pweza.testing.handlers:record", concurrency=8),
+        pool("work", "recorder"),
+        _workflow(),
+    )
+    for _ in range(AGENTS):
+        cluster.start_agent("work")
+    agents = cluster.wait_for_agents(AGENTS)
+    assert len(agents) == AGENTS
+
+
+def _submit(cluster: Cluster, log: Path) -> tuple[list[str], list[str]]:
+    """Tasks in batches of 100 and runs, round robin over the replicas; their ids."""
+    task_ids: list[str] = []
+    run_ids: list[str] = []
+    for batch in range(TASKS // 100):
+        items = [
+            {"pool": "work", "input": {"log": str(log), "value": batch * 100 + i, "seconds": WORK}} for i in range(100)
+        ]
+        with cluster.client(batch % REPLICAS) as client:
+            response = client.post("/api/v1/tasks:batch", json={"tasks": items})
+            response.raise_for_status()
+            task_ids += [item["id"] for item in response.json()["items"]]
+        if batch < RUNS:
+            with cluster.client((batch + 1) % REPLICAS) as client:
+                response = client.post("/api/v1/workflows/spread/runs", json={"inputs": {"log": str(log)}})
+                response.raise_for_status()
+                run_ids.append(response.json()["id"])
+    return task_ids, run_ids
+
+
+def _wait_all(server: PostgresServer, database: str, timeout: float) -> None:
+    """Until every task and run has finished (asked of the database itself)."""
+    name = database.rsplit("/", 1)[1]
+    deadline = time.monotonic() + timeout
+    unfinished = ""
+    while time.monotonic() < deadline:
+        try:
+            unfinished = server.psql(
+                "SELECT (SELECT count(*) FROM tasks WHERE state NOT IN ('succeeded','failed','cancelled','timed_out'))"
+                " + (SELECT count(*) FROM runs WHERE state = 'running')",
+                database=name,
+                timeout=10,
+            ).strip()
+        except Exception as error:  # noqa: BLE001 - the server may be stopped by the test just now
+            unfinished = str(error)
+        if unfinished == "0":
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not finished within {timeout}s: {unfinished}")
+
+
+def _unfinished(server: PostgresServer, database: str) -> tuple[int, int]:
+    """Unfinished tasks and runs."""
+    name = database.rsplit("/", 1)[1]
+    tasks, runs = (
+        server.psql(
+            "SELECT (SELECT count(*) FROM tasks WHERE state NOT IN ('succeeded','failed','cancelled','timed_out')),"
+            " (SELECT count(*) FROM runs WHERE state = 'running')",
+            database=name,
+        )
+        .strip()
+        .split("|")
+    )
+    return int(tasks), int(runs)
+
+
+def _check(server: PostgresServer, database: str, log: Path, *, failures: bool) -> int:
+    """Assert everything succeeded and no attempt ran twice; return how many runs were resumed
+    by a replica other than the one that started them."""
+    name = database.rsplit("/", 1)[1]
+
+    def rows(sql: str) -> list[list[str]]:
+        return [line.split("|") for line in server.psql(sql, database=name).splitlines() if line]
+
+    assert rows("SELECT state, count(*) FROM runs GROUP BY state") == [["succeeded", str(RUNS)]]
+    for (run_id,) in rows("SELECT id FROM runs"):
+        assert rows(f"SELECT outputs FROM runs WHERE id = '{run_id}'") == [['{"count":5}']]
+    workflow_tasks = RUNS * 7
+    assert rows("SELECT state, count(*) FROM tasks GROUP BY state") == [["succeeded", str(TASKS + workflow_tasks)]]
+    attempts = {task_id: int(count) for task_id, count in rows("SELECT id, attempts FROM tasks")}
+    executed = Counter(line.split()[0] for line in log.read_text().splitlines())
+    twice = {key: count for key, count in executed.items() if count > 1}
+    assert not twice, f"attempts that ran more than once: {twice}"
+
+    ran = Counter(key.rsplit("/", 1)[0] for key in executed)
+    assert set(ran) == set(attempts), "every task ran, and only those"
+    for key in executed:
+        task_id, number = key.rsplit("/", 1)
+        assert int(number) <= attempts[task_id], f"{key} ran but the task records {attempts[task_id]} attempts"
+    again = {task_id: count for task_id, count in ran.items() if count > 1}
+    if not failures:
+        assert not again, f"tasks run more than once without any failure: {again}"
+        assert set(attempts.values()) == {1}
+    for task_id in again:
+        assert attempts[task_id] >= ran[task_id], f"{task_id} ran {ran[task_id]} times, {attempts[task_id]} recorded"
+    return int(rows("SELECT count(*) FROM run_events WHERE type = 'RunResumed'")[0][0])
+
+
+def _spread(cluster: Cluster) -> dict[int, int]:
+    return {index: len(agents) for index, agents in cluster.connected_agents().items()}
+
+
+def test_three_replicas_share_tasks_and_runs(
+    cluster: Cluster, postgres_server: PostgresServer, database: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    _start(cluster, log)
+    assert _spread(cluster) == {0: 2, 1: 2, 2: 2}
+    _submit(cluster, log)
+    _wait_all(postgres_server, database, timeout=180)
+    assert _check(postgres_server, database, log, failures=False) == 0
+    # Work went to every replica's agents, not just to the replica it was submitted to.
+    pids = Counter(line.split()[1] for line in log.read_text().splitlines())
+    assert len(pids) == AGENTS and min(pids.values()) > 100, pids
+
+
+@pytest.mark.parametrize(
+    ("restart", "replica_ttl"),
+    # A long TTL for the restart: the replica is back before anyone presumes it dead.
+    [(False, "3"), (True, "60")],
+    ids=["stays-dead", "restarts-under-its-name"],
+)
+def test_a_replica_killed_mid_run_loses_nothing(
+    cluster: Cluster, postgres_server: PostgresServer, database: str, tmp_path: Path, restart: bool, replica_ttl: str
+) -> None:
+    log = tmp_path / "executions.log"
+    _start(cluster, log)
+    _submit(cluster, log)
+    time.sleep(1)
+    tasks_left, runs_left = _unfinished(postgres_server, database)
+    cluster.kill_manager(1)  # SIGKILL while its agents run tasks and it drives runs
+    assert tasks_left > 500 and runs_left >= 5, "the kill must land in the middle of the work"
+    if restart:
+        # Back at once under the same name: it takes back what its previous process held.
+        cluster.start_manager(1)
+    _wait_all(postgres_server, database, timeout=240)
+    assert _check(postgres_server, database, log, failures=True) > 0, "the dead replica's runs were resumed"
+    # Its agents moved to the other replicas (and stay there when it comes back).
+    assert sum(_spread(cluster).values()) == AGENTS
+    if restart:
+        assert "taking back what this replica held" in cluster.manager_log(1)
+
+
+def test_the_database_stopped_for_ten_seconds_loses_nothing(
+    cluster: Cluster, postgres_server: PostgresServer, database: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    _start(cluster, log)
+    _submit(cluster, log)
+    tasks_left, runs_left = _unfinished(postgres_server, database)
+    postgres_server.stop("immediate")
+    assert tasks_left > 500 and runs_left >= 5, "the database must go away in the middle of the work"
+    time.sleep(10)
+    postgres_server.start()
+    _wait_all(postgres_server, database, timeout=240)
+    _check(postgres_server, database, log, failures=True)
+    for url in cluster.urls:  # every replica came back by itself
+        assert httpx.get(f"{url}/health/ready", timeout=5).status_code == 200

@@ -227,8 +227,10 @@ class Coordination:
         ids = sorted(set(rows) | {row["task_id"] for row in attempt_rows})
 
         async def apply(connection: AsyncConnection) -> set[str]:
-            locked = select(tasks.c.id).where(tasks.c.id.in_(ids), tasks.c.owner == owner).with_for_update()
-            owned = set((await connection.execute(locked)).scalars())
+            # Found by primary key and filtered here: a condition on `owner` in SQL can lead the
+            # planner to the owner index, which holds every task the replica ever finished.
+            locked = select(tasks.c.id, tasks.c.owner).where(tasks.c.id.in_(ids)).with_for_update()
+            owned = {row.id for row in await connection.execute(locked) if row.owner == owner}
             updates = [row for task_id, row in rows.items() if task_id in owned]
             if updates:
                 await connection.execute(_UPDATE_OWNED, updates)

@@ -4,33 +4,32 @@ Everything here runs on the event loop and reacts to events (a submission, a cre
 result, a tick of the lease reaper); the store is written for durability and read only
 at start-up to recover, never polled for work.
 
-With several replicas on one PostgreSQL database (`coordination` given), pending tasks live
-in the database, not in this process: a replica with agents that have free slots claims
-tasks of their pool (``FOR UPDATE SKIP LOCKED``) when told the pool has work (a ``NOTIFY``
-sent with the insert), and from then on owns them: leases, results and retries are handled
-here, and its writes are applied only while it still owns the row. A finished task is made
-known to listeners (workflow engine, delegation) only once that write is accepted; tasks
-that finished on other replicas arrive through `on_remote_done`.
+With several replicas on one PostgreSQL database (`coordination` given; the methods for it
+are in `pweza.manager.sharing`), pending tasks live in the database, not in this process: a
+replica with agents that have free slots claims tasks of their pool (``FOR UPDATE SKIP
+LOCKED``) when told the pool has work (a ``NOTIFY`` sent with the insert), and from then on
+owns them: leases, results and retries are handled here, and its writes are applied only
+while it still owns the row. A finished task is made known to listeners (workflow engine,
+delegation) only once that write is accepted; tasks that finished on other replicas arrive
+through `on_remote_done`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import heapq
 import json
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
 
 from pweza.domain.errors import Conflict, NotFound
 from pweza.domain.manifests import RetryPolicy
-from pweza.domain.records import TaskFilter
 from pweza.domain.retrying import decide
 from pweza.domain.tasks import ACTIVE_STATES, Attempt, ErrorType, Task, TaskError, TaskState
 from pweza.manager.config import Settings
@@ -38,19 +37,16 @@ from pweza.manager.metrics import Metrics
 from pweza.manager.persisting import WriteBehind, store_writer
 from pweza.manager.sequences import Sequence
 from pweza.manager.sessions import AgentSession, AssignmentMessage, Lease, TaskRequest
+from pweza.manager.sharing import FinishListener, Interest, PoolKey, SharedDispatch
 from pweza.store.coordination import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
-PoolKey = tuple[str, str]
-FinishListener = Callable[[Task], None]
-# Whether a listener waits for the task with this id (tasks finished on other replicas).
-Interest = Callable[[str], bool]
 _CLAIM_LIMIT = 512
 _RECENT = 8192
 
 
-class Dispatcher:
+class Dispatcher(SharedDispatch):
     def __init__(
         self,
         store: Store,
@@ -232,29 +228,6 @@ class Dispatcher:
             session.link.send_cancel([task_id], reason)
         lease.cancel_sent_at = time.time()
         self.writes.task(task)
-        return task
-
-    async def _children(self, task_id: str) -> list[Task]:
-        if self._shared is None:
-            return [t for t in self._tasks.values() if t.parent_id == task_id and not t.state.terminal]
-        stored = await self._store.list_tasks(TaskFilter(parent_id=task_id), limit=10_000)
-        return [self._tasks.get(t.id, t) for t in stored if not t.state.terminal]
-
-    async def _cancel_elsewhere(self, task_id: str, reason: str) -> Task:
-        """Cancel a task this replica does not hold: the database decides who acts."""
-        assert self._shared is not None
-        error = TaskError(ErrorType.CANCELLED, reason, False)
-        task = await self._shared.request_cancel(task_id, error, time.time())
-        if task is None:
-            raise NotFound(f"task {task_id} not found")
-        if task.state.terminal and task.state is not TaskState.CANCELLED:
-            raise Conflict(f"task {task_id} is already {task.state.value}")
-        if task.state is TaskState.CANCELLED and task.error is None:
-            task.error = error
-            self._metrics.tasks.labels(pool=f"{task.namespace}/{task.pool}", state=task.state.value).inc()
-        for child in await self._children(task_id):
-            if not child.cancel_requested:
-                await self.cancel(child.id, f"parent {task_id} cancelled")
         return task
 
     # -- agents ----------------------------------------------------------------
@@ -574,154 +547,3 @@ class Dispatcher:
         for session in self._sessions.values():
             pool = f"{session.namespace}/{session.pool}"
             self._metrics.agents.labels(pool=pool, state=session.state).inc()
-
-    # -- several replicas ------------------------------------------------------
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _write_owned(self, tasks: list[Task], attempts: list[Attempt]) -> set[str]:
-        assert self._shared is not None
-        return await self._shared.write(self.replica, tasks, attempts)
-
-    def _release(self, task: Task) -> None:
-        """Hand a pending task back to the database, for whichever replica claims it next."""
-        task.state = TaskState.PENDING
-        task.owner = None
-        self.writes.task(task)
-        if self._tasks.get(task.id) is task:
-            del self._tasks[task.id]
-
-    def _lose(self, task_id: str) -> None:
-        """Another replica owns the task now: forget it, whatever we were doing with it."""
-        self._tasks.pop(task_id, None)
-        lease = self._leases.pop(task_id, None)
-        if lease is not None:
-            log.info("task taken over by another replica", task=task_id, attempt=lease.attempt.number)
-
-    def on_pending(self, pool: PoolKey) -> None:
-        """The pool may have work nobody claimed yet."""
-        self._has_work.add(pool)
-        if pool in self._claiming:
-            self._renotified.add(pool)
-        if self._pool_sessions.get(pool):
-            self._request_pump(pool)
-
-    async def _claim(self, pool: PoolKey, limit: int) -> None:
-        assert self._shared is not None
-        self._renotified.discard(pool)
-        failed = False
-        try:
-            claimed = await self._shared.claim(self.replica, pool[0], pool[1], limit)
-        except Exception:
-            log.exception("claiming tasks failed; trying again shortly", pool=f"{pool[0]}/{pool[1]}")
-            claimed, failed = [], True
-        finally:
-            self._claiming.discard(pool)
-        if not failed and len(claimed) < limit and pool not in self._renotified:
-            self._has_work.discard(pool)  # drained, until the next NOTIFY
-        for task in claimed:
-            self._tasks[task.id] = task
-            task.state = TaskState.PENDING  # ours, not yet handed to an agent
-            if task.cancel_requested:
-                task.attempts -= 1  # the attempt the claim counted never ran
-                self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
-                continue
-            heapq.heappush(self._pending[pool], (-task.priority, task.seq, task.id))
-        if failed:
-            timer = asyncio.get_running_loop().call_later(1.0, self._request_pump, pool)
-            self._timers.add(timer)
-        else:
-            self._request_pump(pool)
-
-    async def _adopt(self, session: AgentSession, refs: list[tuple[str, int]]) -> None:
-        assert self._shared is not None
-        try:
-            adopted = await self._shared.adopt(self.replica, refs)
-        except Exception:
-            log.exception("adopting an agent's attempts failed", agent=session.id)
-            adopted = []
-        now = time.time()
-        taken = {task.id for task in adopted}
-        for task in adopted:
-            self._tasks[task.id] = task
-            started = task.started_at or now
-            timeout = task.timeout_seconds or 0.0
-            attempt = Attempt(task.id, task.attempts, session.id, started)
-            self._leases[task.id] = Lease(
-                attempt, now + self._settings.lease_seconds, started + timeout if timeout else None
-            )
-            session.running.add(task.id)
-        given_up = [task_id for task_id, _ in refs if task_id not in taken]
-        if given_up:
-            # Those attempts were already failed and retried elsewhere: free the agent's slots.
-            session.link.send_cancel(given_up, "attempt given up by the platform")
-        log.info(
-            "adopted attempts of a reconnected agent", agent=session.id, adopted=len(taken), given_up=len(given_up)
-        )
-        for task_id, _ in refs:
-            for replay in self._adopting.pop(task_id, []):
-                replay()
-
-    def adopt_orphans(self, orphans: list[Task]) -> None:
-        """Tasks of a replica that died, now ours. An attempt in flight gets a short lease: its
-        agent, reconnecting here, keeps it; otherwise it fails as lost and the retry policy decides."""
-        now = time.time()
-        grace = now + max(2.0, self._settings.heartbeat_seconds)
-        for task in orphans:
-            self._tasks[task.id] = task
-            if task.state in ACTIVE_STATES and task.attempts > 0:
-                # Handed out or about to be (the agent's id may not have been written): wait for
-                # the agent to come back with it, else it fails as lost and is retried.
-                attempt = Attempt(task.id, task.attempts, task.agent_id or "", task.started_at or now)
-                self._leases[task.id] = Lease(attempt, grace, None)
-            else:
-                self._release(task)
-
-    def on_remote_done(self, task_ids: list[str]) -> None:
-        """Tasks finished on some replica (NOTIFY): wake whoever here waits for them."""
-        wanted = [
-            task_id
-            for task_id in task_ids
-            if task_id not in self._finished_here
-            and (task_id in self._waiters or any(interest(task_id) for interest in self._interests))
-        ]
-        if wanted:
-            self._spawn(self._deliver_remote(wanted))
-
-    async def _deliver_remote(self, task_ids: list[str]) -> None:
-        for task in await self._store.get_tasks(task_ids):
-            if not task.state.terminal or task.id in self._tasks:
-                continue
-            for listener in self._listeners:
-                listener(task)
-            for future in self._waiters.pop(task.id, []):
-                if not future.done():
-                    future.set_result(task)
-
-    def on_remote_cancel(self, task_ids: list[str]) -> None:
-        for task_id in task_ids:
-            task = self._tasks.get(task_id)
-            if task is not None and not task.state.terminal:
-                self._spawn(self._cancel_quietly(task_id))
-
-    async def _cancel_quietly(self, task_id: str) -> None:
-        with contextlib.suppress(Conflict, NotFound):
-            await self.cancel(task_id, "cancelled by request")
-
-    async def resync(self) -> None:
-        """Catch up after notifications may have been missed (the listening connection was lost)."""
-        for pool, sessions in self._pool_sessions.items():
-            if sessions:
-                self.on_pending(pool)
-        watched = list(self._waiters) + list(self._leases)
-        if not watched:
-            return
-        for task in await self._store.get_tasks(watched):
-            if task.state.terminal and task.id not in self._tasks:
-                for future in self._waiters.pop(task.id, []):
-                    if not future.done():
-                        future.set_result(task)
-            elif task.cancel_requested and task.id in self._leases:
-                await self._cancel_quietly(task.id)

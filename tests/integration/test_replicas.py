@@ -265,3 +265,75 @@ def test_the_database_stopped_for_ten_seconds_loses_nothing(
     _check(postgres_server, database, log, failures=True)
     for url in cluster.urls:  # every replica came back by itself
         assert _ready(url, within=30.0), f"{url} is not ready again"
+
+
+def _gated() -> dict[str, Any]:
+    return {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "Workflow",
+        "metadata": {"name": "gated"},
+        "spec": {
+            "steps": [
+                {"name": "draft", "agent": {"pool": "slow"}, "input": {"seconds": 0.01}},
+                {"name": "review", "depends": ["draft"], "approval": {"message": "publish?", "timeout": "1h"}},
+                {"name": "publish", "depends": ["review"], "agent": {"pool": "slow"}, "input": {"seconds": 0.01}},
+            ]
+        },
+    }
+
+
+def _run_state(cluster: Cluster, index: int, run_id: str, wanted: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    run: dict[str, Any] = {}
+    with cluster.client(index) as client:
+        while time.monotonic() < deadline:
+            run = client.get(f"/api/v1/runs/{run_id}").json()
+            if run["state"] == wanted or any(s["state"] == wanted for s in run["steps"]):
+                return run
+            time.sleep(0.1)
+    raise AssertionError(f"run {run_id} never reached {wanted}: {run}")
+
+
+def test_commands_work_on_any_replica(cluster: Cluster, tmp_path: Path) -> None:
+    """A run started on one replica is approved on another, a task running on one replica's agent is
+    cancelled through another, and a run is cancelled through a third."""
+    cluster.apply(template("sleeper", "pweza.testing.handlers:sleep", concurrency=4), pool("slow", "sleeper"), _gated())
+    for _ in range(REPLICAS):
+        cluster.start_agent("slow")
+    cluster.wait_for_agents(REPLICAS)
+    with cluster.client(0) as client:
+        run_id = client.post("/api/v1/workflows/gated/runs", json={}).json()["id"]
+    _run_state(cluster, 0, run_id, "waiting_approval")
+    with cluster.client(1) as client:
+        approved = client.post(f"/api/v1/runs/{run_id}/steps/review/approve", json={"comment": "ship it"})
+        assert approved.status_code == 200, approved.text
+    run = _run_state(cluster, 2, run_id, "succeeded")
+    assert {step["name"]: step["state"] for step in run["steps"]} == {
+        "draft": "succeeded",
+        "review": "succeeded",
+        "publish": "succeeded",
+    }
+
+    with cluster.client(0) as client:
+        marker = tmp_path / "cancelled"
+        body = {"pool": "slow", "input": {"seconds": 600, "marker": str(marker)}}
+        task_id = client.post("/api/v1/tasks", json=body).json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/api/v1/tasks/{task_id}").json()["state"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        agent = client.get(f"/api/v1/tasks/{task_id}").json()["agentId"]
+    holder = next(index for index, agents in cluster.connected_agents().items() if agent in {a["id"] for a in agents})
+    elsewhere = (holder + 1) % REPLICAS  # a cancel through a replica that does not hold it reaches the agent
+    with cluster.client(elsewhere) as client:
+        response = client.post(f"/api/v1/tasks/{task_id}/cancel")
+        assert response.status_code == 200, response.text
+    task = cluster.wait_task(task_id, timeout=30)
+    assert task["state"] == "cancelled"
+    assert marker.read_text() == "cancelled", "the handler itself saw the cancel"
+
+    with cluster.client(0) as client:
+        second = client.post("/api/v1/workflows/gated/runs", json={}).json()["id"]
+    _run_state(cluster, 0, second, "waiting_approval")
+    with cluster.client(2) as client:
+        assert client.post(f"/api/v1/runs/{second}/cancel").status_code == 200
+    assert _run_state(cluster, 1, second, "cancelled")["state"] == "cancelled"

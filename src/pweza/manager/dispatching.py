@@ -221,6 +221,8 @@ class Dispatcher(SharedDispatch):
                 await self.cancel(child.id, f"parent {task_id} cancelled")
         lease = self._leases.get(task_id)
         if lease is None:
+            if self._shared is not None and task.state is TaskState.PENDING:
+                task.attempts -= 1  # claimed here but not handed out: the attempt the claim counted never ran
             self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, reason, False))
             return task
         session = self._sessions.get(lease.attempt.agent_id)

@@ -131,8 +131,9 @@ class SharedDispatch:
         failed = False
         try:
             claimed = await self._shared.claim(self.replica, pool[0], pool[1], limit)
-        except Exception:
-            log.exception("claiming tasks failed; trying again shortly", pool=f"{pool[0]}/{pool[1]}")
+        except Exception as error:  # noqa: BLE001 - the database is away: try again in a second
+            message = str(error) or type(error).__name__
+            log.warning("claiming tasks failed; trying again shortly", pool=f"{pool[0]}/{pool[1]}", error=message)
             claimed, failed = [], True
         finally:
             self._claiming.discard(pool)

@@ -24,6 +24,7 @@ MATRIX: dict[tuple[str, str], tuple[Permission, str]] = {
     ("GET", "/api/v1/tasks/{task_id}/wait"): (Permission.READ, "/api/v1/tasks/missing/wait?timeout=0.01"),
     ("POST", "/api/v1/tasks/{task_id}/cancel"): (Permission.WRITE, "/api/v1/tasks/missing/cancel"),
     ("GET", "/api/v1/agents"): (Permission.READ, "/api/v1/agents"),
+    ("GET", "/api/v1/replicas"): (Permission.READ, "/api/v1/replicas"),
     ("POST", "/api/v1/agents/{agent_id}/drain"): (Permission.WRITE, "/api/v1/agents/missing/drain"),
     ("POST", "/api/v1/tokens"): (Permission.ADMIN, "/api/v1/tokens"),
     ("GET", "/api/v1/tokens"): (Permission.ADMIN, "/api/v1/tokens"),

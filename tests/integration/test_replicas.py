@@ -215,6 +215,11 @@ def test_three_replicas_share_tasks_and_runs(
     log = tmp_path / "executions.log"
     _start(cluster, log)
     assert _spread(cluster) == {0: 2, 1: 2, 2: 2}
+    with cluster.client(2) as client:
+        replicas = client.get("/api/v1/replicas").json()
+    assert replicas["replica"] == "manager-2"
+    assert [r["id"] for r in replicas["items"]] == ["manager-0", "manager-1", "manager-2"]
+    assert sum(r["holdsDuties"] for r in replicas["items"]) == 1
     _submit(cluster, log)
     _wait_all(postgres_server, database, timeout=180)
     assert _check(postgres_server, database, log, failures=False) == 0
@@ -246,6 +251,9 @@ def test_a_replica_killed_mid_run_loses_nothing(
     assert _check(postgres_server, database, log, failures=True) > 0, "the dead replica's runs were resumed"
     # Its agents moved to the other replicas (and stay there when it comes back).
     assert sum(_spread(cluster).values()) == AGENTS
+    with cluster.client(0) as client:
+        live = [r["id"] for r in client.get("/api/v1/replicas").json()["items"]]
+    assert live == (["manager-0", "manager-1", "manager-2"] if restart else ["manager-0", "manager-2"])
     if restart:
         assert "taking back what this replica held" in cluster.manager_log(1)
 

@@ -1,4 +1,4 @@
-"""Submit, inspect, wait for and cancel tasks; list and drain agents."""
+"""Submit, inspect, wait for and cancel tasks; list and drain agents; list manager replicas."""
 
 from __future__ import annotations
 
@@ -79,6 +79,13 @@ async def cancel_task(task_id: str, manager: ManagerDep, who: Writer) -> dict[st
 async def list_agents(manager: ManagerDep, _: Reader, pool: str | None = None) -> dict[str, Any]:
     sessions = [s for s in manager.dispatcher.sessions() if pool is None or s.pool == pool]
     return page([session.describe() for session in sessions], None)
+
+
+@router.get("/replicas")
+async def list_replicas(manager: ManagerDep, _: Reader) -> dict[str, Any]:
+    """The manager replicas sharing this PostgreSQL database (none with the embedded store);
+    agents and runs are spread over them, so `GET /agents` shows only this replica's agents."""
+    return page(await manager.housekeeping.replicas(), None) | {"replica": manager.replica or None}
 
 
 @router.post("/agents/{agent_id}/drain")

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -93,6 +93,16 @@ class Housekeeping:
             # Leave at once rather than after a TTL: another replica takes over our duties now.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._shared.retire(self.replica), 5.0)
+
+    async def replicas(self) -> list[dict[str, Any]]:
+        """The live replicas sharing the database, with the one holding the singleton duties."""
+        if self._shared is None:
+            return []
+        holder = await self._shared.holder(DUTIES_LEASE)
+        return [
+            {"id": name, "expiresInSeconds": round(left, 1), "holdsDuties": name == holder}
+            for name, left in sorted(await self._shared.replicas())
+        ]
 
     @property
     def listening(self) -> bool:

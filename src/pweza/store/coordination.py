@@ -422,6 +422,13 @@ class Coordination:
         async with self.store.reader() as connection:
             return [(str(row.holder), float(row.left)) for row in await connection.execute(statement)]
 
+    async def holder(self, name: str) -> str | None:
+        """Who holds the lease `name` now, if anyone."""
+        statement = select(leases.c.holder).where(leases.c.name == name, leases.c.expires >= _DB_NOW)
+        async with self.store.reader() as connection:
+            value = (await connection.execute(statement)).scalar()
+        return None if value is None else str(value)
+
     # -- notifications ---------------------------------------------------------
     def listener(self, on_message: Callable[[str, str], None], on_connect: Callable[[], Awaitable[None]]) -> Listener:
         return Listener(self.store, on_message, on_connect)

@@ -1,7 +1,8 @@
-"""Shared fixtures: manifests, an in-process manager, and real processes on loopback."""
+"""Shared fixtures: manifests, an in-process manager, real processes on loopback, a PostgreSQL server."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from pweza.manager.config import Settings
 from pweza.manager.service import Manager
 from pweza.store.sqlite import SqliteStore
 from pweza.testing.platform import Platform
+from pweza.testing.postgres import ENSURE_COMMAND, PostgresServer, postgres_bin_dir
 
 
 def template(name: str = "echoer", handler: str = "pweza.testing.handlers:echo", **spec: Any) -> dict[str, Any]:
@@ -73,3 +75,16 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session; each test makes its own database.
+    Without PostgreSQL's binaries the tests that need it skip, except in CI, where they fail."""
+    if postgres_bin_dir() is None:
+        message = f"PostgreSQL is not installed: run {ENSURE_COMMAND}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with PostgresServer() as server:
+        yield server

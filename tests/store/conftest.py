@@ -1,6 +1,6 @@
 """The store contract suite runs against every backend listed in `BACKENDS`.
 
-PostgreSQL runs as one throwaway server for the whole session (`pweza.testing.postgres`);
+PostgreSQL runs as one throwaway server for the whole session (`postgres_server` in tests/conftest.py);
 each test gets a fresh database on it. Without PostgreSQL's binaries its tests skip, except
 in CI (CI=true) where they fail: install them with hack/ensure-postgres.sh.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ import pytest
 from pweza.store.postgres import PostgresStore
 from pweza.store.protocol import Store
 from pweza.store.sqlite import SqliteStore
-from pweza.testing.postgres import ENSURE_COMMAND, PostgresServer, postgres_bin_dir
+from pweza.testing.postgres import PostgresServer
 
 _database_numbers = itertools.count(1)
 
@@ -39,17 +39,6 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
     "sqlite": _sqlite,
     "postgres": _postgres,
 }
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    if postgres_bin_dir() is None:
-        message = f"PostgreSQL is not installed: run {ENSURE_COMMAND}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with PostgresServer() as server:
-        yield server
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -30,6 +30,7 @@ import structlog
 
 from pweza.domain.errors import Conflict, NotFound
 from pweza.domain.manifests import RetryPolicy
+from pweza.domain.records import TaskFilter
 from pweza.domain.retrying import decide
 from pweza.domain.tasks import ACTIVE_STATES, Attempt, ErrorType, Task, TaskError, TaskState
 from pweza.manager.config import Settings
@@ -231,6 +232,14 @@ class Dispatcher(SharedDispatch):
         lease.cancel_sent_at = time.time()
         self.writes.task(task)
         return task
+
+    async def _children(self, task_id: str) -> list[Task]:
+        """Unfinished tasks delegated by `task_id` (from the database with several replicas:
+        they may be held anywhere)."""
+        if self._shared is None:
+            return [t for t in self._tasks.values() if t.parent_id == task_id and not t.state.terminal]
+        stored = await self._store.list_tasks(TaskFilter(parent_id=task_id), limit=10_000)
+        return [self._tasks.get(t.id, t) for t in stored if not t.state.terminal]
 
     # -- agents ----------------------------------------------------------------
     def connect(self, session: AgentSession, in_flight: list[tuple[str, int]]) -> None:

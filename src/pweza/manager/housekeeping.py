@@ -104,10 +104,6 @@ class Housekeeping:
             for name, left in sorted(await self._shared.replicas())
         ]
 
-    @property
-    def listening(self) -> bool:
-        return self._listener is None or self._listener.connected.is_set()
-
     # -- notifications ---------------------------------------------------------
     def _on_message(self, channel: str, payload: str) -> None:
         items = payload.split("\n")

@@ -20,7 +20,6 @@ from typing import Any
 import structlog
 
 from pweza.domain.errors import Conflict, NotFound
-from pweza.domain.records import TaskFilter
 from pweza.domain.tasks import ACTIVE_STATES, Attempt, ErrorType, Task, TaskError, TaskState
 from pweza.manager.config import Settings
 from pweza.manager.metrics import Metrics
@@ -71,10 +70,7 @@ class SharedDispatch:
         raise NotImplementedError
 
     async def _children(self, task_id: str) -> list[Task]:
-        if self._shared is None:
-            return [t for t in self._tasks.values() if t.parent_id == task_id and not t.state.terminal]
-        stored = await self._store.list_tasks(TaskFilter(parent_id=task_id), limit=10_000)
-        return [self._tasks.get(t.id, t) for t in stored if not t.state.terminal]
+        raise NotImplementedError
 
     async def _cancel_elsewhere(self, task_id: str, reason: str) -> Task:
         """Cancel a task this replica does not hold: the database decides who acts."""

@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import ACTIVE_STATES, TERMINAL_STATES, Attempt, Task, TaskError, TaskState
 from pweza.store import codec
-from pweza.store.postgres import PostgresStore, write_run_rows
-from pweza.store.schema import attempts, counters, leases, runs, tasks
+from pweza.store.postgres import TASK_MUTABLE, UPSERT_ATTEMPT, PostgresStore, task_update_row, write_run_rows
+from pweza.store.schema import counters, leases, runs, tasks
 
 log = structlog.get_logger(__name__)
 
@@ -45,19 +45,8 @@ _FINISHED: Final = tuple(state.value for state in TERMINAL_STATES)
 _DB_NOW: Final = literal_column("extract(epoch from clock_timestamp())", Float)
 _REPLICA_PREFIX: Final = "replica/"
 
-_TASK_MUTABLE: Final = (
-    "state",
-    "priority",
-    "attempts",
-    "output",
-    "error",
-    "not_before",
-    "started_at",
-    "finished_at",
-    "agent_id",
-    "cancel_requested",
-    "owner",
-)
+# The store's columns of a task update, plus the owner (which only coordination writes).
+_OWNED_COLUMNS: Final = (*TASK_MUTABLE, "owner")
 _UPDATE_OWNED: Final = (
     update(tasks)
     .where(tasks.c.id == bindparam("b_id"))
@@ -67,21 +56,10 @@ _UPDATE_OWNED: Final = (
             if column != "cancel_requested"
             # A cancel asked for on another replica is never undone by the owner's older copy.
             else tasks.c.cancel_requested | bindparam("b_cancel_requested")
-            for column in _TASK_MUTABLE
+            for column in _OWNED_COLUMNS
         }
     )
 )
-
-
-def _upsert_attempt() -> Any:
-    statement = pg_insert(attempts)
-    return statement.on_conflict_do_update(
-        index_elements=[attempts.c.task_id, attempts.c.number],
-        set_={column: statement.excluded[column] for column in ("agent_id", "state", "finished_at", "error")},
-    )
-
-
-_UPSERT_ATTEMPT: Final = _upsert_attempt()
 
 
 def _chunks(items: Iterable[str]) -> list[str]:
@@ -220,7 +198,7 @@ class Coordination:
         Finished tasks are announced on ``pweza_done``; tasks handed back (pending, no owner)
         on ``pweza_pending``, all in the same transaction.
         """
-        rows = {task.id: _update_row(task) for task in changed}
+        rows = {task.id: task_update_row(task, _OWNED_COLUMNS) for task in changed}
         attempt_rows = [codec.attempt_row(attempt) for attempt in tried]
         finished = [task.id for task in changed if task.state.terminal]
         released = {task.id: pool_payload(task.namespace, task.pool) for task in changed if task.owner is None}
@@ -236,7 +214,7 @@ class Coordination:
                 await connection.execute(_UPDATE_OWNED, updates)
             mine = [row for row in attempt_rows if row["task_id"] in owned]
             if mine:
-                await connection.execute(_UPSERT_ATTEMPT, mine)
+                await connection.execute(UPSERT_ATTEMPT, mine)
             await _notify(connection, DONE_CHANNEL, [task_id for task_id in finished if task_id in owned])
             pools = {pool for task_id, pool in released.items() if task_id in owned}
             await _notify(connection, PENDING_CHANNEL, sorted(pools))
@@ -432,13 +410,6 @@ class Coordination:
     # -- notifications ---------------------------------------------------------
     def listener(self, on_message: Callable[[str, str], None], on_connect: Callable[[], Awaitable[None]]) -> Listener:
         return Listener(self.store, on_message, on_connect)
-
-
-def _update_row(task: Task) -> dict[str, Any]:
-    row = codec.task_row(task)
-    values = {f"b_{column}": row[column] for column in _TASK_MUTABLE}
-    values["b_id"] = task.id
-    return values
 
 
 class Listener:

@@ -45,7 +45,15 @@ from pweza.domain.tasks import TERMINAL_STATES, Attempt, Task
 from pweza.store import codec, migrating
 from pweza.store.schema import attempts, audit, objects, run_events, run_steps, runs, tasks, tokens
 
-__all__ = ["POOL_DEFAULTS", "PostgresStore", "driver_url", "write_run_rows"]
+__all__ = [
+    "POOL_DEFAULTS",
+    "TASK_MUTABLE",
+    "UPSERT_ATTEMPT",
+    "PostgresStore",
+    "driver_url",
+    "task_update_row",
+    "write_run_rows",
+]
 
 T = TypeVar("T")
 Operation = Callable[[AsyncConnection], Awaitable[Any]]
@@ -70,7 +78,7 @@ _INT_SETTINGS: Final = ("pool_size", "max_overflow")
 
 # -- statements, built once from the shared table definitions ------------------
 _INSERT_TASK: Final = tasks.insert()
-_TASK_MUTABLE: Final = (
+TASK_MUTABLE: Final = (
     "state",
     "priority",
     "attempts",
@@ -85,7 +93,7 @@ _TASK_MUTABLE: Final = (
 _UPDATE_TASK: Final[Update] = (
     update(tasks)
     .where(tasks.c.id == bindparam("b_id"))
-    .values({column: bindparam(f"b_{column}") for column in _TASK_MUTABLE})
+    .values({column: bindparam(f"b_{column}") for column in TASK_MUTABLE})
 )
 
 
@@ -153,7 +161,7 @@ def _upsert_step() -> Insert:
     )
 
 
-_UPSERT_ATTEMPT: Final = _upsert_attempt()
+UPSERT_ATTEMPT: Final = _upsert_attempt()
 _UPSERT_OBJECT: Final = _upsert_object()
 _UPSERT_RUN: Final = _upsert_run()
 _UPSERT_STEP: Final = _upsert_step()
@@ -180,9 +188,10 @@ async def write_run_rows(
         await connection.execute(_INSERT_TASK, task_values)
 
 
-def _task_update_row(task: Task) -> dict[str, Any]:
+def task_update_row(task: Task, columns: Sequence[str] = TASK_MUTABLE) -> dict[str, Any]:
+    """Bind values of a task update: `b_id` and `b_<column>` for each of `columns`."""
     row = codec.task_row(task)
-    values = {f"b_{column}": row[column] for column in _TASK_MUTABLE}
+    values = {f"b_{column}": row[column] for column in columns}
     values["b_id"] = row["id"]
     return values
 
@@ -513,14 +522,14 @@ class PostgresStore:
             await self._bulk(_INSERT_TASK, rows)
 
     async def update_tasks(self, tasks: Sequence[Task]) -> None:
-        rows = [_task_update_row(task) for task in tasks]
+        rows = [task_update_row(task) for task in tasks]
         if rows:
             await self._bulk(_UPDATE_TASK, rows)
 
     async def save_attempts(self, attempts: Sequence[Attempt]) -> None:
         rows = [codec.attempt_row(attempt) for attempt in attempts]
         if rows:
-            await self._bulk(_UPSERT_ATTEMPT, rows)
+            await self._bulk(UPSERT_ATTEMPT, rows)
 
     async def get_task(self, task_id: str) -> Task | None:
         row = await self._first(select(tasks).where(tasks.c.id == task_id))

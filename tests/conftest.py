@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -88,3 +89,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         pytest.skip(message)
     with PostgresServer() as server:
         yield server
+
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh database on the session's server, dropped after the test (after the
+    fixtures that use it have closed their connections)."""
+    name = f"test_{os.getpid()}_{next(_database_numbers)}"
+    url = postgres_server.create_database(name)
+    yield url
+    if postgres_server.running:
+        postgres_server.drop_database(name)

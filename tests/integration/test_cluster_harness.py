@@ -7,8 +7,6 @@ fail: install them with hack/ensure-postgres.sh.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,24 +14,19 @@ import httpx
 import pytest
 
 from pweza.testing.cluster import Cluster
-from pweza.testing.postgres import PostgresServer
 from tests.conftest import pool, template
 
 pytestmark = pytest.mark.integration
 
-_database_numbers = itertools.count(1)
-
 
 @pytest.fixture
-def cluster(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Cluster]:
-    name = f"cluster_{os.getpid()}_{next(_database_numbers)}"
-    instance = Cluster(tmp_path, postgres_server.create_database(name), replicas=2)
+def cluster(postgres_database: str, tmp_path: Path) -> Iterator[Cluster]:
+    instance = Cluster(tmp_path, postgres_database, replicas=2)
     try:
         instance.start_managers()
         yield instance
     finally:
         instance.stop()
-        postgres_server.drop_database(name)
 
 
 def test_every_replica_is_ready_on_ports_of_its_own(cluster: Cluster) -> None:

@@ -8,8 +8,6 @@ recorded attempt (after a failure in the middle of it).
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,14 +30,11 @@ AGENTS = 6
 # Seconds each execution takes: with 6 agents x 8 slots, the work lasts ~18 s, long enough to
 # kill a replica or stop the database while much of it is in flight.
 WORK = 0.4
-_databases = itertools.count(1)
 
 
 @pytest.fixture
-def database(postgres_server: PostgresServer) -> Iterator[str]:
-    name = f"replicas_{os.getpid()}_{next(_databases)}"
-    yield postgres_server.create_database(name)
-    postgres_server.drop_database(name)
+def database(postgres_database: str) -> str:
+    return postgres_database
 
 
 @pytest.fixture
@@ -124,8 +119,9 @@ def _submit(cluster: Cluster, log: Path) -> tuple[list[str], list[str]]:
     return task_ids, run_ids
 
 
-def _wait_all(server: PostgresServer, database: str, timeout: float) -> None:
-    """Until every task and run has finished (asked of the database itself)."""
+def _wait_all(server: PostgresServer, database: str, timeout: float, cluster: Cluster | None = None) -> None:
+    """Until every task and run has finished (asked of the database itself); on a timeout the
+    message names what is stuck and where."""
     name = database.rsplit("/", 1)[1]
     deadline = time.monotonic() + timeout
     unfinished = ""
@@ -142,7 +138,24 @@ def _wait_all(server: PostgresServer, database: str, timeout: float) -> None:
         if unfinished == "0":
             return
         time.sleep(0.5)
-    raise AssertionError(f"not finished within {timeout}s: {unfinished}")
+    raise AssertionError(f"not finished within {timeout}s: {unfinished}\n{_stuck(server, name, cluster)}")
+
+
+def _stuck(server: PostgresServer, name: str, cluster: Cluster | None) -> str:
+    """The unfinished tasks and runs, their owners, and what the managers logged about them."""
+    tasks = server.psql(
+        "SELECT id, state, owner, attempts, agent_id, labels FROM tasks"
+        " WHERE state NOT IN ('succeeded','failed','cancelled','timed_out') LIMIT 20",
+        database=name,
+    )
+    runs = server.psql("SELECT id, owner FROM runs WHERE state = 'running' LIMIT 20", database=name)
+    report = [f"tasks:\n{tasks}", f"runs:\n{runs}"]
+    if cluster is not None:
+        ids = [line.split("|")[0] for line in (tasks + runs).splitlines() if line]
+        for index in range(len(cluster.managers)):
+            lines = [line for line in cluster.manager_log(index).splitlines() if any(i in line for i in ids)]
+            report.append(f"manager-{index} on those ids:\n" + "\n".join(lines[-40:]))
+    return "\n".join(report)
 
 
 def _unfinished(server: PostgresServer, database: str) -> tuple[int, int]:
@@ -221,7 +234,7 @@ def test_three_replicas_share_tasks_and_runs(
     assert [r["id"] for r in replicas["items"]] == ["manager-0", "manager-1", "manager-2"]
     assert sum(r["holdsDuties"] for r in replicas["items"]) == 1
     _submit(cluster, log)
-    _wait_all(postgres_server, database, timeout=180)
+    _wait_all(postgres_server, database, timeout=180, cluster=cluster)
     assert _check(postgres_server, database, log, failures=False) == 0
     # Work went to every replica's agents, not just to the replica it was submitted to.
     pids = Counter(line.split()[1] for line in log.read_text().splitlines())
@@ -247,7 +260,7 @@ def test_a_replica_killed_mid_run_loses_nothing(
     if restart:
         # Back at once under the same name: it takes back what its previous process held.
         cluster.start_manager(1)
-    _wait_all(postgres_server, database, timeout=240)
+    _wait_all(postgres_server, database, timeout=240, cluster=cluster)
     assert _check(postgres_server, database, log, failures=True) > 0, "the dead replica's runs were resumed"
     # Its agents moved to the other replicas (and stay there when it comes back).
     assert sum(_spread(cluster).values()) == AGENTS
@@ -269,7 +282,7 @@ def test_the_database_stopped_for_ten_seconds_loses_nothing(
     assert tasks_left > 500 and runs_left >= 5, "the database must go away in the middle of the work"
     time.sleep(10)
     postgres_server.start()
-    _wait_all(postgres_server, database, timeout=240)
+    _wait_all(postgres_server, database, timeout=240, cluster=cluster)
     _check(postgres_server, database, log, failures=True)
     for url in cluster.urls:  # every replica came back by itself
         assert _ready(url, within=30.0), f"{url} is not ready again"

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import text
@@ -21,9 +20,7 @@ from pweza.domain.runs import Run, RunEvent, RunState, StepRun, StepState
 from pweza.domain.tasks import Attempt, ErrorType, Task, TaskError, TaskState
 from pweza.store.coordination import CANCEL_CHANNEL, DONE_CHANNEL, PENDING_CHANNEL, Coordination
 from pweza.store.postgres import PostgresStore
-from pweza.testing.postgres import PostgresServer
 
-_database_numbers = itertools.count(1)
 _WAIT = 5.0  # the bound on every wait for something another connection does
 _CANCELLED = TaskError(ErrorType.CANCELLED, "cancelled by a test", retryable=False)
 
@@ -31,20 +28,11 @@ Replicas = tuple[Coordination, Coordination]
 
 
 @pytest.fixture
-def database_url(postgres_server: PostgresServer) -> Iterator[str]:
-    name = f"coordination_{os.getpid()}_{next(_database_numbers)}"
-    url = postgres_server.create_database(name)
-    yield url
-    if postgres_server.running:
-        postgres_server.drop_database(name)
-
-
-@pytest.fixture
-async def replicas(database_url: str) -> AsyncIterator[Replicas]:
+async def replicas(postgres_database: str) -> AsyncIterator[Replicas]:
     async with contextlib.AsyncExitStack() as stack:
         pair: list[Coordination] = []
         for _ in range(2):
-            store = PostgresStore(database_url, pool_size=4, max_overflow=2)
+            store = PostgresStore(postgres_database, pool_size=4, max_overflow=2)
             await store.open()
             stack.push_async_callback(store.close)
             pair.append(Coordination(store))

@@ -85,6 +85,13 @@ class Dispatcher(SharedDispatch):
         self._renotified: set[PoolKey] = set()
         self._adopting: dict[str, list[Callable[[], None]]] = {}
         self._finished_here: OrderedDict[str, None] = OrderedDict()
+        # Held while ownership of tasks changes in the database and here together (claims,
+        # adoptions, taking back), so a look at "what the database says we own" sees both agree.
+        self.owning = asyncio.Lock()
+        # A call that may have changed what we own failed with its outcome unknown: housekeeping
+        # compares the database with memory once the database answers (`take_back_unknown`).
+        self.unsure = False
+        self._releasing: set[str] | None = None
         write = store_writer(store) if coordination is None else self._write_owned
         self.writes = WriteBehind(write, self._after_write, metrics.database_errors.inc)
 

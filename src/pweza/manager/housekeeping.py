@@ -6,6 +6,11 @@ that stopped heartbeating, waking pools whose retries are due, retention) run on
 holding the `duties` lease; when it dies, the lease expires and another replica takes it.
 After losing the database, a replica waits one TTL of healthy heartbeats before adopting
 anything, so that replicas that were merely cut off too have had time to say they are alive.
+
+A call that changes who owns a task or a run can fail with its outcome unknown (the database
+went away after committing it but before answering). The dispatcher and the engine then say
+they are `unsure`, and after the next good heartbeat this replica reads what the database says
+it owns and takes back whatever it had lost track of.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class Housekeeping:
         self._healthy_since: float | None = None
         self._next_prune = 0.0
         self._holding = False
+        self._connected_before = False
+        self._taking_back: asyncio.Task[None] | None = None
 
     @property
     def replica(self) -> str:
@@ -72,10 +79,11 @@ class Housekeeping:
             await self._shared.heartbeat(self.replica, self._settings.replica_ttl_seconds)
             self._healthy_since = time.monotonic()
             # Restarted under the same name: what the previous process held is ours to finish.
-            tasks, runs = await self._shared.left_behind(self.replica)
+            async with self._dispatcher.owning:
+                tasks, runs = await self._shared.left_behind(self.replica)
+                self._dispatcher.adopt_orphans(tasks)
             if tasks or runs:
                 log.info("taking back what this replica held before it restarted", tasks=len(tasks), runs=len(runs))
-                self._dispatcher.adopt_orphans(tasks)
                 await self._engine.adopt(runs)
             self._listener = self._shared.listener(self._on_message, self._on_connect)
             self._listener.start()
@@ -84,9 +92,10 @@ class Housekeeping:
         self._loops.append(asyncio.create_task(self._duties(), name="duties"))
 
     async def stop(self) -> None:
-        for loop in self._loops:
+        loops = [*self._loops, *([self._taking_back] if self._taking_back is not None else [])]
+        for loop in loops:
             loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*loops, return_exceptions=True)
         if self._listener is not None:
             await self._listener.stop()
         if self._shared is not None:
@@ -118,6 +127,9 @@ class Housekeeping:
 
     async def _on_connect(self) -> None:
         # Whatever was announced while we were not listening is read back from the tables.
+        if self._connected_before:
+            self._unsure()  # the connection was lost: so may have been answers to other calls
+        self._connected_before = True
         try:
             await self._dispatcher.resync()
             await self._engine.resync()
@@ -140,6 +152,25 @@ class Housekeeping:
                 if self._healthy_since is None:
                     log.info("replica heartbeat restored")
                     self._healthy_since = time.monotonic()
+                if (self._dispatcher.unsure or self._engine.unsure) and self._taking_back is None:
+                    # Beside the heartbeats, never in their way: they must keep this replica alive.
+                    self._taking_back = asyncio.create_task(self._take_back_unknown(), name="take-back")
+
+    def _unsure(self) -> None:
+        self._dispatcher.unsure = self._engine.unsure = True
+
+    async def _take_back_unknown(self) -> None:
+        """Take back what the database says this replica owns and it had lost track of."""
+        assert self._shared is not None
+        self._dispatcher.unsure = self._engine.unsure = False
+        try:
+            await self._dispatcher.take_back_unknown()
+            await self._engine.adopt(await self._shared.owned_runs(self.replica))
+        except Exception as error:  # noqa: BLE001 - the database went away again: after the next heartbeat
+            log.warning("taking back what this replica owns failed; will retry", error=str(error) or repr(error))
+            self._unsure()
+        finally:
+            self._taking_back = None
 
     async def _duties(self) -> None:
         interval = max(self._settings.reaper_interval_seconds, 0.5)
@@ -165,11 +196,16 @@ class Housekeeping:
             if not held:
                 return
             if healthy:
-                orphans = await self._shared.orphans(self.replica, _ORPHAN_BATCH)
-                if orphans:
-                    log.info("took over tasks of a stopped replica", tasks=len(orphans))
-                    self._dispatcher.adopt_orphans(orphans)
-                await self._engine.adopt(await self._shared.orphan_runs(self.replica, _RUN_BATCH))
+                try:
+                    async with self._dispatcher.owning:
+                        orphans = await self._shared.orphans(self.replica, _ORPHAN_BATCH)
+                        self._dispatcher.adopt_orphans(orphans)
+                    if orphans:
+                        log.info("took over tasks of a stopped replica", tasks=len(orphans))
+                    await self._engine.adopt(await self._shared.orphan_runs(self.replica, _RUN_BATCH))
+                except Exception:
+                    self._unsure()  # some may be ours now without our knowing
+                    raise
             await self._shared.announce_due()
         now = time.time()
         if now >= self._next_prune:

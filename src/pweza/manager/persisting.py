@@ -49,6 +49,7 @@ class WriteBehind:
         self._scheduled = False
         self._failures = 0
         self._writes: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, int] = {}
 
     def task(self, task: Task, *, finished: bool = False) -> None:
         self._tasks[task.id] = task
@@ -69,6 +70,8 @@ class WriteBehind:
         self._scheduled = False
         tasks, attempts, finished = list(self._tasks.values()), list(self._attempts.values()), self._finished
         self._tasks, self._attempts, self._finished = {}, {}, []
+        for task in tasks:
+            self._in_flight[task.id] = self._in_flight.get(task.id, 0) + 1
         # Rows are encoded now, synchronously, so later in-memory changes cannot leak in.
         write = asyncio.create_task(self._write(tasks, attempts, finished))
         self._writes.add(write)
@@ -78,6 +81,7 @@ class WriteBehind:
         try:
             refused = await self._write_rows(tasks, attempts)
         except Exception:
+            self._out_of_flight(tasks)
             self._on_error()
             self._failures += 1
             delay = min(5.0, 0.05 * 2**self._failures)
@@ -90,9 +94,21 @@ class WriteBehind:
             self._finished.extend(finished)
             asyncio.get_running_loop().call_later(delay, self._schedule)
             return
+        self._out_of_flight(tasks)
         self._failures = 0
         if finished or refused:
             self._after_write([task for task in finished if task.id not in refused], refused)
+
+    def _out_of_flight(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            left = self._in_flight.pop(task.id, 1) - 1
+            if left > 0:
+                self._in_flight[task.id] = left
+
+    def unwritten(self) -> set[str]:
+        """Ids of tasks with a change not yet written (queued, being written, or waiting to be
+        tried again): the database may not show that change yet."""
+        return set(self._tasks) | set(self._in_flight)
 
     async def drain(self) -> None:
         if self._scheduled:

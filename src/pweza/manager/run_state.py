@@ -1,12 +1,14 @@
-"""The in-memory picture of one active run, rebuilt from the store after a restart."""
+"""The in-memory picture of one active run (rebuilt from the store after a restart), and what
+one engine action changed in it."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pweza.domain.runs import Run, StepRun, StepState
+from pweza.domain.runs import Run, RunEvent, StepRun, StepState
 from pweza.domain.tasks import TaskState
 from pweza.domain.workflows import Step, WorkflowSpec
 
@@ -75,3 +77,24 @@ def step_blocked_by_failure(active: ActiveRun, step: Step) -> bool:
         if failed and not active.step_spec(dep).continue_on_failure:
             return True
     return False
+
+
+class Changes:
+    """What one engine action changed, saved in one transaction."""
+
+    def __init__(self, active: ActiveRun) -> None:
+        self.active = active
+        self.run_changed = False
+        self.steps: dict[str, StepRun] = {}
+        self.events: list[RunEvent] = []
+        self.submit: list[tuple[str, Item]] = []
+        # Only after a restart may a step's tasks already exist; then they are adopted, not re-created.
+        self.recovering = False
+
+    def step(self, step: StepRun, event: str, **data: Any) -> None:
+        self.steps[step.name] = step
+        self.events.append(RunEvent(step.run_id, time.time(), event, step.name, data))
+
+    def run(self, event: str, **data: Any) -> None:
+        self.run_changed = True
+        self.events.append(RunEvent(self.active.run.id, time.time(), event, None, data))

@@ -57,6 +57,10 @@ class SharedDispatch:
     _renotified: set[PoolKey]
     _adopting: dict[str, list[Callable[[], None]]]
     _finished_here: OrderedDict[str, None]
+    _releasing: set[str] | None
+    _sessions: dict[str, AgentSession]
+    owning: asyncio.Lock
+    unsure: bool
     writes: WriteBehind
 
     # Defined by the dispatcher.
@@ -102,6 +106,8 @@ class SharedDispatch:
         """Hand a pending task back to the database, for whichever replica claims it next."""
         task.state = TaskState.PENDING
         task.owner = None
+        if self._releasing is not None:
+            self._releasing.add(task.id)
         self.writes.task(task)
         if self._tasks.get(task.id) is task:
             del self._tasks[task.id]
@@ -126,15 +132,28 @@ class SharedDispatch:
         self._renotified.discard(pool)
         failed = False
         try:
-            claimed = await self._shared.claim(self.replica, pool[0], pool[1], limit)
+            async with self.owning:
+                claimed = await self._shared.claim(self.replica, pool[0], pool[1], limit)
+                self._take_claimed(claimed)
         except Exception as error:  # noqa: BLE001 - the database is away: try again in a second
             message = str(error) or type(error).__name__
             log.warning("claiming tasks failed; trying again shortly", pool=f"{pool[0]}/{pool[1]}", error=message)
+            # The claim may have been committed with its answer lost: those tasks are ours in the
+            # database only. Housekeeping finds them once the database answers.
+            self.unsure = True
             claimed, failed = [], True
         finally:
             self._claiming.discard(pool)
         if not failed and len(claimed) < limit and pool not in self._renotified:
             self._has_work.discard(pool)  # drained, until the next NOTIFY
+        if failed:
+            timer = asyncio.get_running_loop().call_later(1.0, self._request_pump, pool)
+            self._timers.add(timer)
+        else:
+            self._request_pump(pool)
+
+    def _take_claimed(self, claimed: list[Task]) -> None:
+        """Claimed tasks (their attempt already counted) wait here for one of our agents."""
         for task in claimed:
             self._tasks[task.id] = task
             task.state = TaskState.PENDING  # ours, not yet handed to an agent
@@ -142,20 +161,56 @@ class SharedDispatch:
                 task.attempts -= 1  # the attempt the claim counted never ran
                 self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
                 continue
-            heapq.heappush(self._pending[pool], (-task.priority, task.seq, task.id))
-        if failed:
-            timer = asyncio.get_running_loop().call_later(1.0, self._request_pump, pool)
-            self._timers.add(timer)
-        else:
+            heapq.heappush(self._pending[(task.namespace, task.pool)], (-task.priority, task.seq, task.id))
+
+    async def take_back_unknown(self) -> int:
+        """Take back the tasks the database says this replica owns but this process does not know
+        of: claims and adoptions whose answer was lost when the database went away. Returns how
+        many. A claimed task never handed out is handed out now; any other is adopted like a dead
+        replica's (its agent may still report it, else it fails as lost and is retried)."""
+        assert self._shared is not None
+        async with self.owning:
+            # A change not yet written (a task handed back, say) may not show in what we read.
+            skip = self.writes.unwritten()
+            self._releasing = set()
+            try:
+                owned = await self._shared.owned_tasks(self.replica)
+            finally:
+                skip |= self._releasing
+                self._releasing = None
+            unknown = [task for task in owned if task.id not in self._tasks and task.id not in skip]
+            handed_out = [t for t in unknown if t.state is not TaskState.ASSIGNED or t.agent_id is not None]
+            self._take_claimed([t for t in unknown if t.state is TaskState.ASSIGNED and t.agent_id is None])
+            self.adopt_orphans(handed_out)
+        for pool in {(task.namespace, task.pool) for task in unknown}:
             self._request_pump(pool)
+        if unknown:
+            log.warning("took back tasks the database says are ours", tasks=len(unknown))
+        return len(unknown)
 
     async def _adopt(self, session: AgentSession, refs: list[tuple[str, int]]) -> None:
         assert self._shared is not None
-        try:
-            adopted = await self._shared.adopt(self.replica, refs)
-        except Exception:
-            log.exception("adopting an agent's attempts failed", agent=session.id)
-            adopted = []
+        delay = 0.5
+        while True:
+            try:
+                async with self.owning:
+                    adopted = await self._shared.adopt(self.replica, refs)
+                    self._take_adopted(session, refs, adopted)
+                break
+            except Exception as error:  # noqa: BLE001 - the database is away: ask again (adopting is idempotent)
+                self.unsure = True
+                if self._sessions.get(session.id) is not session:
+                    for task_id, _ in refs:  # the agent left; it reports these again wherever it reconnects
+                        self._adopting.pop(task_id, None)
+                    return
+                log.warning("adopting an agent's attempts failed; trying again", agent=session.id, error=str(error))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        for task_id, _ in refs:  # results that arrived meanwhile
+            for replay in self._adopting.pop(task_id, []):
+                replay()
+
+    def _take_adopted(self, session: AgentSession, refs: list[tuple[str, int]], adopted: list[Task]) -> None:
         now = time.time()
         taken = {task.id for task in adopted}
         for task in adopted:
@@ -174,9 +229,6 @@ class SharedDispatch:
         log.info(
             "adopted attempts of a reconnected agent", agent=session.id, adopted=len(taken), given_up=len(given_up)
         )
-        for task_id, _ in refs:
-            for replay in self._adopting.pop(task_id, []):
-                replay()
 
     def adopt_orphans(self, orphans: list[Task]) -> None:
         """Tasks of a replica that died, now ours. An attempt in flight gets a short lease: its

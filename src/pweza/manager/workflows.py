@@ -29,13 +29,14 @@ from pweza.domain import expressions
 from pweza.domain.durations import parse_duration
 from pweza.domain.errors import Conflict, InvalidInput, NotFound
 from pweza.domain.manifests import AgentPool, AgentTemplate
-from pweza.domain.runs import Run, RunEvent, RunState, StepRun, StepState, resolve_inputs
+from pweza.domain.runs import Run, RunState, StepRun, StepState, resolve_inputs
 from pweza.domain.tasks import Task, TaskState
 from pweza.domain.workflows import Step, Workflow
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.metrics import Metrics
+from pweza.manager.recovering import RunRecovery
 from pweza.manager.registry import Registry
-from pweza.manager.run_state import ActiveRun, Item, step_blocked_by_failure
+from pweza.manager.run_state import ActiveRun, Changes, Item, step_blocked_by_failure
 from pweza.manager.sequences import Sequence
 from pweza.manager.sessions import TaskRequest
 from pweza.store.coordination import Coordination
@@ -50,28 +51,7 @@ _TASK_TO_STEP = {
 }
 
 
-class Changes:
-    """What one engine action changed, saved in one transaction."""
-
-    def __init__(self, active: ActiveRun) -> None:
-        self.active = active
-        self.run_changed = False
-        self.steps: dict[str, StepRun] = {}
-        self.events: list[RunEvent] = []
-        self.submit: list[tuple[str, Item]] = []
-        # Only after a restart may a step's tasks already exist; then they are adopted, not re-created.
-        self.recovering = False
-
-    def step(self, step: StepRun, event: str, **data: Any) -> None:
-        self.steps[step.name] = step
-        self.events.append(RunEvent(step.run_id, time.time(), event, step.name, data))
-
-    def run(self, event: str, **data: Any) -> None:
-        self.run_changed = True
-        self.events.append(RunEvent(self.active.run.id, time.time(), event, None, data))
-
-
-class WorkflowEngine:
+class WorkflowEngine(RunRecovery):
     def __init__(
         self,
         store: Store,
@@ -91,6 +71,9 @@ class WorkflowEngine:
         self._notify: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._background: set[asyncio.Task[None]] = set()
         self._seq = Sequence()
+        self._loads = asyncio.Lock()
+        self._reloading: set[str] = set()
+        self.unsure = False
         dispatcher.add_listener(self._on_task_finished, interest=self._owners.__contains__)
 
     # -- lifecycle -------------------------------------------------------------
@@ -104,35 +87,6 @@ class WorkflowEngine:
         for run in await self._store.load_active_runs():
             await self._load_and_recover(run)
         log.info("workflow engine recovered", runs=len(self._active))
-
-    async def _load_and_recover(self, run: Run) -> ActiveRun:
-        steps = {step.name: step for step in await self._store.get_steps(run.id)}
-        spec = Workflow.model_validate({"metadata": {"name": run.workflow}, "spec": run.spec}).spec
-        active = ActiveRun(run, spec, steps)
-        run.owner = self._replica or None
-        self._active[run.id] = active
-        async with active.lock:
-            await self._recover(active)
-        return active
-
-    async def adopt(self, run_ids: list[str]) -> None:
-        """Drive runs this replica now owns (their replica died): resume each from the store."""
-        for run_id in run_ids:
-            if run_id in self._active:
-                continue
-            run = await self._store.get_run(run_id)
-            if run is not None and not run.state.terminal:
-                await self._load_and_recover(run)
-        if run_ids:
-            log.info("adopted runs of a replica that stopped", runs=len(run_ids))
-
-    async def resync(self) -> None:
-        """Catch up on task results whose notification may have been missed."""
-        watched = list(self._owners)
-        if watched:
-            for task in await self._store.get_tasks(watched):
-                if task.state.terminal:
-                    self._on_task_finished(task)
 
     async def stop(self) -> None:
         for active in self._active.values():
@@ -261,11 +215,15 @@ class WorkflowEngine:
 
     async def _require_active(self, run_id: str) -> ActiveRun:
         active = self._active.get(run_id)
-        if active is None and self._shared is not None and await self._shared.take_run(run_id, self._replica):
+        if active is None and self._shared is not None:
             # Driven by another replica (or by nobody): this one takes it over to act on the command.
-            run = await self._store.get_run(run_id)
-            if run is not None and not run.state.terminal:
-                active = await self._load_and_recover(run)
+            try:
+                taken = await self._shared.take_run(run_id, self._replica)
+            except Exception:
+                self.unsure = True  # it may be ours now without our knowing: housekeeping checks
+                raise
+            if taken:
+                active = await self.load(run_id)
         if active is None:
             raise Conflict(f"run {run_id} is not running (finished or unknown)")
         return active
@@ -277,7 +235,15 @@ class WorkflowEngine:
     # -- the engine proper -----------------------------------------------------
     async def _advance(self, active: ActiveRun, changes: Changes) -> None:
         """Start what can start and finish the run when it is done; then save everything, the
-        new tasks included, in one transaction, and only then hand the tasks to the dispatcher."""
+        new tasks included, in one transaction, and only then hand the tasks to the dispatcher.
+        If the store fails on the way, the run is loaded again from the store when it answers."""
+        try:
+            await self._advance_and_save(active, changes)
+        except Exception:
+            self._reload_later(active)
+            raise
+
+    async def _advance_and_save(self, active: ActiveRun, changes: Changes) -> None:
         new_tasks: list[Task] = []
         adopted: list[Task] = []
         if not active.run.state.terminal:
@@ -472,7 +438,11 @@ class WorkflowEngine:
         if active.run.state.terminal:
             return
         self._end_run_now(active, changes, state, reason)
-        await self._save(changes)
+        try:
+            await self._save(changes)
+        except Exception:
+            self._reload_later(active)  # the run may still be running in the store
+            raise
 
     async def _cancel_task(self, task_id: str, reason: str) -> None:
         with contextlib.suppress(Conflict, NotFound):
@@ -489,15 +459,16 @@ class WorkflowEngine:
         if self._shared is None:
             await self._store.save_run(run, steps, changes.events, new_tasks or ())
         elif not await self._shared.save_run(self._replica, active.run.id, run, steps, changes.events, new_tasks or ()):
-            self._drop(active)
+            log.info("run is driven by another replica now; dropping this copy", run=active.run.id)
+            self._forget(active)
             return False
         event = self._notify.pop(active.run.id, None)
         if event is not None:
             event.set()
         return True
 
-    def _drop(self, active: ActiveRun) -> None:
-        log.info("run is driven by another replica now; dropping this copy", run=active.run.id)
+    def _forget(self, active: ActiveRun) -> None:
+        """Stop driving this copy of the run: its timers, its place in memory, its tasks' listeners."""
         for timer in active.timers:
             timer.cancel()
         active.timers.clear()
@@ -662,45 +633,15 @@ class WorkflowEngine:
         delay = max(0.0, float(deadline) - time.time())
         active.timers.append(asyncio.get_running_loop().call_later(delay, lambda: self._spawn(expire())))
 
-    async def _recover(self, active: ActiveRun) -> None:
-        changes = Changes(active)
-        changes.recovering = True
-        self._arm_deadline(active)
-        for spec in active.spec.steps:
-            step = active.steps[spec.name]
-            if step.state is StepState.WAITING_APPROVAL:
-                self._arm_approval_deadline(active, step)
-            if step.state is not StepState.RUNNING:
-                continue
-            values: list[Any] = [None]
-            if spec.foreach is not None:
-                values = list(expressions.evaluate(spec.foreach, active.variables()))
-            items = [Item(index, value) for index, value in enumerate(values)]
-            active.items[spec.name] = items
-            ids = [active.task_id(spec.name, item.index) for item in items]
-            # Listen for these before reading them: a task that finishes in between is then
-            # either read as finished here or heard of afterwards, never missed.
-            for item, task_id in zip(items, ids, strict=True):
-                self._owners[task_id] = (active.run.id, spec.name, item.index)
-            known = {task.id: task for task in await self._store.get_tasks(ids)}
-            cap = spec.parallelism or len(items)
-            for item, task_id in zip(items, ids, strict=True):
-                if task_id in known:
-                    item.task_id = task_id
-                else:
-                    self._owners.pop(task_id, None)
-            unsubmitted = [item for item in items if item.task_id is None]
-            running = sum(1 for item in items if item.task_id is not None)
-            changes.submit.extend((spec.name, item) for item in unsubmitted[: max(0, cap - running)])
-            if not items:
-                self._finish_step(active, step, StepState.SUCCEEDED, changes, output=[])
-            for task_id, task in known.items():
-                if task.state.terminal:
-                    self._spawn(self._item_finished(self._owners[task_id], task))
-        changes.run("RunResumed")
-        await self._advance(active, changes)
-
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # A failed save has already scheduled the run's reload; this says why.
+            log.warning(
+                "workflow engine action failed", error=str(error) or repr(error), error_type=type(error).__name__
+            )

@@ -272,14 +272,20 @@ class Coordination:
     async def left_behind(self, owner: str) -> tuple[list[Task], list[str]]:
         """Unfinished tasks and running runs still owned by `owner` (a replica restarted under the
         same name finds what its previous process held)."""
+        return await self.owned_tasks(owner), await self.owned_runs(owner)
+
+    async def owned_tasks(self, owner: str) -> list[Task]:
+        """Unfinished tasks owned by `owner`."""
         statement = select(tasks).where(tasks.c.owner == owner, tasks.c.state.not_in(_FINISHED))
-        run_ids = select(runs.c.id).where(runs.c.owner == owner, runs.c.state == "running")
         async with self.store.reader() as connection:
-            found = [
-                codec.task_from_row(cast("Mapping[str, Any]", row))
-                for row in (await connection.execute(statement)).mappings()
-            ]
-            return found, [str(value) for value in (await connection.execute(run_ids)).scalars()]
+            rows = (await connection.execute(statement)).mappings()
+            return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
+
+    async def owned_runs(self, owner: str) -> list[str]:
+        """Ids of the running runs owned by `owner`."""
+        statement = select(runs.c.id).where(runs.c.owner == owner, runs.c.state == "running")
+        async with self.store.reader() as connection:
+            return [str(value) for value in (await connection.execute(statement)).scalars()]
 
     async def announce_due(self) -> int:
         """Notify every pool that has due pending tasks nobody owns (retries whose backoff

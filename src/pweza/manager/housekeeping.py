@@ -126,15 +126,11 @@ class Housekeeping:
             self._dispatcher.on_remote_cancel(items)
 
     async def _on_connect(self) -> None:
-        # Whatever was announced while we were not listening is read back from the tables.
         if self._connected_before:
-            self._unsure()  # the connection was lost: so may have been answers to other calls
+            # The connection was lost: so may have been notifications, and answers to other calls.
+            self._unsure()
+            self._take_back_soon()
         self._connected_before = True
-        try:
-            await self._dispatcher.resync()
-            await self._engine.resync()
-        except Exception:
-            log.exception("catching up after reconnecting failed")
 
     # -- loops -----------------------------------------------------------------
     async def _heartbeats(self) -> None:
@@ -152,20 +148,27 @@ class Housekeeping:
                 if self._healthy_since is None:
                     log.info("replica heartbeat restored")
                     self._healthy_since = time.monotonic()
-                if (self._dispatcher.unsure or self._engine.unsure) and self._taking_back is None:
-                    # Beside the heartbeats, never in their way: they must keep this replica alive.
-                    self._taking_back = asyncio.create_task(self._take_back_unknown(), name="take-back")
+                if self._dispatcher.unsure or self._engine.unsure:
+                    self._take_back_soon()
+
+    def _take_back_soon(self) -> None:
+        # Beside the heartbeats, never in their way: they must keep this replica alive.
+        if self._taking_back is None:
+            self._taking_back = asyncio.create_task(self._take_back_unknown(), name="take-back")
 
     def _unsure(self) -> None:
         self._dispatcher.unsure = self._engine.unsure = True
 
     async def _take_back_unknown(self) -> None:
-        """Take back what the database says this replica owns and it had lost track of."""
+        """Take back what the database says this replica owns and it had lost track of, and read
+        back from the tables whatever was announced while nobody here was listening."""
         assert self._shared is not None
         self._dispatcher.unsure = self._engine.unsure = False
         try:
             await self._dispatcher.take_back_unknown()
             await self._engine.adopt(await self._shared.owned_runs(self.replica))
+            await self._dispatcher.resync()
+            await self._engine.resync()
         except Exception as error:  # noqa: BLE001 - the database went away again: after the next heartbeat
             log.warning("taking back what this replica owns failed; will retry", error=str(error) or repr(error))
             self._unsure()

@@ -131,13 +131,13 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             principal = await manager.tokens.authenticate(token)
             principal.require(Permission.AGENT_CHANNEL)
         except PwezaError as error:
-            code = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
-            await context.abort(code, error.detail)
+            denied = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
+            await context.abort(_status(error, denied), error.detail)
         namespace = hello.namespace or "default"
         try:
             policy = await manager.registry.pool_policy(namespace, hello.pool)
         except PwezaError as error:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, error.detail)
+            await context.abort(_status(error, grpc.StatusCode.FAILED_PRECONDITION), error.detail)
         manager.dispatcher.remember_retry_policy((namespace, hello.pool), policy.template.retry)
         slots = hello.free_slots or policy.template.concurrency
         return AgentSession(
@@ -225,3 +225,8 @@ async def start_grpc_server(manager: Manager, address: str) -> tuple[grpc.aio.Se
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(names[0], health_pb2.HealthCheckResponse.SERVING)
     return server, port
+
+
+def _status(error: PwezaError, otherwise: grpc.StatusCode) -> grpc.StatusCode:
+    """UNAVAILABLE when the manager cannot reach its database (the agent tries again), else `otherwise`."""
+    return grpc.StatusCode.UNAVAILABLE if error.status == 503 else otherwise

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import (
@@ -39,6 +39,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from pweza.domain.errors import Unavailable
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import TERMINAL_STATES, Attempt, Task
@@ -250,6 +251,16 @@ def _forget(strays: set[asyncio.Future[bool]]) -> Callable[[asyncio.Future[bool]
     return done
 
 
+def _as_unavailable(error: BaseException) -> BaseException:
+    """A failure to reach the database as the domain's `Unavailable` (HTTP 503, gRPC UNAVAILABLE:
+    try again), chained to the driver's error; any other error unchanged."""
+    if isinstance(error, OSError | TimeoutError) or (isinstance(error, DBAPIError) and not _is_statement_error(error)):
+        unavailable = Unavailable("the database is unreachable; try again shortly")
+        unavailable.__cause__ = error
+        return unavailable
+    return error
+
+
 def _is_statement_error(error: BaseException) -> bool:
     """Whether `error` came from one statement (a constraint, bad data) rather than the connection."""
     if not isinstance(error, DBAPIError) or error.connection_invalidated:
@@ -337,10 +348,18 @@ class PostgresStore:
             return await connection.run_sync(compare)
 
     # -- plumbing --------------------------------------------------------------
-    def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
         if self._reader is None:
             raise RuntimeError("store is not open")
-        return self._reader.connect()
+        try:
+            async with self._reader.connect() as connection:
+                yield connection
+        except Exception as error:
+            translated = _as_unavailable(error)
+            if translated is error:
+                raise
+            raise translated from error
 
     async def _all(self, statement: Executable) -> list[Mapping[str, Any]]:
         async with self._read() as connection:
@@ -415,7 +434,7 @@ class PostgresStore:
             if call.future.done():
                 continue
             if call.error is not None:
-                call.future.set_exception(call.error)
+                call.future.set_exception(_as_unavailable(call.error))
             else:
                 call.future.set_result(call.result)
 

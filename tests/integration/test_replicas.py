@@ -218,6 +218,19 @@ def _ready(url: str, within: float) -> bool:
     return False
 
 
+def _listed_agents(cluster: Cluster, index: int, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """GET /agents on one replica, once it lists `count` agents (others' appear within moments)."""
+    deadline = time.monotonic() + timeout
+    items: list[dict[str, Any]] = []
+    with cluster.client(index) as client:
+        while time.monotonic() < deadline:
+            items = client.get("/api/v1/agents").json()["items"]
+            if len(items) >= count:
+                break
+            time.sleep(0.2)
+    return items
+
+
 def _spread(cluster: Cluster) -> dict[int, int]:
     return {index: len(agents) for index, agents in cluster.connected_agents().items()}
 
@@ -228,6 +241,9 @@ def test_three_replicas_share_tasks_and_runs(
     log = tmp_path / "executions.log"
     _start(cluster, log)
     assert _spread(cluster) == {0: 2, 1: 2, 2: 2}
+    # Any replica lists all six agents, each with the replica its stream is on.
+    listed = _listed_agents(cluster, 1, AGENTS)
+    assert Counter(agent["replica"] for agent in listed) == {"manager-0": 2, "manager-1": 2, "manager-2": 2}
     with cluster.client(2) as client:
         replicas = client.get("/api/v1/replicas").json()
     assert replicas["replica"] == "manager-2"
@@ -358,3 +374,21 @@ def test_commands_work_on_any_replica(cluster: Cluster, tmp_path: Path) -> None:
     with cluster.client(2) as client:
         assert client.post(f"/api/v1/runs/{second}/cancel").status_code == 200
     assert _run_state(cluster, 1, second, "cancelled")["state"] == "cancelled"
+
+    # An agent drained through a replica it is not connected to: forwarded (202) to its replica.
+    holder, agent = next((index, agents[0]) for index, agents in cluster.connected_agents().items() if agents)
+    elsewhere = (holder + 1) % REPLICAS
+    with cluster.client(elsewhere) as client:
+        response = client.post(f"/api/v1/agents/{agent['id']}/drain", params={"grace": 5})
+    assert response.status_code == 202, response.text
+    assert response.json()["replica"] == f"manager-{holder}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        mine = {a["id"]: a for a in cluster.connected_agents().get(holder, [])}
+        if mine.get(agent["id"], {"state": "draining"})["state"] == "draining":
+            break  # draining, or already gone after draining
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"agent {agent['id']} was not drained by manager-{holder}")
+    with cluster.client(elsewhere) as client:
+        assert client.post("/api/v1/agents/nobody/drain").status_code == 404

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from pweza.domain.runs import Run, RunEvent, RunState, StepRun, StepState
 from pweza.domain.tasks import Attempt, ErrorType, Task, TaskError, TaskState
-from pweza.store.coordination import CANCEL_CHANNEL, DONE_CHANNEL, PENDING_CHANNEL, Coordination
+from pweza.store.coordination import CANCEL_CHANNEL, DONE_CHANNEL, DRAIN_CHANNEL, PENDING_CHANNEL, Coordination
 from pweza.store.postgres import PostgresStore
 
 _WAIT = 5.0  # the bound on every wait for something another connection does
@@ -303,6 +303,53 @@ async def test_replicas_lists_the_live_ones_with_the_time_they_have_left(replica
     left = dict(await b.replicas())
     assert sorted(left) == ["a", "b"]
     assert 0 < left["a"] <= 30 and 30 < left["b"] <= 60
+
+
+# -- the agent directory -------------------------------------------------------------
+def _agent(agent_id: str, pool: str = "p", **described: object) -> tuple[str, str, str, dict[str, object]]:
+    return agent_id, "default", pool, {"id": agent_id, "pool": pool, **described}
+
+
+async def test_every_replica_sees_the_agents_each_live_replica_published(replicas: Replicas) -> None:
+    a, b = replicas
+    await a.heartbeat("a", 0.5)
+    await b.heartbeat("b", 60)
+    await a.publish_agents("a", [_agent("x1"), _agent("x2", state="busy")])
+    await b.publish_agents("b", [_agent("y1", pool="q")])
+    assert await b.agents() == [
+        ("a", {"id": "x1", "pool": "p"}),
+        ("a", {"id": "x2", "pool": "p", "state": "busy"}),
+        ("b", {"id": "y1", "pool": "q"}),
+    ]
+    # A publication replaces the replica's earlier one (x1 left; x2 moved to b).
+    await a.publish_agents("a", [_agent("x3")])
+    await b.publish_agents("b", [_agent("y1", pool="q"), _agent("x2")])
+    assert [(replica, agent["id"]) for replica, agent in await a.agents()] == [("b", "x2"), ("a", "x3"), ("b", "y1")]
+    # A replica whose liveness expired is not listed, and its rows go with the next publication.
+    await asyncio.sleep(0.6)
+    assert [agent["id"] for _, agent in await a.agents()] == ["x2", "y1"]
+    await b.publish_agents("b", [])
+    await a.heartbeat("a", 60)
+    assert await a.agents() == []
+
+
+async def test_a_retired_replicas_agents_are_gone_at_once(replicas: Replicas) -> None:
+    a, b = replicas
+    await a.heartbeat("a", 60)
+    await a.publish_agents("a", [_agent("x1")])
+    await a.retire("a")
+    await a.heartbeat("a", 60)  # back under the same name: its old agents are not resurrected
+    assert await b.agents() == []
+
+
+async def test_a_drain_is_forwarded_to_the_replica_the_agent_is_connected_to(replicas: Replicas) -> None:
+    a, b = replicas
+    await a.heartbeat("a", 60)
+    await a.publish_agents("a", [_agent("x1")])
+    async with listening(a) as inbox:
+        assert await b.request_drain("x1", 12.5) == "a"
+        await inbox.receive(DRAIN_CHANNEL, "x1 12.5")
+        assert await b.request_drain("nobody", 12.5) is None
 
 
 # -- leases ------------------------------------------------------------------------

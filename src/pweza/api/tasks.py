@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from pweza.api.schemas import TaskBatch, TaskSubmission, page, task_json
 from pweza.api.security import ManagerDep, Reader, Writer
@@ -77,14 +77,13 @@ async def cancel_task(task_id: str, manager: ManagerDep, who: Writer) -> dict[st
 
 @router.get("/agents")
 async def list_agents(manager: ManagerDep, _: Reader, pool: str | None = None) -> dict[str, Any]:
-    sessions = [s for s in manager.dispatcher.sessions() if pool is None or s.pool == pool]
-    return page([session.describe() for session in sessions], None)
+    """Connected agents, on every replica; `replica` says which one each is connected to."""
+    return page(await manager.list_agents(pool), None)
 
 
 @router.get("/replicas")
 async def list_replicas(manager: ManagerDep, _: Reader) -> dict[str, Any]:
-    """The manager replicas sharing this PostgreSQL database (none with the embedded store);
-    agents and runs are spread over them, so `GET /agents` shows only this replica's agents."""
+    """The manager replicas sharing this PostgreSQL database (none with the embedded store)."""
     return page(await manager.housekeeping.replicas(), None) | {"replica": manager.replica or None}
 
 
@@ -93,8 +92,12 @@ async def drain_agent(
     agent_id: str,
     manager: ManagerDep,
     who: Writer,
+    response: Response,
     grace: Annotated[float, Query(gt=0, le=3600)] = 30.0,
 ) -> dict[str, Any]:
-    session = manager.dispatcher.drain(agent_id, grace)
+    agent, forwarded = await manager.drain_agent(agent_id, grace)
     await manager.audit(who, "agent.drain", agent_id)
-    return session.describe()
+    # 202: handed to the replica the agent is connected to, which drains it within moments.
+    if forwarded:
+        response.status_code = 202
+    return agent

@@ -92,6 +92,8 @@ class Dispatcher(SharedDispatch):
         # compares the database with memory once the database answers (`take_back_unknown`).
         self.unsure = False
         self._releasing: set[str] | None = None
+        # Called when the set of connected agents changes (housekeeping publishes it).
+        self.on_sessions_changed: Callable[[], None] = lambda: None
         write = store_writer(store) if coordination is None else self._write_owned
         self.writes = WriteBehind(write, self._after_write, metrics.database_errors.inc)
 
@@ -283,7 +285,7 @@ class Dispatcher(SharedDispatch):
                 lease.expires = min(lease.expires, grace)
         self._sessions[session.id] = session
         self._pool_sessions[session.pool_key].append(session)
-        self._update_agent_gauge()
+        self._sessions_changed()
         if self._shared is not None:
             self._has_work.add(session.pool_key)  # work may have been waiting for an agent
         self._request_pump(session.pool_key)
@@ -295,7 +297,7 @@ class Dispatcher(SharedDispatch):
         del self._sessions[agent_id]
         self._pool_sessions[current.pool_key].remove(current)
         # Its leases stay: the agent may come back and claim them, or they expire.
-        self._update_agent_gauge()
+        self._sessions_changed()
         if self._shared is not None and not self._pool_sessions[current.pool_key]:
             # Claimed work we can no longer hand out goes back for the other replicas.
             heap = self._pending.pop(current.pool_key, [])
@@ -319,7 +321,7 @@ class Dispatcher(SharedDispatch):
             raise NotFound(f"agent {agent_id} is not connected")
         session.draining = True
         session.link.send_drain(grace_seconds)
-        self._update_agent_gauge()
+        self._sessions_changed()
         return session
 
     def on_credit(self, agent_id: str, slots: int) -> None:
@@ -559,6 +561,11 @@ class Dispatcher(SharedDispatch):
             elif lease.cancel_sent_at is not None and now > lease.cancel_sent_at + self._settings.cancel_grace_seconds:
                 del self._leases[task_id]
                 self._fail_attempt(task, lease, TaskError(ErrorType.CANCELLED, "cancel not acknowledged", False))
+
+    def _sessions_changed(self) -> None:
+        """An agent connected, left or began draining: the gauge and the agent directory follow."""
+        self._update_agent_gauge()
+        self.on_sessions_changed()
 
     def _update_agent_gauge(self) -> None:
         self._metrics.agents.clear()

@@ -30,7 +30,14 @@ from pweza.manager.config import Settings
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.metrics import Metrics
 from pweza.manager.workflows import WorkflowEngine
-from pweza.store.coordination import CANCEL_CHANNEL, DONE_CHANNEL, PENDING_CHANNEL, Coordination, Listener
+from pweza.store.coordination import (
+    CANCEL_CHANNEL,
+    DONE_CHANNEL,
+    DRAIN_CHANNEL,
+    PENDING_CHANNEL,
+    Coordination,
+    Listener,
+)
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
@@ -69,6 +76,8 @@ class Housekeeping:
         self._holding = False
         self._connected_before = False
         self._taking_back: asyncio.Task[None] | None = None
+        self._publishing: asyncio.Task[None] | None = None
+        self._publish_again = False
 
     @property
     def replica(self) -> str:
@@ -85,6 +94,7 @@ class Housekeeping:
             if tasks or runs:
                 log.info("taking back what this replica held before it restarted", tasks=len(tasks), runs=len(runs))
                 await self._engine.adopt(runs)
+            self._dispatcher.on_sessions_changed = self._publish_agents_soon
             self._listener = self._shared.listener(self._on_message, self._on_connect)
             self._listener.start()
             self._loops.append(asyncio.create_task(self._heartbeats(), name="replica-heartbeat"))
@@ -92,7 +102,8 @@ class Housekeeping:
         self._loops.append(asyncio.create_task(self._duties(), name="duties"))
 
     async def stop(self) -> None:
-        loops = [*self._loops, *([self._taking_back] if self._taking_back is not None else [])]
+        self._dispatcher.on_sessions_changed = lambda: None  # agents leaving now are not published
+        loops = [*self._loops, *(task for task in (self._taking_back, self._publishing) if task is not None)]
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -124,6 +135,8 @@ class Housekeeping:
             self._dispatcher.on_remote_done(items)
         elif channel == CANCEL_CHANNEL:
             self._dispatcher.on_remote_cancel(items)
+        elif channel == DRAIN_CHANNEL:
+            self._dispatcher.on_remote_drain(items)
 
     async def _on_connect(self) -> None:
         if self._connected_before:
@@ -150,6 +163,32 @@ class Housekeeping:
                     self._healthy_since = time.monotonic()
                 if self._dispatcher.unsure or self._engine.unsure:
                     self._take_back_soon()
+                self._publish_agents_soon()
+
+    def _publish_agents_soon(self) -> None:
+        """Publish this replica's agents (their slots and tasks change all the time, so also on
+        every heartbeat), one publication at a time; a change meanwhile is published right after."""
+        if self._shared is None:
+            return
+        if self._publishing is not None:
+            self._publish_again = True
+            return
+        self._publishing = asyncio.create_task(self._publish_agents(), name="publish-agents")
+
+    async def _publish_agents(self) -> None:
+        assert self._shared is not None
+        try:
+            await asyncio.sleep(0.1)  # agents often come and go together: one publication for them
+            sessions = self._dispatcher.sessions()
+            entries = [(s.id, s.namespace, s.pool, s.describe()) for s in sessions]
+            await self._shared.publish_agents(self.replica, entries)
+        except Exception as error:  # noqa: BLE001 - the directory catches up on the next heartbeat
+            log.warning("publishing the agent directory failed", error=str(error) or repr(error))
+        finally:
+            self._publishing = None
+        if self._publish_again:
+            self._publish_again = False
+            self._publish_agents_soon()
 
     def _take_back_soon(self) -> None:
         # Beside the heartbeats, never in their way: they must keep this replica alive.

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pweza.domain.errors import InvalidInput, PayloadTooLarge
+from pweza.domain.errors import InvalidInput, NotFound, PayloadTooLarge
 from pweza.domain.records import AuditEntry, TaskFilter
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Task
@@ -34,6 +34,7 @@ class Manager:
         self.tokens = TokenService(store)
         # On PostgreSQL any number of replicas may share the database: coordinate through it.
         coordination = Coordination(store) if isinstance(store, PostgresStore) else None
+        self.coordination = coordination
         self.replica = replica_name(settings) if coordination is not None else ""
         self.dispatcher = Dispatcher(store, settings, self.metrics, coordination, self.replica)
         self.workflows = WorkflowEngine(store, self.dispatcher, self.registry, self.metrics, coordination)
@@ -101,6 +102,27 @@ class Manager:
         stored = await self.store.list_tasks(where, limit, after_seq)
         # The store may lag the live state by one write batch; the dispatcher's copy is newer.
         return [self.dispatcher.live(task.id) or task for task in stored]
+
+    async def list_agents(self, pool: str | None = None) -> list[dict[str, Any]]:
+        """Every connected agent: this replica's as they are now, the other replicas' as those
+        last published them (within a heartbeat); each says which replica it is connected to."""
+        here = self.replica or None
+        agents = [session.describe() | {"replica": here} for session in self.dispatcher.sessions()]
+        if self.coordination is not None:
+            elsewhere = await self.coordination.agents()
+            agents += [described | {"replica": replica} for replica, described in elsewhere if replica != self.replica]
+        return sorted((a for a in agents if pool is None or a["pool"] == pool), key=lambda a: str(a["id"]))
+
+    async def drain_agent(self, agent_id: str, grace_seconds: float) -> tuple[dict[str, Any], bool]:
+        """Drain an agent wherever it is connected; the agent, and whether the drain was only
+        forwarded to the replica it is connected to (it happens there within moments)."""
+        if self.coordination is None or any(s.id == agent_id for s in self.dispatcher.sessions()):
+            return self.dispatcher.drain(agent_id, grace_seconds).describe() | {"replica": self.replica or None}, False
+        replica = await self.coordination.request_drain(agent_id, grace_seconds)
+        if replica is None:
+            raise NotFound(f"agent {agent_id} is not connected to any replica")
+        found = next((a for a in await self.list_agents() if a["id"] == agent_id), {"id": agent_id})
+        return found | {"state": "draining", "replica": replica}, True
 
     async def create_token(self, who: Principal | None, name: str, role: Role) -> tuple[str, str]:
         record, secret = await self.tokens.create(name, role)

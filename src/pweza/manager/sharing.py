@@ -70,6 +70,9 @@ class SharedDispatch:
     def _request_pump(self, pool: PoolKey) -> None:
         raise NotImplementedError
 
+    def drain(self, agent_id: str, grace_seconds: float = 30.0) -> AgentSession:
+        raise NotImplementedError
+
     def _finish(self, task: Task, state: TaskState, *, output: object = None, error: TaskError | None = None) -> None:
         raise NotImplementedError
 
@@ -265,6 +268,14 @@ class SharedDispatch:
             for future in self._waiters.pop(task.id, []):
                 if not future.done():
                     future.set_result(task)
+
+    def on_remote_drain(self, items: list[str]) -> None:
+        """A drain asked through another replica (items are `agent-id grace-seconds`)."""
+        for item in items:
+            agent_id, _, grace = item.partition(" ")
+            if agent_id in self._sessions:
+                self.drain(agent_id, float(grace or 30.0))
+                log.info("agent drained at another replica's request", agent=agent_id)
 
     def on_remote_cancel(self, task_ids: list[str]) -> None:
         for task_id in task_ids:

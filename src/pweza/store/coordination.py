@@ -31,14 +31,15 @@ from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import ACTIVE_STATES, TERMINAL_STATES, Attempt, Task, TaskError, TaskState
 from pweza.store import codec
 from pweza.store.postgres import TASK_MUTABLE, UPSERT_ATTEMPT, PostgresStore, task_update_row, write_run_rows
-from pweza.store.schema import counters, leases, runs, tasks
+from pweza.store.schema import agent_directory, counters, leases, runs, tasks
 
 log = structlog.get_logger(__name__)
 
 PENDING_CHANNEL: Final = "pweza_pending"
 DONE_CHANNEL: Final = "pweza_done"
 CANCEL_CHANNEL: Final = "pweza_cancel"
-CHANNELS: Final = (PENDING_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL)
+DRAIN_CHANNEL: Final = "pweza_drain"
+CHANNELS: Final = (PENDING_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL, DRAIN_CHANNEL)
 _PAYLOAD_LIMIT: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
 _ACTIVE: Final = tuple(state.value for state in ACTIVE_STATES)
 _FINISHED: Final = tuple(state.value for state in TERMINAL_STATES)
@@ -99,10 +100,11 @@ class Coordination:
         await self._hold(_REPLICA_PREFIX + replica, replica, ttl, force=True)
 
     async def retire(self, replica: str) -> None:
-        """A clean stop: drop the replica's liveness and any lease it holds."""
+        """A clean stop: drop the replica's liveness, any lease it holds and its agents' entries."""
 
         async def drop(connection: AsyncConnection) -> None:
             await connection.execute(leases.delete().where(leases.c.holder == replica))
+            await connection.execute(agent_directory.delete().where(agent_directory.c.replica == replica))
 
         await self.store.call(drop)
 
@@ -413,6 +415,68 @@ class Coordination:
             value = (await connection.execute(statement)).scalar()
         return None if value is None else str(value)
 
+    # -- the agent directory ---------------------------------------------------
+    async def publish_agents(self, replica: str, agents: Sequence[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Replace what `replica` published about its connected agents with `agents` (id,
+        namespace, pool, description); rows of replicas no longer alive are dropped on the way."""
+        rows = [
+            {
+                "id": agent_id,
+                "replica": replica,
+                "namespace": namespace,
+                "pool": pool,
+                "description": codec.dumps(description),
+                "published_at": time.time(),
+            }
+            for agent_id, namespace, pool, description in agents
+        ]
+        insert = pg_insert(agent_directory)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[agent_directory.c.id],
+            set_={
+                column: insert.excluded[column]
+                for column in ("replica", "namespace", "pool", "description", "published_at")
+            },
+        )
+        ids = [row["id"] for row in rows]
+
+        async def publish(connection: AsyncConnection) -> None:
+            await connection.execute(
+                agent_directory.delete().where(
+                    (agent_directory.c.replica == replica) & agent_directory.c.id.not_in(ids)
+                    | agent_directory.c.replica.not_in(self._live_replicas())
+                )
+            )
+            if rows:
+                await connection.execute(upsert, rows)
+
+        await self.store.call(publish)
+
+    async def agents(self) -> list[tuple[str, dict[str, Any]]]:
+        """(replica, description) of every agent published by a live replica, by agent id."""
+        statement = (
+            select(agent_directory.c.replica, agent_directory.c.description)
+            .where(agent_directory.c.replica.in_(self._live_replicas()))
+            .order_by(agent_directory.c.id)
+        )
+        async with self.store.reader() as connection:
+            return [(str(row.replica), codec.loads(row.description)) for row in await connection.execute(statement)]
+
+    async def request_drain(self, agent_id: str, grace_seconds: float) -> str | None:
+        """Ask the replica an agent is connected to (as last published) to drain it; that
+        replica's name, or None when no live replica has the agent."""
+        statement = select(agent_directory.c.replica).where(
+            agent_directory.c.id == agent_id, agent_directory.c.replica.in_(self._live_replicas())
+        )
+
+        async def ask(connection: AsyncConnection) -> str | None:
+            replica = (await connection.execute(statement)).scalar()
+            if replica is not None:
+                await _notify(connection, DRAIN_CHANNEL, [f"{agent_id} {grace_seconds}"])
+            return None if replica is None else str(replica)
+
+        return await self.store.call(ask)
+
     # -- notifications ---------------------------------------------------------
     def listener(self, on_message: Callable[[str, str], None], on_connect: Callable[[], Awaitable[None]]) -> Listener:
         return Listener(self.store, on_message, on_connect)
@@ -492,4 +556,12 @@ class Listener:
                         await asyncio.wait_for(connection.close(), 2.0)
 
 
-__all__ = ["CANCEL_CHANNEL", "CHANNELS", "DONE_CHANNEL", "PENDING_CHANNEL", "Coordination", "Listener"]
+__all__ = [
+    "CANCEL_CHANNEL",
+    "CHANNELS",
+    "DONE_CHANNEL",
+    "DRAIN_CHANNEL",
+    "PENDING_CHANNEL",
+    "Coordination",
+    "Listener",
+]

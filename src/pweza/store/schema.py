@@ -161,6 +161,20 @@ leases = Table(
     Column("expires", Float, nullable=False),
 )
 
+# The agents connected to each manager replica, as each replica last published them (several
+# replicas on PostgreSQL: any replica can list them all and forward a drain).
+agent_directory = Table(
+    "agent_directory",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("replica", String(64), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("pool", String(63), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("published_at", Float, nullable=False),
+    Index("ix_agent_directory_replica", "replica"),
+)
+
 # Blocks of sequence numbers handed to replicas (tasks, runs).
 counters = Table(
     "counters",

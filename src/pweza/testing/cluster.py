@@ -161,7 +161,9 @@ class Cluster:
         for index in self.running_indexes():
             try:
                 with self.client(index, timeout=5.0) as client:
-                    found[index] = client.get("/api/v1/agents").json()["items"]
+                    items = client.get("/api/v1/agents").json()["items"]
+                # Every replica lists every agent; keep those with a stream to this one.
+                found[index] = [agent for agent in items if agent["replica"] == f"manager-{index}"]
             except httpx.HTTPError:
                 continue
         return found

@@ -142,19 +142,37 @@ def _wait_all(server: PostgresServer, database: str, timeout: float, cluster: Cl
 
 
 def _stuck(server: PostgresServer, name: str, cluster: Cluster | None) -> str:
-    """The unfinished tasks and runs, their owners, and what the managers logged about them."""
-    tasks = server.psql(
+    """The unfinished tasks and runs, their steps and history, the replicas' leases, and what the
+    managers logged about them."""
+
+    def query(sql: str) -> str:
+        try:
+            return server.psql(sql, database=name, timeout=10)
+        except Exception as error:  # noqa: BLE001 - a report, made while failing anyway
+            return f"({error})"
+
+    unfinished = "SELECT id FROM runs WHERE state = 'running' LIMIT 20"
+    tasks = query(
         "SELECT id, state, owner, attempts, agent_id, labels FROM tasks"
-        " WHERE state NOT IN ('succeeded','failed','cancelled','timed_out') LIMIT 20",
-        database=name,
+        " WHERE state NOT IN ('succeeded','failed','cancelled','timed_out') LIMIT 20"
     )
-    runs = server.psql("SELECT id, owner FROM runs WHERE state = 'running' LIMIT 20", database=name)
-    report = [f"tasks:\n{tasks}", f"runs:\n{runs}"]
+    runs = query("SELECT id, owner, seq, created_at FROM runs WHERE state = 'running' LIMIT 20")
+    report = [
+        f"tasks:\n{tasks}",
+        f"runs:\n{runs}",
+        "their steps:\n" + query(f"SELECT run_id, name, state, items FROM run_steps WHERE run_id IN ({unfinished})"),
+        "their events:\n"
+        + query(f"SELECT run_id, at, type, step FROM run_events WHERE run_id IN ({unfinished}) ORDER BY id"),
+        "their tasks:\n"
+        + query(f"SELECT id, state, owner, attempts FROM tasks WHERE labels::json->>'run' IN ({unfinished})"),
+        "leases:\n" + query("SELECT name, holder, expires, extract(epoch from now()) FROM leases"),
+    ]
     if cluster is not None:
         ids = [line.split("|")[0] for line in (tasks + runs).splitlines() if line]
         for index in range(len(cluster.managers)):
-            lines = [line for line in cluster.manager_log(index).splitlines() if any(i in line for i in ids)]
-            report.append(f"manager-{index} on those ids:\n" + "\n".join(lines[-40:]))
+            log = cluster.manager_log(index).splitlines()
+            lines = [line for line in log if any(i in line for i in ids) or "runs" in line or "duties" in line]
+            report.append(f"manager-{index} on those ids, runs and duties:\n" + "\n".join(lines[-40:]))
     return "\n".join(report)
 
 

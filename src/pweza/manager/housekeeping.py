@@ -244,7 +244,10 @@ class Housekeeping:
                         self._dispatcher.adopt_orphans(orphans)
                     if orphans:
                         log.info("took over tasks of a stopped replica", tasks=len(orphans))
-                    await self._engine.adopt(await self._shared.orphan_runs(self.replica, _RUN_BATCH))
+                    runs = await self._shared.orphan_runs(self.replica, _RUN_BATCH)
+                    if runs:
+                        log.info("took over runs of a stopped replica", runs=runs[:20], count=len(runs))
+                    await self._engine.adopt(runs)
                 except Exception:
                     self._unsure()  # some may be ours now without our knowing
                     raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import structlog
 
@@ -16,6 +17,10 @@ from pweza.domain.tasks import Attempt, Task
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
+# Changes that finish nothing (a task assigned, started, handed back) wait this long for more:
+# a fast task is assigned, started and finished within it, and one row update carries it all.
+# A finished task is written at once (someone may be waiting for it), with whatever is queued.
+COALESCE_SECONDS: Final = 0.02
 # Called with the finished tasks written and the ids of tasks the store refused (another
 # replica owns them now).
 AfterWrite = Callable[[list[Task], set[str]], None]
@@ -47,6 +52,7 @@ class WriteBehind:
         self._attempts: dict[tuple[str, int], Attempt] = {}
         self._finished: list[Task] = []
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self._failures = 0
         self._writes: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, int] = {}
@@ -55,19 +61,35 @@ class WriteBehind:
         self._tasks[task.id] = task
         if finished:
             self._finished.append(task)
-        self._schedule()
+            self._schedule()
+        else:
+            self._schedule_soon()
 
     def attempt(self, attempt: Attempt) -> None:
         self._attempts[(attempt.task_id, attempt.number)] = attempt
-        self._schedule()
+        self._schedule_soon()
 
     def _schedule(self) -> None:
+        """Write in the next loop iteration."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def _schedule_soon(self) -> None:
+        """Write within `COALESCE_SECONDS`, or with the next write made sooner."""
+        if not self._scheduled and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(COALESCE_SECONDS, self._flush)
+
     def _flush(self) -> None:
         self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._tasks and not self._attempts and not self._finished:
+            return
         tasks, attempts, finished = list(self._tasks.values()), list(self._attempts.values()), self._finished
         self._tasks, self._attempts, self._finished = {}, {}, []
         for task in tasks:
@@ -111,7 +133,7 @@ class WriteBehind:
         return set(self._tasks) | set(self._in_flight)
 
     async def drain(self) -> None:
-        if self._scheduled:
+        if self._scheduled or self._timer is not None:
             self._flush()
         while self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)

@@ -75,8 +75,12 @@ class RunRecovery:
         ours and we had lost track of them): resume each from the store."""
         loaded = 0
         for run_id in run_ids:
-            if run_id not in self._active and await self.load(run_id) is not None:
+            if run_id in self._active:
+                continue
+            if await self.load(run_id) is not None:
                 loaded += 1
+            else:
+                log.info("run not adopted: it has ended or another replica drives it", run=run_id)
         if loaded:
             log.info("adopted runs", runs=loaded)
 

@@ -1,6 +1,7 @@
 """The database goes away in the middle of a call: before committing it, or after committing it
 but before answering. Either way nothing may be lost: a claimed task still runs (once), a run
-still finishes, a run taken over for a command is still driven.
+still finishes, a run taken over for a command is still driven. And a task that two replicas
+both believed theirs for a moment (its agent moved) still advances the run waiting for it.
 
 `test_replicas.py` shows the same with the database really stopped, but where the stop lands
 is luck; here the fault is placed exactly, by making one call on a real PostgreSQL database (or
@@ -15,7 +16,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -53,20 +54,26 @@ def failing_once(real: Callable[..., Awaitable[Any]], *, commit: bool, when: int
 
 
 class ScriptedAgent:
-    """Stands in for an agent's stream: succeeds every assignment at once, echoing its input."""
+    """Stands in for an agent's stream: succeeds every assignment at once, echoing its input
+    (or, with `hold`, keeps each one running until told)."""
 
-    def __init__(self, manager: Manager, name: str, slots: int = 4) -> None:
+    def __init__(self, manager: Manager, name: str, slots: int = 4, *, hold: bool = False) -> None:
         self.manager = manager
+        self.hold = hold
         self.executed: list[str] = []
+        self.held: list[AssignmentMessage] = []
         self.session = AgentSession(name, "default", "work", "worker", [], slots, self)
 
-    def connect(self) -> None:
-        self.manager.dispatcher.connect(self.session, [])
+    def connect(self, in_flight: list[tuple[str, int]] | None = None) -> None:
+        self.manager.dispatcher.connect(self.session, in_flight or [])
 
     def send_assignments(self, items: list[AssignmentMessage]) -> None:
         for item in items:
             self.executed.append(item.idempotency_key)
-            asyncio.get_running_loop().call_soon(self._complete, item)
+            if self.hold:
+                self.held.append(item)
+            else:
+                asyncio.get_running_loop().call_soon(self._complete, item)
 
     def _complete(self, item: AssignmentMessage) -> None:
         dispatcher = self.manager.dispatcher
@@ -83,7 +90,8 @@ class ScriptedAgent:
         pass
 
 
-Start = Callable[[str], Awaitable[Manager]]
+class Start(Protocol):
+    async def __call__(self, name: str, **settings: Any) -> Manager: ...
 
 
 @pytest.fixture
@@ -91,8 +99,8 @@ async def start(postgres_database: str) -> AsyncIterator[Start]:
     """Starts a manager replica on the test's PostgreSQL database, with the workload's objects."""
     managers: list[Manager] = []
 
-    async def start_replica(name: str) -> Manager:
-        settings = Settings(database_url=postgres_database, replica_id=name, replica_ttl_seconds=1.5)
+    async def start_replica(name: str, **overrides: Any) -> Manager:
+        settings = Settings(database_url=postgres_database, replica_id=name, replica_ttl_seconds=1.5, **overrides)
         manager = Manager(PostgresStore(postgres_database, pool_size=4, max_overflow=2), settings)
         await manager.start()
         managers.append(manager)
@@ -217,3 +225,34 @@ async def test_a_run_taken_over_for_a_command_whose_answer_is_lost_is_still_driv
             await asyncio.sleep(0.05)
     await second.workflows.decide(run.id, "review", True, "tester")
     assert await _run_finished(second, run.id) is RunState.SUCCEEDED
+
+
+async def test_a_task_finished_by_the_replica_it_moved_to_still_advances_the_run(start: Start) -> None:
+    """Replica A drives a run and holds its step's task; the agent running it moves to replica B,
+    which adopts the attempt and records the result while A still has its own copy. A's copy is
+    refused when its lease runs out, and the run, driven by A, carries on."""
+    a = await start("replica-a", lease_seconds=1.0)
+    b = await start("replica-b")
+    on_a = ScriptedAgent(a, "agent-1", hold=True)
+    on_a.connect()
+    run = await a.workflows.start_run("default", "pair", {})
+    async with asyncio.timeout(_WAIT):
+        while True:
+            if on_a.held:
+                break
+            await asyncio.sleep(0.05)
+    [item] = on_a.held
+    # The agent's stream moves to B and lists the attempt it runs; A sees its stream end.
+    on_b = ScriptedAgent(b, "agent-1")
+    on_b.connect([(item.task_id, item.attempt)])
+    a.dispatcher.disconnect("agent-1", on_a.session)
+    async with asyncio.timeout(_WAIT):
+        while True:
+            stored = await b.store.get_task(item.task_id)
+            if stored is not None and stored.owner == "replica-b":
+                break
+            await asyncio.sleep(0.05)
+    b.dispatcher.on_result("agent-1", item.task_id, item.attempt, item.input, None)
+    assert await _run_finished(a, run.id) is RunState.SUCCEEDED
+    assert on_a.executed == [f"{item.task_id}/1"], "the first step ran once"
+    assert [key.split(".")[1] for key in on_b.executed] == ["second"]

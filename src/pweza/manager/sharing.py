@@ -121,6 +121,14 @@ class SharedDispatch:
         lease = self._leases.pop(task_id, None)
         if lease is not None:
             log.info("task taken over by another replica", task=task_id, attempt=lease.attempt.number)
+        if self._wanted(task_id):
+            # Its new owner announces its end; while it was ours that announcement was passed
+            # over (we meant to announce it ourselves), so read the task back for whoever waits.
+            self._spawn(self._deliver_remote([task_id]))
+
+    def _wanted(self, task_id: str) -> bool:
+        """Whether anyone here waits for the task to finish."""
+        return task_id in self._waiters or any(interest(task_id) for interest in self._interests)
 
     def on_pending(self, pool: PoolKey) -> None:
         """The pool may have work nobody claimed yet."""
@@ -250,17 +258,18 @@ class SharedDispatch:
 
     def on_remote_done(self, task_ids: list[str]) -> None:
         """Tasks finished on some replica (NOTIFY): wake whoever here waits for them."""
-        wanted = [
-            task_id
-            for task_id in task_ids
-            if task_id not in self._finished_here
-            and (task_id in self._waiters or any(interest(task_id) for interest in self._interests))
-        ]
+        wanted = [task_id for task_id in task_ids if task_id not in self._finished_here and self._wanted(task_id)]
         if wanted:
             self._spawn(self._deliver_remote(wanted))
 
     async def _deliver_remote(self, task_ids: list[str]) -> None:
-        for task in await self._store.get_tasks(task_ids):
+        try:
+            found = await self._store.get_tasks(task_ids)
+        except Exception as error:  # noqa: BLE001 - caught up on by the resync after the next heartbeat
+            log.warning("reading tasks finished elsewhere failed", tasks=len(task_ids), error=str(error))
+            self.unsure = True
+            return
+        for task in found:
             if not task.state.terminal or task.id in self._tasks:
                 continue
             for listener in self._listeners:

@@ -7,10 +7,12 @@ holding the `duties` lease; when it dies, the lease expires and another replica 
 After losing the database, a replica waits one TTL of healthy heartbeats before adopting
 anything, so that replicas that were merely cut off too have had time to say they are alive.
 
-A call that changes who owns a task or a run can fail with its outcome unknown (the database
-went away after committing it but before answering). The dispatcher and the engine then say
-they are `unsure`, and after the next good heartbeat this replica reads what the database says
-it owns and takes back whatever it had lost track of.
+Notifications sent while a replica was not listening are lost, so after every connect of the
+listening connection (the first one too) the replica reads back what it waits for. A call that
+changes who owns a task or a run can fail with its outcome unknown (the database went away
+after committing it but before answering). The dispatcher and the engine then say they are
+`unsure`, and after the next good heartbeat this replica reads what the database says it owns
+and takes back whatever it had lost track of.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class Housekeeping:
         self._next_prune = 0.0
         self._holding = False
         self._connected_before = False
-        self._taking_back: asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
         self._publishing: asyncio.Task[None] | None = None
         self._publish_again = False
 
@@ -103,7 +105,7 @@ class Housekeeping:
 
     async def stop(self) -> None:
         self._dispatcher.on_sessions_changed = lambda: None  # agents leaving now are not published
-        loops = [*self._loops, *(task for task in (self._taking_back, self._publishing) if task is not None)]
+        loops = [*self._loops, *(task for task in (self._catching_up, self._publishing) if task is not None)]
         for loop in loops:
             loop.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -139,11 +141,12 @@ class Housekeeping:
             self._dispatcher.on_remote_drain(items)
 
     async def _on_connect(self) -> None:
+        # Whatever was announced while nobody here listened (before the first connect, too: runs
+        # taken back at start were read before it) is read back from the tables.
         if self._connected_before:
-            # The connection was lost: so may have been notifications, and answers to other calls.
-            self._unsure()
-            self._take_back_soon()
+            self._unsure()  # the connection was lost: so may have been answers to other calls
         self._connected_before = True
+        self._catch_up_soon()
 
     # -- loops -----------------------------------------------------------------
     async def _heartbeats(self) -> None:
@@ -162,7 +165,7 @@ class Housekeeping:
                     log.info("replica heartbeat restored")
                     self._healthy_since = time.monotonic()
                 if self._dispatcher.unsure or self._engine.unsure:
-                    self._take_back_soon()
+                    self._catch_up_soon()
                 self._publish_agents_soon()
 
     def _publish_agents_soon(self) -> None:
@@ -190,29 +193,32 @@ class Housekeeping:
             self._publish_again = False
             self._publish_agents_soon()
 
-    def _take_back_soon(self) -> None:
+    def _catch_up_soon(self) -> None:
         # Beside the heartbeats, never in their way: they must keep this replica alive.
-        if self._taking_back is None:
-            self._taking_back = asyncio.create_task(self._take_back_unknown(), name="take-back")
+        if self._catching_up is None:
+            self._catching_up = asyncio.create_task(self._catch_up(), name="catch-up")
 
     def _unsure(self) -> None:
         self._dispatcher.unsure = self._engine.unsure = True
 
-    async def _take_back_unknown(self) -> None:
-        """Take back what the database says this replica owns and it had lost track of, and read
-        back from the tables whatever was announced while nobody here was listening."""
+    async def _catch_up(self) -> None:
+        """Read back what finished or was announced while nobody here listened; and if a call may
+        have changed what this replica owns without its knowing, take back what the database says
+        is ours and we had lost track of."""
         assert self._shared is not None
+        unsure = self._dispatcher.unsure or self._engine.unsure
         self._dispatcher.unsure = self._engine.unsure = False
         try:
-            await self._dispatcher.take_back_unknown()
-            await self._engine.adopt(await self._shared.owned_runs(self.replica))
+            if unsure:
+                await self._dispatcher.take_back_unknown()
+                await self._engine.adopt(await self._shared.owned_runs(self.replica))
             await self._dispatcher.resync()
             await self._engine.resync()
         except Exception as error:  # noqa: BLE001 - the database went away again: after the next heartbeat
-            log.warning("taking back what this replica owns failed; will retry", error=str(error) or repr(error))
+            log.warning("catching up with the database failed; will retry", error=str(error) or repr(error))
             self._unsure()
         finally:
-            self._taking_back = None
+            self._catching_up = None
 
     async def _duties(self) -> None:
         interval = max(self._settings.reaper_interval_seconds, 0.5)

@@ -306,8 +306,8 @@ async def test_replicas_lists_the_live_ones_with_the_time_they_have_left(replica
 
 
 # -- the agent directory -------------------------------------------------------------
-def _agent(agent_id: str, pool: str = "p", **described: object) -> tuple[str, str, str, dict[str, object]]:
-    return agent_id, "default", pool, {"id": agent_id, "pool": pool, **described}
+def _agent(agent_id: str, pool: str = "p", **described: object) -> dict[str, object]:
+    return {"id": agent_id, "pool": pool, **described}
 
 
 async def test_every_replica_sees_the_agents_each_live_replica_published(replicas: Replicas) -> None:
@@ -347,7 +347,8 @@ async def test_a_drain_is_forwarded_to_the_replica_the_agent_is_connected_to(rep
     await a.heartbeat("a", 60)
     await a.publish_agents("a", [_agent("x1")])
     async with listening(a) as inbox:
-        assert await b.request_drain("x1", 12.5) == "a"
+        found = await b.request_drain("x1", 12.5)
+        assert found is not None and found[0] == "a"
         await inbox.receive(DRAIN_CHANNEL, "x1 12.5")
         assert await b.request_drain("nobody", 12.5) is None
 

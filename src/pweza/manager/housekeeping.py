@@ -182,9 +182,8 @@ class Housekeeping:
         assert self._shared is not None
         try:
             await asyncio.sleep(0.1)  # agents often come and go together: one publication for them
-            sessions = self._dispatcher.sessions()
-            entries = [(s.id, s.namespace, s.pool, s.describe()) for s in sessions]
-            await self._shared.publish_agents(self.replica, entries)
+            agents = [session.describe() for session in self._dispatcher.sessions()]
+            await self._shared.publish_agents(self.replica, agents)
         except Exception as error:  # noqa: BLE001 - the directory catches up on the next heartbeat
             log.warning("publishing the agent directory failed", error=str(error) or repr(error))
         finally:

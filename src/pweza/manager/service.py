@@ -116,13 +116,16 @@ class Manager:
     async def drain_agent(self, agent_id: str, grace_seconds: float) -> tuple[dict[str, Any], bool]:
         """Drain an agent wherever it is connected; the agent, and whether the drain was only
         forwarded to the replica it is connected to (it happens there within moments)."""
-        if self.coordination is None or any(s.id == agent_id for s in self.dispatcher.sessions()):
+        try:
             return self.dispatcher.drain(agent_id, grace_seconds).describe() | {"replica": self.replica or None}, False
-        replica = await self.coordination.request_drain(agent_id, grace_seconds)
-        if replica is None:
+        except NotFound:
+            if self.coordination is None:
+                raise
+        found = await self.coordination.request_drain(agent_id, grace_seconds)
+        if found is None:
             raise NotFound(f"agent {agent_id} is not connected to any replica")
-        found = next((a for a in await self.list_agents() if a["id"] == agent_id), {"id": agent_id})
-        return found | {"state": "draining", "replica": replica}, True
+        replica, described = found
+        return described | {"state": "draining", "replica": replica}, True
 
     async def create_token(self, who: Principal | None, name: str, role: Role) -> tuple[str, str]:
         record, secret = await self.tokens.create(name, role)

@@ -416,27 +416,18 @@ class Coordination:
         return None if value is None else str(value)
 
     # -- the agent directory ---------------------------------------------------
-    async def publish_agents(self, replica: str, agents: Sequence[tuple[str, str, str, dict[str, Any]]]) -> None:
-        """Replace what `replica` published about its connected agents with `agents` (id,
-        namespace, pool, description); rows of replicas no longer alive are dropped on the way."""
+    async def publish_agents(self, replica: str, agents: Sequence[dict[str, Any]]) -> None:
+        """Replace what `replica` published about its connected agents with `agents` (their
+        descriptions, each with an `id`); rows of replicas no longer alive are dropped on the way."""
+        now = time.time()
         rows = [
-            {
-                "id": agent_id,
-                "replica": replica,
-                "namespace": namespace,
-                "pool": pool,
-                "description": codec.dumps(description),
-                "published_at": time.time(),
-            }
-            for agent_id, namespace, pool, description in agents
+            {"id": agent["id"], "replica": replica, "description": codec.dumps(agent), "published_at": now}
+            for agent in agents
         ]
         insert = pg_insert(agent_directory)
         upsert = insert.on_conflict_do_update(
             index_elements=[agent_directory.c.id],
-            set_={
-                column: insert.excluded[column]
-                for column in ("replica", "namespace", "pool", "description", "published_at")
-            },
+            set_={column: insert.excluded[column] for column in ("replica", "description", "published_at")},
         )
         ids = [row["id"] for row in rows]
 
@@ -452,28 +443,29 @@ class Coordination:
 
         await self.store.call(publish)
 
+    def _published(self) -> Any:
+        """(replica, description) of the agents published by live replicas (a select)."""
+        return select(agent_directory.c.replica, agent_directory.c.description).where(
+            agent_directory.c.replica.in_(self._live_replicas())
+        )
+
     async def agents(self) -> list[tuple[str, dict[str, Any]]]:
         """(replica, description) of every agent published by a live replica, by agent id."""
-        statement = (
-            select(agent_directory.c.replica, agent_directory.c.description)
-            .where(agent_directory.c.replica.in_(self._live_replicas()))
-            .order_by(agent_directory.c.id)
-        )
         async with self.store.reader() as connection:
-            return [(str(row.replica), codec.loads(row.description)) for row in await connection.execute(statement)]
+            rows = await connection.execute(self._published().order_by(agent_directory.c.id))
+            return [(str(row.replica), codec.loads(row.description)) for row in rows]
 
-    async def request_drain(self, agent_id: str, grace_seconds: float) -> str | None:
+    async def request_drain(self, agent_id: str, grace_seconds: float) -> tuple[str, dict[str, Any]] | None:
         """Ask the replica an agent is connected to (as last published) to drain it; that
-        replica's name, or None when no live replica has the agent."""
-        statement = select(agent_directory.c.replica).where(
-            agent_directory.c.id == agent_id, agent_directory.c.replica.in_(self._live_replicas())
-        )
+        replica's name and the agent's description, or None when no live replica has the agent."""
+        statement = self._published().where(agent_directory.c.id == agent_id)
 
-        async def ask(connection: AsyncConnection) -> str | None:
-            replica = (await connection.execute(statement)).scalar()
-            if replica is not None:
-                await _notify(connection, DRAIN_CHANNEL, [f"{agent_id} {grace_seconds}"])
-            return None if replica is None else str(replica)
+        async def ask(connection: AsyncConnection) -> tuple[str, dict[str, Any]] | None:
+            row = (await connection.execute(statement)).first()
+            if row is None:
+                return None
+            await _notify(connection, DRAIN_CHANNEL, [f"{agent_id} {grace_seconds}"])
+            return str(row.replica), codec.loads(row.description)
 
         return await self.store.call(ask)
 

@@ -171,8 +171,6 @@ agent_directory = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("replica", String(64), nullable=False),
-    Column("namespace", String(63), nullable=False),
-    Column("pool", String(63), nullable=False),
     Column("description", Text, nullable=False),
     Column("published_at", Float, nullable=False),
     Index("ix_agent_directory_replica", "replica"),

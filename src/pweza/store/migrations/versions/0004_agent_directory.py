@@ -20,8 +20,6 @@ def upgrade() -> None:
         "agent_directory",
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("replica", sa.String(64), nullable=False),
-        sa.Column("namespace", sa.String(63), nullable=False),
-        sa.Column("pool", sa.String(63), nullable=False),
         sa.Column("description", sa.Text, nullable=False),
         sa.Column("published_at", sa.Float, nullable=False),
     )

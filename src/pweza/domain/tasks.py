@@ -33,6 +33,12 @@ class ErrorType:
     CANCELLED = "Cancelled"
     HANDLER = "HandlerError"
     CONFIG = "ConfigurationError"
+    # A payload the other side refused: not JSON, or above `max_payload_bytes`. Never retried:
+    # the same handler would produce the same bytes again.
+    INVALID_INPUT = "InvalidInput"
+    INPUT_TOO_LARGE = "InputTooLarge"
+    INVALID_OUTPUT = "InvalidOutput"
+    OUTPUT_TOO_LARGE = "OutputTooLarge"
 
 
 @dataclass(slots=True)

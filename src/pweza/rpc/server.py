@@ -18,10 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pweza.domain.errors import PwezaError
+from pweza.domain.limits import grpc_message_limit
 from pweza.domain.roles import Permission
-from pweza.domain.tasks import TaskError
+from pweza.domain.tasks import ErrorType, TaskError
 from pweza.manager.service import Manager
 from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedResult
+from pweza.rpc.guards import FrameGuard, read_delegate_input, read_output
 from pweza.v1 import agent_pb2 as pb
 from pweza.v1 import agent_pb2_grpc as pb_grpc
 
@@ -106,6 +108,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                 template_json=orjson.dumps(template.body["spec"]),
                 heartbeat_interval_seconds=manager.settings.heartbeat_seconds,
                 lease_seconds=manager.settings.lease_seconds,
+                max_payload_bytes=manager.settings.max_payload_bytes,
             )
         )
         manager.dispatcher.connect(session, _refs(list(hello.in_flight)))
@@ -155,17 +158,24 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
     async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
         dispatcher = self._manager.dispatcher
         coordination = self._manager.metrics.coordination
+        limit = self._manager.settings.max_payload_bytes
         try:
             async for message in messages:
                 coordination.inc()
                 body = message.WhichOneof("body")
                 if body == "results":
                     for result in message.results.results:
-                        error = None
+                        output, error = None, None
                         if not result.ok:
                             info = result.error
-                            error = TaskError(info.type or "HandlerError", info.message, info.retryable)
-                        output = orjson.loads(result.output_json) if result.ok and result.output_json else None
+                            error = TaskError(info.type or ErrorType.HANDLER, info.message, info.retryable)
+                        else:
+                            output, error = read_output(result, limit)
+                            if error is not None:
+                                log.warning(
+                                    "agent result refused", agent=session.id, task_id=result.task_id,
+                                    attempt=result.attempt, error=error.type, reason=error.message,
+                                )  # fmt: skip
                         dispatcher.on_result(session.id, result.task_id, result.attempt, output, error)
                     dispatcher.on_credit(session.id, message.results.credit)
                 elif body == "started":
@@ -177,14 +187,22 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     dispatcher.on_credit(session.id, message.credit.slots)
                 elif body == "delegate":
                     request = message.delegate
-                    payload = orjson.loads(request.input_json) if request.input_json else None
+                    payload, problem = read_delegate_input(request, limit)
+                    if problem is not None:
+                        log.warning(
+                            "delegation refused", agent=session.id, parent_task_id=request.parent_task_id,
+                            error=problem.type, reason=problem.message,
+                        )  # fmt: skip
+                        refusal = DelegatedResult("", False, error=problem.to_dict())
+                        session.link.send_delegate_result(request.request_id, refusal)
+                        continue
                     await self._manager.delegations.request(
                         session.id, request.request_id, request.parent_task_id, request.pool, payload, request.key
                     )
                 else:
                     log.warning("unexpected agent message", agent=session.id, kind=body)
-        except (grpc.aio.AioRpcError, asyncio.CancelledError):
-            pass
+        except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.CancelledError):
+            pass  # the stream ended (an abort was logged by whoever aborted it)
 
 
 def _metadata_token(context: Context) -> str | None:
@@ -197,8 +215,9 @@ def _metadata_token(context: Context) -> str | None:
 
 async def start_grpc_server(manager: Manager, address: str) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(
+        interceptors=[FrameGuard()],
         options=[
-            ("grpc.max_receive_message_length", manager.settings.max_payload_bytes * 4),
+            ("grpc.max_receive_message_length", grpc_message_limit(manager.settings.max_payload_bytes)),
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ]

@@ -364,11 +364,16 @@ class Welcome(_message.Message):
     TEMPLATE_JSON_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_PAYLOAD_BYTES_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     template_json: _builtins.bytes
     """The AgentTemplate spec as JSON: agents need no local copy of the manifests."""
     heartbeat_interval_seconds: _builtins.float
     lease_seconds: _builtins.float
+    max_payload_bytes: _builtins.int
+    """The manager's `max_payload_bytes`: a result whose output_json is larger fails as
+    OutputTooLarge, so the agent checks before sending; its gRPC message limits follow it.
+    """
     def __init__(
         self,
         *,
@@ -376,10 +381,11 @@ class Welcome(_message.Message):
         template_json: _builtins.bytes = ...,
         heartbeat_interval_seconds: _builtins.float = ...,
         lease_seconds: _builtins.float = ...,
+        max_payload_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_seconds", b"lease_seconds", "template_json", b"template_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_seconds", b"lease_seconds", "max_payload_bytes", b"max_payload_bytes", "template_json", b"template_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,30 @@
+"""The one payload limit (the manager's `max_payload_bytes`) and what follows from it on the agent channel.
+
+The limit bounds each payload (a task's input, its output, a delegated child's input); gRPC's
+message limits are derived from it here so both ends of the stream agree on them.
+"""
+
+from __future__ import annotations
+
+from pweza.domain.tasks import ErrorType, TaskError
+
+# What a message carries besides its payloads: ids, labels, error text, protobuf framing.
+FRAMING_HEADROOM = 64 * 1024
+
+
+def grpc_message_limit(payload_limit: int) -> int:
+    """The largest agent-channel message either end accepts.
+
+    Two payloads' worth: an agent that does not check its outputs (an older one) can send one
+    somewhat over the limit and the manager still receives it and fails that one attempt with a
+    clear error, instead of the transport cutting the whole stream and every task on it.
+    """
+    return 2 * payload_limit + FRAMING_HEADROOM
+
+
+def too_large(what: str, size: int, limit: int) -> str:
+    return f"{what} is {size} bytes; the limit is {limit} bytes (max_payload_bytes)"
+
+
+def output_too_large(size: int, limit: int) -> TaskError:
+    return TaskError(ErrorType.OUTPUT_TOO_LARGE, too_large("the task output", size, limit), False)

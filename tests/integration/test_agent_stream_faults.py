@@ -1,0 +1,143 @@
+"""Faults on the agent channel, sent by a hand-driven agent stream to a real manager process.
+
+A bad result fails that one attempt with a typed error and the stream goes on; a frame that is
+not protobuf ends the stream with INVALID_ARGUMENT; the tasks of other results are untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import orjson
+import pytest
+
+from pweza.testing.platform import Platform
+from pweza.v1 import agent_pb2 as pb
+from tests.conftest import pool, template
+from tests.integration.raw_agent import RawAgent
+
+pytestmark = pytest.mark.integration
+
+PAYLOAD_LIMIT = 64 * 1024
+
+
+@pytest.fixture
+def faults_platform(tmp_path: Path) -> Iterator[Platform]:
+    # A small payload limit keeps the oversize frames small; a lease long enough that a lost
+    # result would show as a task still running, not as a quick retry.
+    platform = Platform(tmp_path, lease_seconds=30.0, env={"PWEZA_MAX_PAYLOAD_BYTES": str(PAYLOAD_LIMIT)})
+    platform.start_manager()
+    try:
+        platform.apply(template(concurrency=4, retry={"limit": 3, "backoff": "50ms"}), pool())
+        yield platform
+    finally:
+        platform.stop()
+
+
+@pytest.fixture
+async def api(faults_platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {faults_platform.admin_token}"}
+    async with httpx.AsyncClient(base_url=faults_platform.url, headers=headers, timeout=30.0) as client:
+        yield client
+
+
+def raw_agent(platform: Platform) -> RawAgent:
+    return RawAgent(platform.grpc_address, platform.agent_token, "echo")
+
+
+async def submit(api: httpx.AsyncClient, count: int) -> list[str]:
+    ids = []
+    for index in range(count):
+        response = await api.post("/api/v1/tasks", json={"pool": "echo", "input": {"n": index}})
+        response.raise_for_status()
+        ids.append(response.json()["id"])
+    return ids
+
+
+async def finished(api: httpx.AsyncClient, task_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    task: dict[str, Any] = (await api.get(f"/api/v1/tasks/{task_id}/wait", params={"timeout": timeout})).json()
+    assert task["state"] in ("succeeded", "failed"), task
+    return task
+
+
+def wait_for_log(platform: Platform, *needles: str, timeout: float = 10.0) -> str:
+    """The first manager log line holding every needle (the manager writes it asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in platform.manager_log().splitlines():
+            if all(needle in line for needle in needles):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no manager log line with {needles}: {platform.manager_log()[-2000:]}")
+
+
+async def test_a_result_that_is_not_json_fails_that_attempt_and_the_stream_goes_on(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    bad, good = await submit(api, 2)
+    async with raw_agent(faults_platform) as agent:
+        await agent.connect()
+        items = {item.task_id: item for item in await agent.assignments(2)}
+        await agent.result(items[bad], b"{not json")
+        await agent.result(items[good], orjson.dumps({"fine": True}))
+        failed, succeeded = await finished(api, bad), await finished(api, good)
+        assert not agent.call.done()
+    assert failed["state"] == "failed" and failed["attempts"] == 1
+    assert failed["error"]["type"] == "InvalidOutput" and failed["error"]["retryable"] is False
+    assert "not JSON" in failed["error"]["message"]
+    assert succeeded["state"] == "succeeded" and succeeded["output"] == {"fine": True}
+    line = wait_for_log(faults_platform, "InvalidOutput", bad)
+    assert orjson.loads(line)["level"] == "warning"
+
+
+async def test_an_oversize_output_fails_that_attempt_and_the_stream_stays_up(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    big, small = await submit(api, 2)
+    async with raw_agent(faults_platform) as agent:
+        welcome = await agent.connect()
+        assert welcome.max_payload_bytes == PAYLOAD_LIMIT
+        items = {item.task_id: item for item in await agent.assignments(2)}
+        oversize = orjson.dumps("x" * PAYLOAD_LIMIT)
+        await agent.result(items[big], oversize)
+        await agent.result(items[small], b"1")
+        failed, succeeded = await finished(api, big), await finished(api, small)
+        assert not agent.call.done()
+    assert failed["state"] == "failed" and failed["error"]["type"] == "OutputTooLarge"
+    assert failed["error"]["retryable"] is False
+    assert f"{len(oversize)} bytes" in failed["error"]["message"] and str(PAYLOAD_LIMIT) in failed["error"]["message"]
+    assert succeeded["output"] == 1
+    wait_for_log(faults_platform, "OutputTooLarge", big)
+
+
+async def test_an_undecodable_frame_ends_the_stream_with_invalid_argument_and_the_tasks_live_on(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    (task_id,) = await submit(api, 1)
+    async with raw_agent(faults_platform) as agent:
+        await agent.connect()
+        (item,) = await agent.assignments(1)
+        await agent.send(b"\x0a\xff\xff")  # a length-delimited field cut short: not protobuf
+        code, details = await agent.status()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid pweza.v1.AgentMessage" in details and "Error" not in details
+    assert orjson.loads(wait_for_log(faults_platform, "undecodable", "raw-agent"))["level"] == "warning"
+    # The task was not given up with the stream: the agent reconnects and delivers its result.
+    async with raw_agent(faults_platform) as agent:
+        await agent.connect(in_flight=[pb.AttemptRef(task_id=item.task_id, attempt=item.attempt)])
+        await agent.result(item, b'"late but fine"')
+        task = await finished(api, task_id)
+    assert task["state"] == "succeeded" and task["output"] == "late but fine" and task["attempts"] == 1
+
+
+async def test_an_undecodable_first_frame_is_refused_with_invalid_argument(faults_platform: Platform) -> None:
+    async with raw_agent(faults_platform) as agent:
+        await agent.send(b"\xff\xff\xff")
+        code, details = await agent.status()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid pweza.v1.AgentMessage" in details and "class" not in details

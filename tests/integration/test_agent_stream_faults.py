@@ -141,3 +141,25 @@ async def test_an_undecodable_first_frame_is_refused_with_invalid_argument(fault
         code, details = await agent.status()
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid pweza.v1.AgentMessage" in details and "class" not in details
+
+
+async def test_a_delegation_whose_input_is_not_json_is_refused_and_the_stream_goes_on(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    (parent,) = await submit(api, 1)
+    async with raw_agent(faults_platform) as agent:
+        await agent.connect()
+        (item,) = await agent.assignments(1)
+        request = pb.DelegateRequest(
+            request_id="r1", parent_task_id=parent, parent_attempt=item.attempt, pool="echo", input_json=b"[1,", key="k"
+        )
+        await agent.send(pb.AgentMessage(delegate=request))
+        answer = await agent.read()
+        while not answer.HasField("delegate_result"):
+            answer = await agent.read()
+        assert answer.delegate_result.request_id == "r1" and not answer.delegate_result.ok
+        assert answer.delegate_result.error.type == "InvalidInput" and not answer.delegate_result.error.retryable
+        await agent.result(item, b'"parent done"')
+        task = await finished(api, parent)
+    assert task["state"] == "succeeded" and task["output"] == "parent done"
+    wait_for_log(faults_platform, "InvalidInput", parent)

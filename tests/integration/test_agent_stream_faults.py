@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from pweza.domain.limits import grpc_message_limit
 from pweza.testing.platform import Platform
 from pweza.v1 import agent_pb2 as pb
 from tests.conftest import pool, template
@@ -163,3 +164,56 @@ async def test_a_delegation_whose_input_is_not_json_is_refused_and_the_stream_go
         task = await finished(api, parent)
     assert task["state"] == "succeeded" and task["output"] == "parent done"
     wait_for_log(faults_platform, "InvalidInput", parent)
+
+
+async def test_assignments_of_large_inputs_leave_in_messages_within_the_agents_limit(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    inputs = [{"blob": "y" * (PAYLOAD_LIMIT - 100), "n": index} for index in range(4)]
+    for task_input in inputs:
+        (await api.post("/api/v1/tasks", json={"pool": "echo", "input": task_input})).raise_for_status()
+    async with raw_agent(faults_platform) as agent:
+        welcome = await agent.connect()
+        messages: list[pb.Assignments] = []
+        while sum(len(message.items) for message in messages) < len(inputs):
+            message = await agent.read()
+            if message.HasField("assignments"):
+                messages.append(message.assignments)
+    assert all(message.ByteSize() <= grpc_message_limit(welcome.max_payload_bytes) for message in messages)
+
+
+def big_output_platform(platform: Platform, concurrency: int) -> None:
+    handler = "pweza.testing.handlers:sized_output"
+    platform.apply(template(handler=handler, concurrency=concurrency, retry={"limit": 3, "backoff": "50ms"}), pool())
+    platform.start_agent("echo")
+
+
+async def test_an_agent_fails_an_output_above_the_limit_and_its_stream_stays_up(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    big_output_platform(faults_platform, concurrency=2)
+    size = 1 << 20  # far above the stream's message limit too: sent, it would cut the stream
+    big = (await api.post("/api/v1/tasks", json={"pool": "echo", "input": {"bytes": size}})).json()["id"]
+    small = (await api.post("/api/v1/tasks", json={"pool": "echo", "input": {"bytes": 3}})).json()["id"]
+    failed, succeeded = await finished(api, big, 30.0), await finished(api, small, 30.0)
+    assert failed["state"] == "failed" and failed["attempts"] == 1
+    error = failed["error"]
+    assert error["type"] == "OutputTooLarge" and error["retryable"] is False
+    assert f"{size + 2} bytes" in error["message"] and f"{PAYLOAD_LIMIT} bytes" in error["message"]
+    assert succeeded["state"] == "succeeded" and succeeded["output"] == "xxx"
+    assert faults_platform.manager_log().count("agent connected") == 1  # one stream throughout
+
+
+async def test_a_burst_of_large_outputs_reaches_the_manager_on_one_stream(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    big_output_platform(faults_platform, concurrency=8)
+    size = PAYLOAD_LIMIT - 1024  # each within the limit; together far above one message's limit
+    ids = [
+        (await api.post("/api/v1/tasks", json={"pool": "echo", "input": {"bytes": size, "seconds": 1.0}})).json()["id"]
+        for _ in range(8)
+    ]
+    tasks = [await finished(api, task_id, 30.0) for task_id in ids]
+    assert [task["state"] for task in tasks] == ["succeeded"] * 8
+    assert all(len(task["output"]) == size for task in tasks)
+    assert faults_platform.manager_log().count("agent connected") == 1

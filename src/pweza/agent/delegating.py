@@ -15,6 +15,8 @@ import orjson
 
 from pweza.agent.outbox import Outbox
 from pweza.agent.sdk import Delegator, TaskFailure
+from pweza.domain.limits import too_large
+from pweza.domain.tasks import ErrorType
 from pweza.v1 import agent_pb2 as pb
 
 
@@ -29,12 +31,17 @@ class DelegationClient:
         ordinal = itertools.count(1)
 
         async def delegate(pool: str, payload: Any, key: str | None) -> Any:
+            input_json = orjson.dumps(payload)
+            limit = self._outbox.payload_limit
+            if limit is not None and len(input_json) > limit:
+                message = too_large("the delegated input", len(input_json), limit)
+                raise TaskFailure(message, type=ErrorType.INPUT_TOO_LARGE, retryable=False)
             request = pb.DelegateRequest(
                 request_id=uuid.uuid4().hex,
                 parent_task_id=task_id,
                 parent_attempt=attempt,
                 pool=pool,
-                input_json=orjson.dumps(payload),
+                input_json=input_json,
                 key=key or f"call-{next(ordinal)}",
             )
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

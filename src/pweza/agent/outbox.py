@@ -5,6 +5,9 @@ gRPC asks for the next message. Whatever piles up while a write is in flight lea
 one `Started` and one `Results` message, so batches grow with load by themselves: a
 message per task would cap the agent near the stream's per-message rate, and
 flush-per-tick alone still ping-pongs single results when handlers finish instantly.
+
+A batch is bounded in bytes by the manager's payload limit (learned from its Welcome), so a
+burst of large outputs leaves as several messages, each within the stream's message limit.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import time
 from collections.abc import AsyncIterator
 
 from pweza.v1 import agent_pb2 as pb
+
+# The batch budget before any Welcome said otherwise: the manager's default payload limit.
+_DEFAULT_BATCH_BYTES = 1 << 20
 
 
 class Outbox:
@@ -26,6 +32,9 @@ class Outbox:
         self._ready = asyncio.Event()
         self._generation = 0
         self._closing = False
+        # The manager's max_payload_bytes, from its Welcome; None until one came (or from a
+        # manager too old to send it).
+        self.payload_limit: int | None = None
 
     def started(self, task_id: str, attempt: int) -> None:
         self._started.append(pb.AttemptRef(task_id=task_id, attempt=attempt, at=time.time()))
@@ -90,7 +99,7 @@ class Outbox:
         if self._delegates:
             return pb.AgentMessage(delegate=self._delegates.pop(0))
         if self._results:
-            results, self._results = self._results, []
+            results = self._take_results()
             credit, self._credit = self._credit, 0
             return pb.AgentMessage(results=pb.Results(results=results, credit=credit))
         if self._credit:
@@ -100,3 +109,15 @@ class Outbox:
             refs, self._heartbeat = self._heartbeat, None
             return pb.AgentMessage(heartbeat=pb.Heartbeat(attempts=refs))
         return None
+
+    def _take_results(self) -> list[pb.TaskResult]:
+        """The oldest pending results that fit one message's byte budget (at least one)."""
+        budget = self.payload_limit or _DEFAULT_BATCH_BYTES
+        size, count = 0, 0
+        for result in self._results:
+            size += result.ByteSize()
+            if count and size > budget:
+                break
+            count += 1
+        taken, self._results = self._results[:count], self._results[count:]
+        return taken

@@ -24,11 +24,14 @@ from pweza.agent.delegating import DelegationClient
 from pweza.agent.outbox import Outbox
 from pweza.agent.runtimes import AgentRuntime
 from pweza.agent.sdk import TaskContext, TaskFailure
+from pweza.domain.limits import output_too_large
 from pweza.domain.tasks import ErrorType, TaskError
 from pweza.v1 import agent_pb2 as pb
 
 log = structlog.get_logger(__name__)
 Key = tuple[str, int]
+# Error text is cut here so a failed result always fits the stream's framing headroom.
+_MAX_ERROR_CHARS = 8 * 1024
 
 
 @dataclass(slots=True, eq=False)
@@ -197,10 +200,19 @@ class TaskRunner:
             return None, TaskError("InvalidOutput", f"the handler's output is not JSON: {problem}", False)
 
     def _report(self, task_id: str, number: int, output: bytes | None, error: TaskError | None, *, freed: int) -> None:
+        limit = self._outbox.payload_limit
+        if error is None and output is not None and limit is not None and len(output) > limit:
+            # Sent as it is, it would be refused by the manager, or cut the whole stream.
+            size, output = len(output), None
+            error = output_too_large(size, limit)
+            log.warning("task output too large", task_id=task_id, attempt=number, size=size, limit=limit)
         if error is None:
             result = pb.TaskResult(task_id=task_id, attempt=number, ok=True, output_json=output or b"")
         else:
-            info = pb.ErrorInfo(type=error.type, message=error.message, retryable=error.retryable)
+            message = error.message
+            if len(message) > _MAX_ERROR_CHARS:
+                message = f"{message[:_MAX_ERROR_CHARS]}... ({len(message)} characters, cut)"
+            info = pb.ErrorInfo(type=error.type, message=message, retryable=error.retryable)
             result = pb.TaskResult(task_id=task_id, attempt=number, ok=False, error=info)
         self._outbox.result(result, 0 if self.draining else freed)
         if not self._running and not self._backlog:

@@ -29,6 +29,7 @@ from pweza.agent.failover import ManagerRotation, parse_manager_addresses
 from pweza.agent.outbox import Outbox
 from pweza.agent.running import TaskRunner
 from pweza.agent.runtimes import AgentRuntime, build_runtime
+from pweza.domain.limits import grpc_message_limit
 from pweza.domain.manifests import AgentTemplateSpec
 from pweza.domain.tasks import ErrorType, TaskError
 from pweza.v1 import agent_pb2 as pb
@@ -54,7 +55,9 @@ _HOP_DELAY = 0.1
 # A manager that accepts the connection but never welcomes us (a hung replica, an address that
 # swallows packets) is given up after this long, as if it had refused.
 _WELCOME_TIMEOUT = 10.0
-_MAX_MESSAGE = 64 * 1024 * 1024
+# The message limits of a channel opened before any manager told its payload limit; once one
+# did, channels follow that limit (see `_message_limit`).
+_FIRST_MESSAGE_LIMIT = 64 * 1024 * 1024
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 # How long the manager gets to end the stream after our half-close before we cut it.
 _CLOSE_TIMEOUT = 5.0
@@ -100,6 +103,7 @@ class AgentWorker:
         self._drain_early = False
         self._welcome_timeout = welcome_timeout
         self._cutoff: asyncio.TimerHandle | None = None
+        self._channel_limit = _FIRST_MESSAGE_LIMIT
         self._welcomes = 0
         self._finished = False
         self._log = log.bind(agent=self.agent_id, pool=f"{namespace}/{pool}")
@@ -125,7 +129,7 @@ class AgentWorker:
         backoff = _BACKOFF_START
         try:
             while not self._finished:
-                if address != self.manager:
+                if address != self.manager or self._channel_limit != self._message_limit():
                     await channel.close(None)
                     address = self.manager
                     channel = self._channel(address)
@@ -188,10 +192,17 @@ class AgentWorker:
         except TimeoutError:
             self._log.warning("manager did not welcome the agent", manager=self.manager, timeout=self._welcome_timeout)
 
+    def _message_limit(self) -> int:
+        limit = self._outbox.payload_limit
+        return _FIRST_MESSAGE_LIMIT if limit is None else grpc_message_limit(limit)
+
     def _channel(self, address: str) -> grpc.aio.Channel:
+        # Channel options are fixed at creation: a limit learned from a Welcome applies from the
+        # next stream on (the outbox and the runner enforce it on what we send right away).
+        self._channel_limit = self._message_limit()
         options = [
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", self._channel_limit),
+            ("grpc.max_send_message_length", self._channel_limit),
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             # grpc's own reconnect backoff grows to minutes; keep it within ours.
@@ -247,6 +258,8 @@ class AgentWorker:
     def _welcomed(self, welcome: pb.Welcome) -> float:
         self._welcomes += 1
         self._managers.connected()
+        # Every welcome: replicas (or a restarted manager) may be configured differently.
+        self._outbox.payload_limit = welcome.max_payload_bytes or None
         if self._runtime is None:
             try:
                 spec = AgentTemplateSpec.model_validate(orjson.loads(welcome.template_json))

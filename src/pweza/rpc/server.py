@@ -35,22 +35,29 @@ Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.ManagerMessage]
 class StreamLink:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[pb.ManagerMessage | object] = asyncio.Queue()
+        # Bytes of assignments per message: a batch of large inputs leaves as several messages,
+        # each within the agent's message limit (set from the manager's max_payload_bytes).
+        self.batch_bytes = 1 << 20
 
     def send_assignments(self, items: list[AssignmentMessage]) -> None:
-        message = pb.Assignments(
-            items=[
-                pb.Assignment(
-                    task_id=item.task_id,
-                    attempt=item.attempt,
-                    input_json=orjson.dumps(item.input),
-                    timeout_seconds=item.timeout_seconds,
-                    idempotency_key=item.idempotency_key,
-                    labels=item.labels,
-                )
-                for item in items
-            ]
-        )
-        self.queue.put_nowait(pb.ManagerMessage(assignments=message))
+        batch: list[pb.Assignment] = []
+        size = 0
+        for item in items:
+            assignment = pb.Assignment(
+                task_id=item.task_id,
+                attempt=item.attempt,
+                input_json=orjson.dumps(item.input),
+                timeout_seconds=item.timeout_seconds,
+                idempotency_key=item.idempotency_key,
+                labels=item.labels,
+            )
+            size += assignment.ByteSize()
+            if batch and size > self.batch_bytes:
+                self.queue.put_nowait(pb.ManagerMessage(assignments=pb.Assignments(items=batch)))
+                batch, size = [], assignment.ByteSize()
+            batch.append(assignment)
+        if batch:
+            self.queue.put_nowait(pb.ManagerMessage(assignments=pb.Assignments(items=batch)))
 
     def send_cancel(self, task_ids: list[str], reason: str) -> None:
         self.queue.put_nowait(pb.ManagerMessage(cancel=pb.Cancel(task_ids=task_ids, reason=reason)))
@@ -101,6 +108,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         session = await self._open_session(hello, context)
         link = session.link
         assert isinstance(link, StreamLink)
+        link.batch_bytes = manager.settings.max_payload_bytes
         template = await manager.registry.get("AgentTemplate", session.namespace, session.template)
         yield pb.ManagerMessage(
             welcome=pb.Welcome(
@@ -220,7 +228,7 @@ async def start_grpc_server(manager: Manager, address: str) -> tuple[grpc.aio.Se
             ("grpc.max_receive_message_length", grpc_message_limit(manager.settings.max_payload_bytes)),
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-        ]
+        ],
     )
     pb_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(manager), server)
     health_servicer = health_aio.HealthServicer()

@@ -101,3 +101,9 @@ async def delegate_down(ctx: Any) -> dict[str, Any]:
         return {"leaf": ctx.input.get("value")}
     child = await ctx.delegate(pools[0], {"pools": pools[1:], "value": ctx.input.get("value")})
     return {"via": pools[0], "child": child}
+
+
+async def sized_output(ctx: Any) -> str:
+    """A string of `input.bytes` characters, after `input.seconds` (so a burst of them ends together)."""
+    await asyncio.sleep(float(ctx.input.get("seconds", 0.0)))
+    return "x" * int(ctx.input["bytes"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -74,3 +75,35 @@ def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
             httpx.get(f"http://127.0.0.1:{platform.metrics_port}/metrics", timeout=2)
     finally:
         platform.stop()
+
+
+def test_grpc_serves_reflection_v1(platform: Platform) -> None:
+    # grpc.reflection.v1 is v1alpha renamed, message for message and field for field, so
+    # v1alpha's classes write and read v1's bytes; only the method path differs.
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="pweza.v1.AgentChannel"),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+    ]
+    with grpc.insecure_channel(platform.grpc_address) as channel:
+        info = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        listed, agent_channel, reflection_v1 = list(info(iter(requests), timeout=10))
+    names = {service.name for service in listed.list_services_response.service}
+    assert {"pweza.v1.AgentChannel", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= names
+    described = [
+        descriptor_pb2.FileDescriptorProto.FromString(answer.file_descriptor_response.file_descriptor_proto[0])
+        for answer in (agent_channel, reflection_v1)
+    ]
+    assert described[0].package == "pweza.v1" and "AgentChannel" in {s.name for s in described[0].service}
+    assert described[1].package == "grpc.reflection.v1" and described[1].service[0].name == "ServerReflection"
+
+
+def test_grpc_health_list_returns_the_served_services(platform: Platform) -> None:
+    with grpc.insecure_channel(platform.grpc_address) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).List(health_pb2.HealthListRequest(), timeout=10)
+    assert answer.statuses["pweza.v1.AgentChannel"].status == health_pb2.HealthCheckResponse.SERVING
+    assert answer.statuses[""].status == health_pb2.HealthCheckResponse.SERVING

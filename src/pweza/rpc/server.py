@@ -13,9 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 import orjson
 import structlog
-from grpc_health.v1 import _async as health_aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 
 from pweza.domain.errors import PwezaError
 from pweza.domain.limits import grpc_message_limit
@@ -24,6 +22,7 @@ from pweza.domain.tasks import ErrorType, TaskError
 from pweza.manager.service import Manager
 from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedResult
 from pweza.rpc.guards import FrameGuard, read_delegate_input, read_output
+from pweza.rpc.introspection import add_health, add_reflection
 from pweza.v1 import agent_pb2 as pb
 from pweza.v1 import agent_pb2_grpc as pb_grpc
 
@@ -231,14 +230,9 @@ async def start_grpc_server(manager: Manager, address: str) -> tuple[grpc.aio.Se
         ],
     )
     pb_grpc.add_AgentChannelServicer_to_server(AgentChannelServicer(manager), server)
-    health_servicer = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (
-        pb.DESCRIPTOR.services_by_name["AgentChannel"].full_name,
-        health.SERVICE_NAME,
-        reflection.SERVICE_NAME,
-    )
-    reflection.enable_server_reflection(names, server)
+    health_servicer = add_health(server)
+    names = (pb.DESCRIPTOR.services_by_name["AgentChannel"].full_name, health.SERVICE_NAME)
+    add_reflection(server, names)
     settings = manager.settings
     if settings.tls_enabled:
         assert settings.tls_cert_file is not None and settings.tls_key_file is not None

@@ -217,3 +217,20 @@ async def test_a_burst_of_large_outputs_reaches_the_manager_on_one_stream(
     assert [task["state"] for task in tasks] == ["succeeded"] * 8
     assert all(len(task["output"]) == size for task in tasks)
     assert faults_platform.manager_log().count("agent connected") == 1
+
+
+async def test_a_huge_error_message_is_cut_before_it_is_stored(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    (task_id,) = await submit(api, 1)
+    async with raw_agent(faults_platform) as agent:
+        await agent.connect()
+        (item,) = await agent.assignments(1)
+        error = pb.ErrorInfo(type="Broken", message="e" * PAYLOAD_LIMIT, retryable=False)
+        result = pb.TaskResult(task_id=item.task_id, attempt=item.attempt, ok=False, error=error)
+        await agent.send(pb.AgentMessage(results=pb.Results(results=[result], credit=1)))
+        task = await finished(api, task_id)
+    assert task["state"] == "failed" and task["error"]["type"] == "Broken"
+    assert len(task["error"]["message"]) < 9 * 1024 and task["error"]["message"].endswith(
+        f"({PAYLOAD_LIMIT} characters, cut)"
+    )

@@ -24,14 +24,12 @@ from pweza.agent.delegating import DelegationClient
 from pweza.agent.outbox import Outbox
 from pweza.agent.runtimes import AgentRuntime
 from pweza.agent.sdk import TaskContext, TaskFailure
-from pweza.domain.limits import output_too_large
+from pweza.domain.limits import cut_error_text, output_too_large
 from pweza.domain.tasks import ErrorType, TaskError
 from pweza.v1 import agent_pb2 as pb
 
 log = structlog.get_logger(__name__)
 Key = tuple[str, int]
-# Error text is cut here so a failed result always fits the stream's framing headroom.
-_MAX_ERROR_CHARS = 8 * 1024
 
 
 @dataclass(slots=True, eq=False)
@@ -209,10 +207,7 @@ class TaskRunner:
         if error is None:
             result = pb.TaskResult(task_id=task_id, attempt=number, ok=True, output_json=output or b"")
         else:
-            message = error.message
-            if len(message) > _MAX_ERROR_CHARS:
-                message = f"{message[:_MAX_ERROR_CHARS]}... ({len(message)} characters, cut)"
-            info = pb.ErrorInfo(type=error.type, message=message, retryable=error.retryable)
+            info = pb.ErrorInfo(type=error.type, message=cut_error_text(error.message), retryable=error.retryable)
             result = pb.TaskResult(task_id=task_id, attempt=number, ok=False, error=info)
         self._outbox.result(result, 0 if self.draining else freed)
         if not self._running and not self._backlog:

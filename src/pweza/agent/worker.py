@@ -56,7 +56,9 @@ _HOP_DELAY = 0.1
 # swallows packets) is given up after this long, as if it had refused.
 _WELCOME_TIMEOUT = 10.0
 # The message limits of a channel opened before any manager told its payload limit; once one
-# did, channels follow that limit (see `_message_limit`).
+# did, the send limit follows that limit (see `_message_limit`). The receive limit never drops
+# below this: the Welcome carries the pool's template, whose size the HTTP body limit bounds,
+# not the payload limit, and refusing it would lock the agent out of its manager.
 _FIRST_MESSAGE_LIMIT = 64 * 1024 * 1024
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 # How long the manager gets to end the stream after our half-close before we cut it.
@@ -201,7 +203,7 @@ class AgentWorker:
         # next stream on (the outbox and the runner enforce it on what we send right away).
         self._channel_limit = self._message_limit()
         options = [
-            ("grpc.max_receive_message_length", self._channel_limit),
+            ("grpc.max_receive_message_length", max(self._channel_limit, _FIRST_MESSAGE_LIMIT)),
             ("grpc.max_send_message_length", self._channel_limit),
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),

@@ -10,6 +10,9 @@ from pweza.domain.tasks import ErrorType, TaskError
 
 # What a message carries besides its payloads: ids, labels, error text, protobuf framing.
 FRAMING_HEADROOM = 64 * 1024
+# Error text beyond this is cut (by the agent before sending, by the manager before storing),
+# so a failed result fits the framing headroom and an agent cannot store megabytes as a message.
+MAX_ERROR_CHARS = 8 * 1024
 
 
 def grpc_message_limit(payload_limit: int) -> int:
@@ -20,6 +23,12 @@ def grpc_message_limit(payload_limit: int) -> int:
     clear error, instead of the transport cutting the whole stream and every task on it.
     """
     return 2 * payload_limit + FRAMING_HEADROOM
+
+
+def cut_error_text(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]}... ({len(text)} characters, cut)"
 
 
 def too_large(what: str, size: int, limit: int) -> str:

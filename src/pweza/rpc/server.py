@@ -16,7 +16,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2
 
 from pweza.domain.errors import PwezaError
-from pweza.domain.limits import grpc_message_limit
+from pweza.domain.limits import cut_error_text, grpc_message_limit
 from pweza.domain.roles import Permission
 from pweza.domain.tasks import ErrorType, TaskError
 from pweza.manager.service import Manager
@@ -175,7 +175,8 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                         output, error = None, None
                         if not result.ok:
                             info = result.error
-                            error = TaskError(info.type or ErrorType.HANDLER, info.message, info.retryable)
+                            message_text = cut_error_text(info.message)
+                            error = TaskError(info.type or ErrorType.HANDLER, message_text, info.retryable)
                         else:
                             output, error = read_output(result, limit)
                             if error is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,16 @@ async def api(faults_platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
 
 def raw_agent(platform: Platform) -> RawAgent:
     return RawAgent(platform.grpc_address, platform.agent_token, "echo")
+
+
+@asynccontextmanager
+async def holding_one_task(platform: Platform, api: httpx.AsyncClient) -> AsyncIterator[tuple[RawAgent, pb.Assignment]]:
+    """A raw agent connected and assigned the one task just submitted."""
+    await submit(api, 1)
+    async with raw_agent(platform) as agent:
+        await agent.connect()
+        (item,) = await agent.assignments(1)
+        yield agent, item
 
 
 async def submit(api: httpx.AsyncClient, count: int) -> list[str]:
@@ -119,10 +130,8 @@ async def test_an_oversize_output_fails_that_attempt_and_the_stream_stays_up(
 async def test_an_undecodable_frame_ends_the_stream_with_invalid_argument_and_the_tasks_live_on(
     faults_platform: Platform, api: httpx.AsyncClient
 ) -> None:
-    (task_id,) = await submit(api, 1)
-    async with raw_agent(faults_platform) as agent:
-        await agent.connect()
-        (item,) = await agent.assignments(1)
+    async with holding_one_task(faults_platform, api) as (agent, item):
+        task_id = item.task_id
         await agent.send(b"\x0a\xff\xff")  # a length-delimited field cut short: not protobuf
         code, details = await agent.status()
     assert code == grpc.StatusCode.INVALID_ARGUMENT
@@ -147,10 +156,8 @@ async def test_an_undecodable_first_frame_is_refused_with_invalid_argument(fault
 async def test_a_delegation_whose_input_is_not_json_is_refused_and_the_stream_goes_on(
     faults_platform: Platform, api: httpx.AsyncClient
 ) -> None:
-    (parent,) = await submit(api, 1)
-    async with raw_agent(faults_platform) as agent:
-        await agent.connect()
-        (item,) = await agent.assignments(1)
+    async with holding_one_task(faults_platform, api) as (agent, item):
+        parent = item.task_id
         request = pb.DelegateRequest(
             request_id="r1", parent_task_id=parent, parent_attempt=item.attempt, pool="echo", input_json=b"[1,", key="k"
         )
@@ -222,10 +229,8 @@ async def test_a_burst_of_large_outputs_reaches_the_manager_on_one_stream(
 async def test_a_huge_error_message_is_cut_before_it_is_stored(
     faults_platform: Platform, api: httpx.AsyncClient
 ) -> None:
-    (task_id,) = await submit(api, 1)
-    async with raw_agent(faults_platform) as agent:
-        await agent.connect()
-        (item,) = await agent.assignments(1)
+    async with holding_one_task(faults_platform, api) as (agent, item):
+        task_id = item.task_id
         error = pb.ErrorInfo(type="Broken", message="e" * PAYLOAD_LIMIT, retryable=False)
         result = pb.TaskResult(task_id=item.task_id, attempt=item.attempt, ok=False, error=error)
         await agent.send(pb.AgentMessage(results=pb.Results(results=[result], credit=1)))

@@ -239,3 +239,18 @@ async def test_a_huge_error_message_is_cut_before_it_is_stored(
     assert len(task["error"]["message"]) < 9 * 1024 and task["error"]["message"].endswith(
         f"({PAYLOAD_LIMIT} characters, cut)"
     )
+
+
+async def test_an_agent_refuses_to_delegate_an_input_above_the_limit(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    faults_platform.apply(template(handler="pweza.testing.handlers:delegate_sized", retry={"limit": 3}), pool())
+    faults_platform.start_agent("echo")
+    size = 1 << 20
+    task_input = {"pool": "echo", "bytes": size}
+    task_id = (await api.post("/api/v1/tasks", json={"pool": "echo", "input": task_input})).json()["id"]
+    task = await finished(api, task_id, 30.0)
+    assert task["state"] == "failed" and task["attempts"] == 1
+    assert task["error"]["type"] == "InputTooLarge" and task["error"]["retryable"] is False
+    assert f"{size + 2} bytes" in task["error"]["message"] and f"{PAYLOAD_LIMIT} bytes" in task["error"]["message"]
+    assert faults_platform.manager_log().count("agent connected") == 1

@@ -107,3 +107,8 @@ async def sized_output(ctx: Any) -> str:
     """A string of `input.bytes` characters, after `input.seconds` (so a burst of them ends together)."""
     await asyncio.sleep(float(ctx.input.get("seconds", 0.0)))
     return "x" * int(ctx.input["bytes"])
+
+
+async def delegate_sized(ctx: Any) -> Any:
+    """Delegate a string of `input.bytes` characters to the pool `input.pool`."""
+    return await ctx.delegate(ctx.input["pool"], "x" * int(ctx.input["bytes"]))

@@ -158,7 +158,7 @@ class TaskRunner:
         try:
             ctx.input = orjson.loads(input_json) if input_json else None
         except orjson.JSONDecodeError as problem:
-            error = TaskError("InvalidInput", f"the task input is not JSON: {problem}", False)
+            error = TaskError(ErrorType.INVALID_INPUT, f"the task input is not JSON: {problem}", False)
         runtime = self.runtime
         if error is None and runtime is None:
             error = TaskError(ErrorType.CONFIG, "the agent has no runtime yet", True)
@@ -195,7 +195,7 @@ class TaskRunner:
         try:
             return orjson.dumps(value), None
         except orjson.JSONEncodeError as problem:
-            return None, TaskError("InvalidOutput", f"the handler's output is not JSON: {problem}", False)
+            return None, TaskError(ErrorType.INVALID_OUTPUT, f"the handler's output is not JSON: {problem}", False)
 
     def _report(self, task_id: str, number: int, output: bytes | None, error: TaskError | None, *, freed: int) -> None:
         limit = self._outbox.payload_limit

@@ -254,3 +254,15 @@ async def test_an_agent_refuses_to_delegate_an_input_above_the_limit(
     assert task["error"]["type"] == "InputTooLarge" and task["error"]["retryable"] is False
     assert f"{size + 2} bytes" in task["error"]["message"] and f"{PAYLOAD_LIMIT} bytes" in task["error"]["message"]
     assert faults_platform.manager_log().count("agent connected") == 1
+
+
+async def test_a_start_time_that_is_not_a_number_is_taken_as_now(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    async with holding_one_task(faults_platform, api) as (agent, item):
+        ref = pb.AttemptRef(task_id=item.task_id, attempt=item.attempt, at=float("nan"))
+        await agent.send(pb.AgentMessage(started=pb.Started(attempts=[ref])))
+        await agent.result(item, b"1")
+        task = await finished(api, item.task_id)
+    assert task["state"] == "succeeded"
+    assert isinstance(task["startedAt"], float) and task["createdAt"] <= task["startedAt"] <= task["finishedAt"]

@@ -7,6 +7,7 @@ Each stream gets a send queue; the dispatcher pushes messages into it through a
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import AsyncIterator
 
@@ -187,7 +188,11 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                         dispatcher.on_result(session.id, result.task_id, result.attempt, output, error)
                     dispatcher.on_credit(session.id, message.results.credit)
                 elif body == "started":
-                    starts = [(ref.task_id, ref.attempt, ref.at) for ref in message.started.attempts]
+                    # NaN or infinity would be stored as the start time: take it as unknown ("now").
+                    starts = [
+                        (ref.task_id, ref.attempt, ref.at if math.isfinite(ref.at) else 0.0)
+                        for ref in message.started.attempts
+                    ]
                     dispatcher.on_started(session.id, starts)
                 elif body == "heartbeat":
                     dispatcher.on_heartbeat(session.id, _refs(list(message.heartbeat.attempts)))

@@ -130,6 +130,14 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     break
                 assert isinstance(message, pb.ManagerMessage)
                 yield message
+            failure = None if reader.cancelled() or not reader.done() else reader.exception()
+            if failure is not None:
+                # Anything the reader did not expect ends this stream loudly, never as a silent OK:
+                # the agent reconnects and its leases are kept meanwhile.
+                log.error("agent stream failed", agent=session.id, pool=session.pool, exc_info=failure)
+                unavailable = isinstance(failure, PwezaError) and failure.status == 503
+                code = grpc.StatusCode.UNAVAILABLE if unavailable else grpc.StatusCode.INTERNAL
+                await context.abort(code, "the manager could not process a message of this stream; reconnect")
         finally:
             reader.cancel()
             manager.dispatcher.disconnect(session.id, session)

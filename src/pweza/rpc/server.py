@@ -7,6 +7,7 @@ Each stream gets a send queue; the dispatcher pushes messages into it through a
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,7 +18,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pweza.domain.errors import PwezaError
+from pweza.domain.errors import Conflict, PwezaError
 from pweza.domain.roles import Permission
 from pweza.domain.tasks import TaskError
 from pweza.manager.service import Manager
@@ -28,6 +29,8 @@ from pweza.v1 import agent_pb2_grpc as pb_grpc
 log = structlog.get_logger(__name__)
 _CLOSE = object()
 Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.ManagerMessage]
+# What an agent id may be (it is stored with each attempt, in a column of 64 characters).
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class StreamLink:
@@ -96,23 +99,27 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         if not first.HasField("hello"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be hello")
         hello = first.hello
-        session = await self._open_session(hello, context)
+        session, template_json = await self._open_session(hello, context)
         link = session.link
         assert isinstance(link, StreamLink)
-        template = await manager.registry.get("AgentTemplate", session.namespace, session.template)
-        yield pb.ManagerMessage(
-            welcome=pb.Welcome(
-                agent_id=session.id,
-                template_json=orjson.dumps(template.body["spec"]),
-                heartbeat_interval_seconds=manager.settings.heartbeat_seconds,
-                lease_seconds=manager.settings.lease_seconds,
-            )
-        )
-        manager.dispatcher.connect(session, _refs(list(hello.in_flight)))
-        log.info("agent connected", agent=session.id, pool=session.pool, slots=session.slots)
-        reader = asyncio.create_task(self._read(session, request_iterator))
-        reader.add_done_callback(lambda _: link.close())
         try:
+            # No await since the checks in _open_session: two hellos with one agent id cannot both pass.
+            manager.dispatcher.connect(session, _refs(list(hello.in_flight)))
+        except Conflict as error:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, error.detail)
+        log.info("agent connected", agent=session.id, pool=session.pool, slots=session.slots)
+        reader: asyncio.Task[None] | None = None
+        try:
+            yield pb.ManagerMessage(
+                welcome=pb.Welcome(
+                    agent_id=session.id,
+                    template_json=template_json,
+                    heartbeat_interval_seconds=manager.settings.heartbeat_seconds,
+                    lease_seconds=manager.settings.lease_seconds,
+                )
+            )
+            reader = asyncio.create_task(self._read(session, request_iterator))
+            reader.add_done_callback(lambda _: link.close())
             while True:
                 message = await link.queue.get()
                 if message is _CLOSE:
@@ -120,27 +127,46 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                 assert isinstance(message, pb.ManagerMessage)
                 yield message
         finally:
-            reader.cancel()
+            if reader is not None:
+                reader.cancel()
             manager.dispatcher.disconnect(session.id, session)
             log.info("agent disconnected", agent=session.id, pool=session.pool)
 
-    async def _open_session(self, hello: pb.Hello, context: Context) -> AgentSession:
+    async def _open_session(self, hello: pb.Hello, context: Context) -> tuple[AgentSession, bytes]:
+        """Check the hello (token, its pool, agent id, slots) and build the session; the template
+        spec as JSON comes with it, for the welcome."""
         manager = self._manager
         token = hello.token or _metadata_token(context)
+        namespace = hello.namespace or "default"
         try:
             principal = await manager.tokens.authenticate(token)
             principal.require(Permission.AGENT_CHANNEL)
+            # An agent token serves only its pool (PERMISSION_DENIED naming the pool it is for).
+            principal.require_pool(namespace, hello.pool)
         except PwezaError as error:
             denied = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
             await context.abort(_status(error, denied), error.detail)
-        namespace = hello.namespace or "default"
+        if hello.agent_id and not _AGENT_ID.fullmatch(hello.agent_id):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "agent_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            )
         try:
             policy = await manager.registry.pool_policy(namespace, hello.pool)
+            template = await manager.registry.get("AgentTemplate", namespace, policy.template_name)
         except PwezaError as error:
             await context.abort(_status(error, grpc.StatusCode.FAILED_PRECONDITION), error.detail)
+        concurrency = policy.template.concurrency
+        if hello.HasField("free_slots") and hello.free_slots > concurrency:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"free_slots is {hello.free_slots}; pool {namespace}/{hello.pool} allows 0 to {concurrency} "
+                f"(template {policy.template_name} has concurrency {concurrency})",
+            )
+        # Unset: the template's concurrency; 0: no slots yet (the agent is sent nothing).
+        slots = hello.free_slots if hello.HasField("free_slots") else concurrency
         manager.dispatcher.remember_retry_policy((namespace, hello.pool), policy.template.retry)
-        slots = hello.free_slots or policy.template.concurrency
-        return AgentSession(
+        session = AgentSession(
             id=hello.agent_id or uuid.uuid4().hex[:12],
             namespace=namespace,
             pool=hello.pool,
@@ -150,7 +176,9 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             link=StreamLink(),
             hostname=hello.hostname,
             pid=hello.pid,
+            token_id=principal.token_id,
         )
+        return session, orjson.dumps(template.body["spec"])
 
     async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
         dispatcher = self._manager.dispatcher
@@ -166,15 +194,15 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                             info = result.error
                             error = TaskError(info.type or "HandlerError", info.message, info.retryable)
                         output = orjson.loads(result.output_json) if result.ok and result.output_json else None
-                        dispatcher.on_result(session.id, result.task_id, result.attempt, output, error)
-                    dispatcher.on_credit(session.id, message.results.credit)
+                        dispatcher.on_result(session, result.task_id, result.attempt, output, error)
+                    dispatcher.on_credit(session, message.results.credit)
                 elif body == "started":
                     starts = [(ref.task_id, ref.attempt, ref.at) for ref in message.started.attempts]
-                    dispatcher.on_started(session.id, starts)
+                    dispatcher.on_started(session, starts)
                 elif body == "heartbeat":
-                    dispatcher.on_heartbeat(session.id, _refs(list(message.heartbeat.attempts)))
+                    dispatcher.on_heartbeat(session, _refs(list(message.heartbeat.attempts)))
                 elif body == "credit":
-                    dispatcher.on_credit(session.id, message.credit.slots)
+                    dispatcher.on_credit(session, message.credit.slots)
                 elif body == "delegate":
                     request = message.delegate
                     payload = orjson.loads(request.input_json) if request.input_json else None

@@ -101,3 +101,15 @@ async def delegate_down(ctx: Any) -> dict[str, Any]:
         return {"leaf": ctx.input.get("value")}
     child = await ctx.delegate(pools[0], {"pools": pools[1:], "value": ctx.input.get("value")})
     return {"via": pools[0], "child": child}
+
+
+async def record_runs(ctx: Any) -> dict[str, Any]:
+    """Append `start KEY PID` to `input.log`, work `input.seconds`, then append `end KEY PID`:
+    every execution of every attempt is on record, wherever and however often it ran."""
+    log = Path(ctx.input["log"])
+    with log.open("a") as handle:
+        handle.write(f"start {ctx.idempotency_key} {os.getpid()}\n")
+    await asyncio.sleep(float(ctx.input.get("seconds", 3.0)))
+    with log.open("a") as handle:
+        handle.write(f"end {ctx.idempotency_key} {os.getpid()}\n")
+    return {"key": ctx.idempotency_key, "pid": os.getpid()}

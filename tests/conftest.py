@@ -55,7 +55,7 @@ class Tokens(dict[Role, str]):
 async def tokens(manager: Manager) -> Tokens:
     result = Tokens()
     for role in Role:
-        _, secret = await manager.create_token(None, f"test-{role.value}", role)
+        _, secret = await manager.create_token(None, f"test-{role.value}", role, any_pool=role is Role.AGENT)
         result[role] = secret
     return result
 

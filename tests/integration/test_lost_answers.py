@@ -77,8 +77,8 @@ class ScriptedAgent:
 
     def _complete(self, item: AssignmentMessage) -> None:
         dispatcher = self.manager.dispatcher
-        dispatcher.on_result(self.session.id, item.task_id, item.attempt, item.input, None)
-        dispatcher.on_credit(self.session.id, 1)
+        dispatcher.on_result(self.session, item.task_id, item.attempt, item.input, None)
+        dispatcher.on_credit(self.session, 1)
 
     def send_cancel(self, task_ids: list[str], reason: str) -> None:
         pass
@@ -252,7 +252,7 @@ async def test_a_task_finished_by_the_replica_it_moved_to_still_advances_the_run
             if stored is not None and stored.owner == "replica-b":
                 break
             await asyncio.sleep(0.05)
-    b.dispatcher.on_result("agent-1", item.task_id, item.attempt, item.input, None)
+    b.dispatcher.on_result(on_b.session, item.task_id, item.attempt, item.input, None)
     assert await _run_finished(a, run.id) is RunState.SUCCEEDED
     assert on_a.executed == [f"{item.task_id}/1"], "the first step ran once"
     assert [key.split(".")[1] for key in on_b.executed] == ["second"]

@@ -146,6 +146,21 @@ async def test_tokens_are_found_by_hash_and_revocable(store: Store) -> None:
     assert [t.id for t in await store.list_tokens()] == ["t1"]
 
 
+async def test_tokens_keep_their_pool_and_expiry(store: Store) -> None:
+    await store.insert_token(
+        TokenRecord("t2", "agents", Role.AGENT, "cd" * 32, 1.0, pool="team-a/writers", expires_at=99.5)
+    )
+    await store.insert_token(TokenRecord("t3", "admin", Role.ADMIN, "ef" * 32, 2.0))
+    bound = await store.find_token("cd" * 32)
+    assert bound is not None and bound.pool == "team-a/writers" and bound.expires_at == 99.5
+    unbound = await store.find_token("ef" * 32)
+    assert unbound is not None and unbound.pool is None and unbound.expires_at is None
+    assert [(t.id, t.pool, t.expires_at) for t in await store.list_tokens()] == [
+        ("t2", "team-a/writers", 99.5),
+        ("t3", None, None),
+    ]
+
+
 async def test_audit_log_is_newest_first_and_pages(store: Store) -> None:
     for n in range(5):
         await store.append_audit(AuditEntry(float(n), "alice", "pool.apply", f"default/p{n}", {"n": n}))

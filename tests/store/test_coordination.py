@@ -240,22 +240,37 @@ async def test_a_released_task_can_be_claimed_by_another_replica(replicas: Repli
 # -- adoption and orphans ---------------------------------------------------------
 async def test_adopt_moves_only_active_attempts_with_the_same_number(replicas: Replicas) -> None:
     a, b = replicas
-    await a.store.insert_tasks(
-        [
-            make_task(1, state=TaskState.RUNNING, owner="a", attempts=1),
-            make_task(2, state=TaskState.ASSIGNED, owner="a", attempts=1),
-            make_task(3, state=TaskState.RUNNING, owner="a", attempts=2),  # retried since
-            make_task(4, state=TaskState.FAILED, owner="a", attempts=1),
-            make_task(5, state=TaskState.PENDING, owner=None, attempts=1),  # given up on, released
-        ]
-    )
-    refs = [(make_task(n).id, 1) for n in range(1, 6)] + [("task-missing", 1)]
-    adopted = await b.adopt("b", refs)
+    held = [
+        make_task(1, state=TaskState.RUNNING, owner="a", attempts=1),
+        make_task(2, state=TaskState.ASSIGNED, owner="a", attempts=1),
+        make_task(3, state=TaskState.RUNNING, owner="a", attempts=2),  # retried since
+        make_task(4, state=TaskState.FAILED, owner="a", attempts=1),
+        make_task(5, state=TaskState.PENDING, owner=None, attempts=1),  # given up on, released
+        make_task(6, state=TaskState.RUNNING, owner="a", attempts=1),  # handed to another agent
+        make_task(7, state=TaskState.RUNNING, owner="a", attempts=1, pool="other"),  # of another pool
+        make_task(8, state=TaskState.ASSIGNED, owner="a", attempts=1),  # handed to no agent yet
+    ]
+    for task in held[:5]:
+        task.agent_id = "mover"
+    held[5].agent_id = "someone-else"
+    held[6].agent_id = "mover"
+    await a.store.insert_tasks(held)
+    refs = [(make_task(n).id, 1) for n in range(1, 9)] + [("task-missing", 1)]
+    adopted = await b.adopt("b", refs, agent_id="mover", namespace="default", pool="p")
     assert sorted(t.id for t in adopted) == ["task-0001", "task-0002"]
     assert all(t.owner == "b" for t in adopted)
-    owners = {t.id: t.owner for t in await a.store.get_tasks([make_task(n).id for n in range(1, 6)])}
-    assert owners == {"task-0001": "b", "task-0002": "b", "task-0003": "a", "task-0004": "a", "task-0005": None}
-    assert await b.adopt("b", []) == []
+    owners = {t.id: t.owner for t in await a.store.get_tasks([make_task(n).id for n in range(1, 9)])}
+    assert owners == {
+        "task-0001": "b",
+        "task-0002": "b",
+        "task-0003": "a",
+        "task-0004": "a",
+        "task-0005": None,
+        "task-0006": "a",
+        "task-0007": "a",
+        "task-0008": "a",
+    }
+    assert await b.adopt("b", [], agent_id="mover", namespace="default", pool="p") == []
 
 
 async def test_orphans_are_tasks_of_replicas_whose_liveness_expired(replicas: Replicas) -> None:

@@ -189,7 +189,11 @@ class AgentWorker:
                 reason = f"manager {self.manager} refused the agent: {code.name}: {error.details()}"
                 self._log.error("agent rejected", manager=self.manager, code=code.name, details=error.details())
                 raise AgentRejected(reason) from None
-            if not self._finished:
+            if code is grpc.StatusCode.ALREADY_EXISTS:
+                # Our previous stream is still open on the manager's side (it has not seen it
+                # break yet), or another agent uses our id: try again after the usual backoff.
+                self._log.warning("manager has an agent with our id", manager=self.manager, details=error.details())
+            elif not self._finished:
                 self._log.warning("agent stream lost", manager=self.manager, code=code.name, details=error.details())
         except TimeoutError:
             self._log.warning("manager did not welcome the agent", manager=self.manager, timeout=self._welcome_timeout)
@@ -220,17 +224,20 @@ class AgentWorker:
         """Run one stream until it ends."""
         # The in-flight snapshot and the new queue are taken in the same tick (see Outbox).
         self._outbox.new_stream()
+        # Once known, send our slot count so the manager's credits match our runner's; before
+        # the first welcome, unset means "the template's concurrency".
+        slots = self._runner.slots if self._runtime is not None else self.concurrency
         hello = pb.Hello(
             namespace=self.namespace,
             pool=self.pool,
-            # Once known, send our slot count so the manager's credits match our runner's.
-            free_slots=self._runner.slots if self._runtime is not None else (self.concurrency or 0),
             token=self._token,
             agent_id=self.agent_id,
             hostname=socket.gethostname(),
             pid=os.getpid(),
             in_flight=self._runner.refs(),
         )
+        if slots is not None:
+            hello.free_slots = slots
         metadata = (("authorization", f"Bearer {self._token}"),)
         call = stub.Connect(self._outbox.stream(hello), metadata=metadata)
         self._call = call

@@ -6,32 +6,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from pweza.api.schemas import TokenCreation, page
+from pweza.api.schemas import TokenCreation, page, token_json
 from pweza.api.security import Admin, ManagerDep
+from pweza.manager.auth import pool_ref
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
 @router.post("/tokens", status_code=201)
 async def create_token(body: TokenCreation, manager: ManagerDep, who: Admin) -> dict[str, Any]:
-    token_id, secret = await manager.create_token(who, body.name, body.role)
-    return {"id": token_id, "name": body.name, "role": body.role.value, "token": secret}
+    pool = None if body.pool is None else pool_ref(body.pool, body.namespace)
+    record, secret = await manager.create_token(
+        who, body.name, body.role, pool=pool, any_pool=body.any_pool, ttl_seconds=body.ttl_seconds()
+    )
+    return token_json(record) | {"token": secret}
 
 
 @router.get("/tokens")
 async def list_tokens(manager: ManagerDep, _: Admin) -> dict[str, Any]:
-    records = await manager.tokens.list()
-    items = [
-        {
-            "id": r.id,
-            "name": r.name,
-            "role": r.role.value,
-            "createdAt": r.created_at,
-            "revokedAt": r.revoked_at,
-        }
-        for r in records
-    ]
-    return page(items, None)
+    return page([token_json(record) for record in await manager.tokens.list()], None)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)

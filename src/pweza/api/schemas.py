@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from pweza.domain.durations import Duration, parse_duration
+from pweza.domain.durations import DEFAULT_TOKEN_TTL, Duration, parse_duration, parse_ttl
 from pweza.domain.manifests import Name
+from pweza.domain.records import TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Attempt, Task
 from pweza.manager.sessions import TaskRequest
@@ -46,6 +47,34 @@ class TaskBatch(Body):
 class TokenCreation(Body):
     name: str = Field(min_length=1, max_length=128)
     role: Role
+    # Agent tokens: the pool they serve ("NS/POOL", or "POOL" with `namespace`), or `anyPool`.
+    pool: str | None = Field(default=None, max_length=127)
+    namespace: Name | None = None
+    any_pool: bool = False
+    # "30d", "12h", ... or "never" (only when asked for).
+    ttl: str = DEFAULT_TOKEN_TTL
+
+    @field_validator("ttl")
+    @classmethod
+    def _check_ttl(cls, value: str) -> str:
+        parse_ttl(value)
+        return value
+
+    def ttl_seconds(self) -> float | None:
+        return parse_ttl(self.ttl)
+
+
+def token_json(record: TokenRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "role": record.role.value,
+        "pool": record.pool if record.role is Role.AGENT else None,
+        "anyPool": record.role is Role.AGENT and record.pool is None,
+        "createdAt": record.created_at,
+        "expiresAt": record.expires_at,
+        "revokedAt": record.revoked_at,
+    }
 
 
 def page(items: list[Any], next_key: str | int | None) -> dict[str, Any]:

@@ -43,17 +43,28 @@ class _Slot:
 @dataclass(slots=True)
 class AgentSupervisor:
     grpc: str
-    token: str
+    token_dir: Path
     log_dir: Path
     python_path: list[str]
     slots: dict[tuple[str, str, int], _Slot] = field(default_factory=dict)
     desired: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Each pool's agents get a token bound to that pool (made on first need, kept in token_dir).
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
     async def reconcile(self, manager: Manager) -> None:
         pools = await manager.registry.list("AgentPool", None, 10_000)
         self.desired = {
             (p.namespace, p.name): AgentPool.model_validate(p.body).spec.scaling.min_replicas for p in pools
         }
+        for namespace, pool in self.desired:
+            if (namespace, pool) not in self.tokens:
+                self.tokens[(namespace, pool)] = await _ensure_token(
+                    manager,
+                    self.token_dir / f"{namespace}.{pool}",
+                    f"embedded-agents-{namespace}-{pool}",
+                    Role.AGENT,
+                    pool=f"{namespace}/{pool}",
+                )
         for key in list(self.slots):
             namespace, pool, index = key
             if index >= self.desired.get((namespace, pool), 0):
@@ -80,7 +91,7 @@ class AgentSupervisor:
     async def _spawn(self, namespace: str, pool: str, index: int) -> asyncio.subprocess.Process:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        env["PWEZA_TOKEN"] = self.token
+        env["PWEZA_TOKEN"] = self.tokens[(namespace, pool)]
         env["PYTHONPATH"] = os.pathsep.join([*self.python_path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         log_file = (self.log_dir / f"{namespace}-{pool}-{index}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
@@ -107,16 +118,22 @@ class AgentSupervisor:
         await asyncio.gather(*(self._terminate(slot) for slot in self.slots.values()))
 
 
-async def _ensure_token(manager: Manager, path: Path, name: str, role: Role) -> str:
+async def _ensure_token(manager: Manager, path: Path, name: str, role: Role, pool: str | None = None) -> str:
+    """The token saved at `path` if it still works for `role` (and `pool`), else a new one saved there.
+
+    These tokens never expire (`--ttl never`, chosen here on purpose): they live in the data
+    directory (files of mode 0600) of a platform on one machine, which is their trust boundary,
+    and a lost or revoked one is simply replaced at the next start."""
     if path.exists():
         secret = path.read_text().strip()
         try:
             principal = await manager.tokens.authenticate(secret)
-            if principal.role is role:
+            if principal.role is role and principal.pool == pool:
                 return secret
         except PwezaError:
             pass
-    _, secret = await manager.create_token(None, name, role)
+    _, secret = await manager.create_token(None, name, role, pool=pool)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secret)
@@ -134,7 +151,6 @@ async def run_embedded(settings: Settings, data_dir: Path, files: list[Path], co
     async def on_ready(manager: Manager, endpoints: Endpoints) -> None:
         nonlocal supervisor, tending
         admin = await _ensure_token(manager, data_dir / "admin-token", "embedded-admin", Role.ADMIN)
-        agent = await _ensure_token(manager, data_dir / "agent-token", "embedded-agents", Role.AGENT)
         context_path = save_context(data_dir, Context(endpoints.http, admin, endpoints.grpc))
         for target in files:
             for where, document in load_documents(target):
@@ -144,7 +160,7 @@ async def run_embedded(settings: Settings, data_dir: Path, files: list[Path], co
                 for warning in warnings:
                     console.print(f"[yellow]warning[/yellow] {where}: {warning}")
         roots = {str(Path.cwd())} | {str(t.resolve().parent if t.is_file() else t.resolve()) for t in files}
-        supervisor = AgentSupervisor(endpoints.grpc, agent, data_dir / "logs", sorted(roots))
+        supervisor = AgentSupervisor(endpoints.grpc, data_dir / "agent-tokens", data_dir / "logs", sorted(roots))
         changed = asyncio.Event()
         manager.registry.on_change(lambda kind, *_: changed.set() if kind == "AgentPool" else None)
         await supervisor.reconcile(manager)

@@ -18,9 +18,11 @@ from pweza.cli.context import default_data_dir, load_context
 from pweza.cli.files import load_documents, plural_of
 from pweza.cli.output import console, emit, err_console, object_rows, table
 from pweza.cli.runs import run_command, runs_app
+from pweza.domain.durations import DEFAULT_TOKEN_TTL, parse_ttl
 from pweza.domain.errors import InvalidInput
 from pweza.domain.kinds import resolve_kind
 from pweza.domain.roles import Role
+from pweza.manager.auth import pool_ref
 from pweza.manager.config import load_settings
 from pweza.operator.resources import DEFAULT_AGENT_TOKEN_SECRET, DEFAULT_IMAGE, DEFAULT_MANAGER_GRPC, OperatorConfig
 
@@ -419,6 +421,16 @@ def task_cancel(task_id: str, server: Server = None, token: Token = None) -> Non
 def token_create(
     role: Annotated[Role, typer.Option(help="admin, operator, viewer or agent.")],
     name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "cli",
+    pool: Annotated[
+        str | None, typer.Option(help="Agent tokens: the one pool they serve, NS/POOL (or POOL with --namespace).")
+    ] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="The namespace of --pool POOL.")] = None,
+    any_pool: Annotated[
+        bool, typer.Option("--any-pool", help="Agent tokens: serve every pool (instead of --pool).")
+    ] = False,
+    ttl: Annotated[
+        str, typer.Option(help="Lifetime: 30d, 12h, 90m, ... or 'never' (a token that never expires).")
+    ] = DEFAULT_TOKEN_TTL,
     database_url: Annotated[
         str | None,
         typer.Option(help="Create directly in this database (bootstrap, no API needed)."),
@@ -426,7 +438,22 @@ def token_create(
     server: Server = None,
     token: Token = None,
 ) -> None:
-    """Create a token and print it once; only its hash is stored."""
+    """Create a token and print it once; only its hash is stored.
+
+    An agent token is bound to one pool (--pool NS/POOL); one for every pool needs --any-pool.
+    Tokens expire after --ttl (90 days unless told); --ttl never makes one that does not."""
+    try:
+        ttl_seconds = parse_ttl(ttl)
+        if namespace is not None and pool is None:
+            raise InvalidInput("--namespace names the namespace of --pool POOL; give --pool too")
+        bound = None if pool is None else pool_ref(pool, namespace)
+    except (ValueError, InvalidInput) as error:
+        _fail(CliError(str(error), code=2))
+        return
+    if role is Role.AGENT and (bound is None) == (not any_pool):
+        _fail(CliError("an agent token is bound to one pool: give --pool NS/POOL (or --any-pool for all)", code=2))
+    if role is not Role.AGENT and (bound is not None or any_pool):
+        _fail(CliError(f"--pool and --any-pool are for agent tokens, not role {role.value!r}", code=2))
     if database_url:
         from pweza.manager.auth import TokenService
         from pweza.store.sqlite import open_store
@@ -435,33 +462,48 @@ def token_create(
             store = open_store(database_url)
             await store.open()
             try:
-                _, secret = await TokenService(store).create(name, role)
+                _, secret = await TokenService(store).create(
+                    name, role, pool=bound, any_pool=any_pool, ttl_seconds=ttl_seconds
+                )
             finally:
                 await store.close()
             return secret
 
         print(asyncio.run(create()))
         return
+    body: dict[str, Any] = {"name": name, "role": role.value, "ttl": ttl}
+    if bound is not None:
+        body["pool"] = bound
+    if any_pool:
+        body["anyPool"] = True
     try:
         with _client(server, token) as client:
-            reply = client.request("POST", "/api/v1/tokens", json={"name": name, "role": role.value})
+            reply = client.request("POST", "/api/v1/tokens", json=body)
     except CliError as error:
         _fail(error)
     print(reply["token"])
 
 
+def _when(at: float | None) -> str:
+    return "" if at is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)) + "Z"
+
+
 @token_app.command("list")
 def token_list(server: Server = None, token: Token = None) -> None:
-    """List tokens (never their secrets)."""
+    """List tokens (never their secrets): agent tokens' pool ('*': any pool) and when each expires."""
     try:
         with _client(server, token) as client:
             items = client.request("GET", "/api/v1/tokens")["items"]
     except CliError as error:
         _fail(error)
-    table(
-        ["ID", "NAME", "ROLE", "REVOKED"],
-        [[t["id"], t["name"], t["role"], "yes" if t["revokedAt"] else ""] for t in items],
-    )
+    now = time.time()
+    rows = []
+    for t in items:
+        expires = t.get("expiresAt")
+        expiry = "never" if expires is None else _when(expires) + (" (expired)" if expires <= now else "")
+        pool = (t.get("pool") or "*") if t["role"] == Role.AGENT.value else ""
+        rows.append([t["id"], t["name"], t["role"], pool, expiry, "yes" if t["revokedAt"] else ""])
+    table(["ID", "NAME", "ROLE", "POOL", "EXPIRES", "REVOKED"], rows)
 
 
 @token_app.command("revoke")

@@ -32,3 +32,30 @@ def _check(text: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(_check)]
+
+
+_TTL_PART = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)")
+_TTL_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+NEVER = "never"
+# What a token gets when its creator names no lifetime: one that never ends must be asked for.
+DEFAULT_TOKEN_TTL = "90d"
+
+
+def parse_ttl(text: str) -> float | None:
+    """A token's lifetime ("30d", "12h", "1d12h") in seconds, or None for "never"; ValueError
+    names what is allowed (a lifetime of zero is refused: the token would never work)."""
+    stripped = text.strip().lower()
+    if stripped == NEVER:
+        return None
+    pos = 0
+    total = 0.0
+    for match in _TTL_PART.finditer(stripped):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _TTL_UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos == 0 or pos != len(stripped) or total <= 0:
+        raise ValueError(
+            f"{text!r} is not a token lifetime; use a number with a unit s, m, h or d (e.g. '30d', '12h') or 'never'"
+        )
+    return total

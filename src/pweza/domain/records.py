@@ -28,6 +28,11 @@ class TokenRecord:
     hash: str
     created_at: float
     revoked_at: float | None = None
+    # An agent token's pool as "namespace/pool"; None: any pool (only when asked for explicitly,
+    # or an agent token made before tokens were bound to pools).
+    pool: str | None = None
+    # When it stops working (Unix seconds); None: never.
+    expires_at: float | None = None
 
 
 @dataclass(slots=True)

@@ -235,7 +235,7 @@ class Dispatcher(SharedDispatch):
                 task.attempts -= 1  # claimed here but not handed out: the attempt the claim counted never ran
             self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, reason, False))
             return task
-        session = self._sessions.get(lease.attempt.agent_id)
+        session = self.holder(task_id)
         if session is not None:
             session.link.send_cancel([task_id], reason)
         lease.cancel_sent_at = time.time()
@@ -251,37 +251,55 @@ class Dispatcher(SharedDispatch):
         return [self._tasks.get(t.id, t) for t in stored if not t.state.terminal]
 
     # -- agents ----------------------------------------------------------------
+    # Every message about an attempt is matched to the session (one agent stream) holding its
+    # lease, never to an agent id alone: a stream that is not the holder cannot finish, start or
+    # keep alive an attempt, whatever ids it sends. The only way to take a lease over is a hello
+    # from the agent id it was handed to, of the task's pool, with the same token as the stream
+    # that held it (an agent reconnecting); anything else is refused and counted.
     def connect(self, session: AgentSession, in_flight: list[tuple[str, int]]) -> None:
-        old = self._sessions.pop(session.id, None)
-        if old is not None:
-            self._pool_sessions[old.pool_key].remove(old)
+        """Add a session; Conflict if its agent id is connected already (the old stream must be
+        gone first: an agent whose stream broke is let in once the manager has seen it end)."""
+        current = self._sessions.get(session.id)
+        if current is not None:
+            raise Conflict(
+                f"agent id {session.id!r} is already connected (pool {current.namespace}/{current.pool}, "
+                f"host {current.hostname or '?'}, pid {current.pid}); every agent needs an id of its own, "
+                "and a reconnecting agent is let in once its previous stream has ended"
+            )
         now = time.time()
         session.connected_at = session.last_seen = now
         session.credits = session.slots
         unknown: list[tuple[str, int]] = []
+        listed: set[str] = set()
         for task_id, number in in_flight:
+            if task_id in listed:
+                continue
+            listed.add(task_id)
             lease = self._leases.get(task_id)
-            if lease is not None and lease.attempt.number == number:
-                lease.attempt.agent_id = session.id
-                lease.expires = now + self._settings.lease_seconds
-                session.running.add(task_id)
-                session.credits -= 1
+            if lease is not None:
+                if lease.attempt.number == number and self._may_claim(session, task_id, lease, "in_flight"):
+                    lease.holder = session
+                    lease.expires = now + self._settings.lease_seconds
+                    session.running.add(task_id)
+                    session.credits -= 1
             elif self._shared is not None and task_id not in self._tasks:
                 unknown.append((task_id, number))
                 session.credits -= 1
         session.credits = max(0, session.credits)
         if unknown:
-            # Attempts another replica handed out (the agent moved to us): take them over.
+            # Attempts another replica handed out (the agent moved to us): take them over, if
+            # the database says they went to this agent id, of this pool.
             for task_id, _ in unknown:
                 self._adopting.setdefault(task_id, [])
             self._spawn(self._adopt(session, unknown))
         # Attempts we think this agent holds but it did not list: their results may still come
         # (an agent re-sends unsent results right after its hello), so give them a short grace
         # instead of the whole lease; then they fail as lost and are retried.
-        listed = {task_id for task_id, _ in in_flight}
         grace = now + max(2.0, self._settings.heartbeat_seconds)
         for task_id, lease in self._leases.items():
-            if lease.attempt.agent_id == session.id and task_id not in listed:
+            mine = lease.attempt.agent_id == session.id and task_id not in listed and lease.holder is not session
+            if mine and self._may_claim(session, task_id, lease, "in_flight"):
+                lease.holder = session
                 lease.expires = min(lease.expires, grace)
         self._sessions[session.id] = session
         self._pool_sessions[session.pool_key].append(session)
@@ -289,6 +307,49 @@ class Dispatcher(SharedDispatch):
         if self._shared is not None:
             self._has_work.add(session.pool_key)  # work may have been waiting for an agent
         self._request_pump(session.pool_key)
+
+    def _may_claim(self, session: AgentSession, task_id: str, lease: Lease, message: str) -> bool:
+        """Whether a hello's session may take over the lease: the agent id it was handed to, of
+        the task's pool, with the token of the stream that held it (if one did)."""
+        task = self._tasks.get(task_id)
+        if task is not None and task.pool_key != session.pool_key:
+            self._refuse(session, message, task_id, "other_pool", lease)
+            return False
+        previous = lease.holder
+        if lease.attempt.agent_id != session.id or (previous is not None and previous.token_id != session.token_id):
+            self._refuse(session, message, task_id, "not_holder", lease)
+            return False
+        return True
+
+    def _held(self, session: AgentSession, task_id: str, number: int, message: str) -> Lease | None:
+        """The lease of attempt `number` of the task if `session` holds it; else None (counted)."""
+        lease = self._leases.get(task_id)
+        if lease is None or lease.attempt.number != number or task_id not in self._tasks:
+            self._refuse(session, message, task_id, "stale", lease)
+            return None
+        if lease.holder is not session:
+            self._refuse(session, message, task_id, "not_holder", lease)
+            return None
+        return lease
+
+    def _refuse(self, session: AgentSession, message: str, task_id: str, reason: str, lease: Lease | None) -> None:
+        self._metrics.agent_refusals.labels(message=message, reason=reason).inc()
+        if reason == "stale":
+            return  # a late report of an attempt already given up on: expected now and then
+        holder = lease.attempt.agent_id if lease is not None else None
+        log.warning(
+            "agent message refused: the session does not hold the attempt",
+            message=message,
+            reason=reason,
+            task=task_id,
+            agent=session.id,
+            pool=f"{session.namespace}/{session.pool}",
+            holder=holder or None,
+            holder_connected=lease is not None and lease.holder is not None and self._connected(lease.holder),
+        )
+
+    def _connected(self, session: AgentSession) -> bool:
+        return self._sessions.get(session.id) is session
 
     def disconnect(self, agent_id: str, session: AgentSession | None = None) -> None:
         current = self._sessions.get(agent_id)
@@ -308,9 +369,11 @@ class Dispatcher(SharedDispatch):
                     self._release(task)
 
     def holder(self, task_id: str) -> AgentSession | None:
-        """The connected agent running the task's current attempt, if any."""
+        """The connected agent session running the task's current attempt, if any."""
         lease = self._leases.get(task_id)
-        return None if lease is None else self._sessions.get(lease.attempt.agent_id)
+        if lease is None or lease.holder is None or not self._connected(lease.holder):
+            return None
+        return lease.holder
 
     def sessions(self) -> list[AgentSession]:
         return list(self._sessions.values())
@@ -324,50 +387,55 @@ class Dispatcher(SharedDispatch):
         self._sessions_changed()
         return session
 
-    def on_credit(self, agent_id: str, slots: int) -> None:
-        session = self._sessions.get(agent_id)
-        if session is not None and slots:
-            session.credits = min(session.slots, session.credits + slots)
+    def on_credit(self, session: AgentSession, slots: int) -> None:
+        """Slots the agent says are free again: its credits never exceed its slots less the
+        attempts it holds, whatever it sends."""
+        if slots and self._connected(session):
+            room = max(0, session.slots - len(session.running))
+            session.credits = min(room, session.credits + slots)
             self._request_pump(session.pool_key)
 
-    def on_started(self, agent_id: str, starts: list[tuple[str, int, float]]) -> None:
+    def on_started(self, session: AgentSession, starts: list[tuple[str, int, float]]) -> None:
         now = time.time()
         for task_id, number, at in starts:
             if task_id in self._adopting:
-                self._adopting[task_id].append(functools.partial(self.on_started, agent_id, [(task_id, number, at)]))
+                self._adopting[task_id].append(functools.partial(self.on_started, session, [(task_id, number, at)]))
                 continue
-            lease = self._leases.get(task_id)
-            task = self._tasks.get(task_id)
-            if lease is not None and task is not None and lease.attempt.number == number:
-                # The agent says when the handler began; its clock may differ from ours, so the
-                # time is kept between the assignment and the moment we heard of it.
-                started = min(max(at, lease.attempt.started_at), now) if at else now
-                task.state = TaskState.RUNNING
-                task.started_at = lease.attempt.started_at = started
-                self.writes.task(task)
+            lease = self._held(session, task_id, number, "started")
+            if lease is None:
+                continue
+            task = self._tasks[task_id]
+            # The agent says when the handler began; its clock may differ from ours, so the
+            # time is kept between the assignment and the moment we heard of it.
+            started = min(max(at, lease.attempt.started_at), now) if at else now
+            task.state = TaskState.RUNNING
+            task.started_at = lease.attempt.started_at = started
+            self.writes.task(task)
 
-    def on_heartbeat(self, agent_id: str, refs: list[tuple[str, int]]) -> None:
+    def on_heartbeat(self, session: AgentSession, refs: list[tuple[str, int]]) -> None:
         now = time.time()
-        session = self._sessions.get(agent_id)
-        if session is not None:
+        if self._connected(session):
             session.last_seen = now
         for task_id, number in refs:
-            lease = self._leases.get(task_id)
-            if lease is not None and lease.attempt.number == number:
+            lease = self._held(session, task_id, number, "heartbeat")
+            if lease is not None:
                 lease.expires = now + self._settings.lease_seconds
 
-    def on_result(self, agent_id: str, task_id: str, number: int, output: object, error: TaskError | None) -> None:
+    def on_result(
+        self, session: AgentSession, task_id: str, number: int, output: object, error: TaskError | None
+    ) -> None:
         if task_id in self._adopting:
-            self._adopting[task_id].append(lambda: self.on_result(agent_id, task_id, number, output, error))
+            self._adopting[task_id].append(lambda: self.on_result(session, task_id, number, output, error))
             return
-        session = self._sessions.get(agent_id)
-        if session is not None:
-            session.running.discard(task_id)
-            session.last_seen = time.time()
-        lease = self._leases.get(task_id)
-        task = self._tasks.get(task_id)
-        if lease is None or task is None or lease.attempt.number != number:
-            return  # a late result of an attempt already given up on
+        session.last_seen = time.time()
+        lease = self._held(session, task_id, number, "result")
+        if lease is None:
+            lease = self._leases.get(task_id)
+            if lease is None or lease.holder is not session:
+                session.running.discard(task_id)  # its own slot is free, whatever became of the attempt
+            return
+        session.running.discard(task_id)
+        task = self._tasks[task_id]
         del self._leases[task_id]
         if error is None:
             lease.attempt.state = TaskState.SUCCEEDED
@@ -426,7 +494,7 @@ class Dispatcher(SharedDispatch):
                 continue
             break
         for agent_id, items in batches.items():
-            self._sessions[agent_id].link.send_assignments(items)
+            self._send_when_durable(self._sessions[agent_id], items)
         if self._shared is not None and pool in self._has_work and pool not in self._claiming:
             free = sum(session.credits for session in ready)
             if free > 0:
@@ -449,11 +517,36 @@ class Dispatcher(SharedDispatch):
         task.started_at = now
         attempt = Attempt(task.id, task.attempts, session.id, now)
         timeout = task.timeout_seconds or 0.0
-        self._leases[task.id] = Lease(attempt, now + self._settings.lease_seconds, now + timeout if timeout else None)
+        self._leases[task.id] = Lease(
+            attempt, now + self._settings.lease_seconds, now + timeout if timeout else None, holder=session
+        )
         session.running.add(task.id)
         self.writes.task(task)
         self.writes.attempt(attempt)
         return AssignmentMessage(task.id, task.attempts, task.input, timeout, task.labels)
+
+    def _send_when_durable(self, session: AgentSession, items: list[AssignmentMessage]) -> None:
+        """Send the assignments once their attempts are written: a manager that crashes after
+        sending one has it on record, so its successor never hands the same number out again."""
+        leases = [(item, self._leases[item.task_id]) for item in items]
+
+        def send() -> None:
+            now = time.time()
+            # An attempt cancelled, failed or taken over by another replica meanwhile is not sent.
+            live = [(item, lease) for item, lease in leases if self._leases.get(item.task_id) is lease]
+            if not live:
+                return
+            if not self._connected(session):
+                for _, lease in live:  # the agent left before it was told: retried once reaped
+                    lease.expires = min(lease.expires, now)
+                return
+            for _, lease in live:  # the lease and the timeout count from now
+                lease.expires = now + self._settings.lease_seconds
+                if lease.deadline is not None:
+                    lease.deadline = now + (self._tasks[lease.attempt.task_id].timeout_seconds or 0.0)
+            session.link.send_assignments([item for item, _ in live])
+
+        self.writes.when_durable(send)
 
     def _fail_attempt(self, task: Task, lease: Lease, error: TaskError) -> None:
         now = time.time()
@@ -540,7 +633,7 @@ class Dispatcher(SharedDispatch):
             if task is None:
                 del self._leases[task_id]
                 continue
-            session = self._sessions.get(lease.attempt.agent_id)
+            session = lease.holder if lease.holder is not None and self._connected(lease.holder) else None
             if lease.deadline is not None and now > lease.deadline:
                 if session is not None:
                     session.link.send_cancel([task_id], "timeout")
@@ -549,8 +642,8 @@ class Dispatcher(SharedDispatch):
                 self._fail_attempt(task, lease, TaskError(ErrorType.TIMEOUT, message, True))
             elif now > lease.expires:
                 del self._leases[task_id]
-                if session is not None:
-                    session.running.discard(task_id)
+                if lease.holder is not None:
+                    lease.holder.running.discard(task_id)
                 holder = lease.attempt.agent_id
                 message = (
                     f"agent {holder} stopped heartbeating (lease expired)"
@@ -560,6 +653,8 @@ class Dispatcher(SharedDispatch):
                 self._fail_attempt(task, lease, TaskError(ErrorType.AGENT_LOST, message, True))
             elif lease.cancel_sent_at is not None and now > lease.cancel_sent_at + self._settings.cancel_grace_seconds:
                 del self._leases[task_id]
+                if lease.holder is not None:
+                    lease.holder.running.discard(task_id)
                 self._fail_attempt(task, lease, TaskError(ErrorType.CANCELLED, "cancel not acknowledged", False))
 
     def _sessions_changed(self) -> None:

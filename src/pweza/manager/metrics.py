@@ -46,6 +46,17 @@ class Metrics:
             ["pool", "state"],
             registry=self.registry,
         )
+        # Agent-channel messages about an attempt the sending session does not hold. `message`:
+        # result, started, heartbeat, in_flight (a hello's list); `reason`: stale (no such attempt
+        # in flight, or an older one), not_holder (another agent, or another stream, holds it),
+        # other_pool (the task is of a pool the agent does not serve). Bounded labels only; the
+        # agent ids are in the WARNING log.
+        self.agent_refusals = Counter(
+            "pweza_agent_messages_refused",
+            "Agent-channel messages refused because the session does not hold the attempt.",
+            ["message", "reason"],
+            registry=self.registry,
+        )
         self.database_errors = Counter(
             "pweza_database_errors",
             "Store operations that failed.",

@@ -1,8 +1,10 @@
 """Write-behind of task state: changes made during one loop iteration go out as one batch.
 
-Assignments and results are not awaited one by one (the at-least-once contract allows a
-crash to lose an in-flight change: the attempt simply runs again), but anything a caller
-is told about a finished task is told only after that state is durable.
+Results and starts are not awaited one by one (the at-least-once contract allows a crash to
+lose such a change: the attempt simply runs again), but two things wait for durability:
+anything a caller is told about a finished task, and every assignment (`when_durable`): an
+agent is sent an attempt only once the attempt is written, so a manager that crashes and
+recovers never hands the same attempt number out a second time.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class WriteBehind:
         self._failures = 0
         self._writes: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, int] = {}
+        self._callbacks: list[Callable[[], None]] = []
 
     def task(self, task: Task, *, finished: bool = False) -> None:
         self._tasks[task.id] = task
@@ -68,6 +71,12 @@ class WriteBehind:
     def attempt(self, attempt: Attempt) -> None:
         self._attempts[(attempt.task_id, attempt.number)] = attempt
         self._schedule_soon()
+
+    def when_durable(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once every change queued so far is written (in the next loop
+        iteration's batch, or after its retries if the store fails meanwhile)."""
+        self._callbacks.append(callback)
+        self._schedule()
 
     def _schedule(self) -> None:
         """Write in the next loop iteration."""
@@ -89,17 +98,26 @@ class WriteBehind:
             self._timer.cancel()
             self._timer = None
         if not self._tasks and not self._attempts and not self._finished:
+            callbacks, self._callbacks = self._callbacks, []
+            if self._in_flight and callbacks:  # written by a batch still on its way: wait for it
+                self._callbacks = callbacks
+                return
+            for callback in callbacks:
+                callback()
             return
         tasks, attempts, finished = list(self._tasks.values()), list(self._attempts.values()), self._finished
-        self._tasks, self._attempts, self._finished = {}, {}, []
+        callbacks = self._callbacks
+        self._tasks, self._attempts, self._finished, self._callbacks = {}, {}, [], []
         for task in tasks:
             self._in_flight[task.id] = self._in_flight.get(task.id, 0) + 1
         # Rows are encoded now, synchronously, so later in-memory changes cannot leak in.
-        write = asyncio.create_task(self._write(tasks, attempts, finished))
+        write = asyncio.create_task(self._write(tasks, attempts, finished, callbacks))
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
 
-    async def _write(self, tasks: list[Task], attempts: list[Attempt], finished: list[Task]) -> None:
+    async def _write(
+        self, tasks: list[Task], attempts: list[Attempt], finished: list[Task], callbacks: list[Callable[[], None]]
+    ) -> None:
         try:
             refused = await self._write_rows(tasks, attempts)
         except Exception:
@@ -114,12 +132,20 @@ class WriteBehind:
             for attempt in attempts:
                 self._attempts.setdefault((attempt.task_id, attempt.number), attempt)
             self._finished.extend(finished)
+            self._callbacks[:0] = callbacks
             asyncio.get_running_loop().call_later(delay, self._schedule)
             return
         self._out_of_flight(tasks)
         self._failures = 0
         if finished or refused:
             self._after_write([task for task in finished if task.id not in refused], refused)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a callback after a write failed")
+        if self._callbacks and not self._scheduled:
+            self._schedule()  # callbacks that waited for this write (see _flush)
 
     def _out_of_flight(self, tasks: list[Task]) -> None:
         for task in tasks:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pweza.domain.errors import InvalidInput, NotFound, PayloadTooLarge
-from pweza.domain.records import AuditEntry, TaskFilter
+from pweza.domain.records import AuditEntry, TaskFilter, TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Task
 from pweza.manager.auth import Principal, TokenService
@@ -127,8 +127,21 @@ class Manager:
         replica, described = found
         return described | {"state": "draining", "replica": replica}, True
 
-    async def create_token(self, who: Principal | None, name: str, role: Role) -> tuple[str, str]:
-        record, secret = await self.tokens.create(name, role)
+    async def create_token(
+        self,
+        who: Principal | None,
+        name: str,
+        role: Role,
+        *,
+        pool: str | None = None,
+        any_pool: bool = False,
+        ttl_seconds: float | None = None,
+    ) -> tuple[TokenRecord, str]:
+        """A new token and its secret (see `TokenService.create` for `pool` and `any_pool`)."""
+        record, secret = await self.tokens.create(name, role, pool=pool, any_pool=any_pool, ttl_seconds=ttl_seconds)
         if who is not None:
-            await self.audit(who, "token.create", record.id, name=name, role=role.value)
-        return record.id, secret
+            detail: dict[str, Any] = {"name": name, "role": role.value, "expiresAt": record.expires_at}
+            if role is Role.AGENT:
+                detail["pool"] = record.pool or "*"
+            await self.audit(who, "token.create", record.id, **detail)
+        return record, secret

@@ -52,6 +52,9 @@ class AgentSession:
     link: AgentLink
     hostname: str = ""
     pid: int = 0
+    # The token the agent connected with: a lease held by one stream is taken over by a
+    # reconnecting one only if both came with the same token.
+    token_id: str = ""
     credits: int = 0
     running: set[str] = field(default_factory=set)
     draining: bool = False
@@ -88,12 +91,18 @@ class AgentSession:
 
 @dataclass(slots=True)
 class Lease:
-    """An attempt in flight: who holds it, until when, and its hard deadline."""
+    """An attempt in flight: who holds it, until when, and its hard deadline.
+
+    `holder` is the session (one agent stream) that may report on the attempt: results, starts
+    and heartbeats from any other session are refused. None until an agent claims it (an attempt
+    recovered after a restart or adopted from a dead replica waits for `attempt.agent_id`).
+    """
 
     attempt: Attempt
     expires: float
     deadline: float | None
     cancel_sent_at: float | None = None
+    holder: AgentSession | None = None
 
 
 @dataclass(frozen=True, slots=True)

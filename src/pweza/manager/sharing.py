@@ -202,11 +202,14 @@ class SharedDispatch:
     async def _adopt(self, session: AgentSession, refs: list[tuple[str, int]]) -> None:
         assert self._shared is not None
         delay = 0.5
+        given_up: set[str] = set()
         while True:
             try:
                 async with self.owning:
-                    adopted = await self._shared.adopt(self.replica, refs)
-                    self._take_adopted(session, refs, adopted)
+                    adopted = await self._shared.adopt(
+                        self.replica, refs, agent_id=session.id, namespace=session.namespace, pool=session.pool
+                    )
+                    given_up = self._take_adopted(session, refs, adopted)
                 break
             except Exception as error:  # noqa: BLE001 - the database is away: ask again (adopting is idempotent)
                 self.unsure = True
@@ -220,8 +223,39 @@ class SharedDispatch:
         for task_id, _ in refs:  # results that arrived meanwhile
             for replay in self._adopting.pop(task_id, []):
                 replay()
+        if given_up:
+            await self._explain_refused(session, [ref for ref in refs if ref[0] in given_up])
 
-    def _take_adopted(self, session: AgentSession, refs: list[tuple[str, int]], adopted: list[Task]) -> None:
+    async def _explain_refused(self, session: AgentSession, refs: list[tuple[str, int]]) -> None:
+        """Count the attempts a hello listed that were not adopted: stale ones (given up on
+        already) quietly, those handed to another agent or of another pool as refusals."""
+        try:
+            found = {task.id: task for task in await self._store.get_tasks([task_id for task_id, _ in refs])}
+        except Exception as error:  # noqa: BLE001 - only the count and the log line are missed
+            log.warning("reading attempts an agent was refused failed", agent=session.id, error=str(error))
+            return
+        for task_id, number in refs:
+            task = found.get(task_id)
+            if task is None or task.state not in ACTIVE_STATES or task.attempts != number:
+                reason = "stale"
+            elif task.pool_key != session.pool_key:
+                reason = "other_pool"
+            else:
+                reason = "not_holder"
+            self._metrics.agent_refusals.labels(message="in_flight", reason=reason).inc()
+            if reason != "stale":
+                log.warning(
+                    "agent message refused: the session does not hold the attempt",
+                    message="in_flight",
+                    reason=reason,
+                    task=task_id,
+                    agent=session.id,
+                    pool=f"{session.namespace}/{session.pool}",
+                    holder=task.agent_id if task is not None else None,
+                )
+
+    def _take_adopted(self, session: AgentSession, refs: list[tuple[str, int]], adopted: list[Task]) -> set[str]:
+        """Leases for the attempts adopted; returns the ids of those that were not."""
         now = time.time()
         taken = {task.id for task in adopted}
         for task in adopted:
@@ -230,7 +264,7 @@ class SharedDispatch:
             timeout = task.timeout_seconds or 0.0
             attempt = Attempt(task.id, task.attempts, session.id, started)
             self._leases[task.id] = Lease(
-                attempt, now + self._settings.lease_seconds, started + timeout if timeout else None
+                attempt, now + self._settings.lease_seconds, started + timeout if timeout else None, holder=session
             )
             session.running.add(task.id)
         given_up = [task_id for task_id, _ in refs if task_id not in taken]
@@ -240,6 +274,7 @@ class SharedDispatch:
         log.info(
             "adopted attempts of a reconnected agent", agent=session.id, adopted=len(taken), given_up=len(given_up)
         )
+        return set(given_up)
 
     def adopt_orphans(self, orphans: list[Task]) -> None:
         """Tasks of a replica that died, now ours. An attempt in flight gets a short lease: its

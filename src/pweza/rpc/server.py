@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,7 @@ import orjson
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from pweza.domain.errors import PwezaError
+from pweza.domain.errors import Conflict, PwezaError
 from pweza.domain.limits import cut_error_text, grpc_message_limit
 from pweza.domain.roles import Permission
 from pweza.domain.tasks import ErrorType, TaskError
@@ -30,6 +31,8 @@ from pweza.v1 import agent_pb2_grpc as pb_grpc
 log = structlog.get_logger(__name__)
 _CLOSE = object()
 Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.ManagerMessage]
+# What an agent id may be (it is stored with each attempt, in a column of 64 characters).
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class StreamLink:
@@ -105,25 +108,29 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         if not first.HasField("hello"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be hello")
         hello = first.hello
-        session = await self._open_session(hello, context)
+        session, template_json = await self._open_session(hello, context)
         link = session.link
         assert isinstance(link, StreamLink)
         link.batch_bytes = manager.settings.max_payload_bytes
-        template = await manager.registry.get("AgentTemplate", session.namespace, session.template)
-        yield pb.ManagerMessage(
-            welcome=pb.Welcome(
-                agent_id=session.id,
-                template_json=orjson.dumps(template.body["spec"]),
-                heartbeat_interval_seconds=manager.settings.heartbeat_seconds,
-                lease_seconds=manager.settings.lease_seconds,
-                max_payload_bytes=manager.settings.max_payload_bytes,
-            )
-        )
-        manager.dispatcher.connect(session, _refs(list(hello.in_flight)))
-        log.info("agent connected", agent=session.id, pool=session.pool, slots=session.slots)
-        reader = asyncio.create_task(self._read(session, request_iterator))
-        reader.add_done_callback(lambda _: link.close())
         try:
+            # No await since the checks in _open_session: two hellos with one agent id cannot both pass.
+            manager.dispatcher.connect(session, _refs(list(hello.in_flight)))
+        except Conflict as error:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, error.detail)
+        log.info("agent connected", agent=session.id, pool=session.pool, slots=session.slots)
+        reader: asyncio.Task[None] | None = None
+        try:
+            yield pb.ManagerMessage(
+                welcome=pb.Welcome(
+                    agent_id=session.id,
+                    template_json=template_json,
+                    heartbeat_interval_seconds=manager.settings.heartbeat_seconds,
+                    lease_seconds=manager.settings.lease_seconds,
+                    max_payload_bytes=manager.settings.max_payload_bytes,
+                )
+            )
+            reader = asyncio.create_task(self._read(session, request_iterator))
+            reader.add_done_callback(lambda _: link.close())
             while True:
                 message = await link.queue.get()
                 if message is _CLOSE:
@@ -139,27 +146,46 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                 code = grpc.StatusCode.UNAVAILABLE if unavailable else grpc.StatusCode.INTERNAL
                 await context.abort(code, "the manager could not process a message of this stream; reconnect")
         finally:
-            reader.cancel()
+            if reader is not None:
+                reader.cancel()
             manager.dispatcher.disconnect(session.id, session)
             log.info("agent disconnected", agent=session.id, pool=session.pool)
 
-    async def _open_session(self, hello: pb.Hello, context: Context) -> AgentSession:
+    async def _open_session(self, hello: pb.Hello, context: Context) -> tuple[AgentSession, bytes]:
+        """Check the hello (token, its pool, agent id, slots) and build the session; the template
+        spec as JSON comes with it, for the welcome."""
         manager = self._manager
         token = hello.token or _metadata_token(context)
+        namespace = hello.namespace or "default"
         try:
             principal = await manager.tokens.authenticate(token)
             principal.require(Permission.AGENT_CHANNEL)
+            # An agent token serves only its pool (PERMISSION_DENIED naming the pool it is for).
+            principal.require_pool(namespace, hello.pool)
         except PwezaError as error:
             denied = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
             await context.abort(_status(error, denied), error.detail)
-        namespace = hello.namespace or "default"
+        if hello.agent_id and not _AGENT_ID.fullmatch(hello.agent_id):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "agent_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            )
         try:
             policy = await manager.registry.pool_policy(namespace, hello.pool)
+            template = await manager.registry.get("AgentTemplate", namespace, policy.template_name)
         except PwezaError as error:
             await context.abort(_status(error, grpc.StatusCode.FAILED_PRECONDITION), error.detail)
+        concurrency = policy.template.concurrency
+        if hello.HasField("free_slots") and hello.free_slots > concurrency:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"free_slots is {hello.free_slots}; pool {namespace}/{hello.pool} allows 0 to {concurrency} "
+                f"(template {policy.template_name} has concurrency {concurrency})",
+            )
+        # Unset: the template's concurrency; 0: no slots yet (the agent is sent nothing).
+        slots = hello.free_slots if hello.HasField("free_slots") else concurrency
         manager.dispatcher.remember_retry_policy((namespace, hello.pool), policy.template.retry)
-        slots = hello.free_slots or policy.template.concurrency
-        return AgentSession(
+        session = AgentSession(
             id=hello.agent_id or uuid.uuid4().hex[:12],
             namespace=namespace,
             pool=hello.pool,
@@ -169,7 +195,9 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             link=StreamLink(),
             hostname=hello.hostname,
             pid=hello.pid,
+            token_id=principal.token_id,
         )
+        return session, orjson.dumps(template.body["spec"])
 
     async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
         dispatcher = self._manager.dispatcher
@@ -193,19 +221,19 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                                     "agent result refused", agent=session.id, task_id=result.task_id,
                                     attempt=result.attempt, error=error.type, reason=error.message,
                                 )  # fmt: skip
-                        dispatcher.on_result(session.id, result.task_id, result.attempt, output, error)
-                    dispatcher.on_credit(session.id, message.results.credit)
+                        dispatcher.on_result(session, result.task_id, result.attempt, output, error)
+                    dispatcher.on_credit(session, message.results.credit)
                 elif body == "started":
                     # NaN or infinity would be stored as the start time: take it as unknown ("now").
                     starts = [
                         (ref.task_id, ref.attempt, ref.at if math.isfinite(ref.at) else 0.0)
                         for ref in message.started.attempts
                     ]
-                    dispatcher.on_started(session.id, starts)
+                    dispatcher.on_started(session, starts)
                 elif body == "heartbeat":
-                    dispatcher.on_heartbeat(session.id, _refs(list(message.heartbeat.attempts)))
+                    dispatcher.on_heartbeat(session, _refs(list(message.heartbeat.attempts)))
                 elif body == "credit":
-                    dispatcher.on_credit(session.id, message.credit.slots)
+                    dispatcher.on_credit(session, message.credit.slots)
                 elif body == "delegate":
                     request = message.delegate
                     payload, problem = read_delegate_input(request, limit)

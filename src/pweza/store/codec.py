@@ -127,6 +127,8 @@ def token_from_row(row: Mapping[str, Any]) -> TokenRecord:
         hash=row["hash"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        pool=row["pool"],
+        expires_at=row["expires_at"],
     )
 
 

@@ -226,18 +226,28 @@ class Coordination:
             return set()
         return await self.store.call(apply)
 
-    async def adopt(self, owner: str, refs: Sequence[tuple[str, int]]) -> list[Task]:
+    async def adopt(
+        self, owner: str, refs: Sequence[tuple[str, int]], *, agent_id: str, namespace: str, pool: str
+    ) -> list[Task]:
         """Take over attempts an agent reports running after it reconnected to this replica.
 
-        Only an attempt still active with the same number moves: one already given up on
-        (failed as lost, retried) stays with whoever handled that.
+        Only an attempt still active with the same number, handed to this very agent id, of the
+        agent's own pool moves: one already given up on (failed as lost, retried) stays with
+        whoever handled that, and one handed to another agent stays with it. (An assignment is
+        written before it is sent, so the agent an attempt went to is always known here.)
         """
         numbers = dict(refs)
 
         async def take(connection: AsyncConnection) -> list[Task]:
             candidates = (
                 select(tasks.c.id, tasks.c.attempts)
-                .where(tasks.c.id.in_(list(numbers)), tasks.c.state.in_(_ACTIVE))
+                .where(
+                    tasks.c.id.in_(list(numbers)),
+                    tasks.c.state.in_(_ACTIVE),
+                    tasks.c.agent_id == agent_id,
+                    tasks.c.namespace == namespace,
+                    tasks.c.pool == pool,
+                )
                 .with_for_update()
             )
             matching = [row.id for row in await connection.execute(candidates) if numbers[row.id] == row.attempts]

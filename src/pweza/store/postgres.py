@@ -603,6 +603,8 @@ class PostgresStore:
             "hash": token.hash,
             "created_at": token.created_at,
             "revoked_at": None,
+            "pool": token.pool,
+            "expires_at": token.expires_at,
         }
         await self._bulk(_INSERT_TOKEN, [values])
 

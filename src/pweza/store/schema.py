@@ -89,6 +89,9 @@ tokens = Table(
     Column("hash", String(64), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    # An agent token's pool ("namespace/pool"; NULL: any pool) and its expiry (NULL: never).
+    Column("pool", String(127)),
+    Column("expires_at", Float),
 )
 
 audit = Table(

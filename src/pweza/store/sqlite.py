@@ -339,8 +339,11 @@ class SqliteStore:
 
     # -- tokens and audit ------------------------------------------------------
     async def insert_token(self, token: TokenRecord) -> None:
-        values = (token.id, token.name, token.role.value, token.hash, token.created_at, None)
-        await self._call(lambda connection: connection.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)", values))
+        values = (token.id, token.name, token.role.value, token.hash, token.created_at, token.pool, token.expires_at)
+        statement = (
+            "INSERT INTO tokens (id, name, role, hash, created_at, pool, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        await self._call(lambda connection: connection.execute(statement, values))
 
     async def find_token(self, token_hash: str) -> TokenRecord | None:
         def get(connection: sqlite3.Connection) -> TokenRecord | None:

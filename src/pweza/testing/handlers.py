@@ -112,3 +112,15 @@ async def sized_output(ctx: Any) -> str:
 async def delegate_sized(ctx: Any) -> Any:
     """Delegate a string of `input.bytes` characters to the pool `input.pool`."""
     return await ctx.delegate(ctx.input["pool"], "x" * int(ctx.input["bytes"]))
+
+
+async def record_runs(ctx: Any) -> dict[str, Any]:
+    """Append `start KEY PID` to `input.log`, work `input.seconds`, then append `end KEY PID`:
+    every execution of every attempt is on record, wherever and however often it ran."""
+    log = Path(ctx.input["log"])
+    with log.open("a") as handle:
+        handle.write(f"start {ctx.idempotency_key} {os.getpid()}\n")
+    await asyncio.sleep(float(ctx.input.get("seconds", 3.0)))
+    with log.open("a") as handle:
+        handle.write(f"end {ctx.idempotency_key} {os.getpid()}\n")
+    return {"key": ctx.idempotency_key, "pid": os.getpid()}

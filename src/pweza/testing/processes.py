@@ -48,12 +48,13 @@ def free_port() -> int:
 
 async def bootstrap_tokens(store: Store) -> tuple[str, str]:
     """An admin and an agent token written straight into a new store (as `pweza token create
-    --database-url` does), without paying for two CLI start-ups per test."""
+    --database-url` does), without paying for two CLI start-ups per test. The agent token serves
+    any pool (`--any-pool`): tests start agents of many pools with it."""
     await store.open()
     try:
         tokens = TokenService(store)
         _, admin = await tokens.create("test-admin", Role.ADMIN)
-        _, agent = await tokens.create("test-agents", Role.AGENT)
+        _, agent = await tokens.create("test-agents", Role.AGENT, any_pool=True)
     finally:
         await store.close()
     return admin, agent

@@ -5,7 +5,8 @@ The agent channel: one bidirectional stream per agent process.
 
 Flow control is credit based: the agent's Hello grants `free_slots` credits, each
 Assignment spends one, and every Results message hands back `credit` slots. The
-manager never sends an assignment without a credit, so a slow agent is never flooded.
+manager never sends an assignment without a credit, so a slow agent is never flooded,
+and never counts more credits than the session's slots, whatever an agent sends.
 Payloads are JSON documents carried as bytes so the wire stays schema-free for handlers.
 """
 
@@ -84,6 +85,9 @@ class Hello(_message.Message):
     pool: _builtins.str
     template: _builtins.str
     free_slots: _builtins.int
+    """The agent's slots, between 0 ("no slots yet": it is sent nothing) and the template's
+    `concurrency`; a larger value is refused (INVALID_ARGUMENT). Unset: the template's.
+    """
     token: _builtins.str
     """Bearer token of role `agent`; also accepted as `authorization` call metadata."""
     agent_id: _builtins.str
@@ -93,7 +97,9 @@ class Hello(_message.Message):
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def in_flight(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptRef]:
-        """Tasks still running after a reconnect: the manager keeps their leases."""
+        """Tasks still running after a reconnect: the manager keeps their leases, if this agent id
+        (connected with a token of this pool) holds them; a lease held by another agent stays there.
+        """
 
     def __init__(
         self,
@@ -102,18 +108,20 @@ class Hello(_message.Message):
         pool: _builtins.str = ...,
         template: _builtins.str = ...,
         capabilities: _abc.Iterable[_builtins.str] | None = ...,
-        free_slots: _builtins.int = ...,
+        free_slots: _builtins.int | None = ...,
         token: _builtins.str = ...,
         agent_id: _builtins.str = ...,
         hostname: _builtins.str = ...,
         pid: _builtins.int = ...,
         in_flight: _abc.Iterable[Global___AttemptRef] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_free_slots", b"_free_slots", "free_slots", b"free_slots"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "capabilities", b"capabilities", "free_slots", b"free_slots", "hostname", b"hostname", "in_flight", b"in_flight", "namespace", b"namespace", "pid", b"pid", "pool", b"pool", "template", b"template", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_free_slots", b"_free_slots", "agent_id", b"agent_id", "capabilities", b"capabilities", "free_slots", b"free_slots", "hostname", b"hostname", "in_flight", b"in_flight", "namespace", b"namespace", "pid", b"pid", "pool", b"pool", "template", b"template", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__free_slots: _TypeAlias = _typing.Literal["free_slots"]  # noqa: Y015
+    _WhichOneofArgType__free_slots: _TypeAlias = _typing.Literal["_free_slots", b"_free_slots"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__free_slots) -> _WhichOneofReturnType__free_slots | None: ...
 
 Global___Hello: _TypeAlias = Hello  # noqa: Y015
 

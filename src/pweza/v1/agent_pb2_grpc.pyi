@@ -5,7 +5,8 @@ The agent channel: one bidirectional stream per agent process.
 
 Flow control is credit based: the agent's Hello grants `free_slots` credits, each
 Assignment spends one, and every Results message hands back `credit` slots. The
-manager never sends an assignment without a credit, so a slow agent is never flooded.
+manager never sends an assignment without a credit, so a slow agent is never flooded,
+and never counts more credits than the session's slots, whatever an agent sends.
 Payloads are JSON documents carried as bytes so the wire stays schema-free for handlers.
 """
 

@@ -1,0 +1,248 @@
+"""Agents that lie: the agent channel holds against forged ids, tokens, credits and reports.
+
+Each test runs a real manager process (SQLite) and talks to its gRPC port with `HostileAgent`,
+a raw stub that sends whatever it is told to. What must hold:
+
+- an agent token serves only its pool; an expired one serves nothing;
+- one agent id is connected once at a time (a second hello is refused, a reconnect works);
+- results, starts and heartbeats count only from the stream holding the attempt's lease, and a
+  hello listing another agent's attempt does not take it over;
+- credits never exceed the slots the template allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from pweza.testing.platform import Platform
+from tests.conftest import pool, template
+from tests.integration.hostile_agent import HostileAgent
+
+pytestmark = pytest.mark.integration
+
+
+def agent_token(platform: Platform, pool_ref: str | None, ttl: str = "1h") -> str:
+    body: dict[str, Any] = {"name": f"agents-{pool_ref}", "role": "agent", "ttl": ttl}
+    body |= {"pool": pool_ref} if pool_ref else {"anyPool": True}
+    with platform.client() as client:
+        response = client.post("/api/v1/tokens", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+def submit(platform: Platform, pool_name: str = "echo", value: Any = "hello") -> str:
+    with platform.client() as client:
+        response = client.post("/api/v1/tasks", json={"pool": pool_name, "input": value})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def task(platform: Platform, task_id: str) -> dict[str, Any]:
+    with platform.client() as client:
+        body: dict[str, Any] = client.get(f"/api/v1/tasks/{task_id}").json()
+    return body
+
+
+def refusals(platform: Platform) -> dict[tuple[str, str], float]:
+    text = httpx.get(f"http://127.0.0.1:{platform.metrics_port}/metrics", timeout=10).text
+    found: dict[tuple[str, str], float] = {}
+    pattern = r'^pweza_agent_messages_refused_total\{message="(\w+)",reason="(\w+)"\} ([0-9.e+]+)$'
+    for message, reason, value in re.findall(pattern, text, re.MULTILINE):
+        found[(message, reason)] = float(value)
+    return found
+
+
+@pytest.fixture
+def echo(platform: Platform) -> Platform:
+    """The platform with pools `echo` (concurrency 2) and `other`."""
+    platform.apply(template(concurrency=2), pool(), pool("other"))
+    return platform
+
+
+async def refused(agent: HostileAgent, **hello: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await agent.hello(**hello)
+    return caught.value
+
+
+# -- tokens -------------------------------------------------------------------------------
+async def test_a_token_bound_to_one_pool_cannot_serve_another(echo: Platform) -> None:
+    token = agent_token(echo, "default/echo")
+    async with HostileAgent(echo.grpc_address) as agent:
+        error = await refused(agent, token=token, pool="other")
+    assert error.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "default/echo" in (error.details() or "") and "default/other" in (error.details() or "")
+    async with HostileAgent(echo.grpc_address) as agent:  # another namespace is another pool
+        error = await refused(agent, token=token, pool="echo", namespace="team-b")
+    assert error.code() is grpc.StatusCode.PERMISSION_DENIED
+    async with HostileAgent(echo.grpc_address) as agent:  # the token in call metadata is held to it too
+        error = await refused(agent, token=None, metadata_token=token, pool="other")
+    assert error.code() is grpc.StatusCode.PERMISSION_DENIED
+    async with HostileAgent(echo.grpc_address) as agent:
+        welcome = await agent.hello(token=token, pool="echo", agent_id="bound")
+    assert welcome.agent_id == "bound"
+
+
+async def test_tokens_of_other_roles_and_forged_or_expired_tokens_are_refused(echo: Platform) -> None:
+    with echo.client() as client:
+        viewer = client.post("/api/v1/tokens", json={"name": "v", "role": "viewer"}).json()["token"]
+    expiring = agent_token(echo, "default/echo", ttl="1s")
+    cases = [(viewer, grpc.StatusCode.PERMISSION_DENIED), ("pwz_forged", grpc.StatusCode.UNAUTHENTICATED)]
+    cases += [(None, grpc.StatusCode.UNAUTHENTICATED)]
+    for token, code in cases:
+        async with HostileAgent(echo.grpc_address) as agent:
+            assert (await refused(agent, token=token, pool="echo")).code() is code
+    await asyncio.sleep(1.2)
+    async with HostileAgent(echo.grpc_address) as agent:
+        error = await refused(agent, token=expiring, pool="echo")
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED and error.details() == "token expired"
+
+
+# -- identity -----------------------------------------------------------------------------
+async def test_a_connected_agent_id_is_not_let_in_twice_but_a_reconnect_is(echo: Platform) -> None:
+    token = agent_token(echo, "default/echo")
+    first = HostileAgent(echo.grpc_address)
+    await first.hello(token=token, pool="echo", agent_id="twin")
+    async with HostileAgent(echo.grpc_address) as second:
+        error = await refused(second, token=token, pool="echo", agent_id="twin")
+    assert error.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert "twin" in (error.details() or "") and "already connected" in (error.details() or "")
+    with echo.client() as client:
+        agents = client.get("/api/v1/agents").json()["items"]
+    assert [(a["id"], a["hostname"]) for a in agents] == [("twin", "hostile")]
+    await first.close()  # its stream ends: the id is free again
+    async with asyncio.timeout(10):
+        while True:
+            async with HostileAgent(echo.grpc_address) as again:
+                try:
+                    await again.hello(token=token, pool="echo", agent_id="twin")
+                    break
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() is grpc.StatusCode.ALREADY_EXISTS
+            await asyncio.sleep(0.05)
+
+
+async def test_malformed_agent_ids_are_refused(echo: Platform) -> None:
+    token = agent_token(echo, "default/echo")
+    for forged in ("x" * 65, "../../etc", "has space", "-leading-dash"):
+        async with HostileAgent(echo.grpc_address) as agent:
+            error = await refused(agent, token=token, pool="echo", agent_id=forged)
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "agent_id" in (error.details() or "")
+
+
+# -- leases -------------------------------------------------------------------------------
+async def test_reports_about_an_attempt_count_only_from_the_stream_holding_it(echo: Platform) -> None:
+    token = agent_token(echo, "default/echo")
+    async with HostileAgent(echo.grpc_address) as holder, HostileAgent(echo.grpc_address) as mallory:
+        await holder.hello(token=token, pool="echo", agent_id="holder", free_slots=1)
+        task_id = submit(echo, value="the real output")
+        item = (await holder.assignments())[0]
+        assert (item.task_id, item.attempt, item.idempotency_key) == (task_id, 1, f"{task_id}/1")
+        # Another agent of the same pool, with a token of that pool, tries to act for it.
+        await mallory.hello(token=token, pool="echo", agent_id="mallory", free_slots=0)
+        mallory.started(task_id, 1)
+        mallory.heartbeat([(task_id, 1)])
+        mallory.result(task_id, 1, "forged output", credit=1)
+        mallory.result(task_id, 1, ok=False, error="forged failure")
+        mallory.result(task_id, 2, "a guess at the next attempt")
+        await asyncio.sleep(0.5)
+        assert task(echo, task_id)["state"] == "assigned"  # not even marked started
+        # The holder's own reports count.
+        holder.started(item.task_id, item.attempt)
+        holder.result(item.task_id, item.attempt, "the real output", credit=1)
+        finished = await asyncio.to_thread(echo.wait_task, task_id, 10)
+    assert (finished["state"], finished["output"]) == ("succeeded", "the real output")
+    history = task(echo, task_id)["attemptHistory"]
+    assert [(a["number"], a["agentId"], a["state"]) for a in history] == [(1, "holder", "succeeded")]
+    counted = refusals(echo)
+    assert counted[("result", "not_holder")] == 2 and counted[("started", "not_holder")] == 1
+    assert counted[("heartbeat", "not_holder")] == 1 and counted[("result", "stale")] == 1
+    log = echo.manager_log()
+    assert "agent message refused" in log and '"agent": "mallory"' in log and '"holder": "holder"' in log
+
+
+async def test_a_hello_cannot_take_over_an_attempt_held_by_another_agent(echo: Platform) -> None:
+    token = agent_token(echo, "default/echo")
+    other_pool = agent_token(echo, "default/other")
+    any_pool = agent_token(echo, None)
+    holder = HostileAgent(echo.grpc_address)
+    await holder.hello(token=token, pool="echo", agent_id="holder", free_slots=1)
+    task_id = submit(echo, value="kept")
+    item = (await holder.assignments())[0]
+    await holder.close()  # its stream is gone; the lease waits for it to come back
+    async with (
+        HostileAgent(echo.grpc_address) as thief,
+        HostileAgent(echo.grpc_address) as neighbour,
+        HostileAgent(echo.grpc_address) as lookalike,
+    ):
+        # Another agent id of the pool lists the attempt as its own.
+        await thief.hello(token=token, pool="echo", agent_id="thief", free_slots=0, in_flight=[(task_id, 1)])
+        # An agent of another pool does the same.
+        await neighbour.hello(token=other_pool, pool="other", agent_id="nb", free_slots=0, in_flight=[(task_id, 1)])
+        thief.result(task_id, 1, "stolen")
+        neighbour.result(task_id, 1, "stolen too")
+        await asyncio.sleep(0.3)
+        assert task(echo, task_id)["state"] == "assigned"
+        await thief.close()
+        # The holder's id with another token (one for any pool) is not the holder either.
+        await lookalike.hello(token=any_pool, pool="echo", agent_id="holder", free_slots=0, in_flight=[(task_id, 1)])
+        lookalike.result(task_id, 1, "stolen by a lookalike")
+        await asyncio.sleep(0.3)
+        assert task(echo, task_id)["state"] == "assigned"
+    # The real holder reconnects (same id, same token) listing it: the lease is its again.
+    async with HostileAgent(echo.grpc_address) as back:
+        await back.hello(token=token, pool="echo", agent_id="holder", free_slots=1, in_flight=[(task_id, 1)])
+        back.result(item.task_id, item.attempt, "kept", credit=1)
+        finished = await asyncio.to_thread(echo.wait_task, task_id, 10)
+    assert (finished["state"], finished["output"]) == ("succeeded", "kept")
+    counted = refusals(echo)
+    assert counted[("in_flight", "not_holder")] == 2 and counted[("in_flight", "other_pool")] == 1
+    assert counted[("result", "not_holder")] == 3
+    log = echo.manager_log()
+    assert '"agent": "thief"' in log and '"agent": "nb"' in log and '"reason": "other_pool"' in log
+
+
+# -- credits ------------------------------------------------------------------------------
+async def test_slots_beyond_the_template_are_refused(echo: Platform) -> None:
+    token = agent_token(echo, "default/echo")
+    async with HostileAgent(echo.grpc_address) as agent:
+        error = await refused(agent, token=token, pool="echo", free_slots=1000)
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "free_slots" in (error.details() or "") and "0 to 2" in (error.details() or "")
+
+
+async def test_zero_slots_means_none_and_credits_never_exceed_the_slots(echo: Platform) -> None:
+    token = agent_token(echo, "default/echo")
+    for n in range(5):
+        submit(echo, value=n)
+    async with HostileAgent(echo.grpc_address) as idle:
+        await idle.hello(token=token, pool="echo", agent_id="idle", free_slots=0)
+        idle.credit(100)  # credits it was never given
+        assert [m for m in await idle.quiet_for(0.5) if m.HasField("assignments")] == []
+    async with HostileAgent(echo.grpc_address) as greedy:
+        await greedy.hello(token=token, pool="echo", agent_id="greedy", free_slots=1)
+        first = await greedy.assignments()
+        assert len(first) == 1
+        greedy.credit(100)  # still holding the one it has: no room for more
+        assert [m for m in await greedy.quiet_for(0.5) if m.HasField("assignments")] == []
+        # Finishing it with a huge credit frees exactly its one slot.
+        greedy.result(first[0].task_id, first[0].attempt, "done", credit=1_000_000)
+        second = await greedy.assignments()
+        assert len(second) == 1
+        assert [m for m in await greedy.quiet_for(0.5) if m.HasField("assignments")] == []
+    unset = HostileAgent(echo.grpc_address)  # no free_slots: the template's concurrency (2)
+    await unset.hello(token=token, pool="echo", agent_id="unset")
+    got: list[Any] = []
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        got += await unset.assignments(timeout=5)
+    assert len(got) == 2
+    assert [m for m in await unset.quiet_for(0.5) if m.HasField("assignments")] == []
+    await unset.close()

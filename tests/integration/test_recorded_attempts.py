@@ -1,0 +1,100 @@
+"""Every delivery of a task to an agent is a recorded attempt with a number of its own.
+
+An assignment is written before it is sent, so a manager killed right after handing a task out
+has it on record: the manager that recovers never hands the same attempt number out again,
+and GET /api/v1/tasks/{id} shows every attempt that ran (docs/workflows.md, "Attempts").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from pweza.domain.kinds import parse_manifest
+from pweza.manager.service import Manager
+from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedResult, TaskRequest
+from pweza.testing.platform import Platform
+from tests.conftest import pool, template
+
+pytestmark = pytest.mark.integration
+
+
+def executions(log: Path) -> list[str]:
+    """The idempotency keys (task/attempt) of every execution the handler began."""
+    text = log.read_text() if log.exists() else ""
+    return [line.split()[1] for line in text.splitlines() if line.startswith("start ")]
+
+
+def test_a_manager_killed_right_after_an_assignment_never_hands_that_attempt_out_again(
+    platform: Platform, tmp_path: Path
+) -> None:
+    platform.apply(template("slow", "pweza.testing.handlers:record_runs", concurrency=1), pool("slow", "slow"))
+    for name in ("first", "second"):
+        platform.start_agent("slow", agent_id=name)
+    platform.wait_for_agents(2)
+    runs = tmp_path / "runs.log"
+    with platform.client() as client:
+        body = {"pool": "slow", "input": {"log": str(runs), "seconds": 3}}
+        task_id = client.post("/api/v1/tasks", json=body).json()["id"]
+    deadline = time.monotonic() + 30
+    while not executions(runs):  # the handler has begun: kill the manager at once
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.001)
+    platform.kill_manager()
+    platform.start_manager()
+    finished = platform.wait_task(task_id, timeout=60)
+    assert finished["state"] == "succeeded"
+    time.sleep(1.0)  # an execution started elsewhere would have logged its start by now
+    with platform.client() as client:
+        history = client.get(f"/api/v1/tasks/{task_id}").json()["attemptHistory"]
+    ran = executions(runs)
+    assert len(ran) == len(set(ran)), f"one attempt number ran twice: {ran}"
+    assert sorted(ran) == sorted(attempt["idempotencyKey"] for attempt in history), (ran, history)
+    assert [attempt["number"] for attempt in history] == list(range(1, len(history) + 1))
+
+
+class Recorder:
+    """An agent link that only records what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[AssignmentMessage] = []
+        self.got = asyncio.Event()
+
+    def send_assignments(self, items: list[AssignmentMessage]) -> None:
+        self.sent.extend(items)
+        self.got.set()
+
+    def send_cancel(self, task_ids: list[str], reason: str) -> None:
+        pass
+
+    def send_drain(self, grace_seconds: float) -> None:
+        pass
+
+    def send_delegate_result(self, request_id: str, task: DelegatedResult) -> None:
+        pass
+
+
+async def test_an_assignment_leaves_only_once_its_attempt_is_written(manager: Manager) -> None:
+    for document in (template(), pool()):
+        await manager.registry.apply(parse_manifest(document))
+    gate = asyncio.Event()
+    real = manager.store.save_attempts
+
+    async def slow_disk(attempts: list[object]) -> None:
+        await gate.wait()
+        await real(attempts)  # type: ignore[arg-type]
+
+    manager.store.save_attempts = slow_disk  # type: ignore[method-assign]
+    link = Recorder()
+    manager.dispatcher.connect(AgentSession("agent", "default", "echo", "echoer", [], 1, link), [])
+    [task] = await manager.dispatcher.submit([TaskRequest("default", "echo", "x")])
+    await asyncio.sleep(0.3)
+    assert link.sent == []  # handed out in memory, not yet on record: not sent
+    assert [a.number for a in await manager.store.list_attempts(task.id)] == []
+    gate.set()
+    await asyncio.wait_for(link.got.wait(), 5)
+    assert [(item.task_id, item.attempt) for item in link.sent] == [(task.id, 1)]
+    assert [a.number for a in await manager.store.list_attempts(task.id)] == [1]

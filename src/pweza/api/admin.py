@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import TokenCreation, page
 from pweza.api.security import Admin, ManagerDep
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = APIRouter(prefix="/api/v1", tags=["admin"], route_class=GuardedRoute)
 
 
 @router.post("/tokens", status_code=201)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
+from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import Body, page
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput, NotFound
@@ -21,7 +22,7 @@ from pweza.domain.records import RunFilter, TaskFilter
 from pweza.domain.runs import Run, RunEvent, RunState, StepRun
 from pweza.manager.service import Manager
 
-router = APIRouter(prefix="/api/v1", tags=["runs"])
+router = APIRouter(prefix="/api/v1", tags=["runs"], route_class=GuardedRoute)
 _CHILD_DEPTH = 4
 
 

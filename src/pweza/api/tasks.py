@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import TaskBatch, TaskSubmission, page, task_json
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput
 from pweza.domain.records import TaskFilter
 from pweza.domain.tasks import TaskState
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"])
+router = APIRouter(prefix="/api/v1", tags=["tasks"], route_class=GuardedRoute)
 
 
 @router.post("/tasks", status_code=201)

@@ -60,6 +60,31 @@ def test_a_refused_caller_is_answered_before_the_body_is_read(
     assert answer.headers["content-type"] == "application/problem+json"
 
 
+def test_without_a_token_a_body_announced_over_the_limit_is_401(live: Platform) -> None:
+    with anonymous(live) as client:
+        response = client.post("/api/v1/tasks", content=b"x" * (BODY_LIMIT + 1))
+    assert response.status_code == 401, response.text
+
+
+def test_with_a_token_a_body_announced_over_the_limit_is_413(live: Platform) -> None:
+    with live.client() as client:
+        response = client.post("/api/v1/tasks", content=b"x" * (BODY_LIMIT + 1))
+    assert response.status_code == 413, response.text
+    assert f"the request body is {BODY_LIMIT + 1} bytes; the limit is {BODY_LIMIT}" in response.json()["detail"]
+
+
+def test_every_api_route_answers_a_stranger_before_reading_the_body(live: Platform) -> None:
+    paths = httpx.get(f"{live.url}/openapi.json", timeout=10.0).json()["paths"]
+    routes = [(method.upper(), path) for path, operations in paths.items() for method in operations]
+    answers = {}
+    for method, path in (route for route in routes if route[1].startswith("/api/")):
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        answer = chunked_request(live.http_port, method, concrete, [b'{"never": "'], finish=False, timeout=5.0)
+        answers[f"{method} {path}"] = answer.status
+    assert len(answers) > 20
+    assert {route: status for route, status in answers.items() if status != 401} == {}
+
+
 def test_a_chunked_body_over_the_limit_is_413(live: Platform) -> None:
     piece = b"x" * 65536
     chunks = [b'{"step": "', *[piece] * (BODY_LIMIT // len(piece) + 2), b'"}']
@@ -126,3 +151,28 @@ def test_made_up_methods_do_not_add_metric_labels(live: Platform) -> None:
     assert "other" in methods
     assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
     assert not any("/nowhere" in path for path in paths)
+
+
+HUGE = str(2**63)  # one past the store's largest integer
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "field"),
+    [
+        (f"/api/v1/audit?before={HUGE}", {}, "before"),
+        ("/api/v1/audit?before=-1", {}, "before"),
+        (f"/api/v1/runs?continue={HUGE}", {}, "continue"),
+        (f"/api/v1/tasks?continue={HUGE}", {}, "continue"),
+        (f"/api/v1/runs/x/events?after={HUGE}", {}, "after"),
+        ("/api/v1/runs/x/events", {"Last-Event-ID": HUGE}, "Last-Event-ID"),
+    ],
+)
+def test_query_integers_beyond_the_store_are_422_naming_the_parameter(
+    live: Platform, path: str, headers: dict[str, str], field: str
+) -> None:
+    """Found by schemathesis: the audit, runs and tasks cursors reached the database and failed there
+    with a 500. Event ids are bounded the same way."""
+    with live.client() as client:
+        response = client.get(path, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from pweza.api.routing import GuardedRoute
-from pweza.api.schemas import TokenCreation, page
+from pweza.api.schemas import MAX_STORED_INT, TokenCreation, page
 from pweza.api.security import Admin, ManagerDep
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], route_class=GuardedRoute)
@@ -47,7 +47,9 @@ async def list_audit(
     manager: ManagerDep,
     _: Admin,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: int | None = None,
+    before: Annotated[
+        int | None, Query(ge=0, le=MAX_STORED_INT, description="the `continue` of the previous page")
+    ] = None,
 ) -> dict[str, Any]:
     entries = await manager.store.list_audit(limit + 1, before)
     more = len(entries) > limit

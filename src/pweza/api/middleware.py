@@ -20,13 +20,15 @@ class BodyTooLarge(HTTPException):
     """Raised from `receive` once the body passes the limit. An HTTPException, because FastAPI
     turns anything else raised while it reads a body into '400 error parsing the body'."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is over the limit of {limit} bytes")
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
 
 
 class BodyLimit:
-    """Refuse a body over `limit` bytes: at once when Content-Length says so, otherwise as soon as
-    that many bytes have arrived (a chunked body has no length to check)."""
+    """Refuse a body over `limit` bytes when it is first read: at once when Content-Length says so,
+    otherwise as soon as that many bytes have arrived (a chunked body has no length to check).
+    Nothing happens before the app reads the body, so a caller without a valid token is told 401
+    (the routes check the token first) whatever the body is."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -37,20 +39,19 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            detail = f"the request body is {int(length)} bytes; the limit is {self.limit}"
-            await _send_problem(send, 413, "Payload too large", detail)
-            return
+        announced = int(length) if length.isdigit() else 0
         received = 0
         started = False
 
         async def counted_receive() -> Message:
             nonlocal received
+            if announced > self.limit:
+                raise BodyTooLarge(f"the request body is {announced} bytes; the limit is {self.limit}")
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                    raise BodyTooLarge(f"the request body is over the limit of {self.limit} bytes")
             return message
 
         async def watched_send(message: Message) -> None:

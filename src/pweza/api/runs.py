@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from pweza.api.routing import GuardedRoute
-from pweza.api.schemas import Body, page
+from pweza.api.schemas import MAX_STORED_INT, Body, Continue, page
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput, NotFound
 from pweza.domain.manifests import Name
@@ -130,7 +130,7 @@ async def list_runs(
     workflow: str | None = None,
     state: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    continue_: Annotated[int | None, Query(alias="continue", ge=0)] = None,
+    continue_: Continue = None,
 ) -> dict[str, Any]:
     if state is not None and state not in {s.value for s in RunState}:
         allowed = ", ".join(s.value for s in RunState)
@@ -183,12 +183,13 @@ async def run_events(
     manager: ManagerDep,
     _: Reader,
     follow: bool = True,
-    after: Annotated[int, Query(ge=0, description="send only the events after this id")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_STORED_INT, description="send only the events after this id")] = 0,
     last_event_id: Annotated[
         int | None,
         Header(
             alias="Last-Event-ID",
             ge=0,
+            le=MAX_STORED_INT,
             description="what a reconnecting EventSource sends: the id of the last event it received",
         ),
     ] = None,

@@ -43,17 +43,26 @@ def describe(case: schemathesis.Case, response: schemathesis.Response) -> str:
 def failures(api_schema: schemathesis.BaseSchema, check: Check, examples: int) -> list[str]:
     """Run `check` on generated cases of every operation in both modes; the first failure of each."""
     found = []
-    for result in api_schema.get_all_operations():
-        operation = result.ok()
+    sent = 0
+
+    def counted(case: schemathesis.Case) -> None:
+        nonlocal sent
+        sent += 1
+        check(case)
+
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    for operation in operations:
         for mode in GenerationMode:
             generated = hypothesis.given(operation.as_strategy(generation_mode=mode))
-            run = bounded(examples)(generated(lambda case: check(case)))
+            run = bounded(examples)(generated(counted))
             try:
                 run()
             except hypothesis.errors.Unsatisfiable:
                 pass  # nothing in this mode fits the operation (no parameters to get wrong)
             except AssertionError as error:
                 found.append(f"{operation.label} ({mode.value}): {error}")
+    # Some routes have few distinct requests to make, but most must have been tried in full.
+    assert sent >= len(operations) * examples, f"only {sent} requests for {len(operations)} routes"
     return found
 
 

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pweza.api import problems
 from pweza.api.jsonbody import check_body
 from pweza.api.security import Require
 
@@ -32,6 +33,12 @@ def required_check(dependant: Dependant) -> Require | None:
 
 
 class GuardedRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        kwargs["responses"] = {**problems.RESPONSES, **(kwargs.get("responses") or {})}
+        super().__init__(path, endpoint, **kwargs)
+        if self.body_field is None:
+            self.responses.pop(413)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
         check = required_check(self.dependant)

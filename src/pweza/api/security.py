@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pweza.domain.errors import Unauthenticated
 from pweza.domain.roles import Permission
@@ -36,6 +37,10 @@ def bearer(request: Request) -> str | None:
     return token.strip()
 
 
+# Only so that OpenAPI shows the bearer scheme on every route: `bearer` above reads the header.
+_documented_scheme = HTTPBearer(auto_error=False, description="a token from `pweza token create`")
+
+
 class Require:
     """The dependency that checks the caller's token for one permission.
 
@@ -51,7 +56,11 @@ class Require:
         request.state.principal = principal
         return principal
 
-    async def __call__(self, request: Request) -> Principal:
+    async def __call__(
+        self,
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_documented_scheme)],
+    ) -> Principal:
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is not None:
             principal.require(self.permission)

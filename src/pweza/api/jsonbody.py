@@ -41,28 +41,44 @@ def _finite_float(text: str) -> float:
 
 def check_body(body: bytes) -> None:
     """InvalidInput naming the first field the store could not keep; nothing for a good body, or
-    for one that is not JSON at all (the route's own parsing answers that)."""
+    for one with a JSON syntax error (the route's own parsing names its position)."""
     try:
-        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = _parse(body, strict=True)
         # One pass in C checks big integers, surrogates and depth; the slow walk below only runs
         # when it fails. The value is wrapped so that the encoder's limit falls at MAX_DEPTH.
         orjson.dumps(_nested(value, _ENCODER_DEPTH - MAX_DEPTH))
         return
-    except _Refused:
+    except (_Refused, orjson.JSONEncodeError):
         pass
-    except orjson.JSONEncodeError:
-        pass
-    except (ValueError, RecursionError):
-        return  # not JSON: FastAPI's parser gives the usual error
+    except json.JSONDecodeError:
+        return
     try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
+        value = _parse(body, strict=False)  # without the hooks that stopped the first parse
+    except json.JSONDecodeError:
         return
     found = first_unstorable(value)
     if found is not None:
         path, reason = found
         where = format_location(path) or "body"
         raise InvalidInput(f"{where}: {reason}", field=where)
+
+
+def _parse(body: bytes, *, strict: bool) -> Any:
+    """The body parsed as the route will parse it; strict, it stops at NaN, Infinity and overflow.
+    The parser's own failures other than syntax errors become messages a client can act on."""
+    try:
+        if strict:
+            return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(body)
+    except (_Refused, json.JSONDecodeError):
+        raise
+    except RecursionError:
+        raise InvalidInput(f"body: nested deeper than {MAX_DEPTH} levels", field="body") from None
+    except UnicodeDecodeError:
+        raise InvalidInput("body: not JSON in UTF-8 (or UTF-16/32 with a byte order mark)", field="body") from None
+    except ValueError:  # the only other one: an integer of more digits than Python converts
+        detail = "body: an integer has too many digits; integers must lie in [-2^63, 2^64-1]"
+        raise InvalidInput(detail, field="body") from None
 
 
 def _nested(value: Any, levels: int) -> Any:

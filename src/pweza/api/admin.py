@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from pweza.api.schemas import TokenCreation, page, token_json
+from pweza.api.routing import GuardedRoute
+from pweza.api.schemas import MAX_STORED_INT, TokenCreation, page, token_json
 from pweza.api.security import Admin, ManagerDep
 from pweza.manager.auth import pool_ref
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = APIRouter(prefix="/api/v1", tags=["admin"], route_class=GuardedRoute)
 
 
 @router.post("/tokens", status_code=201)
@@ -39,7 +40,9 @@ async def list_audit(
     manager: ManagerDep,
     _: Admin,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: int | None = None,
+    before: Annotated[
+        int | None, Query(ge=0, le=MAX_STORED_INT, description="the `continue` of the previous page")
+    ] = None,
 ) -> dict[str, Any]:
     entries = await manager.store.list_audit(limit + 1, before)
     more = len(entries) > limit

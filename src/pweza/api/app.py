@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from pweza import __version__
 from pweza.api import admin, objects, problems, runs, tasks
+from pweza.api.middleware import BodyLimit, RequestMetrics
 from pweza.manager.service import Manager
 
-Handler = Callable[[Request], Awaitable[Response]]
+# A request may carry many inputs (a batch of tasks), each checked on its own against the payload
+# limit; the whole body may be this many times that limit.
+BODY_LIMIT_FACTOR = 16
 
 
 def create_app(manager: Manager) -> FastAPI:
@@ -39,24 +39,7 @@ def create_app(manager: Manager) -> FastAPI:
             return {"status": "ok"}
         return problems.problem(503, "Not ready", "the store is unreachable or not migrated")
 
-    # Requests may carry many inputs (a batch of tasks); each input is also checked on its own.
-    body_limit = manager.settings.max_payload_bytes * 16
-
-    @app.middleware("http")
-    async def guard_and_measure(request: Request, call_next: Handler) -> Response:
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        # Refused before the body is read.
-        if length is not None and length.isdigit() and int(length) > body_limit:
-            response: Response = problems.problem(
-                413, "Payload too large", f"request body is {length} bytes; the limit is {body_limit}"
-            )
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        manager.metrics.api_requests.labels(request.method, template, str(response.status_code)).inc()
-        manager.metrics.api_duration.labels(request.method, template).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(BodyLimit, limit=manager.settings.max_payload_bytes * BODY_LIMIT_FACTOR)
+    # Added last, so it runs first: it counts the body limit's 413s too.
+    app.add_middleware(RequestMetrics, metrics=manager.metrics)
     return app

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
+from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import page
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import Conflict, InvalidInput, NotFound
@@ -13,7 +14,7 @@ from pweza.domain.kinds import PLURALS, parse_manifest
 from pweza.domain.manifests import Name
 from pweza.manager.registry import with_server_fields
 
-router = APIRouter(prefix="/api/v1", tags=["objects"])
+router = APIRouter(prefix="/api/v1", tags=["objects"], route_class=GuardedRoute)
 Namespace = Annotated[str, Query(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 

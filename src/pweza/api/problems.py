@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from pweza.domain.errors import PwezaError
@@ -15,6 +17,29 @@ from pweza.domain.kinds import format_location
 
 log = structlog.get_logger(__name__)
 PROBLEM = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """What every error response carries (RFC 9457), for the OpenAPI document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = Field(default=None, description="the path of the field at fault, when there is one")
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
+
+
+# The errors any /api/v1 route may answer, as the route class documents them.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented("no token, or an invalid or revoked one (checked before the body is read)"),
+    403: _documented("the token's role may not do this"),
+    413: _documented("the request body, or an input in it, is over the limit"),
+    422: _documented("invalid input: `field` names the field and `detail` says what is allowed"),
+}
 
 
 def problem(status: int, title: str, detail: str, field: str | None = None, **extra: Any) -> JSONResponse:
@@ -44,7 +69,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-        return problem(error.status_code, str(error.detail), str(error.detail))
+        return problem(error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from pweza.api.schemas import Body, page
+from pweza.api.routing import GuardedRoute
+from pweza.api.schemas import MAX_STORED_INT, Body, Continue, page
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput, NotFound
 from pweza.domain.manifests import Name
@@ -21,7 +22,7 @@ from pweza.domain.records import RunFilter, TaskFilter
 from pweza.domain.runs import Run, RunEvent, RunState, StepRun
 from pweza.manager.service import Manager
 
-router = APIRouter(prefix="/api/v1", tags=["runs"])
+router = APIRouter(prefix="/api/v1", tags=["runs"], route_class=GuardedRoute)
 _CHILD_DEPTH = 4
 
 
@@ -129,7 +130,7 @@ async def list_runs(
     workflow: str | None = None,
     state: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    continue_: Annotated[int | None, Query(alias="continue", ge=0)] = None,
+    continue_: Continue = None,
 ) -> dict[str, Any]:
     if state is not None and state not in {s.value for s in RunState}:
         allowed = ", ".join(s.value for s in RunState)
@@ -182,15 +183,29 @@ async def run_events(
     manager: ManagerDep,
     _: Reader,
     follow: bool = True,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_STORED_INT, description="send only the events after this id")] = 0,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=MAX_STORED_INT,
+            description="what a reconnecting EventSource sends: the id of the last event it received",
+        ),
+    ] = None,
 ) -> StreamingResponse | dict[str, Any]:
     """The run's history; with follow=true, a server-sent event stream that ends with the run."""
     if await manager.store.get_run(run_id) is None:
         raise NotFound(f"run {run_id} not found")
+    start = max(after, last_event_id or 0)
     if not follow:
-        events = await manager.store.list_events(run_id, after, 10_000)
+        events = await manager.store.list_events(run_id, start, 10_000)
         return page([_event_json(event) for event in events], None)
-    return StreamingResponse(_stream(manager, run_id, after), media_type="text/event-stream")
+    return StreamingResponse(_stream(manager, run_id, start), media_type="text/event-stream")
+
+
+def _sse(event: RunEvent) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id or 0, event.type.encode(), orjson.dumps(_event_json(event)))
 
 
 async def _stream(manager: Manager, run_id: str, after: int) -> AsyncIterator[bytes]:
@@ -203,11 +218,17 @@ async def _stream(manager: Manager, run_id: str, after: int) -> AsyncIterator[by
             spoke = time.monotonic()
         for event in events:
             last = event.id or last
-            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (last, event.type.encode(), orjson.dumps(_event_json(event)))
+            yield _sse(event)
         if events:
             continue
         run = await manager.store.get_run(run_id)
         if run is None or run.state.terminal:
+            # The commit that ended the run may have landed after the look above: the run and its
+            # last events are written together, so one more look finds every event before the end.
+            while rest := await manager.store.list_events(run_id, last, 1000):
+                for event in rest:
+                    last = event.id or last
+                    yield _sse(event)
             yield b"event: end\ndata: {}\n\n"
             return
         # A run driven by another replica changes without this one hearing of it: look again soon.

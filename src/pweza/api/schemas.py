@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -13,6 +14,13 @@ from pweza.domain.records import TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Attempt, Task
 from pweza.manager.sessions import TaskRequest
+
+# Keys and ids that are compared with stored integers: the store's integers are 64-bit signed,
+# so a larger number in a query is refused (422) instead of failing in the database (500).
+MAX_STORED_INT = 2**63 - 1
+Continue = Annotated[
+    int | None, Query(alias="continue", ge=0, le=MAX_STORED_INT, description="the `continue` of the previous page")
+]
 
 
 class Body(BaseModel):

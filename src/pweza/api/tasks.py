@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from pweza.api.schemas import TaskBatch, TaskSubmission, page, task_json
+from pweza.api.routing import GuardedRoute
+from pweza.api.schemas import Continue, TaskBatch, TaskSubmission, page, task_json
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput
 from pweza.domain.records import TaskFilter
 from pweza.domain.tasks import TaskState
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"])
+router = APIRouter(prefix="/api/v1", tags=["tasks"], route_class=GuardedRoute)
 
 
 @router.post("/tasks", status_code=201)
@@ -36,7 +37,7 @@ async def list_tasks(
     state: str | None = None,
     parent: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    continue_: Annotated[int | None, Query(alias="continue", ge=0)] = None,
+    continue_: Continue = None,
 ) -> dict[str, Any]:
     try:
         wanted = None if state is None else TaskState(state)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pweza.domain.errors import InvalidInput, NotFound, PayloadTooLarge
+from pweza.domain.errors import InvalidInput, NotFound
 from pweza.domain.records import AuditEntry, TaskFilter, TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Task
@@ -16,10 +16,10 @@ from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping, replica_name
 from pweza.manager.metrics import Metrics
+from pweza.manager.payloads import check_payload
 from pweza.manager.registry import Registry
 from pweza.manager.sessions import TaskRequest
 from pweza.manager.workflows import WorkflowEngine
-from pweza.store.codec import dumps
 from pweza.store.coordination import Coordination
 from pweza.store.postgres import PostgresStore
 from pweza.store.protocol import Store
@@ -37,7 +37,9 @@ class Manager:
         self.coordination = coordination
         self.replica = replica_name(settings) if coordination is not None else ""
         self.dispatcher = Dispatcher(store, settings, self.metrics, coordination, self.replica)
-        self.workflows = WorkflowEngine(store, self.dispatcher, self.registry, self.metrics, coordination)
+        self.workflows = WorkflowEngine(
+            store, self.dispatcher, self.registry, self.metrics, coordination, payload_limit=settings.max_payload_bytes
+        )
         self.delegations = Delegations(store, self.dispatcher, self.registry)
         self.housekeeping = Housekeeping(store, settings, self.metrics, self.dispatcher, self.workflows, coordination)
         self.started_at = time.time()
@@ -66,12 +68,7 @@ class Manager:
         resolved: list[TaskRequest] = []
         for index, request in enumerate(requests):
             where = f"[{index}]" if len(requests) > 1 else ""
-            size = len(dumps(request.input))
-            if size > self.settings.max_payload_bytes:
-                raise PayloadTooLarge(
-                    f"tasks{where}.input is {size} bytes; the limit is {self.settings.max_payload_bytes}",
-                    field=f"tasks{where}.input",
-                )
+            check_payload(request.input, f"tasks{where}.input", self.settings.max_payload_bytes)
             try:
                 policy = await self.registry.pool_policy(request.namespace, request.pool)
             except InvalidInput as error:

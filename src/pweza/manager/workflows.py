@@ -27,13 +27,14 @@ import structlog
 
 from pweza.domain import expressions
 from pweza.domain.durations import parse_duration
-from pweza.domain.errors import Conflict, InvalidInput, NotFound
+from pweza.domain.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from pweza.domain.manifests import AgentPool, AgentTemplate
 from pweza.domain.runs import Run, RunState, StepRun, StepState, resolve_inputs
 from pweza.domain.tasks import Task, TaskState
 from pweza.domain.workflows import Step, Workflow
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.metrics import Metrics
+from pweza.manager.payloads import check_payload
 from pweza.manager.recovering import RunRecovery
 from pweza.manager.registry import Registry
 from pweza.manager.run_state import ActiveRun, Changes, Item, step_blocked_by_failure
@@ -59,8 +60,11 @@ class WorkflowEngine(RunRecovery):
         registry: Registry,
         metrics: Metrics,
         coordination: Coordination | None = None,
+        *,
+        payload_limit: int,
     ) -> None:
         self._store = store
+        self._payload_limit = payload_limit
         self._shared = coordination
         self._replica = dispatcher.replica
         self._dispatcher = dispatcher
@@ -109,6 +113,7 @@ class WorkflowEngine(RunRecovery):
         stored = await self._registry.get("Workflow", namespace, workflow_name)
         workflow = Workflow.model_validate(stored.body)
         resolved = resolve_inputs(workflow.spec, inputs)
+        check_payload(resolved, "inputs", self._payload_limit)
         await self._seq.reserve(1)
         now = time.time()
         run = Run(
@@ -531,13 +536,15 @@ class WorkflowEngine(RunRecovery):
                     for item in items
                     if item.task_id not in existing
                 ]
-            except (NotFound, InvalidInput, expressions.ExpressionError) as error:
+                self._check_step_inputs(name, requests)
+            except (NotFound, InvalidInput, PayloadTooLarge, expressions.ExpressionError) as error:
                 for item in items:
                     self._owners.pop(item.task_id or "", None)
                 step = active.steps[name]
                 if step.state is StepState.RUNNING:
                     message = getattr(error, "detail", str(error))
-                    self._fail_step(active, step, "StepConfigurationError", message, changes)
+                    kind = "PayloadTooLarge" if isinstance(error, PayloadTooLarge) else "StepConfigurationError"
+                    self._fail_step(active, step, kind, message, changes)
                 continue
             retry = (spec.retry or policy.template.retry).model_dump(mode="json")
             requests = [dataclasses.replace(request, retry=retry) for request in requests]
@@ -545,6 +552,13 @@ class WorkflowEngine(RunRecovery):
             await self._dispatcher.reserve(len(requests))
             prepared += self._dispatcher.prepare(requests)
         return prepared, [task for task in existing.values() if task.state.terminal]
+
+    def _check_step_inputs(self, step: str, requests: list[TaskRequest]) -> None:
+        """The limit `POST /tasks` applies holds for the tasks of steps too; over it, the step fails
+        (no task is made, so nothing retries) with an error naming the size and the limit."""
+        for request in requests:
+            index = request.labels.get("index", "0")
+            check_payload(request.input, f"steps.{step}[{index}].input", self._payload_limit)
 
     def _on_task_finished(self, task: Task) -> None:
         owner = self._owners.get(task.id)

@@ -32,11 +32,18 @@ __all__ = ["Platform", "PortTaken", "free_port", "running_platform"]
 class Platform:
     """Owns a data directory, a manager process and any number of agent processes."""
 
-    def __init__(self, workdir: Path, *, lease_seconds: float = 2.0, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        lease_seconds: float = 2.0,
+        env: dict[str, str] | None = None,
+        manager_command: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.database_url = f"sqlite:///{workdir / 'pweza.db'}"
         self.env = manager_env(workdir, self.database_url, lease_seconds=lease_seconds, env=env)
-        self._manager = ManagerProcess(self.env, workdir / "manager.log")
+        self._manager = ManagerProcess(self.env, workdir / "manager.log", manager_command)
         self.tls_ca = self._manager.tls_ca
         self.admin_token, self.agent_token = asyncio.run(bootstrap_tokens(SqliteStore(workdir / "pweza.db")))
         self.agents: list[subprocess.Popen[bytes]] = []

@@ -97,9 +97,11 @@ class PortTaken(Exception):
 class ManagerProcess:
     """One `pweza manager` subprocess with ports of its own, started, killed and started again in place."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None) -> None:
         self.env = dict(env)
         self.log_path = log_path
+        # Another program that serves a manager the same way, e.g. one with a store a test slows down.
+        self.command = command or [sys.executable, "-m", "pweza", "manager"]
         cert = self.env.get("TLS_CERT_FILE")
         self.tls_ca: Path | None = Path(cert) if cert else None  # the self-signed cert is its own CA
         self.process: subprocess.Popen[bytes] | None = None
@@ -151,9 +153,7 @@ class ManagerProcess:
         if self.running:
             raise RuntimeError(f"the manager at {self.url} is already running")  # a second one would be orphaned
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pweza", "manager"], env=self.env, stdout=log, stderr=log
-            )
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log)
 
     def wait_ready(self, timeout: float) -> None:
         """Wait for /health/ready; PortTaken if the process lost a port race, RuntimeError if it died otherwise."""

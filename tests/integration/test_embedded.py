@@ -96,6 +96,17 @@ def test_up_applies_starts_agents_and_the_cli_finds_it(embedded: Embedded) -> No
     assert "succeeded" in table and "counters" in table
 
 
+def test_the_database_and_its_wal_are_readable_by_their_owner_only(embedded: Embedded, tmp_path: Path) -> None:
+    database = embedded.data_dir / "pweza.db"
+    files = [database, database.with_name("pweza.db-wal"), database.with_name("pweza.db-shm")]
+    wait_for(lambda: all(path.exists() for path in files), 30, "the database, its WAL and its shared memory file")
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in files} == {path.name: "0o600" for path in files}
+    bootstrap = tmp_path / "bootstrap" / "tokens.db"
+    made = embedded.cli("token", "create", "--role", "admin", "--database-url", f"sqlite:///{bootstrap}")
+    assert made.returncode == 0, made.stderr
+    assert oct(bootstrap.stat().st_mode & 0o777) == "0o600"
+
+
 def test_a_dead_agent_is_restarted(embedded: Embedded) -> None:
     victim = embedded.agents()[0]
     os.kill(victim["pid"], signal.SIGKILL)

@@ -71,6 +71,7 @@ def workflow(steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
             "spec.outputs.x",
             "unknown step 'zz'",
         ),
+        (workflow([{"name": "a", "agent": AGENT, "foreach": "'abc'"}]), "spec.steps[0].foreach", "not a list"),
         (workflow([{"name": "a"}]), "spec.steps[0]", "needs an agent, an approval, or both"),
         (workflow([{"name": "a", "agent": {"pool": "p", "template": "t"}}]), "spec.steps[0].agent", "exactly one"),
         (workflow([{"name": "Bad-Name", "agent": AGENT}]), "spec.steps[0].name", "should match pattern"),

@@ -90,3 +90,20 @@ def test_a_hostile_config_file_stops_pweza_up_with_a_message(tmp_path: Path) -> 
     (data / "config.yaml").write_text(billion_laughs().replace("apiVersion", "#"))
     result = pweza("up", "--data-dir", str(data), "--http-port", str(free_port()), cwd=tmp_path)
     refused(result, "config.yaml", "aliases expand to more than 10000 nodes")
+
+
+@pytest.mark.parametrize(
+    ("foreach", "words"),
+    [
+        ('"5"', ["spec.steps[0].foreach", "'5' gives a number, not a list", "such as 'inputs.files' or '[1, 2, 3]'"]),
+        ("\"{'a': 1}\"", ["spec.steps[0].foreach", "gives a mapping, not a list"]),
+        ("7", ["spec.steps[0].foreach", "got a number instead of a string", "a CEL expression that gives a list"]),
+    ],
+)
+def test_apply_refuses_a_foreach_that_cannot_give_a_list(tmp_path: Path, foreach: str, words: list[str]) -> None:
+    workflow = tmp_path / "loop.yaml"
+    workflow.write_text(
+        "apiVersion: pweza.ai/v1\nkind: Workflow\nmetadata: {name: loop}\nspec:\n  steps:\n"
+        f"    - {{name: each, agent: {{pool: p}}, foreach: {foreach}}}\n"
+    )
+    refused(pweza("apply", "-f", str(workflow), cwd=tmp_path), "loop.yaml", *words)

@@ -29,6 +29,9 @@ _STRING_LITERAL = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
 _DUNDER = re.compile(r"\b_\w*__|\b__\w*")
 _PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*")
 _PATH_PART = re.compile(r"([A-Za-z_]\w*)|\[(\d+)\]")
+# The comprehension macros (and cel.bind) are the only ways CEL can do more work than the
+# length of the expression times the size of its inputs: `map` inside `map` multiplies.
+_COMPREHENSION = re.compile(r"\b(?:map|filter|all|exists|exists_one|bind)\s*\(")
 _STEP_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)|\bsteps\s*\[\s*['\"]([^'\"]+)['\"]\s*\]")
 
 
@@ -60,6 +63,24 @@ def compile_expression(source: str) -> Any:
 
 def check(source: str) -> None:
     compile_expression(unwrap(source))
+
+
+def needs_budget(source: str) -> bool:
+    """Whether evaluating may cost far more than reading the expression and its inputs.
+
+    Such expressions must be evaluated where a deadline can stop them; the others are bounded
+    by MAX_SOURCE times the size of the variables and are cheap to evaluate in place.
+    """
+    return _COMPREHENSION.search(_STRING_LITERAL.sub('""', unwrap(source))) is not None
+
+
+def constant_value(source: str) -> tuple[bool, Any]:
+    """(True, value) for an expression that reads no variables and is cheap, else (False, None)."""
+    bare = unwrap(source)
+    program = compile_expression(bare)
+    if program.variables() or needs_budget(bare):
+        return False, None
+    return True, evaluate(bare, {})
 
 
 def evaluate(source: str, variables: dict[str, Any]) -> Any:

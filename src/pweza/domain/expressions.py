@@ -3,7 +3,9 @@
 CEL has no loops beyond bounded macros over existing lists, no I/O and no access to
 the host language's objects, so an expression cannot escape: it can only compute over
 the variables we pass in. We still refuse `__dunder__` names outright (they have no use
-and only ever appear in escape attempts) and bound source and result sizes.
+and only ever appear in escape attempts) and bound source and result sizes. Comprehension
+macros can still multiply work without bound: `needs_budget` tells the caller to evaluate
+those where a deadline can stop them (pweza.manager.expression_sandbox).
 
 In step inputs and outputs, a string that is exactly `${{ expr }}` becomes the
 expression's value with its type; `${{ }}` inside a longer string is interpolated as
@@ -13,7 +15,7 @@ text. `when` and `foreach` are bare expressions (a surrounding `${{ }}` is allow
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -83,8 +85,11 @@ def constant_value(source: str) -> tuple[bool, Any]:
     return True, evaluate(bare, {})
 
 
-def evaluate(source: str, variables: dict[str, Any]) -> Any:
+def evaluate(source: str, variables: dict[str, Any], known: Mapping[str, Any] | None = None) -> Any:
+    """The expression's value; `known` holds values already computed elsewhere (see needs_budget)."""
     bare = unwrap(source)
+    if known and bare in known:
+        return known[bare]
     program = compile_expression(bare)
     if _PATH.fullmatch(bare):
         # A plain reference is looked up directly: CEL maps do not keep their keys' order,
@@ -140,19 +145,19 @@ def templates_in(value: Any) -> Iterator[tuple[str, str]]:
                 yield f"[{index}]{path}", source
 
 
-def render(value: Any, variables: dict[str, Any]) -> Any:
-    """Replace the templates inside a JSON-like value."""
+def render(value: Any, variables: dict[str, Any], known: Mapping[str, Any] | None = None) -> Any:
+    """Replace the templates inside a JSON-like value (`known`: as for evaluate)."""
     if isinstance(value, str):
         whole = _WHOLE.match(value)
         if whole:
-            return evaluate(whole.group(1), variables)
+            return evaluate(whole.group(1), variables, known)
         if "${{" not in value:
             return value
-        return _TEMPLATE.sub(lambda m: _as_text(evaluate(m.group(1), variables)), value)
+        return _TEMPLATE.sub(lambda m: _as_text(evaluate(m.group(1), variables, known)), value)
     if isinstance(value, dict):
-        return {key: render(item, variables) for key, item in value.items()}
+        return {key: render(item, variables, known) for key, item in value.items()}
     if isinstance(value, list):
-        return [render(item, variables) for item in value]
+        return [render(item, variables, known) for item in value]
     return value
 
 

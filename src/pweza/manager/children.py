@@ -9,15 +9,13 @@ import sys
 from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
-# The environment variable a child finds its parent's pid in, to notice when it is gone.
-PARENT_PID_ENV = "PWEZA_PARENT_PID"
 
 
 def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
     """A `preexec_fn` that has the kernel send `sig` to the child when this process dies.
 
     Linux only (prctl PR_SET_PDEATHSIG); None elsewhere, where the child has to notice on its
-    own (see PARENT_PID_ENV). The signal follows the death of the *thread* that forked, so
+    own (an agent watches the pid in PWEZA_PARENT_PID). The signal follows the death of the *thread* that forked, so
     call this from the thread that lives as long as the process (the event loop's).
     """
     if not sys.platform.startswith("linux"):

@@ -206,3 +206,27 @@ def test_agents_die_with_a_killed_pweza_up_and_a_restart_does_not_double_the_fle
         assert not {agent["pid"] for agent in agents} & set(pids)
     finally:
         stop(second)
+
+
+def test_an_agent_stops_when_the_process_named_in_pweza_parent_pid_is_gone(tmp_path: Path) -> None:
+    """The check that works without PR_SET_PDEATHSIG: a parent that sets no death signal."""
+    parent_code = (
+        "import os, subprocess, sys, time\n"
+        "env = {**os.environ, 'PWEZA_PARENT_PID': str(os.getpid()), 'PWEZA_TOKEN': 'pwz_unused'}\n"
+        "agent = subprocess.Popen([sys.executable, '-m', 'pweza', 'agent', '--pool', 'p',\n"
+        f"    '--manager', '127.0.0.1:{free_port()}'], env=env)\n"  # nobody listens: it keeps retrying
+        "print(agent.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    assert parent.stdout is not None
+    agent_pid = int(parent.stdout.readline())
+    try:
+        assert alive(agent_pid)  # (killed before it watches, it finds its parent gone at once)
+        parent.kill()
+        parent.wait(30)
+        wait_for(lambda: not alive(agent_pid), 30, "the agent to notice its parent is gone")
+    finally:
+        parent.kill()
+        if alive(agent_pid):
+            os.kill(agent_pid, signal.SIGKILL)

@@ -83,15 +83,21 @@ class _Worker:
 
     @classmethod
     async def start(cls) -> _Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pweza.manager.expression_worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            preexec_fn=die_with_parent(signal.SIGKILL),
-        )  # fmt: skip
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pweza.manager.expression_worker",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                preexec_fn=die_with_parent(signal.SIGKILL),
+            )  # fmt: skip
+        except OSError as error:
+            raise ExpressionError(f"the process that evaluates expressions could not start: {error}") from None
         worker = cls(process)
         try:
             assert process.stdout is not None
             await asyncio.wait_for(process.stdout.readexactly(1), _START_TIMEOUT)  # it is ready
+        except (TimeoutError, asyncio.IncompleteReadError):
+            await worker.kill()
+            raise ExpressionError("the process that evaluates expressions did not start") from None
         except BaseException:
             await worker.kill()
             raise

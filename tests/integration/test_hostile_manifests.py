@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pweza.testing.platform import free_port
+from pweza.testing.platform import Platform, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +107,18 @@ def test_apply_refuses_a_foreach_that_cannot_give_a_list(tmp_path: Path, foreach
         f"    - {{name: each, agent: {{pool: p}}, foreach: {foreach}}}\n"
     )
     refused(pweza("apply", "-f", str(workflow), cwd=tmp_path), "loop.yaml", *words)
+
+
+def test_the_rest_api_refuses_a_workflow_value_nested_deeper_than_yaml_allows(platform: Platform) -> None:
+    # JSON skips the YAML loader: past orjson's own depth limit (254) storing it was a 500.
+    deep = "[" * 300 + "]" * 300
+    body = (
+        '{"apiVersion": "pweza.ai/v1", "kind": "Workflow", "metadata": {"name": "deep"}, '
+        f'"spec": {{"steps": [{{"name": "a", "agent": {{"pool": "p"}}, "input": {deep}}}]}}}}'
+    )
+    with platform.client() as api:
+        response = api.put("/api/v1/workflows/deep", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "spec.steps[0].input"
+        assert "nested more than 100 levels deep; the limit is 100" in response.json()["detail"]
+        assert api.get("/api/v1/workflows").json()["items"] == []

@@ -10,7 +10,6 @@ from pweza.domain import expressions
 from pweza.domain.durations import Duration
 from pweza.domain.kinds import register_kind
 from pweza.domain.manifests import Manifest, Name, RetryPolicy, SpecModel
-from pweza.domain.safe_yaml import MAX_DEPTH
 
 # Step names are CEL identifiers so that `steps.<name>.output` reads naturally.
 StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -116,12 +115,6 @@ def graph_problem(spec: WorkflowSpec) -> str | None:
     cycle = find_cycle(spec)
     if cycle:
         return f"steps: dependency cycle {' -> '.join(cycle)}"
-    # Values are walked recursively (here, by the JSON encoder, when rendered): bound their depth
-    # as YAML manifests are bounded, so one given as JSON cannot get further.
-    deep = [(f"steps[{i}].input", step.input) for i, step in enumerate(spec.steps)]
-    for where, value in [*deep, *((f"outputs.{key}", value) for key, value in spec.outputs.items())]:
-        if _deeper_than(value, MAX_DEPTH):
-            return f"{where}: nested more than {MAX_DEPTH} levels deep; the limit is {MAX_DEPTH}"
     ancestors = {step.name: all_ancestors(spec, step.name) for step in spec.steps}
     for index, step in enumerate(spec.steps):
         problem = _expression_problem(step, f"steps[{index}]", ancestors[step.name])
@@ -173,17 +166,6 @@ def _constant_foreach_problem(source: str) -> str | None:
     if known and not isinstance(value, list):
         return f"{source!r} gives {_yaml_type(value)}, not a list; {_FOREACH_ALLOWED}"
     return None
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        current, depth = stack.pop()
-        if isinstance(current, dict | list):
-            if depth > limit:
-                return True
-            stack.extend((item, depth + 1) for item in (current.values() if isinstance(current, dict) else current))
-    return False
 
 
 def _yaml_type(value: Any) -> str:

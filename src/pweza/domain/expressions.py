@@ -88,8 +88,11 @@ def constant_value(source: str) -> tuple[bool, Any]:
 def evaluate(source: str, variables: dict[str, Any], known: Mapping[str, Any] | None = None) -> Any:
     """The expression's value; `known` holds values already computed elsewhere (see needs_budget)."""
     bare = unwrap(source)
-    if known and bare in known:
-        return known[bare]
+    if known is not None:
+        if bare in known:
+            return known[bare]
+        if needs_budget(bare):  # the caller meant to compute these elsewhere: never run one here
+            raise ExpressionError(f"{bare!r} was not evaluated: expressions with macros need a budget")
     program = compile_expression(bare)
     if _PATH.fullmatch(bare):
         # A plain reference is looked up directly: CEL maps do not keep their keys' order,

@@ -21,6 +21,13 @@ def workflow(steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
     }
 
 
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("document", "field", "words"),
     [
@@ -70,6 +77,12 @@ def workflow(steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
             workflow([{"name": "a", "agent": AGENT}], outputs={"x": "${{ steps.zz.output }}"}),
             "spec.outputs.x",
             "unknown step 'zz'",
+        ),
+        (workflow([{"name": "a", "agent": AGENT, "foreach": "'abc'"}]), "spec.steps[0].foreach", "not a list"),
+        (
+            workflow([{"name": "a", "agent": AGENT, "input": nested(300)}]),
+            "spec.steps[0].input",
+            "nested more than 100 levels deep; the limit is 100",
         ),
         (workflow([{"name": "a"}]), "spec.steps[0]", "needs an agent, an approval, or both"),
         (workflow([{"name": "a", "agent": {"pool": "p", "template": "t"}}]), "spec.steps[0].agent", "exactly one"),

@@ -63,26 +63,56 @@ def wait_for(check: Any, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[Embedded]:
-    http = free_port()
+def launch(data_dir: Path, ports: tuple[int, int, int], log_name: str = "up.log") -> Embedded:
+    """`pweza up` on the quickstart example, once its 2 agents are connected."""
+    http, grpc, metrics = ports
     args = [
-        sys.executable, "-m", "pweza", "up", "-f", str(ROOT / "examples" / "quickstart"), "--data-dir", str(tmp_path),
-        "--http-port", str(http), "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
+        sys.executable, "-m", "pweza", "up", "-f", str(ROOT / "examples" / "quickstart"), "--data-dir", str(data_dir),
+        "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
     ]  # fmt: skip
-    log = (tmp_path / "up.log").open("w")
-    process = subprocess.Popen(args, stdout=log, stderr=log, text=True, cwd=tmp_path)
-    platform = Embedded(tmp_path, process, http)
+    log = (data_dir / log_name).open("w")
+    process = subprocess.Popen(args, stdout=log, stderr=log, text=True, cwd=data_dir)
+    platform = Embedded(data_dir, process, http)
     try:
         wait_for(lambda: len(platform.agents()) == 2, 60, "pweza up with 2 agents")
+    except BaseException:
+        stop(platform)
+        raise
+    return platform
+
+
+def stop(platform: Embedded) -> None:
+    process = platform.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[Embedded]:
+    platform = launch(tmp_path, (free_port(), free_port(), free_port()))
+    try:
         yield platform
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(platform)
 
 
 def test_up_applies_starts_agents_and_the_cli_finds_it(embedded: Embedded) -> None:
@@ -94,6 +124,17 @@ def test_up_applies_starts_agents_and_the_cli_finds_it(embedded: Embedded) -> No
     assert json.loads(done.stdout)["output"] == {"words": 3, "top": "a"}
     table = embedded.cli("task", "list").stdout
     assert "succeeded" in table and "counters" in table
+
+
+def test_the_database_and_its_wal_are_readable_by_their_owner_only(embedded: Embedded, tmp_path: Path) -> None:
+    database = embedded.data_dir / "pweza.db"
+    files = [database, database.with_name("pweza.db-wal"), database.with_name("pweza.db-shm")]
+    wait_for(lambda: all(path.exists() for path in files), 30, "the database, its WAL and its shared memory file")
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in files} == {path.name: "0o600" for path in files}
+    bootstrap = tmp_path / "bootstrap" / "tokens.db"
+    made = embedded.cli("token", "create", "--role", "admin", "--database-url", f"sqlite:///{bootstrap}")
+    assert made.returncode == 0, made.stderr
+    assert oct(bootstrap.stat().st_mode & 0o777) == "0o600"
 
 
 def test_a_dead_agent_is_restarted(embedded: Embedded) -> None:
@@ -147,3 +188,45 @@ def test_sigterm_stops_the_platform_and_its_agents(embedded: Embedded) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_agents_die_with_a_killed_pweza_up_and_a_restart_does_not_double_the_fleet(tmp_path: Path) -> None:
+    ports = (free_port(), free_port(), free_port())
+    first = launch(tmp_path, ports, "up-1.log")
+    pids = [agent["pid"] for agent in first.agents()]
+    first.process.kill()  # SIGKILL: no chance to stop its agents itself
+    first.process.wait(30)
+    wait_for(lambda: not any(alive(pid) for pid in pids), 60, f"the agents {pids} to die with pweza up")
+    second = launch(tmp_path, ports, "up-2.log")  # the same data directory and ports
+    try:
+        wait_for(lambda: len(second.agents()) == 2, 30, "the configured 2 agents")
+        time.sleep(3)  # an orphan would reconnect within a second or two of the new manager's start
+        agents = second.agents()
+        assert len(agents) == 2, agents
+        assert not {agent["pid"] for agent in agents} & set(pids)
+    finally:
+        stop(second)
+
+
+def test_an_agent_stops_when_the_process_named_in_pweza_parent_pid_is_gone(tmp_path: Path) -> None:
+    """The check that works without PR_SET_PDEATHSIG: a parent that sets no death signal."""
+    parent_code = (
+        "import os, subprocess, sys, time\n"
+        "env = {**os.environ, 'PWEZA_PARENT_PID': str(os.getpid()), 'PWEZA_TOKEN': 'pwz_unused'}\n"
+        "agent = subprocess.Popen([sys.executable, '-m', 'pweza', 'agent', '--pool', 'p',\n"
+        f"    '--manager', '127.0.0.1:{free_port()}'], env=env)\n"  # nobody listens: it keeps retrying
+        "print(agent.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    assert parent.stdout is not None
+    agent_pid = int(parent.stdout.readline())
+    try:
+        assert alive(agent_pid)  # (killed before it watches, it finds its parent gone at once)
+        parent.kill()
+        parent.wait(30)
+        wait_for(lambda: not alive(agent_pid), 30, "the agent to notice its parent is gone")
+    finally:
+        parent.kill()
+        if alive(agent_pid):
+            os.kill(agent_pid, signal.SIGKILL)

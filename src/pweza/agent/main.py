@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +13,11 @@ from pweza.agent.worker import AgentRejected, AgentWorker
 
 EXIT_OK = 0
 EXIT_REJECTED = 2
+# Set by a parent that starts agents as its own children (`pweza up`): when that process is
+# gone, so is the reason to run. Linux also has the kernel signal us (PR_SET_PDEATHSIG); this
+# is the check that works everywhere.
+PARENT_PID_ENV = "PWEZA_PARENT_PID"
+_PARENT_CHECK_SECONDS = 1.0
 
 
 def run_agent(
@@ -62,8 +68,27 @@ async def _serve(worker: AgentWorker) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers on Windows
             loop.add_signal_handler(number, on_signal)
             installed.append(number)
+    watching = _watch_parent(worker)
     try:
         await worker.run()
     finally:
+        if watching is not None:
+            watching.cancel()
         for number in installed:
             loop.remove_signal_handler(number)
+
+
+def _watch_parent(worker: AgentWorker) -> asyncio.Task[None] | None:
+    expected = os.environ.get(PARENT_PID_ENV, "")
+    if not expected.isdigit():
+        return None
+
+    async def watch() -> None:
+        while True:  # polled: no event says "your parent died" outside Linux
+            if os.getppid() != int(expected):
+                break
+            await asyncio.sleep(_PARENT_CHECK_SECONDS)
+        print(f"pweza agent: the process that started us ({expected}) is gone; stopping", file=sys.stderr)
+        await worker.stop()
+
+    return asyncio.get_running_loop().create_task(watch())

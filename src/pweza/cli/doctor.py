@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from rich.table import Table
 
 from pweza.cli.output import console, emit
+from pweza.domain.errors import InvalidInput
+from pweza.domain.safe_yaml import load_one
 
 __all__ = [
     "BUILT_IN_DEFAULTS",
@@ -128,9 +129,11 @@ def load_values(files: Sequence[Path], chart: Path | None = None) -> dict[str, A
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        loaded = load_one(path.read_bytes(), str(path))
+    except OSError as error:
         raise ValueError(f"{path}: {error}") from None
+    except InvalidInput as error:
+        raise ValueError(error.detail) from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

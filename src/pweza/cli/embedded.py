@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 from rich.console import Console
 
+from pweza.agent.main import PARENT_PID_ENV
 from pweza.cli.context import Context, save_context
 from pweza.cli.files import load_documents
 from pweza.cli.serving import Endpoints, serve
@@ -25,6 +26,7 @@ from pweza.domain.kinds import parse_manifest
 from pweza.domain.manifests import AgentPool
 from pweza.domain.roles import Role
 from pweza.manager.auth import Principal
+from pweza.manager.children import die_with_parent
 from pweza.manager.config import Settings
 from pweza.manager.service import Manager
 
@@ -92,6 +94,7 @@ class AgentSupervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["PWEZA_TOKEN"] = self.tokens[(namespace, pool)]
+        env[PARENT_PID_ENV] = str(os.getpid())
         env["PYTHONPATH"] = os.pathsep.join([*self.python_path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         log_file = (self.log_dir / f"{namespace}-{pool}-{index}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
@@ -99,6 +102,7 @@ class AgentSupervisor:
             "--pool", pool, "--namespace", namespace, "--manager", self.grpc,
             "--agent-id", f"{pool}-{index}-{os.getpid()}-{int(time.time()) % 100000}",
             env=env, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),  # a killed `pweza up` takes its agents with it
         )  # fmt: skip
         log_file.close()
         return process

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pweza.cli.client import CliError
 from pweza.domain.errors import InvalidInput
 from pweza.domain.kinds import KINDS, parse_manifest
 from pweza.domain.manifests import Manifest
+from pweza.domain.safe_yaml import load_all
 
 # Templates before pools before workflows, so references resolve on first apply.
 _ORDER = {"AgentTemplate": 0, "AgentPool": 1, "Workflow": 2}
@@ -29,9 +28,11 @@ def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[int, str, dict[str, Any]]] = []
     for path in manifest_paths(target):
         try:
-            documents = list(yaml.safe_load_all(path.read_text()))
-        except yaml.YAMLError as error:
-            raise CliError(f"{path}: not valid YAML: {error}", code=2) from None
+            documents = load_all(path.read_bytes(), str(path))
+        except OSError as error:
+            raise CliError(f"{path}: cannot be read: {error.strerror}", code=2) from None
+        except InvalidInput as error:
+            raise CliError(error.detail, code=2) from None
         for index, document in enumerate(documents):
             if document is None:
                 continue

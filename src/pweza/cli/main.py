@@ -197,17 +197,20 @@ def up(
     directory = (data_dir or default_data_dir()).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     logs.configure(log_level)
-    settings = load_settings(
-        overrides={
-            "database_url": f"sqlite:///{directory / 'pweza.db'}",
-            "host": "127.0.0.1",
-            "http_port": http_port,
-            "grpc_port": grpc_port,
-            "metrics_port": metrics_port,
-            "log_level": log_level,
-        },
-        path=directory / "config.yaml",
-    )
+    try:
+        settings = load_settings(
+            overrides={
+                "database_url": f"sqlite:///{directory / 'pweza.db'}",
+                "host": "127.0.0.1",
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "log_level": log_level,
+            },
+            path=directory / "config.yaml",
+        )
+    except InvalidInput as error:
+        _fail(CliError(error.detail, code=2))
     try:
         asyncio.run(run_embedded(settings, directory, list(file or []), console))
     except CliError as error:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-import yaml
 from rich.console import Group
 from rich.live import Live
 from rich.text import Text
@@ -19,6 +18,8 @@ from pweza.cli.client import ApiClient, CliError
 from pweza.cli.context import load_context
 from pweza.cli.files import load_documents, plural_of
 from pweza.cli.output import console, emit, err_console, table
+from pweza.domain.errors import InvalidInput
+from pweza.domain.safe_yaml import load_one
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and steer workflow runs.")
 
@@ -41,9 +42,11 @@ def parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if input_file is not None:
         try:
-            loaded = yaml.safe_load(input_file.read_text())
-        except (OSError, yaml.YAMLError) as error:
-            raise CliError(f"--input-file {input_file}: {error}", code=2) from None
+            loaded = load_one(input_file.read_bytes(), f"--input-file {input_file}")
+        except OSError as error:
+            raise CliError(f"--input-file {input_file}: cannot be read: {error.strerror}", code=2) from None
+        except InvalidInput as error:
+            raise CliError(error.detail, code=2) from None
         if not isinstance(loaded, dict):
             raise CliError(f"--input-file {input_file}: expected a mapping of input names to values", code=2)
         inputs.update(loaded)

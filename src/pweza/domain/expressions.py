@@ -3,7 +3,9 @@
 CEL has no loops beyond bounded macros over existing lists, no I/O and no access to
 the host language's objects, so an expression cannot escape: it can only compute over
 the variables we pass in. We still refuse `__dunder__` names outright (they have no use
-and only ever appear in escape attempts) and bound source and result sizes.
+and only ever appear in escape attempts) and bound source and result sizes. Comprehension
+macros can still multiply work without bound: `needs_budget` tells the caller to evaluate
+those where a deadline can stop them (pweza.manager.expression_sandbox).
 
 In step inputs and outputs, a string that is exactly `${{ expr }}` becomes the
 expression's value with its type; `${{ }}` inside a longer string is interpolated as
@@ -13,7 +15,7 @@ text. `when` and `foreach` are bare expressions (a surrounding `${{ }}` is allow
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -29,6 +31,9 @@ _STRING_LITERAL = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
 _DUNDER = re.compile(r"\b_\w*__|\b__\w*")
 _PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*")
 _PATH_PART = re.compile(r"([A-Za-z_]\w*)|\[(\d+)\]")
+# The comprehension macros (and cel.bind) are the only ways CEL can do more work than the
+# length of the expression times the size of its inputs: `map` inside `map` multiplies.
+_COMPREHENSION = re.compile(r"\b(?:map|filter|all|exists|exists_one|bind)\s*\(")
 _STEP_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)|\bsteps\s*\[\s*['\"]([^'\"]+)['\"]\s*\]")
 
 
@@ -62,8 +67,32 @@ def check(source: str) -> None:
     compile_expression(unwrap(source))
 
 
-def evaluate(source: str, variables: dict[str, Any]) -> Any:
+def needs_budget(source: str) -> bool:
+    """Whether evaluating may cost far more than reading the expression and its inputs.
+
+    Such expressions must be evaluated where a deadline can stop them; the others are bounded
+    by MAX_SOURCE times the size of the variables and are cheap to evaluate in place.
+    """
+    return _COMPREHENSION.search(_STRING_LITERAL.sub('""', unwrap(source))) is not None
+
+
+def constant_value(source: str) -> tuple[bool, Any]:
+    """(True, value) for an expression that reads no variables and is cheap, else (False, None)."""
     bare = unwrap(source)
+    program = compile_expression(bare)
+    if program.variables() or needs_budget(bare):
+        return False, None
+    return True, evaluate(bare, {})
+
+
+def evaluate(source: str, variables: dict[str, Any], known: Mapping[str, Any] | None = None) -> Any:
+    """The expression's value; `known` holds values already computed elsewhere (see needs_budget)."""
+    bare = unwrap(source)
+    if known is not None:
+        if bare in known:
+            return known[bare]
+        if needs_budget(bare):  # the caller meant to compute these elsewhere: never run one here
+            raise ExpressionError(f"{bare!r} was not evaluated: expressions with macros need a budget")
     program = compile_expression(bare)
     if _PATH.fullmatch(bare):
         # A plain reference is looked up directly: CEL maps do not keep their keys' order,
@@ -119,19 +148,19 @@ def templates_in(value: Any) -> Iterator[tuple[str, str]]:
                 yield f"[{index}]{path}", source
 
 
-def render(value: Any, variables: dict[str, Any]) -> Any:
-    """Replace the templates inside a JSON-like value."""
+def render(value: Any, variables: dict[str, Any], known: Mapping[str, Any] | None = None) -> Any:
+    """Replace the templates inside a JSON-like value (`known`: as for evaluate)."""
     if isinstance(value, str):
         whole = _WHOLE.match(value)
         if whole:
-            return evaluate(whole.group(1), variables)
+            return evaluate(whole.group(1), variables, known)
         if "${{" not in value:
             return value
-        return _TEMPLATE.sub(lambda m: _as_text(evaluate(m.group(1), variables)), value)
+        return _TEMPLATE.sub(lambda m: _as_text(evaluate(m.group(1), variables, known)), value)
     if isinstance(value, dict):
-        return {key: render(item, variables) for key, item in value.items()}
+        return {key: render(item, variables, known) for key, item in value.items()}
     if isinstance(value, list):
-        return [render(item, variables) for item in value]
+        return [render(item, variables, known) for item in value]
     return value
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from pweza.domain.errors import InvalidInput
 from pweza.domain.manifests import API_VERSION, AgentPool, AgentTemplate, Manifest
+from pweza.domain.safe_yaml import MAX_DEPTH
 
 _INNER_PATH = re.compile(r"^((?:steps|outputs|inputs)[\w.\[\]]*): (.*)$", re.S)
 KINDS: dict[str, type[Manifest]] = {"AgentTemplate": AgentTemplate, "AgentPool": AgentPool}
@@ -76,6 +77,25 @@ def _is_union_tag(part: int | str) -> bool:
     return isinstance(part, str) and part.startswith("function-")
 
 
+def _too_deep(document: dict[str, Any], limit: int, named: int = 4) -> str | None:
+    """Where the document nests deeper than `limit` (its first `named` path parts), or None.
+
+    Values of any shape (step inputs, outputs, status) are walked recursively later on, and the
+    JSON encoder gives up past 254 levels: a manifest sent as JSON is bounded as YAML ones are.
+    """
+    stack: list[tuple[Any, int, tuple[int | str, ...]]] = [(document, 1, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if depth > limit:
+            return format_location(path) or "(document)"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            stack.append((item, depth + 1, (*path, key) if len(path) < named else path))
+    return None
+
+
 def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manifest:
     if not isinstance(document, dict):
         raise InvalidInput("a manifest must be a mapping with apiVersion, kind, metadata and spec")
@@ -87,6 +107,9 @@ def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manife
         raise InvalidInput(f"kind: unknown kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}", field="kind")
     if expected_kind is not None and kind != expected_kind:
         raise InvalidInput(f"kind: expected {expected_kind!r}, got {kind!r}", field="kind")
+    deep = _too_deep(document, MAX_DEPTH)
+    if deep is not None:
+        raise InvalidInput(f"{deep}: nested more than {MAX_DEPTH} levels deep; the limit is {MAX_DEPTH}", field=deep)
     try:
         return KINDS[kind].model_validate(document)
     except ValidationError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pweza.domain import expressions
 from pweza.domain.durations import Duration
@@ -14,6 +14,7 @@ from pweza.domain.manifests import Manifest, Name, RetryPolicy, SpecModel
 # Step names are CEL identifiers so that `steps.<name>.output` reads naturally.
 StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_]*$")]
 InputType = Literal["string", "number", "integer", "boolean", "object", "array"]
+_FOREACH_ALLOWED = "foreach must be a CEL expression that gives a list, such as 'inputs.files' or '[1, 2, 3]'"
 
 
 class WorkflowInput(SpecModel):
@@ -59,6 +60,13 @@ class Step(SpecModel):
     timeout: Duration | None = None
     approval: Approval | None = None
     continue_on_failure: bool = False
+
+    @field_validator("foreach", mode="before")
+    @classmethod
+    def _foreach_is_an_expression(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"got {_yaml_type(value)} instead of a string; {_FOREACH_ALLOWED} (quoted in YAML)")
+        return value
 
     @model_validator(mode="after")
     def _does_something(self) -> Step:
@@ -137,12 +145,40 @@ def _expression_problem(step: Step, where: str, ancestors: set[str]) -> str | No
             expressions.check(source)
         except expressions.ExpressionError as error:
             return f"{field}: {error}"
+        if field.endswith(".foreach"):
+            problem = _constant_foreach_problem(source)
+            if problem:
+                return f"{field}: {problem}"
         for ref in sorted(expressions.step_references(source) - ancestors):
             return (
                 f"{field}: refers to step {ref!r}, which is not among the steps it depends on "
                 f"(add it to {where}.depends)"
             )
     return None
+
+
+def _constant_foreach_problem(source: str) -> str | None:
+    """A foreach that reads no variables gives the same value every run: check it is a list now."""
+    try:
+        known, value = expressions.constant_value(source)
+    except expressions.ExpressionError as error:
+        return str(error)
+    if known and not isinstance(value, list):
+        return f"{source!r} gives {_yaml_type(value)}, not a list; {_FOREACH_ALLOWED}"
+    return None
+
+
+def _yaml_type(value: Any) -> str:
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        dict: "a mapping",
+        list: "a list",
+    }
+    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def find_cycle(spec: WorkflowSpec) -> list[str] | None:

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pweza.domain.errors import InvalidInput
 from pweza.domain.kinds import validation_problem
+from pweza.domain.safe_yaml import load_one
 
 DEFAULT_CONFIG_PATH = Path("/etc/pweza-core/config.yaml")
 
@@ -77,7 +77,7 @@ def load_settings(
     config_path = path or Path(env.get("PWEZA_CONFIG", DEFAULT_CONFIG_PATH))
     values: dict[str, Any] = {}
     if config_path.exists():
-        loaded = yaml.safe_load(config_path.read_text()) or {}
+        loaded = load_one(config_path.read_bytes(), str(config_path)) or {}
         if not isinstance(loaded, dict):
             raise InvalidInput(f"{config_path}: expected a mapping of settings")
         values.update({key.replace("-", "_"): value for key, value in loaded.items()})

@@ -19,10 +19,10 @@ from typing import Any
 
 import structlog
 
-from pweza.domain import expressions
 from pweza.domain.runs import Run, StepRun, StepState
 from pweza.domain.tasks import Task
 from pweza.domain.workflows import Workflow
+from pweza.manager.expression_sandbox import ExpressionSandbox
 from pweza.manager.run_state import ActiveRun, Changes, Item
 from pweza.store.coordination import Coordination
 from pweza.store.protocol import Store
@@ -42,6 +42,7 @@ class RunRecovery:
     _owners: dict[str, tuple[str, str, int]]
     _loads: asyncio.Lock
     _reloading: set[str]
+    _expressions: ExpressionSandbox
     _finish_step: Callable[..., None]  # the engine's (active, step, state, changes, *, output, reason)
     # Set when a call that may have changed who drives a run failed with its outcome unknown;
     # housekeeping then asks the database which runs are ours and loads the missing ones.
@@ -157,7 +158,7 @@ class RunRecovery:
                 continue
             values: list[Any] = [None]
             if spec.foreach is not None:
-                values = list(expressions.evaluate(spec.foreach, active.variables()))
+                values = list(await self._expressions.evaluate(spec.foreach, active.variables()))
             items = [Item(index, value) for index, value in enumerate(values)]
             active.items[spec.name] = items
             ids = [active.task_id(spec.name, item.index) for item in items]

@@ -33,6 +33,7 @@ from pweza.domain.runs import Run, RunState, StepRun, StepState, resolve_inputs
 from pweza.domain.tasks import Task, TaskState
 from pweza.domain.workflows import Step, Workflow
 from pweza.manager.dispatching import Dispatcher
+from pweza.manager.expression_sandbox import ExpressionSandbox
 from pweza.manager.metrics import Metrics
 from pweza.manager.payloads import check_payload
 from pweza.manager.recovering import RunRecovery
@@ -70,6 +71,7 @@ class WorkflowEngine(RunRecovery):
         self._dispatcher = dispatcher
         self._registry = registry
         self._metrics = metrics
+        self._expressions = ExpressionSandbox()
         self._active: dict[str, ActiveRun] = {}
         self._owners: dict[str, tuple[str, str, int]] = {}
         self._notify: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
@@ -99,6 +101,7 @@ class WorkflowEngine(RunRecovery):
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self._expressions.close()
 
     def drives(self, run_id: str) -> bool:
         """Whether this replica drives the run now (its changes wake `changed` at once)."""
@@ -253,13 +256,13 @@ class WorkflowEngine(RunRecovery):
         adopted: list[Task] = []
         if not active.run.state.terminal:
             await self._schedule(active, changes)
-            self._maybe_finish(active, changes)
+            await self._maybe_finish(active, changes)
         while changes.submit and not active.run.state.terminal:
             work, changes.submit = changes.submit, []
             prepared, found = await self._prepare(active, work, changes)
             new_tasks += prepared
             adopted += found
-            self._maybe_finish(active, changes)
+            await self._maybe_finish(active, changes)
         if active.run.state.terminal:
             new_tasks = []  # a step failed while others were being prepared: start nothing more
         if not await self._save(changes, new_tasks):
@@ -286,7 +289,7 @@ class WorkflowEngine(RunRecovery):
                     continue
                 if spec.when is not None:
                     try:
-                        go = expressions.evaluate(spec.when, active.variables())
+                        go = await self._expressions.evaluate(spec.when, active.variables())
                     except expressions.ExpressionError as error:
                         self._fail_step(active, step, "ExpressionError", f"when: {error}", changes)
                         progressed = True
@@ -310,7 +313,7 @@ class WorkflowEngine(RunRecovery):
         values: list[Any] = [None]
         if spec.foreach is not None:
             try:
-                evaluated = expressions.evaluate(spec.foreach, active.variables())
+                evaluated = await self._expressions.evaluate(spec.foreach, active.variables())
             except expressions.ExpressionError as error:
                 self._fail_step(active, step, "ExpressionError", f"foreach: {error}", changes)
                 return
@@ -395,7 +398,7 @@ class WorkflowEngine(RunRecovery):
         step.error = {"type": error_type, "message": message}
         self._finish_step(active, step, state, changes, reason=message)
 
-    def _maybe_finish(self, active: ActiveRun, changes: Changes) -> None:
+    async def _maybe_finish(self, active: ActiveRun, changes: Changes) -> None:
         run = active.run
         steps = active.steps
         blocking = [
@@ -411,7 +414,7 @@ class WorkflowEngine(RunRecovery):
         if not all(step.state.finished for step in steps.values()):
             return
         try:
-            run.outputs = expressions.render(active.spec.outputs, active.variables())
+            run.outputs = await self._expressions.render(active.spec.outputs, active.variables())
         except expressions.ExpressionError as error:
             self._end_run_now(active, changes, RunState.FAILED, f"outputs: {error}")
             return
@@ -527,7 +530,7 @@ class WorkflowEngine(RunRecovery):
                     TaskRequest(
                         namespace=active.run.namespace,
                         pool=pool,
-                        input=expressions.render(spec.input, active.variables(item)),
+                        input=await self._expressions.render(spec.input, active.variables(item)),
                         timeout_seconds=parse_duration(spec.timeout or policy.template.timeout),
                         max_retries=spec.retry.limit if spec.retry else None,
                         labels={"run": active.run.id, "step": name, "index": str(item.index)},

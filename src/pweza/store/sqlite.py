@@ -9,6 +9,8 @@ turns thousands of small writes a second into a few dozen fsync-free WAL commits
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -105,6 +107,7 @@ class SqliteStore:
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self.path)
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._migrate)
         self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
@@ -517,6 +520,26 @@ class SqliteStore:
             return len(run_ids) + len(task_ids)
 
         return await self._call(prune)
+
+
+def _make_private(path: Path) -> None:
+    """Create the database file readable by its owner only, before SQLite opens it.
+
+    The database holds token hashes, task inputs and outputs. SQLite creates the -wal and
+    -shm files with the database file's permissions, so making this one file private makes
+    all three private. A database created by an older version is tightened the same way.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            companion = path.with_name(path.name + suffix)
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
 
 
 def open_store(url: str) -> Store:

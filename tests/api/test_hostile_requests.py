@@ -117,8 +117,8 @@ def echo_pool(live: Platform) -> None:
         (b'{"pool": "echo", "priority": 18446744073709551616}', "priority", "out of range"),
         (b'{"pool": "echo", "input": "\\ud800"}', "input", "surrogate"),
         # What the parser itself chokes on, said as plainly.
-        (b'{"pool": "echo", "input": ' + b"[" * 200 + b"]" * 200 + b"}", "input" + "[0]" * 128, "deeper than 128"),
-        (b'{"pool": "echo", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}", "body", "deeper than 128"),
+        (b'{"pool": "echo", "input": ' + b"[" * 300 + b"]" * 300 + b"}", "input" + "[0]" * 200, "deeper than 200"),
+        (b'{"pool": "echo", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}", "body", "deeper than 200"),
         ('{"pool": "échø"}'.encode("latin-1"), "body", "not JSON in UTF-8"),
         (b'{"pool": "echo", "input": ' + b"9" * 5000 + b"}", "body", "too many digits"),
     ],

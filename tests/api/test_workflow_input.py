@@ -80,7 +80,7 @@ def nested(depth: int) -> list[Any]:
         ),
         (workflow([{"name": "a", "agent": AGENT, "foreach": "'abc'"}]), "spec.steps[0].foreach", "not a list"),
         (
-            workflow([{"name": "a", "agent": AGENT, "input": nested(300)}]),
+            workflow([{"name": "a", "agent": AGENT, "input": nested(150)}]),
             "spec.steps[0].input",
             "nested more than 100 levels deep; the limit is 100",
         ),

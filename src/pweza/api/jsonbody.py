@@ -19,7 +19,8 @@ from pweza.domain.kinds import format_location
 
 # How deep a body may nest. orjson writes at most 254 levels and a body is stored inside a few
 # levels of its own (an event's data, a workflow's variables), so this leaves room for those.
-MAX_DEPTH = 128
+# Deeper than manifests may nest (100, pweza.domain.safe_yaml) and safely under the encoder's 254.
+MAX_DEPTH = 200
 _ENCODER_DEPTH = 254
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 

@@ -98,3 +98,47 @@ async def test_an_assignment_leaves_only_once_its_attempt_is_written(manager: Ma
     await asyncio.wait_for(link.got.wait(), 5)
     assert [(item.task_id, item.attempt) for item in link.sent] == [(task.id, 1)]
     assert [a.number for a in await manager.store.list_attempts(task.id)] == [1]
+
+
+async def test_an_attempt_with_a_timeout_is_sent_and_its_timeout_counts_from_then(manager: Manager) -> None:
+    for document in (template(), pool()):
+        await manager.registry.apply(parse_manifest(document))
+    link = Recorder()
+    session = AgentSession("agent", "default", "echo", "echoer", [], 1, link)
+    manager.dispatcher.connect(session, [])
+    before = time.time()
+    [task] = await manager.dispatcher.submit([TaskRequest("default", "echo", "x", timeout_seconds=30.0)])
+    await asyncio.wait_for(link.got.wait(), 5)
+    [item] = link.sent
+    assert (item.task_id, item.attempt, item.timeout_seconds) == (task.id, 1, 30.0)
+    lease = manager.dispatcher._leases[task.id]
+    assert lease.holder is session and lease.deadline is not None and lease.deadline >= before + 30.0
+    manager.dispatcher.on_result(session, task.id, 1, "done", None)
+    assert (await manager.dispatcher.wait(task.id, 5)).output == "done"
+
+
+async def test_a_task_cancelled_before_its_assignment_left_is_not_sent(manager: Manager) -> None:
+    for document in (template(), pool()):
+        await manager.registry.apply(parse_manifest(document))
+    gate = asyncio.Event()
+    real = manager.store.save_attempts
+
+    async def slow_disk(attempts: list[object]) -> None:
+        await gate.wait()
+        await real(attempts)  # type: ignore[arg-type]
+
+    manager.store.save_attempts = slow_disk  # type: ignore[method-assign]
+    link = Recorder()
+    session = AgentSession("agent", "default", "echo", "echoer", [], 1, link)
+    manager.dispatcher.connect(session, [])
+    [first, second] = await manager.dispatcher.submit(
+        [TaskRequest("default", "echo", "first"), TaskRequest("default", "echo", "second")]
+    )
+    await asyncio.sleep(0.1)
+    await manager.dispatcher.cancel(first.id)
+    gate.set()
+    assert (await manager.dispatcher.wait(first.id, 5)).state.value == "cancelled"
+    # Its slot came back: the next task goes to the agent, and only that one was ever sent.
+    await asyncio.wait_for(link.got.wait(), 5)
+    assert [(item.task_id, item.attempt) for item in link.sent] == [(second.id, 1)]
+    assert session.running == {second.id}

@@ -532,18 +532,39 @@ class Dispatcher(SharedDispatch):
 
         def send() -> None:
             now = time.time()
-            # An attempt cancelled, failed or taken over by another replica meanwhile is not sent.
-            live = [(item, lease) for item, lease in leases if self._leases.get(item.task_id) is lease]
+            # An attempt failed or taken over by another replica meanwhile is not sent, nor is one
+            # whose task was cancelled meanwhile (it ends cancelled here): the agent never had them.
+            live: list[tuple[AssignmentMessage, Lease]] = []
+            unsent = 0
+            for item, lease in leases:
+                if self._leases.get(item.task_id) is not lease:
+                    unsent += 1
+                elif lease.cancel_sent_at is not None:
+                    unsent += 1
+                    del self._leases[item.task_id]
+                    error = TaskError(ErrorType.CANCELLED, "cancelled before it reached the agent", False)
+                    self._fail_attempt(self._tasks[item.task_id], lease, error)
+                else:
+                    live.append((item, lease))
+            connected = self._connected(session)
+            if connected and unsent:  # their slots are free again
+                sent = {item.task_id for item, _ in live}
+                for item, _ in leases:
+                    current = self._leases.get(item.task_id)
+                    if item.task_id not in sent and (current is None or current.holder is not session):
+                        session.running.discard(item.task_id)
+                session.credits = min(max(0, session.slots - len(session.running)), session.credits + unsent)
+                self._request_pump(session.pool_key)
             if not live:
                 return
-            if not self._connected(session):
+            if not connected:
                 for _, lease in live:  # the agent left before it was told: retried once reaped
                     lease.expires = min(lease.expires, now)
                 return
-            for _, lease in live:  # the lease and the timeout count from now
+            for item, lease in live:  # the lease and the timeout count from now
                 lease.expires = now + self._settings.lease_seconds
-                if lease.deadline is not None:
-                    lease.deadline = now + (self._tasks[lease.attempt.task_id].timeout_seconds or 0.0)
+                if lease.deadline is not None and item.timeout_seconds:
+                    lease.deadline = now + item.timeout_seconds
             session.link.send_assignments([item for item, _ in live])
 
         self.writes.when_durable(send)

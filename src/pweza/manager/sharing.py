@@ -287,7 +287,13 @@ class SharedDispatch:
                 # Handed out or about to be (the agent's id may not have been written): wait for
                 # the agent to come back with it, else it fails as lost and is retried.
                 attempt = Attempt(task.id, task.attempts, task.agent_id or "", task.started_at or now)
-                self._leases[task.id] = Lease(attempt, grace, None)
+                # If that agent is connected here (a claim whose answer was lost, taken back), its
+                # stream holds the attempt; otherwise the agent claims it when it reconnects.
+                session = self._sessions.get(task.agent_id or "")
+                holder = session if session is not None and session.pool_key == task.pool_key else None
+                self._leases[task.id] = Lease(attempt, grace, None, holder=holder)
+                if holder is not None:
+                    holder.running.add(task.id)
             else:
                 self._release(task)
 

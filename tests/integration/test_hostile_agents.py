@@ -110,6 +110,8 @@ async def test_a_connected_agent_id_is_not_let_in_twice_but_a_reconnect_is(echo:
     token = agent_token(echo, "default/echo")
     first = HostileAgent(echo.grpc_address)
     await first.hello(token=token, pool="echo", agent_id="twin")
+    first.heartbeat([])  # alive and saying so
+    await asyncio.sleep(0.1)
     async with HostileAgent(echo.grpc_address) as second:
         error = await refused(second, token=token, pool="echo", agent_id="twin")
     assert error.code() is grpc.StatusCode.ALREADY_EXISTS
@@ -127,6 +129,26 @@ async def test_a_connected_agent_id_is_not_let_in_twice_but_a_reconnect_is(echo:
                 except grpc.aio.AioRpcError as error:
                     assert error.code() is grpc.StatusCode.ALREADY_EXISTS
             await asyncio.sleep(0.05)
+
+
+async def test_a_stream_gone_silent_gives_way_to_the_agent_reconnecting(echo: Platform) -> None:
+    """A connection broken without a word stays open on the manager's side until keepalive
+    notices; an agent back on a new stream is let in once the old one has missed three
+    heartbeats (the platform's: 0.5 s), and the old stream is closed."""
+    token = agent_token(echo, "default/echo")
+    silent = HostileAgent(echo.grpc_address)
+    await silent.hello(token=token, pool="echo", agent_id="phoenix", free_slots=1)
+    await asyncio.sleep(2.0)  # not a word
+    async with HostileAgent(echo.grpc_address) as back:
+        await back.hello(token=token, pool="echo", agent_id="phoenix", free_slots=1)
+        assert await silent.next_message(timeout=5) is None  # the manager closed the silent stream
+        task_id = submit(echo, value="to the new stream")
+        item = (await back.assignments())[0]
+        back.result(item.task_id, item.attempt, "done", credit=1)
+        finished = await asyncio.to_thread(echo.wait_task, task_id, 10)
+    await silent.close()
+    assert finished["state"] == "succeeded"
+    assert "agent reconnected while its previous stream was silent; closing that stream" in echo.manager_log()
 
 
 async def test_malformed_agent_ids_are_refused(echo: Platform) -> None:

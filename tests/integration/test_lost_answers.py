@@ -89,6 +89,9 @@ class ScriptedAgent:
     def send_delegate_result(self, request_id: str, task: DelegatedResult) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 class Start(Protocol):
     async def __call__(self, name: str, **settings: Any) -> Manager: ...

@@ -76,6 +76,9 @@ class Recorder:
     def send_delegate_result(self, request_id: str, task: DelegatedResult) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 async def test_an_assignment_leaves_only_once_its_attempt_is_written(manager: Manager) -> None:
     for document in (template(), pool()):

@@ -257,16 +257,29 @@ class Dispatcher(SharedDispatch):
     # from the agent id it was handed to, of the task's pool, with the same token as the stream
     # that held it (an agent reconnecting); anything else is refused and counted.
     def connect(self, session: AgentSession, in_flight: list[tuple[str, int]]) -> None:
-        """Add a session; Conflict if its agent id is connected already (the old stream must be
-        gone first: an agent whose stream broke is let in once the manager has seen it end)."""
+        """Add a session; Conflict if its agent id is connected already (an agent whose stream
+        broke is let in once the manager has seen it end, or once it has been silent for three
+        heartbeat intervals: that stream is then closed)."""
+        now = time.time()
         current = self._sessions.get(session.id)
+        silent = max(1.0, 3 * self._settings.heartbeat_seconds)  # 15 s by default, half the lease
+        if current is not None and now - current.last_seen > silent:
+            # Its stream went quiet (a connection broken without a word: the agent is back on a
+            # new one before gRPC's keepalive noticed). A stream that still heartbeats is kept.
+            log.warning(
+                "agent reconnected while its previous stream was silent; closing that stream",
+                agent=session.id,
+                silent_seconds=round(now - current.last_seen, 1),
+            )
+            self.disconnect(current.id, current)
+            current.link.close()
+            current = None
         if current is not None:
             raise Conflict(
                 f"agent id {session.id!r} is already connected (pool {current.namespace}/{current.pool}, "
                 f"host {current.hostname or '?'}, pid {current.pid}); every agent needs an id of its own, "
-                "and a reconnecting agent is let in once its previous stream has ended"
+                "and a reconnecting agent is let in once its previous stream has ended or gone silent"
             )
-        now = time.time()
         session.connected_at = session.last_seen = now
         session.credits = session.slots
         unknown: list[tuple[str, int]] = []

@@ -40,6 +40,9 @@ class AgentLink(Protocol):
 
     def send_delegate_result(self, request_id: str, task: DelegatedResult) -> None: ...
 
+    def close(self) -> None:
+        """End the stream (the manager gave up on it)."""
+
 
 @dataclass(slots=True)
 class AgentSession:

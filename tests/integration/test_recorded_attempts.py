@@ -80,9 +80,8 @@ class Recorder:
         pass
 
 
-async def test_an_assignment_leaves_only_once_its_attempt_is_written(manager: Manager) -> None:
-    for document in (template(), pool()):
-        await manager.registry.apply(parse_manifest(document))
+def hold_attempt_writes(manager: Manager) -> asyncio.Event:
+    """Attempt writes wait until the returned event is set (a disk that is slow just now)."""
     gate = asyncio.Event()
     real = manager.store.save_attempts
 
@@ -91,6 +90,13 @@ async def test_an_assignment_leaves_only_once_its_attempt_is_written(manager: Ma
         await real(attempts)  # type: ignore[arg-type]
 
     manager.store.save_attempts = slow_disk  # type: ignore[method-assign]
+    return gate
+
+
+async def test_an_assignment_leaves_only_once_its_attempt_is_written(manager: Manager) -> None:
+    for document in (template(), pool()):
+        await manager.registry.apply(parse_manifest(document))
+    gate = hold_attempt_writes(manager)
     link = Recorder()
     manager.dispatcher.connect(AgentSession("agent", "default", "echo", "echoer", [], 1, link), [])
     [task] = await manager.dispatcher.submit([TaskRequest("default", "echo", "x")])
@@ -123,14 +129,7 @@ async def test_an_attempt_with_a_timeout_is_sent_and_its_timeout_counts_from_the
 async def test_a_task_cancelled_before_its_assignment_left_is_not_sent(manager: Manager) -> None:
     for document in (template(), pool()):
         await manager.registry.apply(parse_manifest(document))
-    gate = asyncio.Event()
-    real = manager.store.save_attempts
-
-    async def slow_disk(attempts: list[object]) -> None:
-        await gate.wait()
-        await real(attempts)  # type: ignore[arg-type]
-
-    manager.store.save_attempts = slow_disk  # type: ignore[method-assign]
+    gate = hold_attempt_writes(manager)
     link = Recorder()
     session = AgentSession("agent", "default", "echo", "echoer", [], 1, link)
     manager.dispatcher.connect(session, [])

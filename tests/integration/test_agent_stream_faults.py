@@ -241,6 +241,15 @@ async def test_a_huge_error_message_is_cut_before_it_is_stored(
     )
 
 
+async def test_a_huge_error_type_is_cut_to_a_short_name(faults_platform: Platform, api: httpx.AsyncClient) -> None:
+    async with holding_one_task(faults_platform, api) as (agent, item):
+        error = pb.ErrorInfo(type="T" * PAYLOAD_LIMIT, message="broken", retryable=False)
+        result = pb.TaskResult(task_id=item.task_id, attempt=item.attempt, ok=False, error=error)
+        await agent.send(pb.AgentMessage(results=pb.Results(results=[result], credit=1)))
+        task = await finished(api, item.task_id)
+    assert task["state"] == "failed" and task["error"]["type"] == "T" * 128
+
+
 async def test_an_agent_refuses_to_delegate_an_input_above_the_limit(
     faults_platform: Platform, api: httpx.AsyncClient
 ) -> None:

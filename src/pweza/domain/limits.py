@@ -13,6 +13,9 @@ FRAMING_HEADROOM = 64 * 1024
 # Error text beyond this is cut (by the agent before sending, by the manager before storing),
 # so a failed result fits the framing headroom and an agent cannot store megabytes as a message.
 MAX_ERROR_CHARS = 8 * 1024
+# An error type is a name (`HandlerError`, `ValueError`): one longer than this is cut, so it
+# stays a short label in the API, the logs and metrics.
+MAX_ERROR_TYPE_CHARS = 128
 
 
 def grpc_message_limit(payload_limit: int) -> int:
@@ -29,6 +32,10 @@ def cut_error_text(text: str) -> str:
     if len(text) <= MAX_ERROR_CHARS:
         return text
     return f"{text[:MAX_ERROR_CHARS]}... ({len(text)} characters, cut)"
+
+
+def cut_error_type(name: str) -> str:
+    return name[:MAX_ERROR_TYPE_CHARS]
 
 
 def too_large(what: str, size: int, limit: int) -> str:

@@ -18,7 +18,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2
 
 from pweza.domain.errors import Conflict, PwezaError
-from pweza.domain.limits import cut_error_text, grpc_message_limit
+from pweza.domain.limits import cut_error_text, cut_error_type, grpc_message_limit
 from pweza.domain.roles import Permission
 from pweza.domain.tasks import ErrorType, TaskError
 from pweza.manager.service import Manager
@@ -212,8 +212,8 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                         output, error = None, None
                         if not result.ok:
                             info = result.error
-                            message_text = cut_error_text(info.message)
-                            error = TaskError(info.type or ErrorType.HANDLER, message_text, info.retryable)
+                            kind = cut_error_type(info.type) or ErrorType.HANDLER
+                            error = TaskError(kind, cut_error_text(info.message), info.retryable)
                         else:
                             output, error = read_output(result, limit)
                             if error is not None:

@@ -384,9 +384,11 @@ class Dispatcher(SharedDispatch):
     def holder(self, task_id: str) -> AgentSession | None:
         """The connected agent session running the task's current attempt, if any."""
         lease = self._leases.get(task_id)
-        if lease is None or lease.holder is None or not self._connected(lease.holder):
-            return None
-        return lease.holder
+        return None if lease is None else self._live_holder(lease)
+
+    def _live_holder(self, lease: Lease) -> AgentSession | None:
+        holder = lease.holder
+        return holder if holder is not None and self._connected(holder) else None
 
     def sessions(self) -> list[AgentSession]:
         return list(self._sessions.values())
@@ -404,9 +406,12 @@ class Dispatcher(SharedDispatch):
         """Slots the agent says are free again: its credits never exceed its slots less the
         attempts it holds, whatever it sends."""
         if slots and self._connected(session):
-            room = max(0, session.slots - len(session.running))
-            session.credits = min(room, session.credits + slots)
-            self._request_pump(session.pool_key)
+            self._give_credits(session, slots)
+
+    def _give_credits(self, session: AgentSession, slots: int) -> None:
+        room = max(0, session.slots - len(session.running))
+        session.credits = min(room, session.credits + slots)
+        self._request_pump(session.pool_key)
 
     def on_started(self, session: AgentSession, starts: list[tuple[str, int, float]]) -> None:
         now = time.time()
@@ -566,8 +571,7 @@ class Dispatcher(SharedDispatch):
                     current = self._leases.get(item.task_id)
                     if item.task_id not in sent and (current is None or current.holder is not session):
                         session.running.discard(item.task_id)
-                session.credits = min(max(0, session.slots - len(session.running)), session.credits + unsent)
-                self._request_pump(session.pool_key)
+                self._give_credits(session, unsent)
             if not live:
                 return
             if not connected:
@@ -667,7 +671,7 @@ class Dispatcher(SharedDispatch):
             if task is None:
                 del self._leases[task_id]
                 continue
-            session = lease.holder if lease.holder is not None and self._connected(lease.holder) else None
+            session = self._live_holder(lease)
             if lease.deadline is not None and now > lease.deadline:
                 if session is not None:
                     session.link.send_cancel([task_id], "timeout")

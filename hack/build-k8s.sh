@@ -22,7 +22,7 @@ KIT_DIR="${CACHE_ROOT}/k8s-${K8S_VERSION}"
 BIN_DIR="${KIT_DIR}/bin"
 STAMP_DIR="${KIT_DIR}/stamps"
 
-K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 ALL_BINARIES=("${K8S_BINARIES[@]}" etcd kwok helm)
 
 log() { printf '[build-k8s %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }

@@ -805,6 +805,9 @@ class ControlPlane:
             # Since the in-tree cloud providers were removed, none of the on-by-default
             # controllers needs a cloud; node-ipam stays off without --allocate-node-cidrs.
             "--controllers=*",
+            # A test cannot wait the default five minutes to see an HPA scale back in.
+            "--horizontal-pod-autoscaler-downscale-stabilization=20s",
+            "--horizontal-pod-autoscaler-sync-period=5s",
             "--profiling=false",
         )
         self._spawn(

@@ -136,13 +136,13 @@ def _container_processes(node: Node, namespace: str, selector: str) -> list[dict
     return found
 
 
-def test_containers_run_as_uid_1000_with_a_read_only_root(triage: Release) -> None:
+def test_containers_run_as_uid_and_gid_1000_with_a_read_only_root(triage: Release) -> None:
     node = triage.node
     processes = _container_processes(node, SYSTEM, f"app.kubernetes.io/instance={RELEASE}")
     processes += _container_processes(node, AGENTS, "pweza.ai/pool=classifiers")
     assert {p["container"] for p in processes} >= {"manager", "operator", "agent"}, processes
     for process in processes:
-        assert process["uid"] == "1000", process
+        assert (process["uid"], process["gid"]) == ("1000", "1000"), process
         assert process["root"] == "ro", process
 
 

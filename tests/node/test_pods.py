@@ -72,8 +72,11 @@ def test_the_image_runs_pweza_as_uid_1000_under_restricted(node: Node, namespace
     phase, log = run_pod(node, "version", ["/venv/bin/pweza", "version"])
     assert phase == "Succeeded", log
     assert "0.1.0" in log
-    phase, log = run_pod(node, "whoami", python("import os; print(os.getuid(), os.getgid())"))
-    assert (phase, log.split()) == ("Succeeded", ["1000", "1000"]), log
+    # The image's USER alone (runAsNonRoot checks it is not root). Its group is not applied by
+    # containerd 1.6 unless the pod names one, which is why the chart and the operator set
+    # runAsGroup (tests/node/test_chart.py checks the chart's processes).
+    phase, log = run_pod(node, "whoami", python("import os; print(os.getuid())"))
+    assert (phase, log.split()) == ("Succeeded", ["1000"]), log
 
 
 def test_cluster_names_resolve_and_the_apiserver_answers_through_its_service(node: Node, namespace: str) -> None:
@@ -109,7 +112,7 @@ def test_nothing_a_pod_sends_is_routed_off_the_machine(node: Node) -> None:
         ["ip", "route", "get", "203.0.113.7", "from", "10.244.0.200", "iif", BRIDGE],
         capture_output=True, text=True, timeout=10, check=False,
     )  # fmt: skip
-    assert "unreachable" in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+    assert result.returncode != 0 and "no route to host" in result.stderr.lower(), result.stdout + result.stderr
     # To another pod on the bridge it routes, so Services work.
     inside = subprocess.run(
         ["ip", "route", "get", "10.244.0.9", "from", "10.244.0.200", "iif", BRIDGE],

@@ -230,7 +230,7 @@ class NodeCluster:
         self._ctr("-n", "k8s.io", "images", "tag", "--force", source, target)
 
     def container_process(self, container_id: str) -> dict[str, str]:
-        """A running container's main process as the node sees it: pid, uid, and whether its
+        """A running container's main process as the node sees it: pid, uid, gid, and whether its
         root filesystem is mounted read-only ("ro") or not ("rw")."""
         pid = ""
         for line in self._ctr("-n", "k8s.io", "tasks", "ls").stdout.splitlines()[1:]:
@@ -241,12 +241,13 @@ class NodeCluster:
             raise NodeError(f"no running task for container {container_id}")
         status = pathlib.Path(f"/proc/{pid}/status").read_text()
         uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+        gid = next(line.split()[1] for line in status.splitlines() if line.startswith("Gid:"))
         root = "rw"
         for line in pathlib.Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
             fields = line.split()
             if fields[4] == "/":
                 root = "ro" if "ro" in fields[5].split(",") else "rw"
-        return {"pid": pid, "uid": uid, "root": root}
+        return {"pid": pid, "uid": uid, "gid": gid, "root": root}
 
     def on_stop(self, cleanup: Callable[[], None]) -> None:
         """Run ``cleanup`` when the node stops (add-ons started by tests), last added first."""

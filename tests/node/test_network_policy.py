@@ -116,7 +116,12 @@ def test_agents_reach_the_manager_grpc_port_and_an_unadmitted_namespace_does_not
 
 def test_the_database_admits_the_manager_only(release: Release, outsiders: str) -> None:
     node = release.node
-    (database,) = [s["metadata"]["name"] for s in node.get("services", "-n", DATA)["items"] if "postgres" in s["metadata"]["name"] and s["spec"].get("clusterIP") not in (None, "None")]  # noqa: E501
+    services = node.get("services", "-n", DATA)["items"]
+    (database,) = [
+        s["metadata"]["name"]
+        for s in services
+        if "postgres" in s["metadata"]["name"] and s["spec"].get("clusterIP") not in (None, "None")
+    ]
     address = cluster_ip(node, DATA, database)
     assert from_manager(node, address, 5432) == "open"
     # Not from a pod of the manager's own namespace without its labels, nor from elsewhere.

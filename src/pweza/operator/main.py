@@ -94,6 +94,10 @@ async def run_operator(options: OperatorOptions) -> int:
         settings.posting.level = logging.WARNING
         settings.networking.request_timeout = 30
         kopf_stop = asyncio.Event()
+        # kopf names this process after POD_ID, else after the login name, which a container
+        # running as a uid without a passwd entry (uid 1000 on a distroless base) does not have:
+        # getpwuid() fails and the operator never starts.
+        os.environ.setdefault("POD_ID", options.identity)
         operator = asyncio.create_task(
             kopf.operator(
                 registry=registry,

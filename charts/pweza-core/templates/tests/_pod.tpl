@@ -25,6 +25,10 @@ spec:
       image: {{ $image | quote }}
       args: {{ toJson $args }}
       env: {{ toJson $env }}
+      # A namespace with a LimitRange or ResourceQuota refuses containers without them.
+      resources:
+        requests: {cpu: 50m, memory: 128Mi}
+        limits: {cpu: 500m, memory: 256Mi}
       securityContext:
         {{- toYaml $root.Values.manager.securityContext | nindent 8 }}
       volumeMounts:

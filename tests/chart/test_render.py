@@ -48,8 +48,10 @@ PRODUCTION_KINDS = {
     "RoleBinding",
     "NetworkPolicy",
     "StorageClass",
-    "ArangoDeployment",
-    "ArangoBackupPolicy",
+    # The seed's database was ArangoDB, which the manager does not use: PostgreSQL through
+    # CloudNativePG instead (database.mode=cloudnativepg); ArangoDB renders when enabled.
+    "Cluster",
+    "ScheduledBackup",
     "ServiceMonitor",
     "PrometheusRule",
     "AlertmanagerConfig",
@@ -206,8 +208,16 @@ def test_sqlite_with_several_manager_replicas_is_refused() -> None:
     assert "SQLite serves one manager replica" in render_error("manager.replicas=3")
 
 
+def test_an_external_database_must_say_so() -> None:
+    assert "set database.mode=external" in render_error("database.existingSecret=my-db")
+    assert "set database.existingSecret" in render_error("database.mode=external")
+    assert "backup.destinationPath" in render_error(
+        "database.mode=cloudnativepg", "database.cloudnativepg.backup.enabled=true"
+    )
+
+
 def test_an_existing_secret_supplies_database_url_and_the_chart_writes_none() -> None:
-    rendered = render(sets=("database.existingSecret=my-db",))
+    rendered = render(sets=("database.mode=external", "database.existingSecret=my-db"))
     assert not rendered.of("Secret")
     env = {e["name"]: e for e in manager_container(rendered)["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "my-db", "key": "database-url"}
@@ -373,6 +383,11 @@ def test_database_objects() -> None:
     storage = rendered.one("StorageClass", "pweza-core-gp3")
     assert storage["provisioner"] == "ebs.csi.aws.com"
     assert storage["parameters"]["type"] == "gp3" and storage["parameters"]["iops"] == "3000"
+    assert not rendered.of("ArangoDeployment"), "the manager does not use ArangoDB: off in production"
+
+
+def test_arangodb_still_renders_when_enabled() -> None:
+    rendered = render("values-production.yaml", sets=("database.arangodb.enabled=true",))
     arango = rendered.one("ArangoDeployment", "pweza-core-arangodb")
     assert arango["metadata"]["namespace"] == "pweza-core-data"
     assert arango["spec"]["mode"] == "Cluster"
@@ -381,6 +396,20 @@ def test_database_objects() -> None:
     policy = rendered.one("ArangoBackupPolicy", "pweza-core-arangodb-backup")
     selector = policy["spec"]["selector"]["matchLabels"]
     assert all(arango["metadata"]["labels"][key] == value for key, value in selector.items())
+    egress = rendered.one("NetworkPolicy", "pweza-core-system-policy")["spec"]["egress"]
+    assert {"protocol": "TCP", "port": 8529} in [port for rule in egress for port in rule["ports"]]
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_arangodb_is_off_in_every_values_file(values: str) -> None:
+    assert yaml.safe_load((CHART / values).read_text()).get("database", {}).get("arangodb", {}).get("enabled") in (
+        None,
+        False,
+    )
+    rendered = render(values)
+    assert not rendered.of("ArangoDeployment")
+    egress = rendered.one("NetworkPolicy", "pweza-core-system-policy")["spec"]["egress"]
+    assert 8529 not in [port["port"] for rule in egress for port in rule["ports"]]
 
 
 def test_agent_pools_get_a_headless_service_and_a_disruption_budget() -> None:

@@ -251,7 +251,10 @@ def test_the_cluster_admits_the_manager_itself_and_the_operator() -> None:
     assert policy["spec"]["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "pweza-core-postgres"}}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     clients, peers = policy["spec"]["ingress"]
-    assert clients == {"from": [{"podSelector": {"matchLabels": MANAGER}}], "ports": [{"protocol": "TCP", "port": 5432}]}
+    assert clients == {
+        "from": [{"podSelector": {"matchLabels": MANAGER}}],
+        "ports": [{"protocol": "TCP", "port": 5432}],
+    }
     assert peers["from"] == [
         {"podSelector": {"matchLabels": {"cnpg.io/cluster": "pweza-core-postgres"}}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "cnpg-system"}}},
@@ -266,10 +269,15 @@ def test_the_pooler_is_session_mode_and_the_manager_connects_through_it() -> Non
     assert pooler["pgbouncer"]["poolMode"] == "session", "the manager LISTENs: transaction mode would break it"
     instances = pooler["instances"]
     per_pod = int(pooler["pgbouncer"]["parameters"]["default_pool_size"])
-    max_connections = int(rendered.one("Cluster", "pweza-core-postgres")["spec"]["postgresql"]["parameters"]["max_connections"])
+    max_connections = int(
+        rendered.one("Cluster", "pweza-core-postgres")["spec"]["postgresql"]["parameters"]["max_connections"]
+    )
     assert instances * per_pod < max_connections
     env = manager_env(rendered)
-    assert env["DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pweza-core-postgres-app", "key": "password"}
+    assert env["DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "pweza-core-postgres-app",
+        "key": "password",
+    }
     url = urlsplit(env["DATABASE_URL"]["value"])
     assert (url.username, url.password) == ("pweza", "$(DATABASE_PASSWORD)")
     assert (url.hostname, url.port, url.path) == (
@@ -277,10 +285,15 @@ def test_the_pooler_is_session_mode_and_the_manager_connects_through_it() -> Non
         5432,
         "/pweza",
     )
-    names = [e["name"] for e in rendered.one("Deployment", "pweza-core-manager")["spec"]["template"]["spec"]["containers"][0]["env"]]
+    names = [
+        e["name"]
+        for e in rendered.one("Deployment", "pweza-core-manager")["spec"]["template"]["spec"]["containers"][0]["env"]
+    ]
     assert names.index("DATABASE_PASSWORD") < names.index("DATABASE_URL"), "$(VAR) expands earlier variables only"
     cluster_policy = rendered.one("NetworkPolicy", "pweza-core-postgres")["spec"]["ingress"][0]
-    assert cluster_policy["from"] == [{"podSelector": {"matchLabels": {"cnpg.io/poolerName": "pweza-core-postgres-pooler"}}}]
+    assert cluster_policy["from"] == [
+        {"podSelector": {"matchLabels": {"cnpg.io/poolerName": "pweza-core-postgres-pooler"}}}
+    ]
     pooler_policy = rendered.one("NetworkPolicy", "pweza-core-postgres-pooler")["spec"]
     assert pooler_policy["ingress"] == [
         {"from": [{"podSelector": {"matchLabels": MANAGER}}], "ports": [{"protocol": "TCP", "port": 5432}]}

@@ -209,9 +209,7 @@ def test_cloudnativepg_needs_the_operators_crds() -> None:
 
 
 def test_external_needs_the_secret_and_its_key() -> None:
-    values = merge_values(
-        load_values([], chart=CHART), {"database": {"mode": "external", "existingSecret": "rds"}}
-    )
+    values = merge_values(load_values([], chart=CHART), {"database": {"mode": "external", "existingSecret": "rds"}})
     absent = by_name(values, FakeCluster())["database Secret pweza-core-system/rds"]
     assert absent.status is Status.FAIL
     assert absent.fix.startswith("kubectl -n pweza-core-system create secret generic rds --from-literal=database-url=")

@@ -46,9 +46,13 @@ def test_every_rendered_object_is_accepted_by_a_server_side_dry_run(
     [
         # The data namespace warns on `restricted`: the bundled PostgreSQL must meet it.
         ("database.mode=bundled", "database.storageClass.create=true", "manager.replicas=2"),
-        ("database.mode=cloudnativepg", "database.cloudnativepg.pooler.enabled=true",
-         "database.cloudnativepg.backup.enabled=true", "database.cloudnativepg.backup.destinationPath=s3://b/pg",
-         "database.cloudnativepg.backup.s3.secretName=pg-backup"),
+        (
+            "database.mode=cloudnativepg",
+            "database.cloudnativepg.pooler.enabled=true",
+            "database.cloudnativepg.backup.enabled=true",
+            "database.cloudnativepg.backup.destinationPath=s3://b/pg",
+            "database.cloudnativepg.backup.s3.secretName=pg-backup",
+        ),
         ("database.mode=external", "database.existingSecret=rds", "database.external.cidrs={10.20.0.0/16}"),
         ("database.arangodb.enabled=true", "database.backup.enabled=true"),
     ],

@@ -230,7 +230,9 @@ class Cluster:
     def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The key names of a Secret (never its values), or None when it does not exist."""
         try:
-            found = self._plain(client.CoreV1Api(self._api).read_namespaced_secret(name, namespace, _request_timeout=10))
+            found = self._plain(
+                client.CoreV1Api(self._api).read_namespaced_secret(name, namespace, _request_timeout=10)
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -471,12 +473,13 @@ def check_storage(values: Mapping[str, Any], cluster: Cluster) -> list[Check]:
     )
     own_class = _enabled(values, "database", "arangodb") and not _get(values, "database", "storageClass", "create")
     volume = _database_volume(values)
+    database_volume = volume[0] if volume is not None and not volume[1] else ""
     needed = [
         reason
         for reason, wanted in (
             ("the manager's volume", persistence),
             ("the ArangoDB volumes", own_class),
-            (volume[0] if volume else "", bool(volume) and not volume[1]),
+            (database_volume, bool(database_volume)),
         )
         if wanted
     ]
@@ -579,9 +582,11 @@ def check_database(values: Mapping[str, Any], cluster: Cluster, served: set[str]
             if keys is None:
                 checks.append(Check(name, Status.FAIL, "absent: the manager cannot start without it", create))
             elif key not in keys:
-                have = ", ".join(sorted(keys)) or "none"
+                listed = ", ".join(sorted(keys)) or "none"
                 checks.append(
-                    Check(name, Status.FAIL, f"has no key {key} (keys: {have})", f"{create} (or set database.secretKey)")
+                    Check(
+                        name, Status.FAIL, f"has no key {key} (keys: {listed})", f"{create} (or set database.secretKey)"
+                    )
                 )
             else:
                 checks.append(Check(name, Status.OK, f"has key {key}"))

@@ -455,3 +455,33 @@ def operator_container(rendered: Any) -> dict[str, Any]:
         "containers"
     ][0]
     return container
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_container_requests_and_limits_ephemeral_storage(values: str) -> None:
+    rendered = render(values, sets=("database.mode=bundled",) if values == "values.yaml" else ())
+    for document in rendered.of("Deployment") + rendered.of("Job") + rendered.of("StatefulSet"):
+        pod = document["spec"]["template"]["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            where = f"{document['metadata']['name']}/{container['name']}"
+            assert container["resources"]["requests"]["ephemeral-storage"], where
+            assert container["resources"]["limits"]["ephemeral-storage"], where
+
+
+def test_production_keeps_an_operator_standby_through_drains_and_node_loss() -> None:
+    rendered = render("values-production.yaml")
+    budget = rendered.one("PodDisruptionBudget", "pweza-core-operator")
+    assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {"app": "pweza-core-operator"}}}
+    pod = rendered.one("Deployment", "pweza-core-operator")["spec"]["template"]
+    (term,) = pod["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert "pweza-core-operator" not in {doc["metadata"]["name"] for doc in render().of("PodDisruptionBudget")}
+
+
+def test_the_manager_down_alert_keeps_namespace_and_job() -> None:
+    rule = render("values-production.yaml").one("PrometheusRule", "pweza-core-alerts")
+    alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    selector = 'up{namespace="pweza-core-system", job="pweza-core-manager"}'
+    # absent() takes labels from a plain selector's equality matchers only; `max by` keeps them.
+    assert alerts["PwezaCoreManagerDown"]["expr"] == f"max by (namespace, job) ({selector}) < 1 or absent({selector})"

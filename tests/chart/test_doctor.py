@@ -30,6 +30,8 @@ class FakeCluster:
     drivers: set[str] = field(default_factory=set)
     ingress: set[str] = field(default_factory=set)
     namespaces: dict[str, tuple[dict[str, str], dict[str, str]]] = field(default_factory=dict)
+    resources: dict[str, set[str]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     unreachable: bool = False
     forbid_storage: bool = False
 
@@ -51,6 +53,12 @@ class FakeCluster:
 
     def ingress_classes(self) -> set[str]:
         return self.ingress
+
+    def api_resources(self, group_version: str) -> set[str]:
+        return self.resources.get(group_version, set())
+
+    def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        return self.secrets.get((namespace, name))
 
     def namespace(self, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
         return self.namespaces.get(name)
@@ -108,7 +116,7 @@ def test_only_the_apis_the_values_need_are_required() -> None:
     failed = {name for name, check in checks.items() if check.status is Status.FAIL}
     assert {
         "Istio (networking.istio.io/v1)",
-        "kube-arangodb (database.arangodb.com/v1)",
+        "CloudNativePG (postgresql.cnpg.io/v1)",
         "Vertical Pod Autoscaler (autoscaling.k8s.io/v1)",
         "prometheus-operator (monitoring.coreos.com/v1)",
         "prometheus-adapter (custom.metrics.k8s.io/v1beta1)",
@@ -116,6 +124,7 @@ def test_only_the_apis_the_values_need_are_required() -> None:
         "CSI driver ebs.csi.aws.com",
     } <= failed
     assert all(checks[name].fix for name in failed)
+    assert checks["kube-arangodb (database.arangodb.com/v1)"].status is Status.SKIP, "ArangoDB is off"
 
 
 def test_no_default_storage_class_fails_when_the_manager_needs_a_volume() -> None:
@@ -166,3 +175,63 @@ def test_namespace_labels_are_checked() -> None:
 def test_a_refused_api_call_becomes_a_failed_check() -> None:
     checks = by_name(load_values([], chart=CHART), FakeCluster(forbid_storage=True))
     assert checks["storage"].status is Status.FAIL and "403" in checks["storage"].detail
+
+
+CNPG = "postgresql.cnpg.io/v1"
+CNPG_KINDS = {"clusters", "scheduledbackups", "backups", "poolers"}
+
+
+def test_arangodb_enabled_is_a_warning_that_the_manager_does_not_use_it() -> None:
+    values = merge_values(load_values([], chart=CHART), {"database": {"arangodb": {"enabled": True}}})
+    check = by_name(values, FakeCluster())["ArangoDB (database.arangodb)"]
+    assert check.status is Status.WARN
+    assert "does not use ArangoDB" in check.detail and check.fix == "set database.arangodb.enabled=false"
+    assert "ArangoDB (database.arangodb)" not in by_name(load_values([], chart=CHART), FakeCluster())
+
+
+def test_cloudnativepg_needs_the_operators_crds() -> None:
+    production = load_values([CHART / "values-production.yaml"], chart=CHART)
+    checks = by_name(production, FakeCluster())
+    assert checks["CloudNativePG (postgresql.cnpg.io/v1)"].status is Status.FAIL
+    assert "cloudnative-pg" in checks["CloudNativePG (postgresql.cnpg.io/v1)"].fix
+    served = {"v1", "apps/v1", "metrics.k8s.io/v1beta1", CNPG}
+    partial = by_name(production, FakeCluster(served=served, resources={CNPG: {"clusters"}}))
+    assert partial["CloudNativePG (postgresql.cnpg.io/v1)"].status is Status.OK
+    crds = partial["CloudNativePG CRDs"]
+    assert crds.status is Status.FAIL and "ScheduledBackup" in crds.detail, "production takes scheduled backups"
+    complete = by_name(production, FakeCluster(served=served, resources={CNPG: CNPG_KINDS}))
+    assert complete["CloudNativePG CRDs"].status is Status.OK
+    pooled = merge_values(production, {"database": {"cloudnativepg": {"pooler": {"enabled": True}}}})
+    no_pooler = by_name(pooled, FakeCluster(served=served, resources={CNPG: CNPG_KINDS - {"poolers"}}))
+    assert "Pooler" in no_pooler["CloudNativePG CRDs"].detail
+    # The production class is the chart's own, so no default class is needed for the Cluster.
+    assert complete["StorageClass pweza-core-gp3"].status is Status.OK
+
+
+def test_external_needs_the_secret_and_its_key() -> None:
+    values = merge_values(load_values([], chart=CHART), {"database": {"mode": "external", "existingSecret": "rds"}})
+    absent = by_name(values, FakeCluster())["database Secret pweza-core-system/rds"]
+    assert absent.status is Status.FAIL
+    assert absent.fix.startswith("kubectl -n pweza-core-system create secret generic rds --from-literal=database-url=")
+    wrong = by_name(values, FakeCluster(secrets={("pweza-core-system", "rds"): {"url"}}))
+    assert wrong["database Secret pweza-core-system/rds"].status is Status.FAIL
+    assert "has no key database-url (keys: url)" in wrong["database Secret pweza-core-system/rds"].detail
+    right = by_name(values, FakeCluster(secrets={("pweza-core-system", "rds"): {"database-url"}}))
+    assert right["database Secret pweza-core-system/rds"].status is Status.OK
+    written = merge_values(load_values([], chart=CHART), {"database": {"mode": "external", "url": "postgresql://x"}})
+    assert by_name(written, FakeCluster())["database Secret"].status is Status.OK
+
+
+def test_bundled_needs_its_storage_class_or_a_default_one() -> None:
+    bundled = merge_values(load_values([], chart=CHART), {"database": {"mode": "bundled"}})
+    no_default = by_name(bundled, FakeCluster(classes=[("slow", False, "x")]))["default StorageClass"]
+    assert no_default.status is Status.FAIL and "the bundled PostgreSQL's volume" in no_default.detail
+    assert by_name(bundled, FakeCluster())["default StorageClass"].status is Status.OK
+    named = merge_values(bundled, {"database": {"bundled": {"storageClassName": "local-pv"}}})
+    missing = by_name(named, FakeCluster())["StorageClass local-pv"]
+    assert missing.status is Status.FAIL and "database.bundled.storageClassName" in missing.fix
+    present = by_name(named, FakeCluster(classes=[("local-pv", False, "kubernetes.io/no-provisioner")]))
+    assert present["StorageClass local-pv"].status is Status.OK
+    assert present["default StorageClass"].status is Status.WARN, "the named class is enough"
+    created = merge_values(bundled, {"database": {"storageClass": {"create": True}}})
+    assert by_name(created, FakeCluster())["StorageClass pweza-core-gp3"].status is Status.OK

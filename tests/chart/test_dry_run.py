@@ -10,16 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.conftest import CHART, VALUES_FILES, Cluster, checks_by_name, doctor, render
+from tests.chart.conftest import CHART, VALUES_FILES, Cluster, Rendered, checks_by_name, doctor, render
 
 pytestmark = pytest.mark.chart
 
 
-@pytest.mark.parametrize("values", VALUES_FILES)
-def test_every_rendered_object_is_accepted_by_a_server_side_dry_run(
-    cluster: Cluster, values: str, tmp_path: Path
-) -> None:
-    rendered = render(values)
+def _server_dry_run(cluster: Cluster, rendered: Rendered, tmp_path: Path) -> None:
     # A dry run creates nothing, so the namespaces the objects live in must exist (helm creates
     # them first). Nothing else of the chart is on this cluster: a dry-run apply over objects of
     # other values would merge with them instead of standing alone.
@@ -38,13 +34,45 @@ def test_every_rendered_object_is_accepted_by_a_server_side_dry_run(
     assert "Warning" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_rendered_object_is_accepted_by_a_server_side_dry_run(
+    cluster: Cluster, values: str, tmp_path: Path
+) -> None:
+    _server_dry_run(cluster, render(values), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        # The data namespace warns on `restricted`: the bundled PostgreSQL must meet it.
+        ("database.mode=bundled", "database.storageClass.create=true", "manager.replicas=2"),
+        (
+            "database.mode=cloudnativepg",
+            "database.cloudnativepg.pooler.enabled=true",
+            "database.cloudnativepg.backup.enabled=true",
+            "database.cloudnativepg.backup.destinationPath=s3://b/pg",
+            "database.cloudnativepg.backup.s3.secretName=pg-backup",
+        ),
+        ("database.mode=external", "database.existingSecret=rds", "database.external.cidrs={10.20.0.0/16}"),
+        ("database.arangodb.enabled=true", "database.backup.enabled=true"),
+    ],
+    ids=["bundled", "cloudnativepg-pooler-backup", "external", "arangodb"],
+)
+def test_each_database_mode_is_accepted_by_a_server_side_dry_run(
+    cluster: Cluster, sets: tuple[str, ...], tmp_path: Path
+) -> None:
+    _server_dry_run(cluster, render(sets=sets), tmp_path)
+
+
 def test_doctor_after_the_crds_are_installed(cluster: Cluster) -> None:
     code, report = doctor(cluster.cp, "values-production.yaml")
     checks = checks_by_name(report)
     assert code == 1
     for name in ("prometheus-operator (monitoring.coreos.com/v1)", "Istio (networking.istio.io/v1)",
-                 "kube-arangodb (database.arangodb.com/v1)", "Vertical Pod Autoscaler (autoscaling.k8s.io/v1)"):  # fmt: skip
+                 "CloudNativePG (postgresql.cnpg.io/v1)", "CloudNativePG CRDs",
+                 "Vertical Pod Autoscaler (autoscaling.k8s.io/v1)"):  # fmt: skip
         assert checks[name]["status"] == "ok", checks[name]
+    assert checks["kube-arangodb (database.arangodb.com/v1)"]["status"] == "skip", "ArangoDB is off"
     assert checks["metrics-server (metrics.k8s.io/v1beta1)"]["status"] == "fail"
     assert checks["pweza.ai CRDs (pweza.ai/v1)"]["detail"] == "installed"
     assert checks["namespace pweza-core-agents"]["status"] in ("ok", "warn")

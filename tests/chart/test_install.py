@@ -215,8 +215,7 @@ def test_doctor_reports_what_the_bare_test_cluster_lacks(bare: Bare) -> None:
         "prometheus-operator (monitoring.coreos.com/v1)",
         "AlertmanagerConfig (monitoring.coreos.com/v1alpha1)",
         "Istio (networking.istio.io/v1)",
-        "kube-arangodb (database.arangodb.com/v1)",
-        "ArangoDB backups (backup.arangodb.com/v1)",
+        "CloudNativePG (postgresql.cnpg.io/v1)",
         "Vertical Pod Autoscaler (autoscaling.k8s.io/v1)",
         "CSI driver ebs.csi.aws.com",
         "ingress class nginx",
@@ -224,6 +223,7 @@ def test_doctor_reports_what_the_bare_test_cluster_lacks(bare: Bare) -> None:
         assert checks[name]["status"] == "fail", checks[name]
         assert checks[name]["fix"], f"{name} has no fix"
     assert checks["cert-manager (cert-manager.io/v1)"]["status"] == "skip", "production values do not use it"
+    assert checks["kube-arangodb (database.arangodb.com/v1)"]["status"] == "skip", "the manager does not use ArangoDB"
     # Production keeps no data on a default-class volume, so a missing default class only warns.
     assert checks["default StorageClass"]["status"] == "warn"
     assert checks["namespace pweza-core-data"]["status"] == "ok"  # absent: the chart creates it

@@ -48,8 +48,10 @@ PRODUCTION_KINDS = {
     "RoleBinding",
     "NetworkPolicy",
     "StorageClass",
-    "ArangoDeployment",
-    "ArangoBackupPolicy",
+    # The seed's database was ArangoDB, which the manager does not use: PostgreSQL through
+    # CloudNativePG instead (database.mode=cloudnativepg); ArangoDB renders when enabled.
+    "Cluster",
+    "ScheduledBackup",
     "ServiceMonitor",
     "PrometheusRule",
     "AlertmanagerConfig",
@@ -206,8 +208,16 @@ def test_sqlite_with_several_manager_replicas_is_refused() -> None:
     assert "SQLite serves one manager replica" in render_error("manager.replicas=3")
 
 
+def test_an_external_database_must_say_so() -> None:
+    assert "set database.mode=external" in render_error("database.existingSecret=my-db")
+    assert "set database.existingSecret" in render_error("database.mode=external")
+    assert "backup.destinationPath" in render_error(
+        "database.mode=cloudnativepg", "database.cloudnativepg.backup.enabled=true"
+    )
+
+
 def test_an_existing_secret_supplies_database_url_and_the_chart_writes_none() -> None:
-    rendered = render(sets=("database.existingSecret=my-db",))
+    rendered = render(sets=("database.mode=external", "database.existingSecret=my-db"))
     assert not rendered.of("Secret")
     env = {e["name"]: e for e in manager_container(rendered)["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "my-db", "key": "database-url"}
@@ -373,6 +383,11 @@ def test_database_objects() -> None:
     storage = rendered.one("StorageClass", "pweza-core-gp3")
     assert storage["provisioner"] == "ebs.csi.aws.com"
     assert storage["parameters"]["type"] == "gp3" and storage["parameters"]["iops"] == "3000"
+    assert not rendered.of("ArangoDeployment"), "the manager does not use ArangoDB: off in production"
+
+
+def test_arangodb_still_renders_when_enabled() -> None:
+    rendered = render("values-production.yaml", sets=("database.arangodb.enabled=true",))
     arango = rendered.one("ArangoDeployment", "pweza-core-arangodb")
     assert arango["metadata"]["namespace"] == "pweza-core-data"
     assert arango["spec"]["mode"] == "Cluster"
@@ -381,6 +396,20 @@ def test_database_objects() -> None:
     policy = rendered.one("ArangoBackupPolicy", "pweza-core-arangodb-backup")
     selector = policy["spec"]["selector"]["matchLabels"]
     assert all(arango["metadata"]["labels"][key] == value for key, value in selector.items())
+    egress = rendered.one("NetworkPolicy", "pweza-core-system-policy")["spec"]["egress"]
+    assert {"protocol": "TCP", "port": 8529} in [port for rule in egress for port in rule["ports"]]
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_arangodb_is_off_in_every_values_file(values: str) -> None:
+    assert yaml.safe_load((CHART / values).read_text()).get("database", {}).get("arangodb", {}).get("enabled") in (
+        None,
+        False,
+    )
+    rendered = render(values)
+    assert not rendered.of("ArangoDeployment")
+    egress = rendered.one("NetworkPolicy", "pweza-core-system-policy")["spec"]["egress"]
+    assert 8529 not in [port["port"] for rule in egress for port in rule["ports"]]
 
 
 def test_agent_pools_get_a_headless_service_and_a_disruption_budget() -> None:
@@ -426,3 +455,33 @@ def operator_container(rendered: Any) -> dict[str, Any]:
         "containers"
     ][0]
     return container
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_container_requests_and_limits_ephemeral_storage(values: str) -> None:
+    rendered = render(values, sets=("database.mode=bundled",) if values == "values.yaml" else ())
+    for document in rendered.of("Deployment") + rendered.of("Job") + rendered.of("StatefulSet"):
+        pod = document["spec"]["template"]["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            where = f"{document['metadata']['name']}/{container['name']}"
+            assert container["resources"]["requests"]["ephemeral-storage"], where
+            assert container["resources"]["limits"]["ephemeral-storage"], where
+
+
+def test_production_keeps_an_operator_standby_through_drains_and_node_loss() -> None:
+    rendered = render("values-production.yaml")
+    budget = rendered.one("PodDisruptionBudget", "pweza-core-operator")
+    assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {"app": "pweza-core-operator"}}}
+    pod = rendered.one("Deployment", "pweza-core-operator")["spec"]["template"]
+    (term,) = pod["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert "pweza-core-operator" not in {doc["metadata"]["name"] for doc in render().of("PodDisruptionBudget")}
+
+
+def test_the_manager_down_alert_keeps_namespace_and_job() -> None:
+    rule = render("values-production.yaml").one("PrometheusRule", "pweza-core-alerts")
+    alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    selector = 'up{namespace="pweza-core-system", job="pweza-core-manager"}'
+    # absent() takes labels from a plain selector's equality matchers only; `max by` keeps them.
+    assert alerts["PwezaCoreManagerDown"]["expr"] == f"max by (namespace, job) ({selector}) < 1 or absent({selector})"

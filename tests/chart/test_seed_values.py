@@ -156,7 +156,8 @@ def test_manager_deployment_has_the_seeds_ports_env_probes_security_and_mounts(p
         {"name": "metrics", "containerPort": 2112, "protocol": "TCP"},
     ]
     env = {e["name"]: e for e in container["env"]}
-    assert env["DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "pweza-core-secrets", "key": "database-url"}}
+    # Departure: the seed's pweza-core-secrets is the Secret CloudNativePG writes for its Cluster.
+    assert env["DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "pweza-core-postgres-app", "key": "uri"}}
     assert env["LOG_LEVEL"]["value"] == "INFO"
     assert env["METRICS_ENABLED"]["value"] == "true"
     assert env["PWEZA_HOST"]["value"] == "0.0.0.0", "the manager binds 127.0.0.1 unless told otherwise"
@@ -190,10 +191,25 @@ def test_vpa_has_the_seeds_bounds_and_recommends_only(production: Rendered) -> N
     assert {**vpa["spec"], "updatePolicy": {"updateMode": "Auto"}} == SEED_VPA_SPEC
 
 
-def test_network_policy_is_the_seeds(production: Rendered) -> None:
+def test_network_policy_is_the_seeds_with_egress_to_the_database_it_uses(production: Rendered) -> None:
     policy = production.one("NetworkPolicy", "pweza-core-system-policy")
     assert policy["metadata"]["namespace"] == "pweza-core-system"
-    assert policy["spec"] == SEED_NETWORK_POLICY_SPEC
+    assert {k: v for k, v in policy["spec"].items() if k != "egress"} == {
+        k: v for k, v in SEED_NETWORK_POLICY_SPEC.items() if k != "egress"
+    }
+    # Departure: the seed's egress went to ArangoDB (8529), which the manager does not use, and
+    # to 443 anywhere, which it does not call. It reaches its PostgreSQL (the CloudNativePG
+    # instances) and DNS in kube-system, nothing else.
+    assert policy["spec"]["egress"] == [
+        {
+            "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "pweza-core-postgres"}}}],
+            "ports": [{"protocol": "TCP", "port": 5432}],
+        },
+        {
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+            "ports": [{"protocol": "TCP", "port": 53}, {"protocol": "UDP", "port": 53}],
+        },
+    ]
 
 
 def test_service_monitor_is_the_seeds(production: Rendered) -> None:

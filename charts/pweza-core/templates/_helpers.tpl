@@ -107,27 +107,108 @@ Empty fields of the component's image fall back to .Values.image; the tag to the
 {{- $own.pullPolicy | default .root.Values.image.pullPolicy }}
 {{- end }}
 
-{{/* The Secret holding DATABASE_URL: an existing one, or the one the chart writes. */}}
+{{/*
+The database (database.mode: sqlite | bundled | cloudnativepg | external), checked once here
+so that every template can rely on a coherent set of values.
+*/}}
+{{- define "pweza-core.databaseMode" -}}
+{{- $db := .Values.database }}
+{{- if and (eq $db.mode "sqlite") (or $db.url $db.existingSecret) }}
+{{- fail "database: url and existingSecret name an external database; set database.mode=external" }}
+{{- end }}
+{{- if and (eq $db.mode "external") (not (or $db.url $db.existingSecret)) }}
+{{- fail "database.mode=external: set database.existingSecret (a Secret you manage) or database.url" }}
+{{- end }}
+{{- if and (eq $db.mode "cloudnativepg") $db.cloudnativepg.backup.enabled (not $db.cloudnativepg.backup.destinationPath) }}
+{{- fail "database.cloudnativepg.backup.enabled: set backup.destinationPath (s3://bucket/path), or backup.enabled=false" }}
+{{- end }}
+{{- $db.mode }}
+{{- end }}
+
+{{/* True when the manager's database is SQLite (one file, so one manager replica). */}}
+{{- define "pweza-core.sqlite" -}}
+{{- if eq (include "pweza-core.databaseMode" .) "sqlite" }}true{{ end }}
+{{- end }}
+
+{{/* True when the chart writes <fullname>-secrets (sqlite, bundled, external with database.url). */}}
+{{- define "pweza-core.chartWritesDatabaseSecret" -}}
+{{- $mode := include "pweza-core.databaseMode" . }}
+{{- if or (eq $mode "sqlite") (eq $mode "bundled") (and (eq $mode "external") (not .Values.database.existingSecret)) }}true{{ end }}
+{{- end }}
+
+{{/* The Secret and key the manager reads DATABASE_URL from, per mode. */}}
 {{- define "pweza-core.databaseSecretName" -}}
-{{- if .Values.database.existingSecret }}
+{{- $mode := include "pweza-core.databaseMode" . }}
+{{- if eq $mode "cloudnativepg" }}
+{{- /* CNPG writes <cluster>-app (username, password, host, uri, ...) beside the Cluster. */}}
+{{- include "pweza-core.cnpgName" . }}-app
+{{- else if and (eq $mode "external") .Values.database.existingSecret }}
 {{- .Values.database.existingSecret }}
 {{- else }}
 {{- include "pweza-core.fullname" . }}-secrets
 {{- end }}
 {{- end }}
 
-{{/* The URL the chart writes when no existing Secret is named: SQLite on the manager's volume by default. */}}
+{{- define "pweza-core.databaseSecretKey" -}}
+{{- if eq (include "pweza-core.databaseMode" .) "cloudnativepg" }}uri{{ else }}{{ .Values.database.secretKey }}{{ end }}
+{{- end }}
+
+{{/* The URL the chart writes to <fullname>-secrets. */}}
 {{- define "pweza-core.databaseURL" -}}
-{{- if .Values.database.url }}
+{{- $mode := include "pweza-core.databaseMode" . }}
+{{- if eq $mode "bundled" }}
+{{- $bundled := .Values.database.bundled }}
+{{- printf "postgresql://%s:%s@%s:5432/%s" $bundled.user (include "pweza-core.postgresPassword" .) (include "pweza-core.postgresHost" .) $bundled.database }}
+{{- else if eq $mode "external" }}
 {{- .Values.database.url }}
 {{- else }}
 {{- printf "sqlite:///%s/pweza.db" .Values.manager.persistence.mountPath }}
 {{- end }}
 {{- end }}
 
-{{/* True when the URL the chart writes is SQLite (one file, so one manager replica). */}}
-{{- define "pweza-core.sqlite" -}}
-{{- if and (not .Values.database.existingSecret) (hasPrefix "sqlite" (include "pweza-core.databaseURL" .)) }}true{{ end }}
+{{/* The bundled PostgreSQL: StatefulSet, Services and password Secret share this name. */}}
+{{- define "pweza-core.postgresName" -}}
+{{- include "pweza-core.fullname" . }}-postgres
+{{- end }}
+
+{{- define "pweza-core.postgresHost" -}}
+{{- printf "%s.%s.svc.%s" (include "pweza-core.postgresName" .) (include "pweza-core.dataNamespace" .) .Values.clusterDomain }}
+{{- end }}
+
+{{/*
+The bundled PostgreSQL's password: the one in its Secret when the release already made it
+(`lookup`, so upgrades keep it: the data directory was initialised with it), else a new one.
+Two Secrets and a checksum need the same value in one render, so the first call keeps it in
+the values (only for this render: values.schema.json is checked before, nothing stores it).
+*/}}
+{{- define "pweza-core.postgresPassword" -}}
+{{- $bundled := .Values.database.bundled }}
+{{- if not (hasKey $bundled "generatedPassword") }}
+{{- $found := lookup "v1" "Secret" (include "pweza-core.dataNamespace" .) (include "pweza-core.postgresName" .) }}
+{{- $password := "" }}
+{{- if and $found $found.data (hasKey $found.data "password") }}
+{{- $password = index $found.data "password" | b64dec }}
+{{- else }}
+{{- $password = randAlphaNum 32 }}
+{{- end }}
+{{- $_ := set $bundled "generatedPassword" $password }}
+{{- end }}
+{{- $bundled.generatedPassword }}
+{{- end }}
+
+{{/* The CloudNativePG Cluster (its pods carry cnpg.io/cluster: <name>) and its Pooler. */}}
+{{- define "pweza-core.cnpgName" -}}
+{{- .Values.database.cloudnativepg.name | default (printf "%s-postgres" (include "pweza-core.fullname" .)) }}
+{{- end }}
+
+{{- define "pweza-core.cnpgPoolerName" -}}
+{{- include "pweza-core.cnpgName" . }}-pooler
+{{- end }}
+
+{{/* A database volume's StorageClass: its own value, else the chart's class when it creates one, else "" (the cluster's default). */}}
+{{- define "pweza-core.databaseStorageClass" -}}
+{{- $sc := .root.Values.database.storageClass }}
+{{- .own | default (ternary $sc.name "" $sc.create) }}
 {{- end }}
 
 {{/* Namespace labels: the seed's `name` and `istio-injection`, plus Pod Security Admission. */}}

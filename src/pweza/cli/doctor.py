@@ -5,9 +5,12 @@
 The checks follow the chart's values (its values.yaml, then each ``--values`` file, merged as
 Helm merges them): the Kubernetes version, the APIs of the integrations those values switch on
 (metrics.k8s.io, custom.metrics.k8s.io, monitoring.coreos.com, networking.istio.io,
-database.arangodb.com, backup.arangodb.com, autoscaling.k8s.io, cert-manager.io), the ingress
-class, a default StorageClass and the CSI driver of the chart's own class, and the labels of
-the chart's namespaces. Each failed check says how to fix it.
+database.arangodb.com, backup.arangodb.com, postgresql.cnpg.io, autoscaling.k8s.io,
+cert-manager.io), the ingress class, what the chosen database.mode needs (the CloudNativePG
+kinds, the external database's Secret and key, the bundled PostgreSQL's StorageClass), a
+default StorageClass and the CSI driver of the chart's own class, and the labels of the chart's
+namespaces. Each failed check says how to fix it; an enabled ArangoDB, which the manager does
+not use yet, is a warning.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "Check",
     "Cluster",
     "Status",
+    "check_database",
     "expected_namespace_labels",
     "load_values",
     "merge_values",
@@ -66,8 +70,17 @@ BUILT_IN_DEFAULTS: Final[Mapping[str, Any]] = {
         "persistence": {"enabled": True, "storageClass": ""},
     },
     "database": {
+        "mode": "sqlite",
+        "existingSecret": "",
+        "secretKey": "database-url",
+        "bundled": {"storageClassName": ""},
+        "cloudnativepg": {
+            "storage": {"storageClass": ""},
+            "backup": {"enabled": False},
+            "pooler": {"enabled": False},
+        },
         "arangodb": {"enabled": False},
-        "storageClass": {"create": False, "provisioner": "ebs.csi.aws.com"},
+        "storageClass": {"create": False, "name": "pweza-core-gp3", "provisioner": "ebs.csi.aws.com"},
         "backup": {"enabled": False},
     },
     "tls": {"enabled": False, "certManager": {"enabled": False}},
@@ -208,6 +221,24 @@ class Cluster:
         items = self._plain(client.NetworkingV1Api(self._api).list_ingress_class(_request_timeout=10))["items"]
         return {str(item["metadata"]["name"]) for item in items}
 
+    def api_resources(self, group_version: str) -> set[str]:
+        """The plural resource names a served "group/version" has (its CRDs' kinds, for a CRD group)."""
+        group, version = group_version.split("/", 1)
+        found = self._plain(client.CustomObjectsApi(self._api).get_api_resources(group, version, _request_timeout=10))
+        return {str(item["name"]) for item in (found or {}).get("resources") or []}
+
+    def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        """The key names of a Secret (never its values), or None when it does not exist."""
+        try:
+            found = self._plain(
+                client.CoreV1Api(self._api).read_namespaced_secret(name, namespace, _request_timeout=10)
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return set((found.get("data") or {}).keys())
+
     def namespace(self, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
         """(labels, annotations) of a namespace, or None when it does not exist."""
         try:
@@ -269,6 +300,14 @@ def _backup_needed(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _mode(values: Mapping[str, Any]) -> str:
+    return str(_get(values, "database", "mode", default="sqlite"))
+
+
+def _cnpg_needed(values: Mapping[str, Any]) -> str | None:
+    return "database.mode=cloudnativepg (Cluster)" if _mode(values) == "cloudnativepg" else None
+
+
 def _cert_manager_needed(values: Mapping[str, Any]) -> str | None:
     if _enabled(values, "tls") and _enabled(values, "tls", "certManager"):
         return "tls.certManager (Certificate)"
@@ -328,6 +367,13 @@ APIS: Final = (
         "backup.arangodb.com/v1",
         _backup_needed,
         "install kube-arangodb with its backup operator, or set database.backup.enabled=false",
+    ),
+    _Api(
+        "CloudNativePG",
+        "postgresql.cnpg.io/v1",
+        _cnpg_needed,
+        "install the CloudNativePG operator (helm install cnpg cnpg/cloudnative-pg -n cnpg-system "
+        "--create-namespace, repo https://cloudnative-pg.github.io/charts), or choose another database.mode",
     ),
     _Api(
         "Vertical Pod Autoscaler",
@@ -395,16 +441,46 @@ def check_apis(values: Mapping[str, Any], served: set[str]) -> list[Check]:
     return checks
 
 
+def _database_storage_class(values: Mapping[str, Any], own: str) -> str:
+    """The class a database volume asks for: its own value, else the chart's class when it
+    creates one, else "" (the cluster's default) -- as the chart's databaseStorageClass helper."""
+    if own:
+        return own
+    if _get(values, "database", "storageClass", "create"):
+        return str(_get(values, "database", "storageClass", "name", default=""))
+    return ""
+
+
+def _database_volume(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(what, class) of the PostgreSQL volumes the chart renders in this mode, if any."""
+    mode = _mode(values)
+    if mode == "bundled":
+        own = str(_get(values, "database", "bundled", "storageClassName", default="") or "")
+        return "the bundled PostgreSQL's volume", _database_storage_class(values, own)
+    if mode == "cloudnativepg":
+        own = str(_get(values, "database", "cloudnativepg", "storage", "storageClass", default="") or "")
+        return "the CloudNativePG volumes", _database_storage_class(values, own)
+    return None
+
+
 def check_storage(values: Mapping[str, Any], cluster: Cluster) -> list[Check]:
     classes = cluster.storage_classes()
     defaults = [name for name, default, _ in classes if default]
-    persistence = _enabled(values, "manager", "persistence") and not _get(
-        values, "manager", "persistence", "storageClass"
+    persistence = (
+        _mode(values) == "sqlite"
+        and _enabled(values, "manager", "persistence")
+        and not _get(values, "manager", "persistence", "storageClass")
     )
     own_class = _enabled(values, "database", "arangodb") and not _get(values, "database", "storageClass", "create")
+    volume = _database_volume(values)
+    database_volume = volume[0] if volume is not None and not volume[1] else ""
     needed = [
         reason
-        for reason, wanted in (("the manager's volume", persistence), ("the ArangoDB volumes", own_class))
+        for reason, wanted in (
+            ("the manager's volume", persistence),
+            ("the ArangoDB volumes", own_class),
+            (database_volume, bool(database_volume)),
+        )
         if wanted
     ]
     checks = []
@@ -422,6 +498,27 @@ def check_storage(values: Mapping[str, Any], cluster: Cluster) -> list[Check]:
                 "storageclass.kubernetes.io/is-default-class=true (or set manager.persistence.storageClass)",
             )
         )
+    if volume and volume[1]:
+        what, wanted = volume
+        created = bool(_get(values, "database", "storageClass", "create")) and wanted == _get(
+            values, "database", "storageClass", "name"
+        )
+        present = wanted in {name for name, _, _ in classes}
+        name = f"StorageClass {wanted}"
+        if created:
+            checks.append(Check(name, Status.OK, f"the chart creates it (database.storageClass); for {what}"))
+        elif present:
+            checks.append(Check(name, Status.OK, f"present; for {what}"))
+        else:
+            checks.append(
+                Check(
+                    name,
+                    Status.FAIL,
+                    f"missing; {what} asks for it",
+                    f"create StorageClass {wanted}, set database.storageClass.create=true, or name an existing "
+                    "class (database.bundled.storageClassName / database.cloudnativepg.storage.storageClass)",
+                )
+            )
     if bool(_get(values, "database", "storageClass", "create")):
         provisioner = str(_get(values, "database", "storageClass", "provisioner", default=""))
         present = provisioner in cluster.csi_drivers()
@@ -436,6 +533,63 @@ def check_storage(values: Mapping[str, Any], cluster: Cluster) -> list[Check]:
                 "database.storageClass.provisioner / database.storageClass.create=false",
             )
         )
+    return checks
+
+
+_CNPG: Final = "postgresql.cnpg.io/v1"
+
+
+def check_database(values: Mapping[str, Any], cluster: Cluster, served: set[str]) -> list[Check]:
+    """What database.mode needs beyond the storage (check_storage) and the API (check_apis)."""
+    checks: list[Check] = []
+    mode = _mode(values)
+    if _enabled(values, "database", "arangodb"):
+        checks.append(
+            Check(
+                "ArangoDB (database.arangodb)",
+                Status.WARN,
+                "enabled, but the manager does not use ArangoDB yet: it would run a database nothing reads or writes",
+                "set database.arangodb.enabled=false",
+            )
+        )
+    if mode == "cloudnativepg" and _CNPG in served:
+        wanted = {"clusters": "Cluster"}
+        if _enabled(values, "database", "cloudnativepg", "backup"):
+            wanted["scheduledbackups"] = "ScheduledBackup"
+            wanted["backups"] = "Backup (made by the ScheduledBackup)"
+        if _enabled(values, "database", "cloudnativepg", "pooler"):
+            wanted["poolers"] = "Pooler"
+        have = cluster.api_resources(_CNPG)
+        missing = [kind for plural, kind in wanted.items() if plural not in have]
+        checks.append(
+            Check(
+                "CloudNativePG CRDs",
+                Status.FAIL if missing else Status.OK,
+                f"missing: {', '.join(missing)}" if missing else ", ".join(sorted(wanted)),
+                "install the CloudNativePG operator's CRDs (its Helm chart or release manifest)" if missing else "",
+            )
+        )
+    elif mode == "external":
+        secret = str(_get(values, "database", "existingSecret", default="") or "")
+        key = str(_get(values, "database", "secretKey", default="database-url"))
+        if not secret:
+            checks.append(Check("database Secret", Status.OK, "the chart writes database.url to its own Secret"))
+        else:
+            namespace = str(_get(values, "namespace", "system", default="pweza-core-system"))
+            keys = cluster.secret_keys(namespace, secret)
+            name = f"database Secret {namespace}/{secret}"
+            create = f"kubectl -n {namespace} create secret generic {secret} --from-literal={key}=postgresql://..."
+            if keys is None:
+                checks.append(Check(name, Status.FAIL, "absent: the manager cannot start without it", create))
+            elif key not in keys:
+                listed = ", ".join(sorted(keys)) or "none"
+                checks.append(
+                    Check(
+                        name, Status.FAIL, f"has no key {key} (keys: {listed})", f"{create} (or set database.secretKey)"
+                    )
+                )
+            else:
+                checks.append(Check(name, Status.OK, f"has key {key}"))
     return checks
 
 
@@ -549,6 +703,7 @@ def run_checks(values: Mapping[str, Any], cluster: Cluster, release_namespace: s
     steps: Iterable[tuple[str, Callable[[], list[Check]]]] = (
         ("APIs", lambda: check_apis(values, cluster.group_versions())),
         ("storage", lambda: check_storage(values, cluster)),
+        ("database", lambda: check_database(values, cluster, cluster.group_versions())),
         ("ingress", lambda: check_ingress(values, cluster)),
         ("namespaces", lambda: check_namespaces(values, cluster, release_namespace)),
     )

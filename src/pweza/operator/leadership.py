@@ -56,6 +56,19 @@ class LeaderElector:
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
         self.retry_seconds = retry_seconds
+        # Event-loop time of the last Lease read the API server answered, leader or standby.
+        self.last_contact: float | None = None
+
+    def in_contact(self) -> bool:
+        """Whether the API server answered within one lease period: the operator's readiness
+        (liveness is only that the process answers, so a standby or a cut-off replica is not
+        restarted for it)."""
+        if self.last_contact is None:
+            return False
+        return asyncio.get_running_loop().time() - self.last_contact <= self.lease_seconds
+
+    def _contact(self) -> None:
+        self.last_contact = asyncio.get_running_loop().time()
 
     async def acquire(self) -> None:
         """Wait until this replica holds the lease."""
@@ -70,6 +83,7 @@ class LeaderElector:
     async def try_acquire(self) -> bool:
         now = _now()
         lease = await self._kube.get("coordination.k8s.io/v1", "Lease", self.name, self.namespace)
+        self._contact()
         spec: dict[str, Any] = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": self.lease_seconds,
@@ -121,6 +135,7 @@ class LeaderElector:
 
     async def _renew(self) -> bool:
         lease = await self._kube.get("coordination.k8s.io/v1", "Lease", self.name, self.namespace)
+        self._contact()
         if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
             return False
         lease["spec"]["renewTime"] = _format(_now())

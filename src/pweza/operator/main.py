@@ -49,8 +49,14 @@ async def _health_server(options: OperatorOptions, elector: LeaderElector) -> we
             {"status": "ok", "leader": metrics.leader._value.get() == 1, "identity": elector.identity}
         )
 
+    async def readyz(_: web.Request) -> web.Response:
+        # Ready while the API server answers the Lease calls; not ready does not mean restart.
+        ready = elector.in_contact()
+        return web.json_response({"ready": ready, "identity": elector.identity}, status=200 if ready else 503)
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, options.host, options.health_port).start()

@@ -1009,7 +1009,8 @@ class ControlPlane:
             conn.close()
 
     def _create_node(self, name: str) -> None:
-        resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+        # As a kubelet reports them; without ephemeral-storage a pod that requests it never schedules.
+        resources = {"cpu": "32", "memory": "256Gi", "ephemeral-storage": "500Gi", "pods": "110"}
         node = {
             "apiVersion": "v1",
             "kind": "Node",

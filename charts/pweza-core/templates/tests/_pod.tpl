@@ -25,6 +25,10 @@ spec:
       image: {{ $image | quote }}
       args: {{ toJson $args }}
       env: {{ toJson $env }}
+      # A namespace with a LimitRange or ResourceQuota refuses containers without them.
+      resources:
+        requests: {cpu: 50m, memory: 128Mi, ephemeral-storage: 16Mi}
+        limits: {cpu: 500m, memory: 256Mi, ephemeral-storage: 256Mi}
       securityContext:
         {{- toYaml $root.Values.manager.securityContext | nindent 8 }}
       volumeMounts:
@@ -37,8 +41,8 @@ spec:
       args: {{ toJson .args }}
       env: {{ toJson $env }}
       resources:
-        requests: {cpu: 50m, memory: 128Mi}
-        limits: {cpu: 500m, memory: 256Mi}
+        requests: {cpu: 50m, memory: 128Mi, ephemeral-storage: 16Mi}
+        limits: {cpu: 500m, memory: 256Mi, ephemeral-storage: 256Mi}
       securityContext:
         {{- toYaml $root.Values.manager.securityContext | nindent 8 }}
       volumeMounts:

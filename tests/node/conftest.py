@@ -61,7 +61,9 @@ class Node:
 
     cluster: NodeCluster
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120):  # type: ignore[no-untyped-def]
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return self.cluster.kubectl(*args, stdin=stdin, check=check, timeout=timeout)
 
     def helm(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

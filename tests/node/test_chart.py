@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pweza.testing.images import CORE_IMAGE
 from tests.node.conftest import (
     AGENTS,
     CHART,
@@ -154,7 +155,7 @@ def _roll_back_to(node: Node, revision: int) -> None:
 def test_an_upgrade_to_a_new_image_tag_rolls_the_pods_with_no_failed_run(triage: Release) -> None:
     node = triage.node
     # The same image under a new tag, as a release pipeline would push it.
-    node.cluster.tag_image("ghcr.io/pweza/pweza-core:0.1.0", "ghcr.io/pweza/pweza-core:0.1.0-next")
+    node.cluster.tag_image(CORE_IMAGE, f"{CORE_IMAGE}-next")
     before = {p["metadata"]["name"] for p in node.pods(SYSTEM)}
     revision = json.loads(node.helm("status", RELEASE, "-n", SYSTEM, "-o", "json").stdout)["version"]
     runs: list[str] = []
@@ -172,14 +173,14 @@ def test_an_upgrade_to_a_new_image_tag_rolls_the_pods_with_no_failed_run(triage:
     try:
         upgrade = node.helm(
             "upgrade", RELEASE, str(CHART), "-n", SYSTEM, "--reuse-values",
-            "--set", "image.tag=0.1.0-next", "--wait", "--timeout", "10m",
+            "--set", f"image.tag={CORE_IMAGE.rsplit(':', 1)[1]}-next", "--wait", "--timeout", "10m",
         )  # fmt: skip
     finally:
         stop.set()
         starter.join(30)
     assert upgrade.returncode == 0, upgrade.stderr + node.describe_failures(SYSTEM)
     images = {c["image"] for p in node.pods(SYSTEM) for c in p["spec"]["containers"] if "pweza-core:" in c["image"]}
-    assert images == {"ghcr.io/pweza/pweza-core:0.1.0-next"}
+    assert images == {f"{CORE_IMAGE}-next"}
     assert not before & {p["metadata"]["name"] for p in node.pods(SYSTEM)}, "every pod was replaced"
     assert runs, "no run could be started during the upgrade"
     finished = [wait_run(triage, run_id) for run_id in runs]
@@ -187,7 +188,7 @@ def test_an_upgrade_to_a_new_image_tag_rolls_the_pods_with_no_failed_run(triage:
 
     _roll_back_to(node, revision)
     images = {c["image"] for p in node.pods(SYSTEM) for c in p["spec"]["containers"] if "pweza-core:" in c["image"]}
-    assert images == {"ghcr.io/pweza/pweza-core:0.1.0"}
+    assert images == {CORE_IMAGE}
     assert wait_run(triage, start_run(triage, "support-triage"))["state"] == "succeeded"
 
 

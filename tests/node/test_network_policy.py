@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pweza.testing.images import IMAGES
+from pweza.testing.images import CORE_IMAGE
 from tests.node.conftest import AGENTS, DATA, MANAGER, SYSTEM, Node, Release, eventually
 
 pytestmark = pytest.mark.node
@@ -39,7 +39,7 @@ def _pod(name: str, namespace: str, command: list[str], labels: dict[str, str] |
             "containers": [
                 {
                     "name": "main",
-                    "image": IMAGES["pweza-core"],
+                    "image": CORE_IMAGE,
                     "imagePullPolicy": "IfNotPresent",
                     "command": command,
                     "workingDir": "/tmp",

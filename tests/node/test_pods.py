@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pweza.testing.images import IMAGES
+from pweza.testing.images import CORE_IMAGE
 from pweza.testing.node import BRIDGE
 from tests.node.conftest import Node, eventually
 
@@ -40,7 +40,7 @@ def run_pod(node: Node, name: str, command: list[str], timeout: float = 120) -> 
             "containers": [
                 {
                     "name": "main",
-                    "image": IMAGES["pweza-core"],
+                    "image": CORE_IMAGE,
                     "imagePullPolicy": "IfNotPresent",
                     "command": command,
                     "securityContext": {

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, ControlPlaneError, k8s_bin_dir
-from pweza.testing.images import BUILD_IMAGES_COMMAND, IMAGES, image_archives, import_images
+from pweza.testing.images import BUILD_IMAGES_COMMAND, PAUSE_IMAGE, image_archives, import_images
 from pweza.testing.node_addons import CLUSTER_DNS_IP, addon_objects
 from pweza.testing.oci import write_binary_image
 
@@ -59,7 +59,7 @@ POD_SUBNET: Final = "10.244.0.0/24"
 GATEWAY_IP: Final = "10.244.0.1"
 NODE_NAME: Final = "pweza-node"
 STORAGE_CLASS: Final = "pweza-local"
-SANDBOX_IMAGE: Final = IMAGES["pause"]
+SANDBOX_IMAGE: Final = PAUSE_IMAGE
 CNI_BIN_DIR: Final = pathlib.Path("/usr/lib/cni")
 KUBELET_PORT: Final = 10250
 # Policy routing: what a pod sends is routed by this table only, which knows the bridge and
@@ -373,7 +373,7 @@ oom_score = 0
         self._wait("containerd to serve its socket", deadline, self._containerd_up, "containerd")
         archives = image_archives()
         assert archives is not None
-        import_images("ctr", self.containerd_socket, archives.values())
+        import_images("ctr", self.containerd_socket, archives)
 
     def _cni_config(self) -> dict[str, object]:
         return {
@@ -569,7 +569,7 @@ oom_score = 0
         stamp = (self.bin_dir.parent / "stamps" / binary).read_text().split()
         name = f"ghcr.io/pweza/{binary}:{stamp[1] if len(stamp) > 1 else 'kit'}"
         archive = write_binary_image(self.bin_dir / binary, name, self.bin_dir.parent / "images" / f"{binary}.tar")
-        import_images("ctr", self.containerd_socket, [archive])
+        import_images("ctr", self.containerd_socket, {name: archive})
         return name
 
     def _start_addons(self, deadline: float) -> None:

@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Self
 
-from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, ControlPlaneError, k8s_bin_dir
+from pweza.testing.controlplane import (
+    BUILD_COMMAND,
+    ControlPlane,
+    ControlPlaneError,
+    _parent_death_signal,
+    k8s_bin_dir,
+)
 from pweza.testing.images import BUILD_IMAGES_COMMAND, PAUSE_IMAGE, image_archives, import_images
 from pweza.testing.node_addons import CLUSTER_DNS_IP, addon_objects
 from pweza.testing.oci import write_binary_image
@@ -51,6 +57,7 @@ __all__ = [
     "POD_SUBNET",
     "STORAGE_CLASS",
     "NodeCluster",
+    "clean_stale_nodes",
     "node_unavailable",
 ]
 
@@ -77,6 +84,7 @@ _HOST_PACKAGES: Final = {
     "conntrack": "conntrack",
 }
 _LOG_TAIL_LINES: Final = 40
+_WORKDIR_PREFIX: Final = "pweza-node-"
 
 
 class NodeError(ControlPlaneError):
@@ -267,10 +275,11 @@ class NodeCluster:
     def start(self) -> None:
         if self._workdir is not None:
             raise NodeError("the node is already running")
-        self._workdir = pathlib.Path(tempfile.mkdtemp(prefix="pweza-node-"))
+        self._workdir = pathlib.Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
         (self._workdir / "logs").mkdir()
         deadline = time.monotonic() + self.startup_timeout
         try:
+            clean_stale_nodes(keep=self._workdir)
             self._netns_before = set(_netns_names())
             self.network.setup()
             self.control_plane.start()
@@ -512,6 +521,10 @@ oom_score = 0
             "--v=1",
         )
         self._wait("the node to be Ready", deadline, self._node_ready, "kubelet")
+        # The node's share of the pod network, as a controller-manager allocating node CIDRs
+        # would give it; the NetworkPolicy enforcer reads it (the CNI config names it already).
+        patch = {"spec": {"podCIDR": POD_SUBNET, "podCIDRs": [POD_SUBNET]}}
+        self.kubectl("patch", "node", NODE_NAME, "--type=merge", "-p", json.dumps(patch))
 
     def _node_ready(self) -> bool:
         result = self.kubectl("get", "node", NODE_NAME, "-o", "json", check=False, timeout=10)
@@ -661,6 +674,8 @@ oom_score = 0
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
+                # Gone with the test process even if it is killed before its teardown runs.
+                preexec_fn=_parent_death_signal(),
             )
         self._processes.append(_Process(name, process, log))
 
@@ -703,6 +718,37 @@ def _http_ok(host: str, port: int, path: str) -> Callable[[], bool]:
             conn.close()
 
     return check
+
+
+def clean_stale_nodes(keep: pathlib.Path | None = None) -> None:
+    """Undo what a test node killed before its teardown left: its processes (containerd's shims
+    outlive containerd), their containers, mounts, network namespaces, chains and bridge."""
+    marker = f"{tempfile.gettempdir()}/{_WORKDIR_PREFIX}"
+    stale = [d for d in pathlib.Path(tempfile.gettempdir()).glob(f"{_WORKDIR_PREFIX}*") if d != keep]
+    if not stale and not pathlib.Path(f"/sys/class/net/{BRIDGE}").exists():
+        return
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if marker in cmdline and (keep is None or str(keep) not in cmdline):
+                os.kill(int(entry.name), signal.SIGKILL)
+    end = time.monotonic() + 20
+    while (pids := _pids_in_cgroups("kubepods")) and time.monotonic() < end:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    _remove_cgroups("kubepods")
+    for directory in stale:
+        _unmount_under(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+    for name in _netns_names():
+        if name.startswith("cni-"):
+            _run("ip", "netns", "delete", name, check=False)
+    _remove_kube_chains()
+    PodNetwork().teardown()
 
 
 def _remove_kube_chains() -> None:

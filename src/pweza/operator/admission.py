@@ -111,8 +111,9 @@ async def _reload_forever(context: ssl.SSLContext, options: WebhookOptions) -> N
 async def _validate(request: web.Request) -> web.Response:
     try:
         review = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="the body is not JSON") from None
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested past the parser's stack; no real object nests that deep.
+        raise web.HTTPBadRequest(text="the body is not an AdmissionReview in JSON") from None
     answer = review_response(review)
     response = answer["response"]
     if not response["allowed"]:

@@ -170,7 +170,7 @@ def operator(
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run the Kubernetes operator (kopf) for AgentTemplate, AgentPool and Workflow resources."""
-    from pweza.operator.admission import WebhookOptions
+    from pweza.operator.admission import WebhookError, WebhookOptions
     from pweza.operator.main import OperatorOptions, run_operator
 
     logs.configure(log_level)
@@ -199,7 +199,11 @@ def operator(
         webhook=webhook,
         **({"identity": identity} if identity else {}),
     )
-    raise typer.Exit(asyncio.run(run_operator(options)))
+    try:
+        code = asyncio.run(run_operator(options))
+    except WebhookError as error:
+        _fail(CliError(str(error), code=2))
+    raise typer.Exit(code)
 
 
 @app.command()

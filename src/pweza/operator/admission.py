@@ -114,7 +114,9 @@ async def _validate(request: web.Request) -> web.Response:
     except (ValueError, RecursionError):
         # RecursionError: JSON nested past the parser's stack; no real object nests that deep.
         raise web.HTTPBadRequest(text="the body is not an AdmissionReview in JSON") from None
-    answer = review_response(review)
+    # Off the event loop: a large workflow takes a moment to check, and the leader's kopf
+    # handlers share this loop.
+    answer = await asyncio.to_thread(review_response, review)
     response = answer["response"]
     if not response["allowed"]:
         inner = review["request"]
@@ -131,8 +133,12 @@ async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+class WebhookError(Exception):
+    """The webhook cannot be served (unusable certificate files, port taken)."""
+
+
 class AdmissionServer:
-    """The HTTPS endpoint; `start` fails at once if the certificate files cannot be used."""
+    """The HTTPS endpoint; `start` raises WebhookError at once if it cannot serve."""
 
     def __init__(self, options: WebhookOptions) -> None:
         self.options = options
@@ -140,13 +146,23 @@ class AdmissionServer:
         self._reloading: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        context = tls_context(self.options)
+        try:
+            context = tls_context(self.options)
+        except (OSError, ssl.SSLError) as error:
+            raise WebhookError(
+                f"cannot use the webhook certificate {self.options.certfile} with key {self.options.keyfile}: {error}"
+            ) from None
         app = web.Application(client_max_size=MAX_REVIEW_BYTES)
         app.router.add_post(PATH, _validate)
         app.router.add_get("/healthz", _healthz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.options.host, self.options.port, ssl_context=context).start()
+        try:
+            await web.TCPSite(self._runner, self.options.host, self.options.port, ssl_context=context).start()
+        except OSError as error:
+            await self._runner.cleanup()
+            where = f"{self.options.host}:{self.options.port}"
+            raise WebhookError(f"cannot serve the webhook on {where}: {error}") from None
         self._reloading = asyncio.create_task(_reload_forever(context, self.options))
         log.info("serving the admission webhook", port=self.options.port, path=PATH)
 

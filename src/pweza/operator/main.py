@@ -64,7 +64,17 @@ async def _health_server(options: OperatorOptions, elector: LeaderElector) -> we
 async def run_operator(options: OperatorOptions) -> int:
     """Run until SIGTERM (exit 0) or until leadership is lost (exit 1, to restart as a standby)."""
     logging.getLogger("kopf").setLevel(logging.WARNING)
-    kube = await Kube.connect(options.kubeconfig, options.resources.field_manager)
+    # The webhook first: its certificate files are checked before anything else (a bad pair
+    # exits at once), and a pod reports healthy only once it answers admission reviews.
+    webhook = AdmissionServer(options.webhook) if options.webhook is not None else None
+    if webhook is not None:
+        await webhook.start()
+    try:
+        kube = await Kube.connect(options.kubeconfig, options.resources.field_manager)
+    except BaseException:
+        if webhook is not None:
+            await webhook.stop()
+        raise
     elector = LeaderElector(
         kube,
         name=options.lease_name,
@@ -74,11 +84,6 @@ async def run_operator(options: OperatorOptions) -> int:
         renew_seconds=max(1.0, options.lease_seconds / 3),
         retry_seconds=max(0.5, options.lease_seconds / 7),
     )
-    # The webhook first: a pod reports healthy only once it answers admission reviews, and its
-    # certificate files are checked before anything else starts (a bad pair exits at once).
-    webhook = AdmissionServer(options.webhook) if options.webhook is not None else None
-    if webhook is not None:
-        await webhook.start()
     metrics_server, _ = start_http_server(options.metrics_port, options.host, metrics.registry)
     health = await _health_server(options, elector)
     stop = asyncio.Event()

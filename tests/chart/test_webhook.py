@@ -7,8 +7,10 @@ connects to it under the Service's DNS name and gets an admission review answere
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import socket
 import ssl
 from pathlib import Path
@@ -18,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver
 
+from pweza.operator import admission
 from pweza.operator.admission import AdmissionServer, WebhookOptions
 from pweza.testing.platform import free_port
 from tests.chart.conftest import (
@@ -211,3 +214,48 @@ def test_an_upgrade_keeps_the_certificate_helm_made(cluster: Cluster, tmp_path: 
         assert webhook_of(again)["clientConfig"]["caBundle"] == first["data"]["ca.crt"]
     finally:
         cluster.cp.kubectl("delete", "secret", SECRET, "-n", SYSTEM_NAMESPACE, "--ignore-not-found", check=False)
+
+
+async def test_a_renewed_certificate_is_served_without_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when cert-manager renews the Secret and the kubelet updates the mounted files."""
+    monkeypatch.setattr(admission, "RELOAD_SECONDS", 0.1)
+    old = render("values.yaml").one("Secret", SECRET)["data"]
+    new = render(sets=("admissionWebhook.selfSigned.days=30",)).one("Secret", SECRET)["data"]  # another CA
+    assert old["ca.crt"] != new["ca.crt"]
+
+    def write(data: dict[str, str]) -> None:
+        for key in ("tls.crt", "tls.key"):
+            (tmp_path / f"{key}.tmp").write_bytes(base64.b64decode(data[key]))
+            os.replace(tmp_path / f"{key}.tmp", tmp_path / key)
+
+    async def handshake(data: dict[str, str]) -> bool:
+        trust = ssl.create_default_context(cadata=base64.b64decode(data["ca.crt"]).decode())
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=trust, server_hostname=SERVICE_HOST)
+        except ssl.SSLError:
+            return False
+        writer.close()
+        await writer.wait_closed()
+        return True
+
+    write(old)
+    port = free_port()
+    server = AdmissionServer(
+        WebhookOptions(
+            certfile=str(tmp_path / "tls.crt"), keyfile=str(tmp_path / "tls.key"), port=port, host="127.0.0.1"
+        )
+    )
+    await server.start()
+    try:
+        assert await handshake(old) and not await handshake(new)
+        await asyncio.sleep(0.05)  # a later modification time than the files loaded
+        write(new)
+        for _ in range(100):
+            if await handshake(new):
+                break
+            await asyncio.sleep(0.1)
+        assert await handshake(new) and not await handshake(old)
+    finally:
+        await server.stop()

@@ -25,7 +25,7 @@ import pytest
 
 from pweza.testing.controlplane import ControlPlane
 from pweza.testing.platform import free_port
-from tests.k8s.conftest import Operator, eventually
+from tests.k8s.conftest import Operator, eventually, get_json
 
 pytestmark = pytest.mark.k8s
 
@@ -157,39 +157,56 @@ class Admission:
         return self.cp.kubectl("apply", "-n", self.namespace, "-f", str(path), check=False)
 
 
-@pytest.fixture
-def admission(
-    control_plane: ControlPlane, namespace: str, start_operator: Callable[..., Operator], tmp_path: Path
+def serve_webhook(
+    cp: ControlPlane, namespace: str, start_operator: Callable[..., Operator], workdir: Path, identity: str
 ) -> Iterator[Admission]:
-    serving = make_certificate(tmp_path / "pki")
+    """An operator serving the webhook, registered with the apiserver; unregistered afterwards."""
+    serving = make_certificate(workdir / "pki")
     port = free_port()
     operator = start_operator(
-        "op-webhook", "--webhook-cert-file", str(serving.cert), "--webhook-key-file", str(serving.key),
+        identity, "--webhook-cert-file", str(serving.cert), "--webhook-key-file", str(serving.key),
         "--webhook-port", str(port),
     )  # fmt: skip
     eventually(lambda: webhook_ready(port, serving.ca) or operator.process.poll() is not None, 60, "the webhook")
     assert operator.process.poll() is None, operator.text()
     name = f"pweza-test-{namespace}"
-    config = tmp_path / "webhook.json"
+    config = workdir / "webhook.json"
     config.write_text(json.dumps(webhook_configuration(name, namespace, port, serving.ca)))
-    control_plane.kubectl("apply", "-f", str(config))
-    state = Admission(control_plane, namespace, operator, tmp_path)
+    cp.kubectl("apply", "-f", str(config))
+    state = Admission(cp, namespace, operator, workdir)
     # The apiserver picks the configuration up from its informer a moment later.
     probe = state.file("probe", BAD["cycle"].replace("name: loop", "name: probe"))
     eventually(
-        lambda: (
-            control_plane.kubectl(
-                "create", "--dry-run=server", "-n", namespace, "-f", str(probe), check=False
-            ).returncode
-            != 0
-        ),
+        lambda: cp.kubectl("create", "--dry-run=server", "-n", namespace, "-f", str(probe), check=False).returncode,
         30,
         "the apiserver to call the webhook",
     )
     try:
         yield state
     finally:
-        control_plane.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", check=False)
+        cp.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def admission(
+    control_plane: ControlPlane, namespace: str, start_operator: Callable[..., Operator], tmp_path: Path
+) -> Iterator[Admission]:
+    yield from serve_webhook(control_plane, namespace, start_operator, tmp_path, "op-webhook")
+
+
+def lease_holder(cp: ControlPlane, namespace: str) -> str | None:
+    lease = get_json(cp, "lease", "pweza-operator", "-n", namespace) or {}
+    return (lease.get("spec") or {}).get("holderIdentity")
+
+
+@pytest.fixture
+def standby(
+    control_plane: ControlPlane, namespace: str, start_operator: Callable[..., Operator], tmp_path: Path
+) -> Iterator[Admission]:
+    """The webhook served by a replica that does not hold the Lease: another one leads."""
+    start_operator("op-leader")  # no webhook of its own
+    eventually(lambda: lease_holder(control_plane, namespace) == "op-leader", 30, "op-leader to lead")
+    yield from serve_webhook(control_plane, namespace, start_operator, tmp_path, "op-standby")
 
 
 def pweza_apply_message(path: Path) -> str:
@@ -238,3 +255,13 @@ def test_a_good_workflow_is_admitted_and_an_update_that_adds_a_cycle_is_refused(
     )
     assert stored["spec"]["steps"][0].get("depends", []) == [], "the refused update changed nothing"
     assert admission.operator.process.poll() is None, admission.operator.text()
+
+
+def test_a_standby_replica_answers_as_the_leader_would(standby: Admission) -> None:
+    path = standby.file("cycle", BAD["cycle"])
+    refused = standby.kubectl_apply(path)
+    assert refused.returncode != 0, refused.stdout
+    assert pweza_apply_message(path) in " ".join(refused.stderr.split()), refused.stderr
+    assert standby.kubectl_apply(standby.file("good", GOOD)).returncode == 0
+    assert lease_holder(standby.cp, standby.namespace) == "op-leader"
+    assert "standing by" in standby.operator.text() and '"event": "leader"' not in standby.operator.text()

@@ -181,6 +181,18 @@ def test_cert_manager_issues_the_certificate_and_injects_the_ca() -> None:
     assert SECRET not in {secret["metadata"]["name"] for secret in rendered.of("Secret")}
 
 
+def test_the_webhook_follows_the_chart_cert_manager_setting_unless_told_otherwise() -> None:
+    chart_wide = ("tls.enabled=true", "tls.certManager.enabled=true")
+    assert render(sets=chart_wide).of("Certificate") and webhook_certificate(render(sets=chart_wide))
+    own = render(sets=(*chart_wide, "admissionWebhook.certManager.enabled=false"))
+    assert not webhook_certificate(own) and "caBundle" in webhook_of(own)["clientConfig"]
+    assert not webhook_certificate(render("values.yaml"))
+
+
+def webhook_certificate(rendered: Any) -> bool:
+    return any(doc["metadata"]["name"] == f"{NAME}-webhook" for doc in rendered.of("Certificate"))
+
+
 def test_turned_off_nothing_of_the_webhook_renders() -> None:
     rendered = render(sets=("admissionWebhook.enabled=false",))
     assert not rendered.of("ValidatingWebhookConfiguration")

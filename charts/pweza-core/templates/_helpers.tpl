@@ -161,3 +161,11 @@ pod-security.kubernetes.io/audit-version: {{ $root.Values.namespace.podSecurityV
 {{- define "pweza-core.webhookEnabled" -}}
 {{- if and .Values.operator.enabled .Values.admissionWebhook.enabled }}true{{ end }}
 {{- end }}
+
+{{/* Whether cert-manager issues the webhook's certificate: its own switch, or (null) the chart's. */}}
+{{- define "pweza-core.webhookCertManager" -}}
+{{- $own := .Values.admissionWebhook.certManager.enabled }}
+{{- if kindIs "invalid" $own }}
+{{- if and .Values.tls.enabled .Values.tls.certManager.enabled }}true{{ end }}
+{{- else if $own }}true{{ end }}
+{{- end }}

@@ -72,7 +72,8 @@ BUILT_IN_DEFAULTS: Final[Mapping[str, Any]] = {
     },
     "tls": {"enabled": False, "certManager": {"enabled": False}},
     "operator": {"enabled": True},
-    "admissionWebhook": {"enabled": True, "certManager": {"enabled": False}},
+    # certManager.enabled None: as tls.certManager, which _cert_manager_needed checks first.
+    "admissionWebhook": {"enabled": True, "certManager": {"enabled": None}},
     "agentPools": {"smoke": {"scaling": {"minReplicas": 1, "maxReplicas": 3}}},
     "monitoring": {
         "serviceMonitor": {"enabled": False},

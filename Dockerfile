@@ -42,7 +42,12 @@ RUN /venv/bin/pip install ${PIP_INSTALL_OPTIONS} . \
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /venv /venv
+# The examples' handler modules (plain Python, no dependencies), so that `kubectl apply -f
+# examples/...` after `helm install` has agents that can import them, as `pweza up` does locally.
+# Your own handlers go in an image built FROM this one, on PYTHONPATH the same way.
+COPY examples/*/*.py /opt/pweza/examples/
 ENV PATH=/venv/bin:/usr/bin:/bin \
+    PYTHONPATH=/opt/pweza/examples \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp

@@ -145,9 +145,11 @@ CORE_IMAGE="ghcr.io/pweza/pweza-core:${VERSION}"
 
 # What the Dockerfile copies, as .dockerignore lets it in (no caches, no databases).
 context_files() {
-  (cd "${ROOT}" && find pyproject.toml README.md src -type f \
-    ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '*.db' ! -name '*.db-wal' ! -name '*.db-shm' -print0 |
-    LC_ALL=C sort -z)
+  (cd "${ROOT}" && {
+    find pyproject.toml README.md src -type f \
+      ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '*.db' ! -name '*.db-wal' ! -name '*.db-shm' -print0
+    find examples -mindepth 2 -maxdepth 2 -type f -name '*.py' -print0
+  } | LC_ALL=C sort -z)
 }
 
 # The project's runtime requirements (pyproject's pins) and the pinned build tools.

@@ -65,7 +65,8 @@ def test_multi_stage_build_into_a_distroless_runtime(stages: list[Stage]) -> Non
     # The build stage's interpreter is the runtime's: Debian 12's python3.11 at /usr/bin/python3.11.
     assert build.base == "debian:12-slim"
     assert any("/usr/bin/python3.11 -m venv /venv" in run for run in build.all("RUN"))
-    assert runtime.all("COPY") == ["--from=build /venv /venv"]
+    # The runtime gets the built venv and the examples' handler modules, nothing else of the tree.
+    assert runtime.all("COPY") == ["--from=build /venv /venv", "examples/*/*.py /opt/pweza/examples/"]
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert requires == ">=3.11"
 

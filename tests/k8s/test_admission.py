@@ -26,6 +26,7 @@ import pytest
 from pweza.testing.controlplane import ControlPlane
 from pweza.testing.platform import free_port
 from tests.k8s.conftest import Operator, eventually, get_json
+from tests.k8s.test_operator import TEMPLATE, pool_yaml, ready_replicas
 
 pytestmark = pytest.mark.k8s
 
@@ -265,3 +266,16 @@ def test_a_standby_replica_answers_as_the_leader_would(standby: Admission) -> No
     assert standby.kubectl_apply(standby.file("good", GOOD)).returncode == 0
     assert lease_holder(standby.cp, standby.namespace) == "op-leader"
     assert "standing by" in standby.operator.text() and '"event": "leader"' not in standby.operator.text()
+
+
+def test_the_operator_reconciles_through_its_own_webhook(admission: Admission) -> None:
+    """failurePolicy Fail does not block the operator: kopf's patches and the spec.replicas it sets
+    for a pool under an HPA go through the webhook it serves itself."""
+    objects = admission.file("pool", TEMPLATE.format(name="tmpl", mode="t") + "---" + pool_yaml(low=1, high=3))
+    applied = admission.kubectl_apply(objects)
+    assert applied.returncode == 0, applied.stderr
+    cp, namespace = admission.cp, admission.namespace
+    eventually(lambda: ready_replicas(cp, namespace, "workers") == 1, 60, "the pool reconciled")
+    assert get_json(cp, "agentpool", "workers", "-n", namespace)["spec"]["replicas"] == 1  # set by the operator
+    assert get_json(cp, "hpa", "workers-agents", "-n", namespace) is not None
+    assert "denied the request" not in admission.operator.text()

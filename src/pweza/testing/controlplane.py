@@ -554,6 +554,7 @@ class ControlPlane:
         bin_dir: pathlib.Path | None = None,
         startup_timeout: float = 180.0,
         stop_timeout: float = 10.0,
+        extra_apiserver_args: Sequence[str] = (),
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must be >= 0")
@@ -568,6 +569,8 @@ class ControlPlane:
         self.node_names: tuple[str, ...] = tuple(f"kwok-node-{i}" for i in range(nodes))
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        # Appended to kube-apiserver's flags, e.g. addons.aggregator_apiserver_flags().
+        self.extra_apiserver_args: tuple[str, ...] = tuple(extra_apiserver_args)
         self._workdir: pathlib.Path | None = None
         self._components: list[_Component] = []
         self._ports: _Ports | None = None
@@ -748,6 +751,7 @@ class ControlPlane:
             # forever; nothing here needs the `kubernetes` Service to have endpoints.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            *self.extra_apiserver_args,
         )
         self._wait(
             "kube-apiserver /readyz",

@@ -60,6 +60,7 @@ __all__ = [
     "free_dns_port",
     "ipset_names",
     "iptables_snapshot",
+    "remove_kube_router_firewall_state",
     "write_kubeconfig",
 ]
 
@@ -896,9 +897,11 @@ class KubeRouterFirewall(_HostProcess):
     chains (``KUBE-ROUTER-*``, ``KUBE-NWPLCY-*``, ``KUBE-POD-FW-*``) and ipsets, which
     this kernel has, where nftables-queue based enforcers need nft queue support.
 
-    ``stop()`` kills it and then runs ``kube-router --cleanup-config``: killing alone
-    leaves every chain and ipset in place. ``cleanup_check`` makes stop raise if the
-    host's iptables rules or ipsets differ from what they were before start.
+    Killing it leaves every chain and ipset in place, so ``stop()`` kills it and then
+    removes them (``remove_kube_router_firewall_state``; kube-router's own
+    ``--cleanup-config`` removes nothing in this version). ``removed`` lists what went.
+    ``cleanup_check`` makes stop raise if the host's iptables rules or ipsets differ
+    from what they were before start. One instance per host: the chains are global.
     """
 
     name = "kube-router"
@@ -930,7 +933,7 @@ class KubeRouterFirewall(_HostProcess):
         # probed here on 127.0.0.1.
         self.health_port = _free_port()
         self._before: tuple[str, list[str]] | None = None
-        self.cleanup_result: subprocess.CompletedProcess[bytes] | None = None
+        self.removed: list[str] = []
 
     def _prepare(self) -> None:
         self._before = (iptables_snapshot(), ipset_names()) if self.cleanup_check else None
@@ -953,28 +956,84 @@ class KubeRouterFirewall(_HostProcess):
         return _http_status("127.0.0.1", self.health_port, "/healthz") == 200
 
     def _cleanup(self) -> None:
-        cleanup_log = self.workdir / "logs" / "kube-router-cleanup.log"
-        cleanup_log.parent.mkdir(parents=True, exist_ok=True)
-        with cleanup_log.open("ab") as out:
-            self.cleanup_result = subprocess.run(
-                [str(self.bin_dir / self.binary), "--cleanup-config", f"--kubeconfig={self.kubeconfig}"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                timeout=120,
-                check=False,
-            )
+        self.removed = remove_kube_router_firewall_state()
+        if self.removed:
+            with (self.workdir / "logs" / "kube-router-cleanup.log").open("a") as out:
+                out.write("\n".join(self.removed) + "\n")
         if self._before is not None:
             before, self._before = self._before, None
             after = (iptables_snapshot(), ipset_names())
             if after != before:
                 raise AddonError(
-                    "kube-router --cleanup-config left the host's iptables or ipsets changed\n"
+                    "the host's iptables rules or ipsets differ from before kube-router started\n"
                     + _diff(before[0], after[0])
-                    + f"\nipsets before: {before[1]}\nipsets after: {after[1]}\n"
-                    + f"--- cleanup log ---\n{_tail(cleanup_log)}"
+                    + f"\nipsets before: {before[1]}\nipsets after: {after[1]}"
                 )
+
+
+# What kube-router's network-policy controller creates (pkg/controllers/netpol): its
+# top-level chains, one chain per policy and per local pod, and ipsets per policy.
+_KUBE_ROUTER_CHAIN: Final = re.compile(
+    r"KUBE-ROUTER-(?:INPUT|FORWARD|OUTPUT)|KUBE-NWPLCY-[A-Z0-9]+|KUBE-POD-FW-[A-Z0-9]+"
+)
+_KUBE_ROUTER_IPSET: Final = re.compile(r"KUBE-(?:SRC|DST)-[A-Z0-9]+")
+
+
+def remove_kube_router_firewall_state() -> list[str]:
+    """Delete kube-router's network-policy chains, the rules jumping to them, and its ipsets.
+
+    ``kube-router --cleanup-config`` would be the tool, but in v2.1.0 it runs the
+    cleanups on zero-value controllers: the network-policy one has no iptables
+    handlers and removes nothing (while logging success), then the service-proxy one
+    panics on a nil pointer. So this does what that cleanup means to, in one
+    ``iptables-restore --noflush`` per table (atomic: no moment with a jump to a
+    missing chain), then ``ipset destroy``. Returns what it removed. Other chains
+    and sets on the host are left alone. IPv4 only, like the firewall it cleans.
+    """
+    removed: list[str] = []
+    dump = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30, check=True).stdout
+    tables: dict[str, list[str]] = {}
+    table = ""
+    for line in dump.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+            tables[table] = []
+        elif table:
+            tables[table].append(line)
+    for table, lines in tables.items():
+        chains = [line[1:].split()[0] for line in lines if line.startswith(":")]
+        owned = [c for c in chains if _KUBE_ROUTER_CHAIN.fullmatch(c)]
+        if not owned:
+            continue
+        jumps = [
+            line
+            for line in lines
+            if line.startswith("-A ")
+            and not _KUBE_ROUTER_CHAIN.fullmatch(line.split()[1])
+            and re.search(r" -[jg] (\S+)", line)
+            and _KUBE_ROUTER_CHAIN.fullmatch(re.findall(r" -[jg] (\S+)", line)[-1])
+        ]
+        script = [f"*{table}"]
+        script += ["-D " + line[3:] for line in jumps]
+        script += [f"-F {c}" for c in owned] + [f"-X {c}" for c in owned] + ["COMMIT", ""]
+        result = subprocess.run(
+            ["iptables-restore", "--noflush"],
+            input="\n".join(script),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AddonError(f"removing kube-router's {table} chains failed:\n{result.stderr.strip()}")
+        removed += [f"{table}: rule {line}" for line in jumps] + [f"{table}: chain {c}" for c in owned]
+    for name in ipset_names():
+        if _KUBE_ROUTER_IPSET.fullmatch(name):
+            result = subprocess.run(["ipset", "destroy", name], capture_output=True, text=True, timeout=30, check=False)
+            if result.returncode != 0:
+                raise AddonError(f"ipset destroy {name} failed: {result.stderr.strip()}")
+            removed.append(f"ipset {name}")
+    return removed
 
 
 def _diff(before: str, after: str) -> str:

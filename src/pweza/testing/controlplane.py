@@ -555,6 +555,7 @@ class ControlPlane:
         address: str = "127.0.0.1",
         startup_timeout: float = 180.0,
         stop_timeout: float = 10.0,
+        extra_apiserver_args: Sequence[str] = (),
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must be >= 0")
@@ -572,6 +573,8 @@ class ControlPlane:
         self.node_names: tuple[str, ...] = tuple(f"kwok-node-{i}" for i in range(nodes))
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        # Appended to kube-apiserver's flags, e.g. addons.aggregator_apiserver_flags().
+        self.extra_apiserver_args: tuple[str, ...] = tuple(extra_apiserver_args)
         self._workdir: pathlib.Path | None = None
         self._components: list[_Component] = []
         self._ports: _Ports | None = None
@@ -783,6 +786,7 @@ class ControlPlane:
             f"--proxy-client-key-file={front_proxy_key}",
             "--enable-aggregator-routing=true",
             "--profiling=false",
+            *self.extra_apiserver_args,
         )
         self._wait(
             "kube-apiserver /readyz",

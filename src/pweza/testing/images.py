@@ -74,13 +74,20 @@ def image_archives() -> dict[str, Path] | None:
     return archives
 
 
-def import_images(ctr_binary: str | os.PathLike[str], containerd_socket: str | os.PathLike[str],
-                  archives: Mapping[str, Path]) -> None:
+def import_images(
+    ctr_binary: str | os.PathLike[str], containerd_socket: str | os.PathLike[str], archives: Mapping[str, Path]
+) -> None:
     """``ctr --address SOCKET -n k8s.io images import ARCHIVE`` for each archive, in order."""
     for name, archive in archives.items():
         command = [
-            os.fspath(ctr_binary), "--address", os.fspath(containerd_socket), "-n", CONTAINERD_NAMESPACE,
-            "images", "import", os.fspath(archive),
+            os.fspath(ctr_binary),
+            "--address",
+            os.fspath(containerd_socket),
+            "-n",
+            CONTAINERD_NAMESPACE,
+            "images",
+            "import",
+            os.fspath(archive),
         ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=_IMPORT_TIMEOUT, check=False)

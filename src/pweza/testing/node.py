@@ -38,8 +38,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Self
 
+from pweza.testing.addons import KubeRouterFirewall, remove_kube_router_firewall_state
 from pweza.testing.controlplane import (
     BUILD_COMMAND,
+    SERVICE_CLUSTER_IP_RANGE,
     ControlPlane,
     ControlPlaneError,
     _parent_death_signal,
@@ -208,6 +210,7 @@ class NodeCluster:
         self._processes: list[_Process] = []
         self._cleanups: list[Callable[[], None]] = []
         self._netns_before: set[str] = set()
+        self._kube_router: KubeRouterFirewall | None = None
 
     # -- what tests use -------------------------------------------------------------------
 
@@ -286,6 +289,7 @@ class NodeCluster:
             self._start_containerd(deadline)
             self._start_kubelet(deadline)
             self._start_kube_proxy(deadline)
+            self._start_policy_enforcer()
             self._register_cluster_objects()
             self._start_addons(deadline)
         except BaseException:
@@ -304,6 +308,9 @@ class NodeCluster:
 
         while self._cleanups:
             attempt(self._cleanups.pop())
+        if self._kube_router is not None:
+            attempt(self._kube_router.stop)
+            self._kube_router = None
         by_name = {p.name: p for p in self._processes}
         for name in ("kube-proxy", "kubelet"):
             if name in by_name:
@@ -565,6 +572,17 @@ oom_score = 0
         self._spawn("kube-proxy", str(self.bin_dir / "kube-proxy"), f"--config={path}", "--v=1")
         self._wait("kube-proxy /healthz", deadline, _http_ok("127.0.0.1", 10256, "/healthz"), "kube-proxy")
 
+    def _start_policy_enforcer(self) -> None:
+        """kube-router, firewall only, enforces NetworkPolicies for the node's pods."""
+        self._kube_router = KubeRouterFirewall(
+            self.bin_dir,
+            self.kubeconfig,
+            NODE_NAME,
+            self.workdir / "kube-router",
+            service_cidr=SERVICE_CLUSTER_IP_RANGE,
+        )
+        self._kube_router.start()
+
     def _kube_proxy_cleanup(self) -> None:
         # Removes the chains and rules kube-proxy made; the kubelet's own (KUBE-FIREWALL, the
         # canaries) go in the sweep after the kubelet has stopped.
@@ -773,6 +791,9 @@ def _remove_kube_chains() -> None:
                 _run(tool, "-t", table, "-F", chain, check=False)
             for chain in chains:
                 _run(tool, "-t", table, "-X", chain, check=False)
+    # kube-router's ipsets, once no rule refers to them.
+    if shutil.which("ipset") is not None:
+        remove_kube_router_firewall_state()
 
 
 def _netns_names() -> list[str]:

@@ -109,7 +109,7 @@ def test_the_manager_pod_force_deleted_mid_run_loses_nothing(triage: Release) ->
     node = triage.node
     run_id = start_run(triage, "support-triage")
     eventually(lambda: (r := get_run(triage, run_id)) and r["state"] == "running", 60, "the run to start")
-    (pod,) = [p["metadata"]["name"] for p in node.pods(SYSTEM, "app.kubernetes.io/component=core-manager")]
+    (pod,) = [p["metadata"]["name"] for p in node.pods(SYSTEM, f"app={MANAGER}")]
     node.kubectl("delete", "pod", pod, "-n", SYSTEM, "--force", "--grace-period=0")
     eventually(
         lambda: all_ready(node, SYSTEM) and pod not in {p["metadata"]["name"] for p in node.pods(SYSTEM)},
@@ -125,11 +125,13 @@ def test_the_manager_pod_force_deleted_mid_run_loses_nothing(triage: Release) ->
     assert run_id in {r["id"] for r in runs}
 
 
-def _container_processes(node: Node, namespace: str, selector: str) -> list[dict[str, str]]:
+def _container_processes(node: Node, namespace: str, selector: str | None = None) -> list[dict[str, str]]:
     """The real processes of the pods' containers, read from /proc on the node (no shell in
     the image to ask): their uid and whether their root filesystem is mounted read-only."""
     found = []
     for pod in node.pods(namespace, selector):
+        if pod["status"].get("phase") != "Running":
+            continue
         for status in pod["status"].get("containerStatuses", []):
             container_id = status["containerID"].split("://", 1)[1]
             info = node.cluster.container_process(container_id)
@@ -139,7 +141,7 @@ def _container_processes(node: Node, namespace: str, selector: str) -> list[dict
 
 def test_containers_run_as_uid_and_gid_1000_with_a_read_only_root(triage: Release) -> None:
     node = triage.node
-    processes = _container_processes(node, SYSTEM, f"app.kubernetes.io/instance={RELEASE}")
+    processes = _container_processes(node, SYSTEM)
     processes += _container_processes(node, AGENTS, "pweza.ai/pool=classifiers")
     assert {p["container"] for p in processes} >= {"manager", "operator", "agent"}, processes
     for process in processes:

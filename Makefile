@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds lint test test-fast demo bench k8s-bin postgres images clean
+.PHONY: help install proto crds lint test test-fast demo bench k8s-bin postgres images node-deps clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) lint k8s-bin postgres images
+test: $(STAMP) lint k8s-bin postgres images node-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
@@ -64,6 +64,12 @@ images: $(STAMP)
 	@if PWEZA_HOST_PYTHON=$(abspath $(BIN))/python nice -n 10 hack/build-image.sh >/dev/null; then :; \
 	elif [ "$$CI" = "true" ]; then echo "error: the container images are needed for the node tests" >&2; exit 1; \
 	else echo "warning: the container images did not build, so the node tests will skip (run hack/build-image.sh as root)" >&2; fi
+
+# Debian's containerd, runc, CNI plugins, iptables, ipset and conntrack, for the real test node.
+node-deps:
+	@if hack/ensure-node.sh; then :; \
+	elif [ "$$CI" = "true" ]; then echo "error: the real test node needs containerd, runc, CNI plugins, iptables, ipset, conntrack" >&2; exit 1; \
+	else echo "warning: the real test node's packages are missing, so the node tests will skip (run hack/ensure-node.sh as root)" >&2; fi
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

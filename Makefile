@@ -36,7 +36,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) lint k8s-bin postgres images node-deps
+# apt-get first (one at a time: dpkg takes a lock), then the Go build and the image build side by
+# side (one is CPU, the other mostly downloads and disk), then every test.
+test: $(STAMP) lint postgres node-deps
+	$(MAKE) --no-print-directory -j2 k8s-bin images
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)

@@ -119,7 +119,7 @@ def all_ready(node: Node, namespace: str) -> bool:
     return bool(pods) and all(_ready(p) for p in pods if not p["metadata"].get("deletionTimestamp"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node() -> Iterator[Node]:
     reason = node_unavailable()
     if reason is not None:
@@ -178,7 +178,7 @@ def _bootstrap_tokens(node: Node, install_notes: str) -> str:
     return admin
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def release(node: Node) -> Iterator[Release]:
     """`helm install --wait` as NOTES.txt and docs/chart.md say, into a system namespace labelled
     for Pod Security Admission `restricted` before any pod is made."""

@@ -27,7 +27,8 @@ from tests.node.conftest import (
     eventually,
 )
 
-pytestmark = pytest.mark.node
+# A release takes minutes to become Ready on two cores; its setup counts in the first test.
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 TRIAGE = ROOT / "examples" / "support-triage"
 TRIAGE_POOLS = ("classifiers", "routers", "pagers", "coordinators", "writers", "reporters")
 

@@ -13,7 +13,8 @@ import pytest
 from pweza.testing.images import CORE_IMAGE
 from tests.node.conftest import AGENTS, DATA, MANAGER, SYSTEM, Node, Release, eventually
 
-pytestmark = pytest.mark.node
+# A release takes minutes to become Ready on two cores; its setup counts in the first test.
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 OUTSIDER = "outsiders"  # a namespace no policy of the chart admits
 _PROBE = """
 import socket, sys

@@ -16,7 +16,8 @@ from pweza.testing.images import CORE_IMAGE
 from pweza.testing.node import BRIDGE
 from tests.node.conftest import Node, eventually
 
-pytestmark = pytest.mark.node
+# A release takes minutes to become Ready on two cores; its setup counts in the first test.
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 NAMESPACE = "node-checks"
 
 

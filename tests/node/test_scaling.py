@@ -9,7 +9,8 @@ import pytest
 
 from tests.node.conftest import AGENTS, Release, eventually
 
-pytestmark = pytest.mark.node
+# A release takes minutes to become Ready on two cores; its setup counts in the first test.
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 # Half a minute of pure Python arithmetic per task: nothing but CPU.
 BURN = ["/venv/bin/python", "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass\nprint(1)"]
 

@@ -16,8 +16,10 @@ __all__ = ["CLUSTER_DNS_IP", "addon_objects"]
 
 CLUSTER_DNS_IP: Final = "10.96.0.10"
 _NAMESPACE: Final = "kube-system"
-# Unprivileged ports inside the pods; the Services map the well-known ones onto them.
-_DNS_PORT: Final = 1053
+# DNS on 53 in the pod as on any cluster: NetworkPolicies admit DNS by the pod's port (53), so a
+# CoreDNS on another port would be refused where a real one is not. The pod's own network
+# namespace lets unprivileged processes bind it (a safe sysctl); metrics-server uses 4443.
+_DNS_PORT: Final = 53
 _METRICS_PORT: Final = 4443
 _MS: Final = "metrics-server"
 
@@ -74,7 +76,12 @@ def _binding(kind: str, name: str, role_kind: str, role: str, account: str) -> d
 
 
 def _deployment(
-    name: str, container: dict[str, Any], volumes: list[dict[str, Any]], account: str, app: str | None = None
+    name: str,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    account: str,
+    app: str | None = None,
+    sysctls: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     app = app or name
     return {
@@ -91,6 +98,7 @@ def _deployment(
                     "priorityClassName": "system-cluster-critical",
                     # CoreDNS cannot use itself to find the apiserver; neither needs to.
                     "dnsPolicy": "Default",
+                    **({"securityContext": {"sysctls": sysctls}} if sysctls else {}),
                     "containers": [{"imagePullPolicy": "IfNotPresent", "securityContext": _RESTRICTED, **container}],
                     "volumes": volumes,
                 },
@@ -134,6 +142,7 @@ def _coredns(image: str) -> list[dict[str, Any]]:
             "coredns",
             # The label a cluster's DNS pods carry (NetworkPolicies often select them by it).
             app="kube-dns",
+            sysctls=[{"name": "net.ipv4.ip_unprivileged_port_start", "value": "53"}],
         ),
         {
             "apiVersion": "v1",
@@ -144,8 +153,8 @@ def _coredns(image: str) -> list[dict[str, Any]]:
                 "clusterIP": CLUSTER_DNS_IP,
                 "selector": {"k8s-app": "kube-dns"},
                 "ports": [
-                    {"name": "dns", "port": 53, "targetPort": _DNS_PORT, "protocol": "UDP"},
-                    {"name": "dns-tcp", "port": 53, "targetPort": _DNS_PORT, "protocol": "TCP"},
+                    {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "targetPort": "dns-tcp", "protocol": "TCP"},
                 ],
             },
         },

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import ctypes
 import http.client
 import json
@@ -553,6 +554,7 @@ class ControlPlane:
         *,
         bin_dir: pathlib.Path | None = None,
         address: str = "127.0.0.1",
+        apiserver_port: int | None = None,
         startup_timeout: float = 180.0,
         stop_timeout: float = 10.0,
         extra_apiserver_args: Sequence[str] = (),
@@ -569,6 +571,9 @@ class ControlPlane:
         # 127.0.0.1 unless a real node's pods must reach the apiserver: then the address of
         # the bridge the node's fixture made (see pweza.testing.node), never an uplink's.
         self.address = address
+        # A free port unless given: pods' NetworkPolicies admit the API server by its real port
+        # (443 or 6443 on clusters), so a real node's control plane serves on 6443.
+        self.apiserver_port = apiserver_port
         self.nodes = nodes
         self.node_names: tuple[str, ...] = tuple(f"kwok-node-{i}" for i in range(nodes))
         self.startup_timeout = startup_timeout
@@ -697,6 +702,8 @@ class ControlPlane:
         workdir = self.workdir
         (workdir / "logs").mkdir()
         ports = self._ports = _free_ports()
+        if self.apiserver_port is not None:
+            ports = self._ports = dataclasses.replace(ports, apiserver=self.apiserver_port)
         pki = self._pki = _Pki(workdir / "pki")
         pki.create_ca()
         serving_cert, serving_key = pki.issue(

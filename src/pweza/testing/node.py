@@ -71,6 +71,8 @@ STORAGE_CLASS: Final = "pweza-local"
 SANDBOX_IMAGE: Final = PAUSE_IMAGE
 CNI_BIN_DIR: Final = pathlib.Path("/usr/lib/cni")
 KUBELET_PORT: Final = 10250
+# Where clusters serve the API (the chart's NetworkPolicies admit 443 and 6443 to reach it).
+APISERVER_PORT: Final = 6443
 # Policy routing: what a pod sends is routed by this table only, which knows the bridge and
 # nothing else, so a pod cannot reach beyond the machine even with forwarding on.
 _ROUTE_TABLE: Final = "244"
@@ -205,7 +207,9 @@ class NodeCluster:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.network = PodNetwork()
-        self.control_plane = ControlPlane(nodes=0, address=GATEWAY_IP, startup_timeout=startup_timeout)
+        self.control_plane = ControlPlane(
+            nodes=0, address=GATEWAY_IP, apiserver_port=APISERVER_PORT, startup_timeout=startup_timeout
+        )
         self._workdir: pathlib.Path | None = None
         self._processes: list[_Process] = []
         self._cleanups: list[Callable[[], None]] = []

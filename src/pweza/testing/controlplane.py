@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import ctypes
+import dataclasses
 import http.client
 import json
 import os

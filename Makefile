@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds lint test test-fast demo bench k8s-bin kube-score postgres clean
+.PHONY: help install proto crds lint test test-fast demo bench k8s-bin kube-score postgres images clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
@@ -13,6 +13,7 @@ help:
 	@echo "make proto  - regenerate gRPC code from proto/"
 	@echo "make crds   - regenerate the pweza.ai CRDs from the models"
 	@echo "make lint   - ruff, mypy --strict, import-linter"
+	@echo "make images - build the container images here, no registry (hack/build-image.sh)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -35,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) lint k8s-bin kube-score postgres
+test: $(STAMP) lint k8s-bin kube-score postgres images
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
@@ -61,6 +62,14 @@ postgres:
 	@if hack/ensure-postgres.sh; then :; \
 	elif [ "$$CI" = "true" ]; then echo "error: PostgreSQL is needed for the PostgreSQL store tests" >&2; exit 1; \
 	else echo "warning: no PostgreSQL, so the PostgreSQL store tests will skip (run hack/ensure-postgres.sh as root)" >&2; fi
+
+# The container images (pweza-core, postgres, pause) built here from Debian packages and a
+# host-made wheelhouse, no registry, into ~/.cache/pweza/images (cold: minutes; warm: seconds).
+# The venv's Python makes the wheelhouse: it is the project's own 3.11 with pip.
+images: $(STAMP)
+	@if PWEZA_HOST_PYTHON=$(abspath $(BIN))/python nice -n 10 hack/build-image.sh >/dev/null; then :; \
+	elif [ "$$CI" = "true" ]; then echo "error: the container images are needed for the node tests" >&2; exit 1; \
+	else echo "warning: the container images did not build, so the node tests will skip (run hack/build-image.sh as root)" >&2; fi
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

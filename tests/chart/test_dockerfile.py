@@ -65,9 +65,26 @@ def test_multi_stage_build_into_a_distroless_runtime(stages: list[Stage]) -> Non
     # The build stage's interpreter is the runtime's: Debian 12's python3.11 at /usr/bin/python3.11.
     assert build.base == "debian:12-slim"
     assert any("/usr/bin/python3.11 -m venv /venv" in run for run in build.all("RUN"))
-    assert runtime.all("COPY") == ["--from=build /venv /venv"]
+    # The runtime gets the built venv and the examples' handler modules, nothing else of the tree.
+    assert runtime.all("COPY") == ["--from=build /venv /venv", "examples/*/*.py /opt/pweza/examples/"]
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert requires == ">=3.11"
+
+
+def test_the_build_stage_also_builds_offline_from_a_wheelhouse(stages: list[Stage]) -> None:
+    """hack/build-image.sh builds this file with no network: local bases and wheels/ in the context."""
+    build = stages[0]
+    assert 'PIP_INSTALL_OPTIONS=""' in build.all("ARG"), "empty by default: docker build . installs from PyPI"
+    pip_installs = [run for run in build.all("RUN") if "/venv/bin/pip install" in run]
+    assert pip_installs and all("/venv/bin/pip install ${PIP_INSTALL_OPTIONS} " in run for run in pip_installs)
+    assert "wheels /wheels" in build.all("COPY")
+    # apt-get (which needs the network) only runs on a base without Python.
+    (apt,) = [run for run in build.all("RUN") if "apt-get install" in run]
+    assert apt.startswith("if ! /usr/bin/python3.11 -c 'import ensurepip, venv'")
+    assert (ROOT / "wheels" / "README.md").is_file(), "the slot exists for a plain docker build ."
+    script = (ROOT / "hack" / "build-image.sh").read_text()
+    assert '"PIP_INSTALL_OPTIONS=--no-index --find-links /wheels"' in script
+    assert '--file "${ROOT}/Dockerfile"' in script, "the script builds this Dockerfile, not a copy of it"
 
 
 def test_runtime_runs_as_uid_1000_without_a_shell(stages: list[Stage]) -> None:
@@ -101,7 +118,7 @@ def test_no_secrets_go_into_the_image(stages: list[Stage]) -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in ignored if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", ".dockerignore starts by leaving everything out, then lets the package in"
-    assert {"!pyproject.toml", "!README.md", "!src/"} <= set(patterns)
+    assert {"!pyproject.toml", "!README.md", "!src/", "!wheels/"} <= set(patterns)
 
 
 @pytest.mark.chart

@@ -127,6 +127,15 @@ def test_only_the_apis_the_values_need_are_required() -> None:
     assert checks["kube-arangodb (database.arangodb.com/v1)"].status is Status.SKIP, "ArangoDB is off"
 
 
+def test_the_webhook_certificate_from_cert_manager_needs_cert_manager() -> None:
+    name = "cert-manager (cert-manager.io/v1)"
+    assert by_name(load_values([], chart=CHART), FakeCluster())[name].status is Status.SKIP  # Helm makes it
+    values = merge_values(load_values([], chart=CHART), {"admissionWebhook": {"certManager": {"enabled": True}}})
+    check = by_name(values, FakeCluster())[name]
+    assert check.status is Status.FAIL
+    assert "admissionWebhook.certManager" in check.detail + check.fix
+
+
 def test_no_default_storage_class_fails_when_the_manager_needs_a_volume() -> None:
     checks = by_name(load_values([], chart=CHART), FakeCluster(classes=[("slow", False, "x")]))
     assert checks["default StorageClass"].status is Status.FAIL

@@ -53,14 +53,22 @@ def bare() -> Iterator[Bare]:
 @pytest.fixture(scope="module")
 def release(bare: Bare) -> Iterator[Cluster]:
     """`helm install` as in the seed, with the default values (no add-on integrations) and the
-    SQLite volume off (the test cluster has no storage provisioner); then the `kubectl label` that
-    NOTES.txt prints for the namespace Helm made. Helm installs the CRDs from the chart's crds/."""
+    SQLite volume off (the test cluster has no storage provisioner) and the admission webhook off;
+    then the `kubectl label` that NOTES.txt prints for the namespace Helm made. Helm installs the
+    CRDs from the chart's crds/.
+
+    The webhook is off because the API server would call it at the operator Service's ClusterIP,
+    where nothing runs on kwok and which is no loopback address; with failurePolicy Fail the
+    upgrade of the chart's AgentPool would be refused. tests/chart/test_webhook.py serves the
+    certificate the chart makes, and tests/k8s/test_admission.py shows the API server calling the
+    operator's webhook."""
     cluster = bare.cluster
     assert cluster.get("namespace", SYSTEM_NAMESPACE) is None
     assert cluster.get("crd", "agentpools.pweza.ai") is None
     result = cluster.helm(
         "install", RELEASE, str(CHART), "--namespace", SYSTEM_NAMESPACE, "--create-namespace",
-        "--set", "manager.persistence.enabled=false", "--wait", "--timeout", "120s",
+        "--set", "manager.persistence.enabled=false", "--set", "admissionWebhook.enabled=false",
+        "--wait", "--timeout", "120s",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "pweza-core 0.1.0 is installed as release pweza-core" in result.stdout  # NOTES.txt

@@ -30,6 +30,7 @@ BUILT_IN_GROUPS = {
     "rbac.authorization.k8s.io",
     "storage.k8s.io",
     "apiextensions.k8s.io",
+    "admissionregistration.k8s.io",
 }
 PWEZA_KINDS = {"AgentTemplate", "AgentPool"}
 # Every object of the seed document, and what the issue adds around it (operator, prometheus-adapter rule, ...).
@@ -61,6 +62,9 @@ PRODUCTION_KINDS = {
     "AgentTemplate",
     "AgentPool",
     "Job",
+    # The operator's admission webhook and its Helm-made serving certificate.
+    "ValidatingWebhookConfiguration",
+    "Secret",
 }
 
 
@@ -218,7 +222,7 @@ def test_an_external_database_must_say_so() -> None:
 
 def test_an_existing_secret_supplies_database_url_and_the_chart_writes_none() -> None:
     rendered = render(sets=("database.mode=external", "database.existingSecret=my-db"))
-    assert not rendered.of("Secret")
+    assert [secret["metadata"]["name"] for secret in rendered.of("Secret")] == ["pweza-core-operator-webhook-tls"]
     env = {e["name"]: e for e in manager_container(rendered)["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "my-db", "key": "database-url"}
     default = render("values.yaml")

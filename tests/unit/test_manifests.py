@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -8,6 +9,7 @@ from pweza.domain.durations import parse_duration
 from pweza.domain.errors import InvalidInput
 from pweza.domain.kinds import parse_manifest
 from pweza.domain.manifests import AgentPool, AgentTemplate
+from pweza.domain.workflows import WorkflowSpec, ancestors_of
 from tests.conftest import pool, template
 
 
@@ -89,3 +91,24 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_say_what_is_allowed(text: str) -> None:
     with pytest.raises(ValueError, match="ms, s, m or h"):
         parse_duration(text)
+
+
+def test_ancestors_are_every_transitive_dependency_and_a_long_chain_is_checked_quickly() -> None:
+    diamond = WorkflowSpec.model_validate(
+        {
+            "steps": [
+                {"name": "d", "agent": {"pool": "p"}, "depends": ["b", "c"]},
+                {"name": "b", "agent": {"pool": "p"}, "depends": ["a"]},
+                {"name": "c", "agent": {"pool": "p"}, "depends": ["a"]},
+                {"name": "a", "agent": {"pool": "p"}},
+            ]
+        }
+    )
+    assert ancestors_of(diamond) == {"a": set(), "b": {"a"}, "c": {"a"}, "d": {"a", "b", "c"}}
+    steps: list[dict[str, Any]] = [{"name": "s0", "agent": {"pool": "p"}}]
+    steps += [{"name": f"s{i}", "agent": {"pool": "p"}, "depends": [f"s{i - 1}"]} for i in range(1, 1000)]
+    started = time.perf_counter()
+    chain = WorkflowSpec.model_validate({"steps": steps})
+    assert ancestors_of(chain)["s999"] == {f"s{i}" for i in range(999)}
+    # Was ~5 s (the webhook's timeout); generous for a shared machine.
+    assert time.perf_counter() - started < 2.5

@@ -229,3 +229,24 @@ pod-security.kubernetes.io/audit-version: {{ $root.Values.namespace.podSecurityV
 {{- define "pweza-core.scheme" -}}
 {{- if and .Values.tls.enabled .Values.tls.serve }}https{{ else }}http{{ end }}
 {{- end }}
+
+{{/* The admission webhook's serving certificate: Secret, mount, and the Service DNS names it is for. */}}
+{{- define "pweza-core.webhookSecretName" -}}
+{{- include "pweza-core.operatorName" . }}-webhook-tls
+{{- end }}
+
+{{- define "pweza-core.webhookMountPath" -}}
+/etc/pweza-operator-webhook
+{{- end }}
+
+{{- define "pweza-core.webhookEnabled" -}}
+{{- if and .Values.operator.enabled .Values.admissionWebhook.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Whether cert-manager issues the webhook's certificate: its own switch, or (null) the chart's. */}}
+{{- define "pweza-core.webhookCertManager" -}}
+{{- $own := .Values.admissionWebhook.certManager.enabled }}
+{{- if kindIs "invalid" $own }}
+{{- if and .Values.tls.enabled .Values.tls.certManager.enabled }}true{{ end }}
+{{- else if $own }}true{{ end }}
+{{- end }}

@@ -84,6 +84,9 @@ BUILT_IN_DEFAULTS: Final[Mapping[str, Any]] = {
         "backup": {"enabled": False},
     },
     "tls": {"enabled": False, "certManager": {"enabled": False}},
+    "operator": {"enabled": True},
+    # certManager.enabled None: as tls.certManager, which _cert_manager_needed checks first.
+    "admissionWebhook": {"enabled": True, "certManager": {"enabled": None}},
     "agentPools": {"smoke": {"scaling": {"minReplicas": 1, "maxReplicas": 3}}},
     "monitoring": {
         "serviceMonitor": {"enabled": False},
@@ -311,6 +314,9 @@ def _cnpg_needed(values: Mapping[str, Any]) -> str | None:
 def _cert_manager_needed(values: Mapping[str, Any]) -> str | None:
     if _enabled(values, "tls") and _enabled(values, "tls", "certManager"):
         return "tls.certManager (Certificate)"
+    webhook = _enabled(values, "operator") and _enabled(values, "admissionWebhook")
+    if webhook and _enabled(values, "admissionWebhook", "certManager"):
+        return "admissionWebhook.certManager (Certificate)"
     return None
 
 
@@ -387,7 +393,7 @@ APIS: Final = (
         "cert-manager.io/v1",
         _cert_manager_needed,
         "install cert-manager (helm install cert-manager jetstack/cert-manager --set crds.enabled=true), "
-        "or set tls.certManager.enabled=false",
+        "or set tls.certManager.enabled=false and admissionWebhook.certManager.enabled=false",
     ),
 )
 

@@ -156,12 +156,31 @@ def operator(
     health_port: int = 8081,
     host: str = "0.0.0.0",
     resync_seconds: Annotated[float, typer.Option(min=1)] = 30.0,
+    webhook_cert_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="PWEZA_WEBHOOK_CERT_FILE",
+            help="Serve the validating admission webhook over HTTPS with this certificate (PEM).",
+        ),
+    ] = None,
+    webhook_key_file: Annotated[
+        Path | None, typer.Option(envvar="PWEZA_WEBHOOK_KEY_FILE", help="The webhook certificate's private key (PEM).")
+    ] = None,
+    webhook_port: Annotated[int, typer.Option(envvar="PWEZA_WEBHOOK_PORT", min=1, max=65535)] = 8443,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run the Kubernetes operator (kopf) for AgentTemplate, AgentPool and Workflow resources."""
+    from pweza.operator.admission import WebhookError, WebhookOptions
     from pweza.operator.main import OperatorOptions, run_operator
 
     logs.configure(log_level)
+    if (webhook_cert_file is None) != (webhook_key_file is None):
+        _fail(CliError("give both --webhook-cert-file and --webhook-key-file, or neither", code=2))
+    webhook = (
+        WebhookOptions(certfile=str(webhook_cert_file), keyfile=str(webhook_key_file), port=webhook_port, host=host)
+        if webhook_cert_file is not None and webhook_key_file is not None
+        else None
+    )
     options = OperatorOptions(
         kubeconfig=kubeconfig,
         namespaces=list(namespace or []),
@@ -177,9 +196,14 @@ def operator(
         health_port=health_port,
         host=host,
         resync_seconds=resync_seconds,
+        webhook=webhook,
         **({"identity": identity} if identity else {}),
     )
-    raise typer.Exit(asyncio.run(run_operator(options)))
+    try:
+        code = asyncio.run(run_operator(options))
+    except WebhookError as error:
+        _fail(CliError(str(error), code=2))
+    raise typer.Exit(code)
 
 
 @app.command()

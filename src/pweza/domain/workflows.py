@@ -115,7 +115,7 @@ def graph_problem(spec: WorkflowSpec) -> str | None:
     cycle = find_cycle(spec)
     if cycle:
         return f"steps: dependency cycle {' -> '.join(cycle)}"
-    ancestors = {step.name: all_ancestors(spec, step.name) for step in spec.steps}
+    ancestors = ancestors_of(spec)
     for index, step in enumerate(spec.steps):
         problem = _expression_problem(step, f"steps[{index}]", ancestors[step.name])
         if problem:
@@ -209,16 +209,33 @@ def find_cycle(spec: WorkflowSpec) -> list[str] | None:
     return None
 
 
-def all_ancestors(spec: WorkflowSpec, name: str) -> set[str]:
+def ancestors_of(spec: WorkflowSpec) -> dict[str, set[str]]:
+    """Every step's transitive dependencies, for a graph already known to have no cycle.
+
+    One pass, each step's set built from its parents' (memoized). Walking the graph again for
+    each step took seconds on a 1000-step chain, which `pweza apply` and the admission webhook
+    (with its 5 s budget) both paid.
+    """
     parents = {step.name: step.depends for step in spec.steps}
-    seen: set[str] = set()
-    stack = list(parents.get(name, []))
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(parents.get(current, []))
-    return seen
+    found: dict[str, set[str]] = {}
+    for start in parents:
+        stack = [start]
+        while stack:
+            name = stack[-1]
+            if name in found:
+                stack.pop()
+                continue
+            waiting = [dep for dep in parents.get(name, []) if dep not in found]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            stack.pop()
+            mine: set[str] = set()
+            for dep in parents.get(name, []):
+                mine.add(dep)
+                mine |= found[dep]
+            found[name] = mine
+    return found
 
 
 register_kind(Workflow, "workflows", "workflow", "wf")

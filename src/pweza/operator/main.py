@@ -1,4 +1,5 @@
-"""`pweza operator`: leader election, then kopf running the handlers; metrics and health on the side."""
+"""`pweza operator`: leader election, then kopf running the handlers; metrics, health and the
+admission webhook (on every replica, leader or not) on the side."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from prometheus_client import start_http_server
 
 from pweza.operator import metrics
+from pweza.operator.admission import AdmissionServer, WebhookOptions
 from pweza.operator.handlers import Context, register, resync_forever
 from pweza.operator.kube import Kube
 from pweza.operator.leadership import LeaderElector, LostLeadership
@@ -40,6 +42,8 @@ class OperatorOptions:
     health_port: int = 8081
     host: str = "0.0.0.0"
     resync_seconds: float = 30.0
+    # None: no admission webhook (e.g. a cluster whose chart has it turned off).
+    webhook: WebhookOptions | None = None
 
 
 async def _health_server(options: OperatorOptions, elector: LeaderElector) -> web.AppRunner:
@@ -66,7 +70,17 @@ async def _health_server(options: OperatorOptions, elector: LeaderElector) -> we
 async def run_operator(options: OperatorOptions) -> int:
     """Run until SIGTERM (exit 0) or until leadership is lost (exit 1, to restart as a standby)."""
     logging.getLogger("kopf").setLevel(logging.WARNING)
-    kube = await Kube.connect(options.kubeconfig, options.resources.field_manager)
+    # The webhook first: its certificate files are checked before anything else (a bad pair
+    # exits at once), and a pod reports healthy only once it answers admission reviews.
+    webhook = AdmissionServer(options.webhook) if options.webhook is not None else None
+    if webhook is not None:
+        await webhook.start()
+    try:
+        kube = await Kube.connect(options.kubeconfig, options.resources.field_manager)
+    except BaseException:
+        if webhook is not None:
+            await webhook.stop()
+        raise
     elector = LeaderElector(
         kube,
         name=options.lease_name,
@@ -100,6 +114,10 @@ async def run_operator(options: OperatorOptions) -> int:
         settings.posting.level = logging.WARNING
         settings.networking.request_timeout = 30
         kopf_stop = asyncio.Event()
+        # kopf names this process after POD_ID, else after the login name, which a container
+        # running as a uid without a passwd entry (uid 1000 on a distroless base) does not have:
+        # getpwuid() fails and the operator never starts.
+        os.environ.setdefault("POD_ID", options.identity)
         operator = asyncio.create_task(
             kopf.operator(
                 registry=registry,
@@ -133,3 +151,6 @@ async def run_operator(options: OperatorOptions) -> int:
             await manager.close()
         await health.cleanup()
         metrics_server.shutdown()
+        if webhook is not None:
+            # Last: a replica stopping keeps answering the API server while the others take over.
+            await webhook.stop()

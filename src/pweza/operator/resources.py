@@ -147,6 +147,8 @@ def deployment(
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": 1000,
+                        # Without it containerd gives the process gid 0 (root's group).
+                        "runAsGroup": 1000,
                         "fsGroup": 2000,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },

@@ -552,8 +552,10 @@ class ControlPlane:
         nodes: int = 1,
         *,
         bin_dir: pathlib.Path | None = None,
+        address: str = "127.0.0.1",
         startup_timeout: float = 180.0,
         stop_timeout: float = 10.0,
+        extra_apiserver_args: Sequence[str] = (),
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must be >= 0")
@@ -564,14 +566,20 @@ class ControlPlane:
                 f"build them with `{BUILD_COMMAND}` or point PWEZA_K8S_BIN at them"
             )
         self.bin_dir: pathlib.Path = resolved
+        # 127.0.0.1 unless a real node's pods must reach the apiserver: then the address of
+        # the bridge the node's fixture made (see pweza.testing.node), never an uplink's.
+        self.address = address
         self.nodes = nodes
         self.node_names: tuple[str, ...] = tuple(f"kwok-node-{i}" for i in range(nodes))
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        # Appended to kube-apiserver's flags, e.g. addons.aggregator_apiserver_flags().
+        self.extra_apiserver_args: tuple[str, ...] = tuple(extra_apiserver_args)
         self._workdir: pathlib.Path | None = None
         self._components: list[_Component] = []
         self._ports: _Ports | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._pki: _Pki | None = None
 
     @property
     def workdir(self) -> pathlib.Path:
@@ -588,7 +596,14 @@ class ControlPlane:
     def server(self) -> str:
         if self._ports is None:
             raise ControlPlaneError("the control plane is not running")
-        return f"https://127.0.0.1:{self._ports.apiserver}"
+        return f"https://{self.address}:{self._ports.apiserver}"
+
+    @property
+    def pki(self) -> _Pki:
+        """The test CA, to issue certificates for more components (a real node's kubelet)."""
+        if self._pki is None:
+            raise ControlPlaneError("the control plane is not running")
+        return self._pki
 
     @property
     def env(self) -> dict[str, str]:
@@ -664,6 +679,7 @@ class ControlPlane:
         self._workdir = None
         self._ports = None
         self._ssl = None
+        self._pki = None
 
     def _terminate(self, components: Sequence[_Component]) -> None:
         for c in components:
@@ -681,7 +697,7 @@ class ControlPlane:
         workdir = self.workdir
         (workdir / "logs").mkdir()
         ports = self._ports = _free_ports()
-        pki = _Pki(workdir / "pki")
+        pki = self._pki = _Pki(workdir / "pki")
         pki.create_ca()
         serving_cert, serving_key = pki.issue(
             "apiserver",
@@ -693,8 +709,14 @@ class ControlPlane:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            server_ips=("127.0.0.1", _SERVICE_IP),
+            server_ips=tuple(dict.fromkeys(("127.0.0.1", self.address, _SERVICE_IP))),
         )
+        # The apiserver's identity towards kubelets (logs, exec) and, through the aggregation
+        # layer, towards extension apiservers such as metrics-server.
+        kubelet_client_cert, kubelet_client_key = pki.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters"
+        )
+        front_proxy_cert, front_proxy_key = pki.issue("front-proxy-client", "front-proxy-client")
         clients = {
             "admin": ("pweza-admin", "system:masters"),
             "kube-controller-manager": ("system:kube-controller-manager", None),
@@ -731,8 +753,8 @@ class ControlPlane:
         self._spawn(
             "kube-apiserver",
             f"--etcd-servers={etcd_url}",
-            "--advertise-address=127.0.0.1",
-            "--bind-address=127.0.0.1",
+            f"--advertise-address={self.address}",
+            f"--bind-address={self.address}",
             f"--secure-port={ports.apiserver}",
             f"--cert-dir={workdir / 'apiserver-certs'}",
             f"--tls-cert-file={serving_cert}",
@@ -744,10 +766,27 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki.sa_key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
-            # Endpoints may not hold loopback IPs, so the default reconciler would fail
-            # forever; nothing here needs the `kubernetes` Service to have endpoints.
-            "--endpoint-reconciler-type=none",
+            # Endpoints may not hold loopback IPs, so on loopback the default reconciler would
+            # fail forever and only pods need the `kubernetes` Service: a real node's pods reach
+            # the apiserver through it at the bridge address.
+            f"--endpoint-reconciler-type={'none' if self.address == '127.0.0.1' else 'lease'}",
+            # Kubelets are reached at their InternalIP, never by a hostname looked up through
+            # the machine's resolver, and must prove a serving certificate from the test CA.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={kubelet_client_cert}",
+            f"--kubelet-client-key={kubelet_client_key}",
+            *([] if self.address == "127.0.0.1" else [f"--kubelet-certificate-authority={pki.ca_cert}"]),
+            # The aggregation layer, for extension apiservers (metrics-server on a real node).
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={front_proxy_cert}",
+            f"--proxy-client-key-file={front_proxy_key}",
+            "--enable-aggregator-routing=true",
             "--profiling=false",
+            *self.extra_apiserver_args,
         )
         self._wait(
             "kube-apiserver /readyz",
@@ -770,6 +809,9 @@ class ControlPlane:
             # Since the in-tree cloud providers were removed, none of the on-by-default
             # controllers needs a cloud; node-ipam stays off without --allocate-node-cidrs.
             "--controllers=*",
+            # A test cannot wait the default five minutes to see an HPA scale back in.
+            "--horizontal-pod-autoscaler-downscale-stabilization=20s",
+            "--horizontal-pod-autoscaler-sync-period=5s",
             "--profiling=false",
         )
         self._spawn(
@@ -923,7 +965,7 @@ class ControlPlane:
 
     def _request(self, method: str, path: str, body: object | None = None) -> tuple[int, bytes]:
         assert self._ports is not None and self._ssl is not None
-        conn = http.client.HTTPSConnection("127.0.0.1", self._ports.apiserver, context=self._ssl, timeout=5)
+        conn = http.client.HTTPSConnection(self.address, self._ports.apiserver, context=self._ssl, timeout=5)
         try:
             conn.request(
                 method,

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds lint test test-fast demo bench k8s-bin postgres images node-deps clean
+.PHONY: help install proto crds lint test test-fast demo bench k8s-bin kube-score postgres images node-deps clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
@@ -36,10 +36,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# apt-get first (one at a time: dpkg takes a lock), then the Go build and the image build side by
-# side (one is CPU, the other mostly downloads and disk), then every test.
+# apt-get first (one at a time: dpkg takes a lock), then the Go builds and the image build side
+# by side (one is CPU, the other mostly downloads and disk), then every test.
 test: $(STAMP) lint postgres node-deps
 	$(MAKE) --no-print-directory -j2 k8s-bin images
+	$(MAKE) --no-print-directory kube-score
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
@@ -53,6 +54,12 @@ k8s-bin:
 	@if command -v go >/dev/null 2>&1; then nice -n 10 hack/build-k8s.sh >/dev/null; \
 	elif [ "$$CI" = "true" ]; then echo "error: Go is needed to build the Kubernetes test binaries" >&2; exit 1; \
 	else echo "warning: no Go toolchain, so the k8s tests will skip (install Go, then run hack/build-k8s.sh)" >&2; fi
+
+# The chart linter of tests/chart/test_kube_score.py (from the Go module proxy, like k8s-bin's Go).
+kube-score:
+	@if command -v go >/dev/null 2>&1; then nice -n 10 hack/build-kube-score.sh >/dev/null; \
+	elif [ "$$CI" = "true" ]; then echo "error: Go is needed to build kube-score" >&2; exit 1; \
+	else echo "warning: no Go toolchain, so the kube-score test will skip (install Go, then run hack/build-kube-score.sh)" >&2; fi
 
 # Debian's PostgreSQL, for the store tests on PostgreSQL (installed with apt-get as root; CI fails rather than skips).
 postgres:

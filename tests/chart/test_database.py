@@ -159,8 +159,10 @@ def test_bundled_statefulset_follows_the_image_contract(bundled: Rendered) -> No
         "capabilities": {"drop": ["ALL"]},
     }
     ready = ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-U", "pweza"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe"):
         assert container[probe]["exec"]["command"] == ready, probe
+    # Alive while it listens: a server in crash recovery refuses connections and must not be restarted.
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "postgresql"}
     assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts == {
@@ -203,7 +205,8 @@ def test_bundled_postgres_admits_only_the_manager(bundled: Rendered) -> None:
     assert policy["metadata"]["namespace"] == "pweza-core-data"
     assert policy["spec"] == {
         "podSelector": {"matchLabels": {"app": "pweza-core-postgres"}},
-        "policyTypes": ["Ingress"],
+        "policyTypes": ["Ingress", "Egress"],
+        "egress": [],
         "ingress": [
             {
                 "from": [

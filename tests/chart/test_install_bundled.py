@@ -23,8 +23,14 @@ def cluster() -> Iterator[Cluster]:
 
 def install(cluster: Cluster, command: str, *sets: str) -> None:
     # No --wait: the test cluster has no volume provisioner, so the PostgreSQL pod stays Pending.
+    # The admission webhook off, as in test_install.py: nothing serves it on kwok, and the API
+    # server would refuse the upgrade's AgentPool patch.
     args = [command, RELEASE, str(CHART), "--namespace", SYSTEM_NAMESPACE]
-    args += ["--create-namespace"] if command == "install" else ["--reuse-values"]
+    args += (
+        ["--create-namespace", "--set", "admissionWebhook.enabled=false"]
+        if command == "install"
+        else ["--reuse-values"]
+    )
     for assignment in sets:
         args += ["--set", assignment]
     result = cluster.helm(*args)

@@ -39,8 +39,7 @@ lint: $(STAMP)
 # apt-get first (one at a time: dpkg takes a lock), then the Go builds and the image build side
 # by side (one is CPU, the other mostly downloads and disk), then every test.
 test: $(STAMP) lint postgres node-deps
-	$(MAKE) --no-print-directory -j2 k8s-bin images
-	$(MAKE) --no-print-directory kube-score
+	$(MAKE) --no-print-directory -j2 images k8s-bin kube-score
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pweza.testing.addons import (
     METRICS_API_SERVICE,
     RCODE_NOERROR,
     RCODE_NXDOMAIN,
+    AddonError,
     CertificateAuthority,
     CoreDNS,
     KubeRouterFirewall,
@@ -79,6 +81,32 @@ def test_coredns_resolves_services_and_nothing_else(
         assert "kubernetes" in plugins.split()
         assert not {"forward", "grpc", "etcd", "file", "secondary"} & set(plugins.split())
     assert dns.process is None
+
+
+def test_coredns_that_never_gets_ready_is_stopped_with_its_log(bin_dir: Path, tmp_path: Path) -> None:
+    # An apiserver nobody listens on: the kubernetes plugin never syncs, /ready stays 503.
+    kubeconfig = tmp_path / "nowhere.kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    port = free_dns_port()
+    dns = CoreDNS(bin_dir, kubeconfig, "127.0.0.1", port, tmp_path, startup_timeout=3)
+    with pytest.raises(AddonError, match="timed out") as failure:
+        dns.start()
+    assert "coredns.log" in str(failure.value)
+    assert dns.process is None
+    # Nothing is left bound to the port.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", port))
 
 
 @pytest.fixture

@@ -211,15 +211,17 @@ def test_metrics_server_registers_with_the_aggregator(aggregating_control_plane:
     assert get_json(cp, "apiservice", METRICS_API_SERVICE) is None
 
 
-def test_metrics_server_endpoint_slice_objects_validate(
-    bin_dir: Path, control_plane: ControlPlane, tmp_path: Path
-) -> None:
-    # The real node's shape (node IP, endpoint routing) cannot run on loopback, but the
-    # objects must still be what the apiserver accepts.
+def test_node_registration_objects_validate(bin_dir: Path, control_plane: ControlPlane, tmp_path: Path) -> None:
+    # The real node's shape (a node IP in EndpointSlices, endpoint routing) cannot run
+    # on loopback, but its objects must still be what the apiserver accepts.
     server = MetricsServer(bin_dir, control_plane.kubeconfig, "10.244.0.1", 4443, tmp_path)
     server.ca = CertificateAuthority.create(tmp_path / "pki", "test-ca")
     objects = server.registration_objects()
     assert [o["kind"] for o in objects] == ["Service", "EndpointSlice", "APIService"]
+    dns = CoreDNS(bin_dir, control_plane.kubeconfig, "10.244.0.1", 1053, tmp_path, service_ip="10.96.0.10")
+    objects += dns.service_objects()
+    with pytest.raises(ValueError, match="loopback"):
+        CoreDNS(bin_dir, control_plane.kubeconfig, "127.0.0.1", 1053, tmp_path, service_ip="10.96.0.10")
     path = tmp_path / "objects.json"
     path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     control_plane.kubectl("apply", "--dry-run=server", "-f", str(path))

@@ -123,6 +123,13 @@ def test_kube_router_firewall_enforces_policies_and_cleans_up(
     bin_dir: Path, control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     rules_before, sets_before = iptables_snapshot(), ipset_names()
+    if ":KUBE-ROUTER-INPUT" in rules_before:
+        # The chains are host-global: stopping ours would remove another kube-router's
+        # (say a node test running on the same machine) and the before/after check fails.
+        message = "another kube-router's chains are already on this host"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     node = control_plane.node_names[0]
     firewall = KubeRouterFirewall(bin_dir, control_plane.kubeconfig, node, tmp_path)
     try:

@@ -48,6 +48,9 @@ __all__ = [
     "ADDON_BINARIES",
     "FRONT_PROXY_CLIENT_NAME",
     "METRICS_API_SERVICE",
+    "RCODE_NOERROR",
+    "RCODE_NXDOMAIN",
+    "RCODE_REFUSED",
     "AddonError",
     "CertificateAuthority",
     "CoreDNS",
@@ -418,6 +421,8 @@ class _HostProcess:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        # Who creates the API objects a runner registers (Services, RBAC...).
+        self.admin_kubeconfig: pathlib.Path | None = None
         if not os.access(bin_dir / self.binary, os.X_OK):
             raise AddonError(f"{bin_dir / self.binary} not found: build it with hack/build-k8s.sh")
 
@@ -488,6 +493,27 @@ class _HostProcess:
                 raise AddonError(f"timed out after {self.startup_timeout:.0f}s waiting for {what}\n{self.log_tail()}")
             time.sleep(_POLL_INTERVAL)
 
+    def _apply(self, objects: list[dict[str, Any]]) -> None:
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+        self._kubectl("apply", "-f", "-", stdin=body)
+
+    def _kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self.admin_kubeconfig is None:
+            raise AddonError(f"{self.name} needs an admin kubeconfig to create objects")
+        cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.admin_kubeconfig}", "--request-timeout=20s", *args]
+        result = subprocess.run(
+            cmd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "KUBECACHEDIR": str(self.workdir / "kube-cache")},
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AddonError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr.strip()}")
+        return result
+
     def _prepare(self) -> None:
         """Write config files before the process starts."""
 
@@ -525,6 +551,11 @@ class CoreDNS(_HostProcess):
     (``/ready``, true once the kubernetes plugin has synced with the apiserver) on
     free 127.0.0.1 ports. There is no ``forward`` plugin in the Corefile, nor compiled
     into the binary: names outside the cluster never leave the machine.
+
+    With ``service_ip`` (the kubelet's ``clusterDNS``, say 10.96.0.10) it also
+    registers the ``kube-system/kube-dns`` Service with an EndpointSlice to
+    ``listen_ip:port`` (``service_objects()``), using ``admin_kubeconfig``, and deletes
+    them on stop; ``listen_ip`` must then be an address pods reach (not loopback).
     """
 
     name = "coredns"
@@ -541,6 +572,8 @@ class CoreDNS(_HostProcess):
         cluster_domain: str = "cluster.local",
         reverse_cidrs: Sequence[str] = ("10.96.0.0/16", "10.244.0.0/16"),
         ttl: int = 5,
+        service_ip: str | None = None,
+        admin_kubeconfig: pathlib.Path | None = None,
         startup_timeout: float = 60.0,
         stop_timeout: float = 10.0,
     ) -> None:
@@ -553,6 +586,11 @@ class CoreDNS(_HostProcess):
         self.cluster_domain = cluster_domain.rstrip(".")
         self.reverse_zones = _reverse_zones(reverse_cidrs)
         self.ttl = ttl
+        self.service_ip = service_ip
+        self.admin_kubeconfig = admin_kubeconfig or kubeconfig
+        if service_ip is not None and ipaddress.ip_address(listen_ip).is_loopback:
+            raise ValueError("an EndpointSlice cannot hold a loopback address: the kube-dns Service needs a node IP")
+        self._registered = False
         self.health_port = _free_port()
         self.ready_port = _free_port()
 
@@ -605,6 +643,59 @@ class CoreDNS(_HostProcess):
 
     def query(self, name: str, qtype: str = "A", *, timeout: float = 3.0) -> DnsAnswer:
         return dns_query(self.listen_ip, self.port, name, qtype, timeout=timeout)
+
+    def service_objects(self) -> list[dict[str, Any]]:
+        """The ``kube-system/kube-dns`` Service at ``service_ip`` and an EndpointSlice to ``listen_ip:port``.
+
+        Pods get ``service_ip`` as their nameserver from the kubelet (``clusterDNS``);
+        kube-proxy sends it on to this host process. Port 53 of the Service maps to
+        ``port`` so CoreDNS need not bind 53.
+        """
+        if self.service_ip is None:
+            raise AddonError("CoreDNS was made without a service_ip")
+        ports = [("dns", "UDP"), ("dns-tcp", "TCP")]
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+                "spec": {
+                    "clusterIP": self.service_ip,
+                    "ports": [
+                        {"name": n, "port": 53, "protocol": proto, "targetPort": self.port} for n, proto in ports
+                    ],
+                },
+            },
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": "kube-dns-host",
+                    "namespace": "kube-system",
+                    # See MetricsServer: the controller leaves slices of other managers alone.
+                    "labels": {
+                        "kubernetes.io/service-name": "kube-dns",
+                        "endpointslice.kubernetes.io/managed-by": "pweza.testing.addons",
+                    },
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [self.listen_ip], "conditions": {"ready": True}}],
+                "ports": [{"name": n, "port": self.port, "protocol": proto} for n, proto in ports],
+            },
+        ]
+
+    def _started(self, deadline: float) -> None:
+        if self.service_ip is not None:
+            self._apply(self.service_objects())
+            self._registered = True
+
+    def _cleanup(self) -> None:
+        if self._registered:
+            self._registered = False
+            self._kubectl(
+                "delete", "--ignore-not-found", "--wait=false", "-n", "kube-system",
+                "service/kube-dns", "endpointslice/kube-dns-host", check=False,
+            )  # fmt: skip
 
 
 def _metrics_server_rbac(user: str) -> list[dict[str, Any]]:
@@ -864,25 +955,6 @@ class MetricsServer(_HostProcess):
             return False
         conditions = json.loads(result.stdout).get("status", {}).get("conditions", [])
         return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
-
-    def _apply(self, objects: list[dict[str, Any]]) -> None:
-        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-        self._kubectl("apply", "-f", "-", stdin=body)
-
-    def _kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.admin_kubeconfig}", "--request-timeout=20s", *args]
-        result = subprocess.run(
-            cmd,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "KUBECACHEDIR": str(self.workdir / "kube-cache")},
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AddonError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr.strip()}")
-        return result
 
 
 def _b64(data: bytes) -> str:

@@ -162,21 +162,6 @@ EOF
   printf 'pip==%s\nsetuptools==%s\nwheel==%s\n' "${PIP_VERSION}" "${SETUPTOOLS_VERSION}" "${WHEEL_VERSION}"
 }
 
-"${PYTHON}" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
-  die "${PYTHON} is not Python 3.11 (the wheels must be cp311 like Debian 12's python3.11); set PWEZA_HOST_PYTHON"
-
-SCRIPT_KEY="$(sha <"${SELF}")"
-REQUIREMENTS="$(requirements)"
-WHEELS_KEY="$(printf '%s\n%s\n' "${REQUIREMENTS}" "$("${PYTHON}" -c 'import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_platform())')" | sha)"
-BASES_KEY="${SCRIPT_KEY}"
-CORE_KEY="$({
-  echo "${SCRIPT_KEY} ${WHEELS_KEY} ${VERSION}"
-  sha256sum "${ROOT}/Dockerfile"
-  context_files | (cd "${ROOT}" && xargs -0 sha256sum)
-} | sha)"
-POSTGRES_KEY="$(cat "${SELF}" "${ROOT}/hack/postgres/pweza-postgres-entrypoint" | sha)"
-PAUSE_KEY="$({ cat "${SELF}" "${ROOT}/hack/pause/pause.c"; gcc --version 2>/dev/null | head -n1; } | sha)"
-
 archive_of() { # image name -> archive file
   local name="${1##*/}"
   echo "${CACHE_DIR}/${name/:/-}.tar"
@@ -194,49 +179,31 @@ all_current() {
     [[ -f "${CACHE_DIR}/images.json" ]]
 }
 
-# Fast path: nothing changed, so no lock and no tool is needed.
-if all_current; then
-  log "all images up to date in ${CACHE_DIR}"
-  echo "${CACHE_DIR}"
-  exit 0
-fi
-
-# --- the tools ---
-
-[[ "$(id -u)" == 0 ]] || die "needs root (mmdebstrap and buildah build root filesystems)"
-missing=()
-command -v buildah >/dev/null || missing+=(buildah)
-command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
-command -v gcc >/dev/null || missing+=(gcc)
-[[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
-command -v runc >/dev/null || missing+=(runc)
-command -v containerd >/dev/null || missing+=(containerd)
-if [[ ${#missing[@]} -gt 0 ]]; then
-  command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
-  log "installing ${missing[*]} from Debian's packages"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
-"${PYTHON}" -m pip --version >/dev/null 2>&1 || die "${PYTHON} has no pip (it makes the wheelhouse)"
-
-mkdir -p "${STAMP_DIR}"
-exec 9>"${STATE_DIR}/.lock"
-# Another run may be building the same images: wait for it (bounded), then see what is left.
-flock -w 3600 9 || die "another hack/build-image.sh held ${STATE_DIR}/.lock for an hour"
-
-START_SECONDS=${SECONDS}
-WORK_DIR="$(mktemp -d "${STATE_DIR}/work.XXXXXX")"
-trap 'rm -rf "${WORK_DIR}"' EXIT
+# The tools, from Debian's packages when missing.
+ensure_tools() {
+  [[ "$(id -u)" == 0 ]] || die "needs root (mmdebstrap and buildah build root filesystems)"
+  local -a missing=()
+  command -v buildah >/dev/null || missing+=(buildah)
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  command -v gcc >/dev/null || missing+=(gcc)
+  [[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
+  command -v runc >/dev/null || missing+=(runc)
+  command -v containerd >/dev/null || missing+=(containerd)
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+    log "installing ${missing[*]} from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+  "${PYTHON}" -m pip --version >/dev/null 2>&1 || die "${PYTHON} has no pip (it makes the wheelhouse)"
+}
 
 # A private buildah store: nothing of the machine's own container storage is touched.
 # The run root holds locks and mount state that must not outlive a reboot.
-RUN_ROOT="/run/pweza-build-image/$(printf '%s' "${CACHE_DIR}" | sha | cut -c1-12)"
 bah() {
   buildah --root "${STATE_DIR}/storage" --runroot "${RUN_ROOT}" --storage-driver overlay "$@"
 }
-# Leftover working containers of a run that was killed.
-bah rm --all >/dev/null 2>&1 || true
 
 mmdebstrap_tar() { # out.tar variant packages [mmdebstrap options...]
   local out="$1" variant="$2" packages="$3"
@@ -317,7 +284,6 @@ build_bases() {
   log "${RUNTIME_BASE}: built in $((SECONDS - t0))s"
 }
 
-WHEELHOUSE="${STATE_DIR}/wheelhouse-${WHEELS_KEY:0:16}"
 build_wheelhouse() {
   [[ -f "${WHEELHOUSE}/.complete" ]] && return 0
   local t0=${SECONDS}
@@ -376,6 +342,66 @@ build_postgres() {
   export_image "${POSTGRES_IMAGE}" postgres "${POSTGRES_KEY}"
   log "${POSTGRES_IMAGE}: built in $((SECONDS - t0))s"
 }
+
+# --- main ---
+
+# Each image's key hashes what goes into it: its recipe (the settings and the functions of
+# this script that build it, as bash prints them, so a change elsewhere in the script, a
+# comment or another image's recipe, does not rebuild it) and its input files.
+recipe() { # function names...
+  declare -f "$@"
+}
+
+"${PYTHON}" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
+  die "${PYTHON} is not Python 3.11 (the wheels must be cp311 like Debian 12's python3.11); set PWEZA_HOST_PYTHON"
+
+REQUIREMENTS="$(requirements)"
+WHEELS_KEY="$(printf '%s\n%s\n' "${REQUIREMENTS}" "$("${PYTHON}" -c 'import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_platform())')" | sha)"
+BASES_KEY="$({
+  printf '%s\n' "${SUITE}" "${MIRRORS[@]}" "${BUILD_BASE_PACKAGES}" "${RUNTIME_BASE_PACKAGES}" "${BUILD_BASE}" "${RUNTIME_BASE}"
+  recipe hook_runtime mmdebstrap_tar packages_hook import_rootfs build_bases
+} | sha)"
+CORE_KEY="$({
+  echo "${BASES_KEY} ${WHEELS_KEY} ${VERSION}"
+  recipe context_files build_wheelhouse build_core export_image
+  sha256sum "${ROOT}/Dockerfile"
+  context_files | (cd "${ROOT}" && xargs -0 sha256sum)
+} | sha)"
+POSTGRES_KEY="$({
+  printf '%s\n' "${SUITE}" "${MIRRORS[@]}" "${POSTGRES_PACKAGES}" "${POSTGRES_UID}"
+  recipe hook_postgres_users hook_postgres mmdebstrap_tar packages_hook export_image build_postgres
+  cat "${ROOT}/hack/postgres/pweza-postgres-entrypoint"
+} | sha)"
+PAUSE_KEY="$({
+  echo "${PAUSE_UID}"
+  recipe export_image build_pause
+  cat "${ROOT}/hack/pause/pause.c"
+  gcc --version 2>/dev/null | head -n1
+} | sha)"
+WHEELHOUSE="${STATE_DIR}/wheelhouse-${WHEELS_KEY:0:16}"
+
+# Fast path: nothing changed, so no lock and no tool is needed.
+if all_current; then
+  log "all images up to date in ${CACHE_DIR}"
+  echo "${CACHE_DIR}"
+  exit 0
+fi
+
+ensure_tools
+
+mkdir -p "${STAMP_DIR}"
+exec 9>"${STATE_DIR}/.lock"
+# Another run may be building the same images: wait for it (bounded), then see what is left.
+flock -w 3600 9 || die "another hack/build-image.sh held ${STATE_DIR}/.lock for an hour"
+
+START_SECONDS=${SECONDS}
+WORK_DIR="$(mktemp -d "${STATE_DIR}/work.XXXXXX")"
+trap 'rm -rf "${WORK_DIR}"' EXIT
+
+# buildah's run root holds locks and mount state that must not outlive a reboot.
+RUN_ROOT="/run/pweza-build-image/$(printf '%s' "${CACHE_DIR}" | sha | cut -c1-12)"
+# Leftover working containers of a run that was killed.
+bah rm --all >/dev/null 2>&1 || true
 
 log "building into ${CACHE_DIR}"
 build_pause

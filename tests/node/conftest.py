@@ -11,9 +11,9 @@ in CI (env CI set) they fail instead.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
-import shlex
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -192,5 +192,46 @@ def release(node: Node) -> Iterator[Release]:
     yield Release(node, install, admin, node.service_url(MANAGER, SYSTEM, 8080))
 
 
-__all__ = ["AGENTS", "CHART", "DATA", "MANAGER", "OPERATOR", "RELEASE", "SYSTEM", "Node", "Release", "all_ready",
-           "eventually", "shlex"]  # fmt: skip
+TRIAGE = ROOT / "examples" / "support-triage"
+TRIAGE_POOLS = ("classifiers", "routers", "pagers", "coordinators", "writers", "reporters")
+
+
+def pool_ready(node: Node, pool: str) -> bool:
+    found = node.get("agentpool", pool, "-n", AGENTS) or {}
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture(scope="package")
+def triage(release: Release) -> Release:
+    """`kubectl apply -f examples/support-triage/` (the files `pweza apply` takes): the operator
+    makes each pool's Deployment and its agent pods connect to the manager through its Service."""
+    node = release.node
+    node.kubectl("apply", "-n", AGENTS, "-f", str(TRIAGE))
+    for pool in TRIAGE_POOLS:
+        eventually(functools.partial(pool_ready, node, pool), 300, f"AgentPool {pool} Ready", interval=2)
+
+    def connected() -> bool:
+        with release.client() as client:
+            agents = client.get("/api/v1/agents").json()["items"]
+        return {a["pool"] for a in agents} >= set(TRIAGE_POOLS)
+
+    eventually(connected, 300, "an agent of every triage pool connected to the manager", interval=2)
+    return release
+
+
+__all__ = [
+    "AGENTS",
+    "CHART",
+    "DATA",
+    "MANAGER",
+    "OPERATOR",
+    "RELEASE",
+    "SYSTEM",
+    "Node",
+    "Release",
+    "all_ready",
+    "eventually",
+    "pool_ready",
+    "triage",
+]  # fmt: skip

@@ -1,5 +1,5 @@
 """The chart on a real node: containerd runs its pods, kube-proxy routes its Services, CoreDNS
-answers its names (pweza.testing.node). One node and one `helm install` for the whole session,
+answers its names (pweza.testing.node). One node and one `helm install` for the node tests,
 since a release takes minutes to become Ready on two cores; tests that change the release
 (upgrade, rollback) put it back as they found it.
 

@@ -296,3 +296,55 @@ def test_pause_runs_as_65535_and_exits_0_on_sigterm(containerd: Containerd) -> N
         if sandbox.poll() is None:
             containerd.ctr("tasks", "kill", "-a", "-s", "SIGKILL", "pause", check=False, timeout=10)
             sandbox.communicate(timeout=30)
+
+
+def test_pause_reaps_the_orphans_of_its_pid_namespace(tmp_path: Path) -> None:
+    """As PID 1 of a namespace pause inherits every orphan; it must reap them (no zombies)."""
+    missing = [tool for tool in ("gcc", "unshare", "nsenter") if shutil.which(tool) is None]
+    if missing:
+        _missing(f"{', '.join(missing)} not installed: apt-get install gcc libc6-dev util-linux")
+    if os.geteuid() != 0:
+        _missing("a PID namespace needs root")
+    binary = tmp_path / "pause"
+    source = Path(__file__).resolve().parents[2] / "hack" / "pause" / "pause.c"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(binary), str(source)], check=True, timeout=120)
+    holder = subprocess.Popen(["unshare", "--pid", "--fork", str(binary)])
+    pause_pid: int | None = None
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while pause_pid is None and time.monotonic() < deadline:
+            children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children")
+            pids = children.read_text().split() if children.exists() else []
+            pause_pid = int(pids[0]) if pids else None
+            time.sleep(0.05)
+        assert pause_pid is not None, "pause did not start"
+
+        def children_of_pause() -> list[tuple[int, str]]:
+            found = []
+            for pid in Path(f"/proc/{pause_pid}/task/{pause_pid}/children").read_text().split():
+                with contextlib.suppress(OSError):
+                    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                    found.append((int(pid), state))
+            return found
+
+        # The shell exits at once, so its two sleeps become pause's children; they end soon after.
+        subprocess.run(
+            ["nsenter", "-t", str(pause_pid), "-p", "--", "sh", "-c", "sleep 1 & sleep 1 & exit 0"],
+            check=True, timeout=30,
+        )  # fmt: skip
+        adopted = children_of_pause()
+        assert len(adopted) == 2, adopted
+        deadline = time.monotonic() + 10
+        while children_of_pause() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert children_of_pause() == [], "zombies left unreaped"
+        os.kill(pause_pid, signal.SIGTERM)
+        assert holder.wait(timeout=30) == 0
+    finally:
+        if holder.poll() is None:
+            # Killing unshare alone would leave pause running as the namespace's init.
+            if pause_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pause_pid, signal.SIGKILL)
+            holder.kill()
+            holder.wait(timeout=30)

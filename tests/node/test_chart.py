@@ -38,6 +38,20 @@ def start_run(release: Release, workflow: str, inputs: dict[str, Any] | None = N
         return str(response.json()["id"])
 
 
+def start_run_when_served(release: Release, workflow: str, timeout: float = 120) -> str:
+    """Start a run once the manager's Service routes to a Ready pod again (after a rollout,
+    kube-proxy follows the new endpoints a moment after `helm --wait` returns)."""
+
+    def attempt() -> str | None:
+        try:
+            return start_run(release, workflow)
+        except httpx.TransportError:
+            return None
+
+    run_id: str = eventually(attempt, timeout, "the manager's Service to take a run", interval=2)
+    return run_id
+
+
 def get_run(release: Release, run_id: str) -> dict[str, Any] | None:
     try:
         with release.client() as client:
@@ -174,7 +188,7 @@ def test_an_upgrade_to_a_new_image_tag_rolls_the_pods_with_no_failed_run(triage:
 
     _roll_back_to(node, revision)
     eventually(lambda: running_images(node) == {CORE_IMAGE}, 120, "only the old image's pods to run")
-    assert wait_run(triage, start_run(triage, "support-triage"))["state"] == "succeeded"
+    assert wait_run(triage, start_run_when_served(triage, "support-triage"))["state"] == "succeeded"
 
 
 def test_helm_test_pods_run_for_real_and_pass(triage: Release) -> None:

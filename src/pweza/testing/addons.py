@@ -359,21 +359,31 @@ def _read_name(packet: bytes, offset: int) -> tuple[str, int]:
     raise ValueError("DNS name compression loop")
 
 
-def dns_query(server: str, port: int, name: str, qtype: str = "A", *, timeout: float = 3.0) -> DnsAnswer:
-    """One UDP query, built by hand with struct so the tests need no DNS library."""
+def dns_query(
+    server: str, port: int, name: str, qtype: str = "A", *, timeout: float = 3.0, attempts: int = 3
+) -> DnsAnswer:
+    """A UDP query, built by hand with struct so the tests need no DNS library. Sent again after
+    ``timeout`` up to ``attempts`` times, as a stub resolver does (a loaded machine can be slow
+    to answer the first)."""
     query_id = secrets.randbits(16)
     # Flags 0x0100: a standard query with recursion desired, as a stub resolver sends.
     packet = struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + _encode_name(name)
     packet += struct.pack("!HH", _QTYPES[qtype], 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(packet, (server, port))
-        deadline = time.monotonic() + timeout
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            reply, _ = sock.recvfrom(4096)
-            if len(reply) >= 12 and struct.unpack_from("!H", reply)[0] == query_id:
+        reply = b""
+        for attempt in range(attempts):
+            sock.sendto(packet, (server, port))
+            deadline = time.monotonic() + timeout
+            try:
+                while True:
+                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    reply, _ = sock.recvfrom(4096)
+                    if len(reply) >= 12 and struct.unpack_from("!H", reply)[0] == query_id:
+                        break
                 break
+            except TimeoutError:
+                if attempt == attempts - 1:
+                    raise
     _, flags, qdcount, ancount, _, _ = struct.unpack_from("!HHHHHH", reply)
     offset = 12
     for _ in range(qdcount):

@@ -60,7 +60,7 @@ class ExpressionSandbox:
     async def _in_worker(self, bare: str, variables: dict[str, Any]) -> Any:
         expressions.compile_expression(bare)  # a bad expression is refused here, with no process
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await _Worker.start()
+            worker = self._idle.pop() if self._idle else await _start_worker()
             try:
                 failed, answer = await worker.ask(bare, variables, self.deadline)
             except BaseException:
@@ -70,6 +70,16 @@ class ExpressionSandbox:
         if failed:
             raise ExpressionError(answer)
         return answer
+
+
+async def _start_worker() -> _Worker:
+    """A new worker; one more try when the first dies before it is ready (seen once under a
+    full CI run's load), so that a step does not fail for a helper process's start."""
+    try:
+        return await _Worker.start()
+    except ExpressionError as error:
+        log.warning("expression worker did not start; trying once more", error=str(error))
+        return await _Worker.start()
 
 
 def _shown(bare: str) -> str:

@@ -22,7 +22,6 @@ processes get SIGKILL if the test process dies first (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import base64
-import ctypes
 import difflib
 import http.client
 import ipaddress
@@ -37,12 +36,13 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
+
+from pweza.testing.controlplane import _parent_death_signal, _tail
 
 __all__ = [
     "ADDON_BINARIES",
@@ -76,7 +76,6 @@ _METRICS_NAMESPACE: Final = "kube-system"
 _METRICS_SERVICE: Final = "metrics-server"
 _LOG_TAIL_LINES: Final = 40
 _POLL_INTERVAL: Final = 0.25
-_PR_SET_PDEATHSIG: Final = 1
 
 
 class AddonError(RuntimeError):
@@ -134,29 +133,6 @@ def _free_port(host: str = "127.0.0.1", *, udp_too: bool = False) -> int:
                 except OSError:
                     continue
                 return port
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    # Without it a SIGKILLed test run would leave coredns or kube-router running (and
-    # kube-router re-adding its iptables rules). Fires when the starting *thread* exits.
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-    return preexec
-
-
-def _tail(path: pathlib.Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
 
 
 def _http_status(

@@ -45,6 +45,7 @@ from pweza.testing.controlplane import (
     ControlPlane,
     ControlPlaneError,
     _parent_death_signal,
+    _tail,
     k8s_bin_dir,
 )
 from pweza.testing.images import BUILD_IMAGES_COMMAND, PAUSE_IMAGE, image_archives, import_images
@@ -87,7 +88,6 @@ _HOST_PACKAGES: Final = {
     "ipset": "ipset",
     "conntrack": "conntrack",
 }
-_LOG_TAIL_LINES: Final = 40
 _WORKDIR_PREFIX: Final = "pweza-node-"
 
 
@@ -119,13 +119,6 @@ def _run(*cmd: str, check: bool = True, timeout: float = 60.0) -> subprocess.Com
     if check and result.returncode != 0:
         raise NodeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()}")
     return result
-
-
-def _tail(path: pathlib.Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pweza.testing.images import CORE_IMAGE
 from pweza.testing.node import STORAGE_CLASS, NodeCluster, node_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,35 @@ NODE_VALUES = (
     "--set", "database.bundled.size=1Gi",
     "--set", "manager.persistence.enabled=false",
 )  # fmt: skip
+
+
+def restricted_pod(
+    name: str, namespace: str, command: list[str], labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A pod of the pweza-core image that Pod Security `restricted` admits, run once."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {"app": "probe"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "main",
+                    "image": CORE_IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": command,
+                    "workingDir": "/tmp",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
 
 
 def eventually(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -233,5 +263,6 @@ __all__ = [
     "all_ready",
     "eventually",
     "pool_ready",
+    "restricted_pod",
     "triage",
 ]  # fmt: skip

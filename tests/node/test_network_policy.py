@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from pweza.testing.images import CORE_IMAGE
-from tests.node.conftest import AGENTS, DATA, MANAGER, SYSTEM, Node, Release, eventually
+from tests.node.conftest import AGENTS, DATA, MANAGER, SYSTEM, Node, Release, eventually, restricted_pod
 
 # A release takes minutes to become Ready on two cores; its setup counts in the first test.
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
@@ -29,37 +27,11 @@ _SERVER = "import http.server\nhttp.server.HTTPServer(('', 8080), http.server.Si
 _counter = iter(range(1000))
 
 
-def _pod(name: str, namespace: str, command: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {"app": "probe"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "main",
-                    "image": CORE_IMAGE,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": command,
-                    "workingDir": "/tmp",
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
-
-
 def probe(node: Node, namespace: str, host: str, port: int) -> str:
     """Open a TCP connection from a fresh pod in ``namespace``: "open" or "closed <error>"."""
     name = f"probe-{next(_counter)}"
     command = ["/venv/bin/python", "-c", textwrap.dedent(_PROBE), host, str(port)]
-    node.kubectl("apply", "-f", "-", stdin=json.dumps(_pod(name, namespace, command)))
+    node.kubectl("apply", "-f", "-", stdin=json.dumps(restricted_pod(name, namespace, command)))
 
     def finished() -> bool:
         phase = ((node.get("pod", name, "-n", namespace) or {}).get("status") or {}).get("phase")
@@ -97,7 +69,9 @@ def outsiders(release: Release) -> Iterator[str]:
 def web_server(release: Release, outsiders: str) -> str:
     """A plain HTTP server pod in the outsiders' namespace: a destination the manager must not reach."""
     node = release.node
-    node.kubectl("apply", "-f", "-", stdin=json.dumps(_pod("web", outsiders, ["/venv/bin/python", "-c", _SERVER])))
+    node.kubectl(
+        "apply", "-f", "-", stdin=json.dumps(restricted_pod("web", outsiders, ["/venv/bin/python", "-c", _SERVER]))
+    )
     eventually(
         lambda: (node.get("pod", "web", "-n", outsiders) or {}).get("status", {}).get("podIP"), 120, "the web pod"
     )

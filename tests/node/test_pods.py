@@ -8,13 +8,11 @@ import json
 import subprocess
 import textwrap
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from pweza.testing.images import CORE_IMAGE
 from pweza.testing.node import BRIDGE
-from tests.node.conftest import Node, eventually
+from tests.node.conftest import Node, eventually, restricted_pod
 
 # A release takes minutes to become Ready on two cores; its setup counts in the first test.
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
@@ -31,28 +29,7 @@ def namespace(node: Node) -> Iterator[str]:
 
 def run_pod(node: Node, name: str, command: list[str], timeout: float = 120) -> tuple[str, str]:
     """Run one pod of the pweza-core image to completion; its phase and its log."""
-    pod: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "main",
-                    "image": CORE_IMAGE,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": command,
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
+    pod = restricted_pod(name, NAMESPACE, command)
     node.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
 
     def finished() -> str | None:

@@ -18,6 +18,7 @@ from pweza.cli.client import ApiClient, CliError
 from pweza.cli.context import load_context
 from pweza.cli.files import load_documents, plural_of
 from pweza.cli.output import console, emit, err_console, table
+from pweza.domain.durations import parse_duration
 from pweza.domain.errors import InvalidInput
 from pweza.domain.safe_yaml import load_one
 
@@ -191,6 +192,20 @@ def _call(server: str | None, token: str | None, method: str, path: str, **kwarg
         raise typer.Exit(error.code) from None
 
 
+LATEST = "@latest"
+
+
+def run_ref(server: str | None, token: str | None, ref: str) -> str:
+    """A run id as given, or the newest run's id for `@latest` (the habit of `argo get @latest`)."""
+    if ref != LATEST:
+        return ref
+    items = _call(server, token, "GET", "/api/v1/runs", params={"limit": 1})["items"]
+    if not items:
+        err_console.print("[red]error:[/red] @latest: there are no runs yet")
+        raise typer.Exit(1)
+    return str(items[0]["id"])
+
+
 @runs_app.command("list")
 def runs_list(
     workflow: str | None = None,
@@ -230,6 +245,7 @@ def runs_get(
     token: Token = None,
 ) -> None:
     """A run with every step: state, attempts, timing, output or error."""
+    run_id = run_ref(server, token, run_id)
     run = _call(server, token, "GET", f"/api/v1/runs/{run_id}")
     if output == "tree":
         console.print(render_run(run))
@@ -240,6 +256,7 @@ def runs_get(
 @runs_app.command("cancel")
 def runs_cancel(run_id: str, server: Server = None, token: Token = None) -> None:
     """Cancel a run; its running steps are cancelled on their agents."""
+    run_id = run_ref(server, token, run_id)
     run = _call(server, token, "POST", f"/api/v1/runs/{run_id}/cancel")
     console.print(f"run {run_id}: {run['state']}")
 
@@ -253,6 +270,7 @@ def runs_retry(
     token: Token = None,
 ) -> None:
     """Retry a failed run (or one failed step) from where it failed, keeping succeeded steps."""
+    run_id = run_ref(server, token, run_id)
     run = _call(server, token, "POST", f"/api/v1/runs/{run_id}/retry", json={"step": step})
     if not watch:
         console.print(f"run {run_id}: {run['state']}")
@@ -271,6 +289,7 @@ def runs_approve(
     token: Token = None,
 ) -> None:
     """Approve a step waiting for approval."""
+    run_id = run_ref(server, token, run_id)
     _call(server, token, "POST", f"/api/v1/runs/{run_id}/steps/{step}/approve", json={"comment": comment})
     console.print(f"step {step} of run {run_id} approved")
 
@@ -284,6 +303,7 @@ def runs_reject(
     token: Token = None,
 ) -> None:
     """Reject a step waiting for approval (the step fails)."""
+    run_id = run_ref(server, token, run_id)
     _call(server, token, "POST", f"/api/v1/runs/{run_id}/steps/{step}/reject", json={"comment": comment})
     console.print(f"step {step} of run {run_id} rejected")
 
@@ -291,9 +311,65 @@ def runs_reject(
 @runs_app.command("logs")
 def runs_logs(run_id: str, server: Server = None, token: Token = None) -> None:
     """The run's history: every transition, in order."""
+    run_id = run_ref(server, token, run_id)
     events = _call(server, token, "GET", f"/api/v1/runs/{run_id}/events", params={"follow": False})["items"]
     for event in events:
         stamp = time.strftime("%H:%M:%S", time.localtime(event["at"])) + f".{int(event['at'] * 1000) % 1000:03d}"
         detail = {k: v for k, v in event["data"].items() if v not in (None, "", {})}
         where = f" {event['step']}" if event["step"] else ""
         console.print(f"{stamp}  {event['type']}{where}  {json.dumps(detail) if detail else ''}", highlight=False)
+
+
+_FINISHED = "finished"
+_APPROVAL = "approval"
+_WAIT_FOR = ("approval", "finished", "succeeded", "failed", "cancelled", "timed_out")
+
+
+def _reached(run: dict[str, Any], wanted: str) -> bool:
+    if wanted == _APPROVAL:
+        return any(step["state"] == "waiting_approval" for step in run.get("steps", []))
+    if wanted == _FINISHED:
+        return bool(run["state"] != "running")
+    return bool(run["state"] == wanted)
+
+
+@runs_app.command("wait")
+def runs_wait(
+    run_id: Annotated[str, typer.Argument(help="A run id, or @latest for the newest run.")],
+    wait_for: Annotated[
+        str,
+        typer.Option(
+            "--for", help="approval (a step waits for a decision), finished, succeeded, failed, cancelled, timed_out."
+        ),
+    ] = _FINISHED,
+    timeout: Annotated[str, typer.Option(help="Give up after this long: 30s, 5m, 1h.")] = "5m",
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Wait until a run reaches a state, like `kubectl wait --for`; print the run's state.
+
+    Exits 1 when the run ends in another state first, or when --timeout passes.
+
+    Example: RUN=$(pweza run wf.yaml --detach); pweza runs wait $RUN --for approval"""
+    if wait_for not in _WAIT_FOR:
+        err_console.print(f"[red]error:[/red] --for {wait_for!r}: expected one of {', '.join(_WAIT_FOR)}")
+        raise typer.Exit(2)
+    try:
+        limit = parse_duration(timeout)
+    except ValueError as error:
+        err_console.print(f"[red]error:[/red] --timeout: {error}")
+        raise typer.Exit(2) from None
+    run_id = run_ref(server, token, run_id)
+    deadline = time.monotonic() + limit
+    while True:
+        run = _call(server, token, "GET", f"/api/v1/runs/{run_id}")
+        if _reached(run, wait_for):
+            print(f"run {run_id}: {wait_for if wait_for == _APPROVAL else run['state']}")
+            return
+        if run["state"] != "running":
+            err_console.print(f"[red]error:[/red] run {run_id} ended {run['state']} before reaching {wait_for}")
+            raise typer.Exit(1)
+        if time.monotonic() >= deadline:
+            err_console.print(f"[red]error:[/red] run {run_id} did not reach {wait_for} within {timeout}")
+            raise typer.Exit(1)
+        time.sleep(0.3)

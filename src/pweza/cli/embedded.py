@@ -98,7 +98,7 @@ class AgentSupervisor:
         env["PYTHONPATH"] = os.pathsep.join([*self.python_path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         log_file = (self.log_dir / f"{namespace}-{pool}-{index}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pweza", "agent",
+            sys.executable, "-m", "pweza.agent",  # the agent's own entry: no CLI imports
             "--pool", pool, "--namespace", namespace, "--manager", self.grpc,
             "--agent-id", f"{pool}-{index}-{os.getpid()}-{int(time.time()) % 100000}",
             env=env, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL,

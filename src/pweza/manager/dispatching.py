@@ -408,6 +408,27 @@ class Dispatcher(SharedDispatch):
         if slots and self._connected(session):
             self._give_credits(session, slots)
 
+    def on_ready(self, session: AgentSession, slots: int, error: str) -> None:
+        """The agent loaded its template: it now has `slots` slots (at most the template's
+        concurrency), or, with `error`, none at all and it is listed as unhealthy."""
+        if not self._connected(session):
+            return
+        pool = f"{session.namespace}/{session.pool}"
+        if error:
+            session.error = error
+            session.slots = session.credits = 0
+            log.warning("agent cannot serve", agent=session.id, pool=pool, error=error)
+        else:
+            if slots > session.max_slots:
+                log.warning("agent asked for more slots than its template allows", agent=session.id, pool=pool,
+                            slots=slots, allowed=session.max_slots)  # fmt: skip
+            session.error = ""
+            session.slots = min(slots, session.max_slots)
+            session.credits = max(0, session.slots - len(session.running))
+            log.info("agent ready", agent=session.id, pool=pool, slots=session.slots)
+        self._sessions_changed()
+        self._request_pump(session.pool_key)
+
     def _give_credits(self, session: AgentSession, slots: int) -> None:
         room = max(0, session.slots - len(session.running))
         session.credits = min(room, session.credits + slots)

@@ -192,6 +192,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             template=policy.template_name,
             capabilities=list(hello.capabilities) or list(policy.template.capabilities),
             slots=slots,
+            max_slots=concurrency,
             link=StreamLink(),
             hostname=hello.hostname,
             pid=hello.pid,
@@ -234,6 +235,8 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     dispatcher.on_heartbeat(session, _refs(list(message.heartbeat.attempts)))
                 elif body == "credit":
                     dispatcher.on_credit(session, message.credit.slots)
+                elif body == "ready":
+                    dispatcher.on_ready(session, message.ready.slots, cut_error_text(message.ready.error))
                 elif body == "delegate":
                     request = message.delegate
                     payload, problem = read_delegate_input(request, limit)

@@ -618,6 +618,8 @@ class Dispatcher(SharedDispatch):
             self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
             return
         decision = decide(self._policy(task), error, task.attempts, task.max_retries)
+        outcome = "retrying" if decision.retry else decision.final_state.value
+        _log_failed_attempt(task, attempt, error, outcome, decision.delay if decision.retry else None)
         if not decision.retry:
             self._finish(task, decision.final_state, error=error)
             return
@@ -726,3 +728,22 @@ class Dispatcher(SharedDispatch):
         for session in self._sessions.values():
             pool = f"{session.namespace}/{session.pool}"
             self._metrics.agents.labels(pool=pool, state=session.state).inc()
+
+
+def _log_failed_attempt(task: Task, attempt: Attempt, error: TaskError, outcome: str, retry_in: float | None) -> None:
+    """One line per failed attempt, with what a person needs to find it: never the task's input
+    or output, only the error the handler (or the manager) gave."""
+    log.warning(
+        "task attempt failed",
+        task=task.id,
+        attempt=attempt.number,
+        pool=f"{task.namespace}/{task.pool}",
+        agent=attempt.agent_id or None,
+        run=task.labels.get("run"),
+        step=task.labels.get("step"),
+        error_type=error.type,
+        error=error.message,
+        retryable=error.retryable,
+        outcome=outcome,
+        retry_in=None if retry_in is None else round(retry_in, 3),
+    )

@@ -45,6 +45,12 @@ def unwrap(source: str) -> str:
     return whole.group(1).strip() if whole else source.strip()
 
 
+def preload() -> None:
+    """Import the CEL package now (it is otherwise imported by the first compile): for a process
+    whose first expression must not pay for it."""
+    import cel  # noqa: F401
+
+
 @lru_cache(maxsize=4096)
 def compile_expression(source: str) -> Any:
     """Parse and check one bare expression; cached, since runs evaluate the same ones often."""

@@ -2,13 +2,14 @@
 
 Starts a manager on loopback (`pweza.testing.platform`), applies a pool whose template uses the
 python runtime with a no-op handler, starts each agent command below, waits until the manager
-lists the agent as connected, lets it settle, then reads VmRSS and VmHWM (its peak) from
-/proc/PID/status, and counts the modules the process imported. JSON on stdout.
+lists the agent as connected, lets it settle, then reads VmRSS, VmHWM (its peak) and RssAnon
+from /proc/PID/status and Pss and the private pages from /proc/PID/smaps_rollup, and counts the
+modules the entry's first module imports. JSON on stdout.
 
     python benchmarks/agent_rss.py [--agents 3] [--settle 2]
 
 Commands measured: `pweza agent` (the CLI console entry, everything the CLI imports) and
-`python -m pweza.agent` (the agent's own entry, what `pweza up` and the operator start).
+`python -m pweza.agent` (the agent's own entry, what `pweza up` starts).
 Linux only (/proc).
 """
 

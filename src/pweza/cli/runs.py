@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +28,8 @@ runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and steer workf
 
 Server = Annotated[str | None, typer.Option("--server", "-s", help="Manager URL [env PWEZA_URL].")]
 Token = Annotated[str | None, typer.Option("--token", help="Bearer token [env PWEZA_TOKEN].")]
+# How often the live tree asks which steps still wait for an agent (events redraw it at once).
+_POLL_SECONDS = 1.0
 _STYLE = {
     "pending": ("·", "dim"),
     "running": ("▶", "cyan"),
@@ -62,28 +66,55 @@ def parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
     return inputs
 
 
-def _duration(step: dict[str, Any]) -> str:
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A step whose task no agent has taken yet: the pool it waits for and that pool's agents."""
+
+    pool: str
+    ready: int
+    connected: int
+
+
+def _duration(step: dict[str, Any], now: float) -> str:
     started = step.get("startedAt")
     if not started:
         return ""
-    end = step.get("finishedAt") or time.time()
-    return f"{end - started:.2f}s"
+    end = step.get("finishedAt") or now
+    return f"{max(0.0, end - started):.1f}s"
 
 
-def render_run(run: dict[str, Any]) -> Group:
+def _waiting_text(waiting: Waiting) -> str:
+    if waiting.connected == 0:
+        agents = "no agent connected"
+    elif waiting.ready == waiting.connected:
+        agents = f"{waiting.ready} agent{'' if waiting.ready == 1 else 's'} connected, all busy"
+    else:
+        agents = f"{waiting.connected} connected, {waiting.ready} ready"
+    return f"waiting for an agent of pool {waiting.pool} ({agents})"
+
+
+def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, now: float | None = None) -> Group:
+    """The run as a tree of steps; `waiting` names the steps whose task is still pending, and
+    `now` (default: the clock) is what the timers of unfinished steps count to."""
+    now = time.time() if now is None else now
+    waiting = waiting or {}
     icon, style = _STYLE.get(run["state"], ("?", ""))
     tree = Tree(
         Text.assemble((f"{icon} ", style), (run["workflow"], "bold"), f"  run {run['id']}  ", (run["state"], style))
     )
     for step in run.get("steps", []):
-        icon, style = _STYLE.get(step["state"], ("?", ""))
-        line = Text.assemble((f"{icon} ", style), (step["name"], "bold"), "  ", (step["state"], style))
+        pending = waiting.get(step["name"])
+        state = "pending" if pending is not None else step["state"]
+        icon, style = _STYLE.get(state, ("?", ""))
+        line = Text.assemble((f"{icon} ", style), (step["name"], "bold"), "  ", (state, style))
+        if pending is not None:
+            line.append(f"  {_waiting_text(pending)}", "yellow")
         items = step.get("items")
         if items is not None:
             line.append(f"  {items} item{'' if items == 1 else 's'}")
         elif step.get("attempts"):
             line.append(f"  attempt {step['attempts']}")
-        if duration := _duration(step):
+        if duration := _duration(step, now):
             line.append(f"  {duration}", "dim")
         if step["state"] == "waiting_approval":
             line.append(f"  → pweza runs approve {run['id']} {step['name']}", "yellow")
@@ -106,31 +137,79 @@ def _add_children(branch: Tree, children: list[dict[str, Any]]) -> None:
         _add_children(node, child.get("children") or [])
 
 
+class RunView:
+    """The live tree's renderable: drawn afresh at every refresh, so its timers move between events."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.run = run
+        self.waiting: dict[str, Waiting] = {}
+
+    def __rich__(self) -> Group:
+        return render_run(self.run, self.waiting)
+
+
+def find_waiting(client: ApiClient, run: dict[str, Any]) -> dict[str, Waiting]:
+    """The running steps whose task is still pending, with their pool's connected agents."""
+    found: dict[str, Waiting] = {}
+    pools: dict[tuple[str, str], Waiting] = {}
+    for step in run.get("steps", []):
+        if step["state"] != "running" or not step.get("taskId"):
+            continue
+        try:
+            task = client.request("GET", f"/api/v1/tasks/{step['taskId']}")
+        except CliError:
+            continue  # not created yet, or already gone: nothing to say
+        if task["state"] != "pending":
+            continue
+        key = (task["namespace"], task["pool"])
+        if key not in pools:
+            agents = client.request("GET", "/api/v1/agents", params={"pool": task["pool"]})["items"]
+            mine = [a for a in agents if a["namespace"] == task["namespace"]]
+            ready = sum(1 for a in mine if a["state"] not in ("unhealthy", "draining") and a["slots"] > 0)
+            pools[key] = Waiting(task["pool"], ready, len(mine))
+        found[step["name"]] = pools[key]
+    return found
+
+
+def _watch_events(url: str, headers: dict[str, str], changed: threading.Event, done: threading.Event) -> None:
+    """Set `changed` at every event of the run's stream, reconnecting until `done`."""
+    while not done.is_set():
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        changed.set()
+                    if done.is_set() or line.strip() == "event: end":
+                        return
+        except httpx.HTTPError:
+            pass  # the manager may be restarting; its state is durable
+        done.wait(1.0)
+
+
 def follow(client: ApiClient, run_id: str) -> dict[str, Any]:
-    """Show the run's tree, updated in place on every event, until it ends."""
-    run: dict[str, Any] = client.request("GET", f"/api/v1/runs/{run_id}")
+    """Show the run's tree until it ends: redrawn at every event, and polled every second (which
+    steps still wait for an agent; the timers move with every refresh)."""
+    view = RunView(client.request("GET", f"/api/v1/runs/{run_id}"))
     context = client.context
     headers = {"Authorization": f"Bearer {context.token}"} if context.token else {}
-    with Live(render_run(run), console=err_console, refresh_per_second=10, transient=False) as live:
-        while run["state"] == "running":
-            try:
-                with httpx.stream(
-                    "GET",
-                    f"{context.url}/api/v1/runs/{run_id}/events",
-                    headers=headers,
-                    timeout=httpx.Timeout(10, read=60),
-                ) as stream:
-                    for line in stream.iter_lines():
-                        if line.startswith("event:"):
-                            run = client.request("GET", f"/api/v1/runs/{run_id}")
-                            live.update(render_run(run))
-                            if line.strip() == "event: end" or run["state"] != "running":
-                                break
-            except httpx.HTTPError:
-                time.sleep(1.0)  # the manager may be restarting; its state is durable
-            run = client.request("GET", f"/api/v1/runs/{run_id}")
-            live.update(render_run(run))
-    return run
+    changed, done = threading.Event(), threading.Event()
+    watcher = threading.Thread(
+        target=_watch_events,
+        args=(f"{context.url}/api/v1/runs/{run_id}/events", headers, changed, done),
+        daemon=True,  # it may sit in a read of the stream; it must not hold the command open
+    )
+    watcher.start()
+    try:
+        with Live(view, console=err_console, refresh_per_second=4, transient=False):
+            while view.run["state"] == "running":
+                changed.wait(_POLL_SECONDS)
+                changed.clear()
+                run = client.request("GET", f"/api/v1/runs/{run_id}")
+                view.waiting = find_waiting(client, run) if run["state"] == "running" else {}
+                view.run = run
+    finally:
+        done.set()
+    return view.run
 
 
 def run_command(

@@ -1,3 +1,6 @@
-"""Models, state machines and rules; no I/O happens in this layer."""
+"""Models, state machines and rules; no I/O happens in this layer.
 
-from pweza.domain import workflows as _workflows  # noqa: F401 - registers the Workflow kind
+Nothing is imported here on purpose: an agent loads only the few modules it uses (tasks,
+limits, its template's model), not the workflow models and their expression engine. The
+Workflow kind registers itself when `pweza.domain.kinds` is imported.
+"""

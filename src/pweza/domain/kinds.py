@@ -114,3 +114,7 @@ def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manife
         return KINDS[kind].model_validate(document)
     except ValidationError as error:
         raise validation_problem(error) from None
+
+
+# Last, once `register_kind` exists: whoever looks kinds up finds Workflow among them.
+from pweza.domain import workflows as _workflows  # noqa: E402, F401 - registers the Workflow kind

@@ -27,6 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _SETUP = re.compile(r"^(pip install|make install|\. \.venv/bin/activate|source \.venv/bin/activate)\b")
+# Put before a block whose commands go on running while the reader types the next ones (a
+# `pweza run` watching a run that waits for a person): they run in the background and must
+# exit 0 by the end of the script.
+BACKGROUND = "<!-- docs-test: runs on in its terminal -->"
+_BACKGROUND_MARK = "# docs-test: background"
 _SERVER = re.compile(r"(?:^|\s)pweza (up|manager|agent)\b")
 # How long one server may take to be ready, and one script to finish (a bounded wait each).
 READY_SECONDS = 180
@@ -43,13 +48,17 @@ def shell_blocks(document: Path, heading: str) -> list[str]:
         raise AssertionError(f"{document.name}: no heading {heading!r}") from None
     blocks: list[str] = []
     current: list[str] | None = None
+    background = False
     for line in lines[start + 1 :]:
         fence = _FENCE.match(line)
         if current is None:
             if re.match(rf"^#{{1,{level}}} ", line):
                 break
-            if fence and fence.group(1) in {"bash", "sh"}:
-                current = []
+            if line.strip() == BACKGROUND:
+                background = True
+            elif fence and fence.group(1) in {"bash", "sh"}:
+                current = [_BACKGROUND_MARK] if background else []
+                background = False
         elif fence:
             blocks.append("\n".join(current))
             current = None
@@ -75,7 +84,7 @@ _PRELUDE = textwrap.dedent(
         local kind=$1 log=$2 i
         for ((i = 0; i < %(ready)d * 5; i++)); do
             case $kind in
-                up) grep -q "pweza is up" "$log" && return 0 ;;
+                up) grep -qs "pweza is up" "$log" && return 0 ;;
                 manager) python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/health/ready', timeout=1)" \\
                     2>/dev/null && return 0 ;;
                 agent) return 0 ;;  # the next command waits for it (a task is taken when it connects)
@@ -100,21 +109,36 @@ class Transcript:
 
 
 def to_script(blocks: list[str], log_dir: Path) -> str:
-    lines = [_PRELUDE % {"ready": READY_SECONDS}]
-    for number, command in enumerate(c for block in blocks for c in commands(block)):
+    lines = [_PRELUDE % {"ready": READY_SECONDS}, "__background=()"]
+    for index, block in enumerate(blocks):
+        if block.startswith(_BACKGROUND_MARK):
+            log = shlex.quote(str(log_dir / f"block-{index}.log"))
+            lines.append(f"echo {shlex.quote('$ (in its own terminal) ' + '; '.join(commands(block)))}")
+            lines.append(f"(\n{block}\n) >{log} 2>&1 &")
+            lines.append(f"__background+=($!); echo $! >>{shlex.quote(str(log_dir / 'pids'))}")
+        else:
+            lines.extend(_foreground(index, block, log_dir))
+    # What ran on in its terminal must have finished well by now.
+    lines.append('for p in "${__background[@]}"; do wait "$p"; done')
+    return "\n".join(lines) + "\n"
+
+
+def _foreground(index: int, block: str, log_dir: Path) -> list[str]:
+    lines: list[str] = []
+    for number, command in enumerate(commands(block)):
         if _SETUP.match(command):
             continue
         lines.append(f"echo {shlex.quote('$ ' + command)}")
         server = _SERVER.search(command)
         if server and not command.rstrip().endswith("&"):
-            log = log_dir / f"{number:02d}-{server.group(1)}.log"
+            log = log_dir / f"{index}.{number:02d}-{server.group(1)}.log"
             # A subshell of this script (it sees the reader's shell variables), in the background.
             lines.append(f"( {command}\n) >{shlex.quote(str(log))} 2>&1 &")
             lines.append(f"__servers+=($!); echo $! >>{shlex.quote(str(log_dir / 'pids'))}")
             lines.append(f"__ready {server.group(1)} {shlex.quote(str(log))}")
         else:
             lines.append(command)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def skip_reason() -> str | None:

@@ -427,7 +427,8 @@ def runs_wait(
 ) -> None:
     """Wait until a run reaches a state, like `kubectl wait --for`; print the run's state.
 
-    Exits 1 when the run ends in another state first, or when --timeout passes.
+    Exits 1 when the run ends in another state first, or when --timeout passes. With @latest it
+    also waits for a first run to exist.
 
     Example: RUN=$(pweza run wf.yaml --detach); pweza runs wait $RUN --for approval"""
     if wait_for not in _WAIT_FOR:
@@ -438,8 +439,16 @@ def runs_wait(
     except ValueError as error:
         err_console.print(f"[red]error:[/red] --timeout: {error}")
         raise typer.Exit(2) from None
-    run_id = run_ref(server, token, run_id)
     deadline = time.monotonic() + limit
+    while run_id == LATEST:  # a run started a moment ago in another terminal may not exist yet
+        items = _call(server, token, "GET", "/api/v1/runs", params={"limit": 1})["items"]
+        if items:
+            run_id = str(items[0]["id"])
+        elif time.monotonic() >= deadline:
+            err_console.print(f"[red]error:[/red] @latest: no run was started within {timeout}")
+            raise typer.Exit(1)
+        else:
+            time.sleep(0.3)
     while True:
         run = _call(server, token, "GET", f"/api/v1/runs/{run_id}")
         if _reached(run, wait_for):

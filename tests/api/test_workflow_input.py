@@ -107,12 +107,18 @@ async def test_a_workflow_naming_missing_pools_is_stored_with_a_warning(api: htt
     assert response.json()["warnings"] == ["spec.steps[0].agent.pool: AgentPool 'later' does not exist yet"]
 
 
-async def test_a_run_whose_pool_is_missing_fails_with_a_clear_step_error(api: httpx.AsyncClient) -> None:
+async def test_a_run_whose_pool_is_missing_is_refused_before_it_starts(api: httpx.AsyncClient) -> None:
+    """`pweza run --detach` used to exit 0 for a run that had already failed at its first step."""
     await api.put("/api/v1/workflows/wf", json=workflow([{"name": "a", "agent": {"pool": "later"}}]))
-    run = (await api.post("/api/v1/workflows/wf/runs", json={})).json()
-    detail = (await api.get(f"/api/v1/runs/{run['id']}")).json()
-    assert detail["state"] == "failed"
-    assert detail["steps"][0]["error"]["message"] == "AgentPool default/later not found"
+    response = await api.post("/api/v1/workflows/wf/runs", json={})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["field"] == "spec.steps[0].agent.pool", body
+    assert "step 'a': AgentPool default/later not found" in body["detail"], body
+    assert (await api.get("/api/v1/runs")).json()["items"] == []
+    await api.put("/api/v1/agenttemplates/echoer", json=template())
+    await api.put("/api/v1/agentpools/later", json=pool("later"))
+    assert (await api.post("/api/v1/workflows/wf/runs", json={})).status_code == 201
 
 
 @pytest.fixture

@@ -112,11 +112,27 @@ class WorkflowEngine(RunRecovery):
         return self._notify[run_id]
 
     # -- commands --------------------------------------------------------------
+    async def _check_pools(self, namespace: str, workflow_name: str, workflow: Workflow) -> None:
+        """Refuse a run whose steps name a pool that does not exist, before anything is written:
+        otherwise it starts, fails at its first such step, and `pweza run --detach` says nothing."""
+        for index, step in enumerate(workflow.spec.steps):
+            if step.agent is None or step.agent.pool is None:
+                continue
+            try:
+                await self._registry.pool_policy(namespace, step.agent.pool)
+            except (NotFound, InvalidInput) as error:
+                raise InvalidInput(
+                    f"Workflow {namespace}/{workflow_name} step {step.name!r}: {error.detail}; "
+                    "apply the pool (and its template) before starting a run",
+                    field=f"spec.steps[{index}].agent.pool",
+                ) from None
+
     async def start_run(self, namespace: str, workflow_name: str, inputs: dict[str, Any]) -> Run:
         stored = await self._registry.get("Workflow", namespace, workflow_name)
         workflow = Workflow.model_validate(stored.body)
         resolved = resolve_inputs(workflow.spec, inputs)
         check_payload(resolved, "inputs", self._payload_limit)
+        await self._check_pools(namespace, workflow_name, workflow)
         await self._seq.reserve(1)
         now = time.time()
         run = Run(

@@ -19,9 +19,14 @@ _FOREACH_ALLOWED = "foreach must be a CEL expression that gives a list, such as 
 
 class WorkflowInput(SpecModel):
     type: InputType = "string"
+    """The JSON type a run's value must have."""
     default: Any = None
+    """The value a run gets when it gives none."""
     description: str = ""
-    required: bool | None = Field(default=None, description="default: required when there is no default")
+    """What the input is for, for people starting a run."""
+    required: bool | None = Field(
+        default=None, description="Whether a run must give this input (default: required when there is no default)."
+    )
 
     @property
     def is_required(self) -> bool:
@@ -32,8 +37,11 @@ class StepAgent(SpecModel):
     """Who does the step: a pool by name, any pool of a template, or pools with capabilities."""
 
     pool: Name | None = None
+    """The AgentPool (in the workflow's namespace) whose agents do the step."""
     template: Name | None = None
+    """Any AgentPool running this AgentTemplate does the step."""
     capabilities: list[str] | None = Field(default=None, min_length=1)
+    """Any AgentPool whose template offers all these capabilities does the step."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StepAgent:
@@ -45,21 +53,43 @@ class StepAgent(SpecModel):
 
 class Approval(SpecModel):
     message: str = ""
-    timeout: Duration | None = Field(default=None, description="reject automatically after this long")
+    """What the approver is asked (shown by `pweza runs` and in the run's step)."""
+    timeout: Duration | None = Field(
+        default=None,
+        description="Reject the step automatically after this long, a duration such as 4h (default: wait).",
+    )
 
 
 class Step(SpecModel):
     name: StepName
+    """The step's name, unique in the workflow; expressions read its result as steps.NAME.output and
+    steps.NAME.state."""
     agent: StepAgent | None = None
+    """Who does the step: exactly one of pool, template or capabilities. A step without one is only an
+    approval gate."""
     input: Any = None
+    """The task's input, any JSON value; a string that is exactly ${{ expr }} becomes the value of the CEL
+    expression, and ${{ expr }} inside longer text is interpolated."""
     depends: list[StepName] = Field(default_factory=list)
+    """The steps that must finish before this one starts; only their outputs may be read by its
+    expressions."""
     when: str | None = None
+    """A CEL expression: when it is false the step is skipped (default: always run)."""
     foreach: str | None = None
+    """A CEL expression giving a list: one task per element (item and index in expressions); the step's
+    output is the list of their outputs, in order."""
     parallelism: int | None = Field(default=None, ge=1, le=10_000)
+    """foreach only: how many of the step's tasks run at once (default: all)."""
     retry: RetryPolicy | None = None
+    """The step's retry policy, instead of its agent template's."""
     timeout: Duration | None = None
+    """How long one attempt of the step's task may take, instead of its agent template's timeout (a
+    duration such as 30s)."""
     approval: Approval | None = None
+    """Wait for someone to approve the step before it runs (or, without an agent, as the whole step); a
+    rejection fails it."""
     continue_on_failure: bool = False
+    """Whether steps that depend on this one still run when it fails (they can test steps.NAME.state)."""
 
     @field_validator("foreach", mode="before")
     @classmethod
@@ -81,10 +111,15 @@ class Step(SpecModel):
 
 class WorkflowSpec(SpecModel):
     inputs: dict[str, WorkflowInput] = Field(default_factory=dict)
+    """The inputs a run takes, by name; expressions read them as inputs.NAME."""
     steps: list[Step] = Field(min_length=1, max_length=1000)
+    """The steps, a DAG through their depends; checked whole when the workflow is applied."""
     outputs: dict[str, Any] = Field(default_factory=dict)
+    """The run's outputs, by name: values with ${{ expr }} templates, evaluated when the run succeeds."""
     timeout: Duration | None = None
+    """How long a whole run may take before it ends timed_out (a duration such as 10m; default: no limit)."""
     concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    """How many steps of one run are in flight at once (default: no limit)."""
 
     @model_validator(mode="after")
     def _valid_graph(self) -> WorkflowSpec:
@@ -95,8 +130,11 @@ class WorkflowSpec(SpecModel):
 
 
 class Workflow(Manifest):
+    """A DAG of steps done by agents, run durably: each run takes inputs and gives outputs."""
+
     kind: Literal["Workflow"] = "Workflow"
     spec: WorkflowSpec
+    """The workflow's inputs, steps and outputs."""
 
 
 def graph_problem(spec: WorkflowSpec) -> str | None:

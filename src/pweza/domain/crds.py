@@ -138,10 +138,8 @@ _STATUS: dict[str, dict[str, Any]] = {
 _ROOT = {
     "apiVersion": {"type": "string", "description": "pweza.ai/v1: the version of the schema this object follows."},
     "kind": {"type": "string", "description": "The kind of object."},
-    "metadata": {
-        "type": "object",
-        "description": "Its name (a DNS label), namespace, labels and annotations; the rest is set by the server.",
-    },
+    # The API server refuses anything but a type here: it describes ObjectMeta itself.
+    "metadata": {"type": "object"},
 }
 _STATUS_DESCRIPTION = "What the operator last saw and did; written by it, not by users."
 _OBSERVED = {"type": "integer", "description": "The metadata.generation the operator last acted on."}

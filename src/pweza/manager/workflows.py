@@ -237,6 +237,8 @@ class WorkflowEngine(RunRecovery):
             run = await self._store.get_run(run_id)
             if run is None:
                 raise NotFound(f"run {run_id} not found")
+            if not run.state.terminal:  # being loaded again, or moving between replicas, just now
+                raise Conflict(f"run {run_id} is not ready for commands on this replica yet; try again")
             raise Conflict(f"run {run_id} is {run.state.value}, not running")
         return active
 

@@ -96,6 +96,13 @@ def test_an_asset_that_is_not_there_is_a_404_problem(anonymous: httpx.Client) ->
         assert response.headers["content-type"] == "application/problem+json"
 
 
+def test_asset_requests_are_counted_under_one_route_template(live: Platform, anonymous: httpx.Client) -> None:
+    assert anonymous.get("/docs-assets/redoc/LICENSE").status_code == 200
+    scraped = httpx.get(f"http://127.0.0.1:{live.metrics_port}/metrics", timeout=10.0).text
+    assert 'route="/docs-assets/{path}",status="200"' in scraped
+    assert "redoc/LICENSE" not in scraped
+
+
 def test_the_licences_of_the_bundled_ui_are_served_with_them(anonymous: httpx.Client) -> None:
     assert "Apache License" in anonymous.get("/docs-assets/swagger-ui/LICENSE").text
     assert "SmartBear" in anonymous.get("/docs-assets/swagger-ui/NOTICE").text

@@ -18,7 +18,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 STATIC_DIR = Path(__file__).parent / "static"
 ASSETS_PATH = "/docs-assets"
@@ -29,6 +29,14 @@ _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 class DocsAssets(StaticFiles):
     """The static files, with caching allowed and no type sniffing."""
+
+    # The request metrics label a request with its route's path template, and a mount is no
+    # route: this one stands in for it, so asset requests are not counted as 'unmatched'.
+    path = ASSETS_PATH + "/{path}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().__call__(scope, receive, send)
 
     def file_response(
         self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200

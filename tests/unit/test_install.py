@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -121,3 +123,47 @@ def test_every_library_the_package_imports_is_a_declared_runtime_requirement() -
                 if not distributions & declared:
                     undeclared[top] = str(path.relative_to(ROOT))
     assert undeclared == {}, f"imported but not in [project] dependencies (module: first file): {undeclared}"
+
+
+def test_the_image_installs_the_runtime_only() -> None:
+    # The Dockerfile installs the package without extras, from a wheelhouse that
+    # hack/build-image.sh makes of [project] dependencies alone.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installs = [line.strip() for line in dockerfile.splitlines() if "pip install" in line]
+    assert any(line.endswith("pip install ${PIP_INSTALL_OPTIONS} . \\") for line in installs), installs
+    assert not any(".[" in line for line in installs), installs
+    script = (ROOT / "hack" / "build-image.sh").read_text()
+    assert '["project"]["dependencies"]' in script
+    assert "optional-dependencies" not in script
+
+
+def test_the_wheel_carries_the_api_docs_assets(tmp_path: Path) -> None:
+    # An editable install reads them from the tree; the image's regular install has only what
+    # package-data puts in the wheel. Built from a copy of what the Dockerfile copies.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(tmp_path),
+        ".",
+    ]
+    done = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = tmp_path.glob("pweza_core-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = ROOT / "src" / "pweza" / "api" / "static"
+    expected = {
+        f"pweza/{path.relative_to(ROOT / 'src' / 'pweza').as_posix()}" for path in static.rglob("*") if path.is_file()
+    }
+    assert len(expected) > 8
+    assert expected - names == set(), "package-data misses files the docs pages load"

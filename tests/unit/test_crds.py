@@ -79,4 +79,4 @@ def test_descriptions_state_the_bounds_and_defaults_the_schema_checks() -> None:
     runtime = template["properties"]["spec"]["properties"]["runtime"]["properties"]
     assert "One of python, http, shell, llm." in runtime["kind"]["description"]
     assert "Default: OPENAI_API_KEY." in runtime["apiKeyEnv"]["description"]
-    assert "\n" not in runtime["kind"]["description"], "docstring line breaks are joined; kubectl wraps the text"
+    assert "\n" not in runtime["kind"]["description"], "line breaks are joined; kubectl wraps the text"

@@ -4,7 +4,7 @@ The models are the single source of truth: this turns their JSON Schema into the
 structural OpenAPI v3 schema Kubernetes wants (references inlined, `null` unions turned
 into `nullable`, free-form values marked `x-kubernetes-preserve-unknown-fields`) and adds
 what a schema cannot say as CEL rules. Every property carries a description for `kubectl explain`:
-the field's docstring, followed by its bounds and default as the schema states them.
+the field's description, followed by its bounds and default as the schema states them.
 `hack/gen-crds.py` writes the files; a test fails when the checked-in files differ from what
 this produces.
 """
@@ -236,7 +236,7 @@ def _described(schema: dict[str, Any]) -> dict[str, Any]:
     if "default" in schema and not isinstance(schema["default"], dict):
         default = schema["default"]
         facts.append(f"Default: {default if isinstance(default, str) and default else json.dumps(default)}.")
-    # Docstrings are wrapped for the source; kubectl wraps the text for the terminal.
+    # Class docstrings (an array item's, a nested object's) are wrapped for the source; kubectl wraps for the terminal.
     text = " ".join(" ".join([schema.get("description", ""), *facts]).split())
     if text:
         schema["description"] = text

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds lint test test-fast demo bench k8s-bin kube-score postgres images node-deps clean
+.PHONY: help install proto crds docs-assets lint test test-fast demo bench k8s-bin kube-score postgres images node-deps clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench  - run the benchmarks (JSON results)"
 	@echo "make proto  - regenerate gRPC code from proto/"
 	@echo "make crds   - regenerate the pweza.ai CRDs from the models"
+	@echo "make docs-assets - copy Swagger UI and ReDoc from npm into the package (only to change their versions)"
 	@echo "make lint   - ruff, mypy --strict, import-linter"
 	@echo "make images - build the container images here, no registry (hack/build-image.sh)"
 
@@ -30,6 +31,10 @@ proto: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/python hack/gen-crds.py deploy/crds charts/pweza-core/crds
+
+# The pinned Swagger UI and ReDoc bundles behind /docs and /redoc, checked in (installs need no npm).
+docs-assets:
+	hack/vendor-docs-assets.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from pweza import __version__
-from pweza.api import admin, objects, problems, runs, tasks
+from pweza.api import admin, docs, objects, problems, runs, tasks
 from pweza.api.middleware import BodyLimit, RequestMetrics
 from pweza.manager.service import Manager
 
@@ -20,6 +20,9 @@ def create_app(manager: Manager) -> FastAPI:
         title="pweza-core",
         version=__version__,
         description="Control plane for fleets of AI agents. Every /api/v1 route needs a bearer token.",
+        # Served by docs.install from the package's own copies of their scripts, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.manager = manager
     problems.install(app)
@@ -28,6 +31,7 @@ def create_app(manager: Manager) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(runs.router)
     app.include_router(objects.router)
+    docs.install(app)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

@@ -3,12 +3,15 @@
 The models are the single source of truth: this turns their JSON Schema into the
 structural OpenAPI v3 schema Kubernetes wants (references inlined, `null` unions turned
 into `nullable`, free-form values marked `x-kubernetes-preserve-unknown-fields`) and adds
-what a schema cannot say as CEL rules. `hack/gen-crds.py` writes the files; a test fails
-when the checked-in files differ from what this produces.
+what a schema cannot say as CEL rules. Every property carries a description for `kubectl explain`:
+the field's description, followed by its bounds and default as the schema states them.
+`hack/gen-crds.py` writes the files; a test fails when the checked-in files differ from what
+this produces.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pweza.domain.manifests import AgentPool, AgentTemplate, Manifest
@@ -76,16 +79,25 @@ _COLUMNS: dict[str, list[dict[str, str]]] = {
 
 _CONDITIONS = {
     "type": "array",
+    "description": "The object's state as the operator last saw it, one entry per type (Ready, and for a pool "
+    "Progressing and Degraded).",
     "items": {
         "type": "object",
         "required": ["type", "status"],
         "properties": {
-            "type": {"type": "string"},
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "reason": {"type": "string"},
-            "message": {"type": "string"},
-            "lastTransitionTime": {"type": "string", "format": "date-time"},
-            "observedGeneration": {"type": "integer"},
+            "type": {"type": "string", "description": "What the condition is about, such as Ready."},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "Whether it holds."},
+            "reason": {"type": "string", "description": "Why, in one CamelCase word (e.g. ReplicasNotReady)."},
+            "message": {"type": "string", "description": "Why, in words for a person."},
+            "lastTransitionTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When status last changed.",
+            },
+            "observedGeneration": {
+                "type": "integer",
+                "description": "The metadata.generation the condition was set for.",
+            },
         },
     },
     "x-kubernetes-list-type": "map",
@@ -93,19 +105,44 @@ _CONDITIONS = {
 }
 
 _STATUS: dict[str, dict[str, Any]] = {
-    "AgentTemplate": {"pools": {"type": "integer"}},
+    "AgentTemplate": {"pools": {"type": "integer", "description": "How many AgentPools use this template."}},
     "AgentPool": {
-        "replicas": {"type": "integer"},
-        "readyReplicas": {"type": "integer"},
-        "selector": {"type": "string"},
-        "template": {"type": "string", "description": "the AgentTemplate generation rolled out"},
+        "replicas": {"type": "integer", "description": "How many agents the pool should have now."},
+        "readyReplicas": {"type": "integer", "description": "How many of its agents' pods are ready."},
+        "selector": {
+            "type": "string",
+            "description": "The label selector of the pool's agent pods (for the scale subresource and autoscalers).",
+        },
+        "template": {
+            "type": "string",
+            "description": "The AgentTemplate and generation rolled out, as NAME@GENERATION.",
+        },
     },
     "Workflow": {
-        "registeredGeneration": {"type": "integer"},
-        "lastRun": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-        "recentRuns": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "registeredGeneration": {
+            "type": "integer",
+            "description": "The metadata.generation the manager has registered: new runs follow it.",
+        },
+        "lastRun": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "The newest run: its id, state and createdAt.",
+        },
+        "recentRuns": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "How many of the newest runs (five at most) are in each state.",
+        },
     },
 }
+_ROOT = {
+    "apiVersion": {"type": "string", "description": "pweza.ai/v1: the version of the schema this object follows."},
+    "kind": {"type": "string", "description": "The kind of object."},
+    # The API server refuses anything but a type here: it describes ObjectMeta itself.
+    "metadata": {"type": "object"},
+}
+_STATUS_DESCRIPTION = "What the operator last saw and did; written by it, not by users."
+_OBSERVED = {"type": "integer", "description": "The metadata.generation the operator last acted on."}
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -132,6 +169,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "const" in node:
         return {"type": "string", "enum": [node["const"]], **({"default": node["const"]} if "default" in node else {})}
     result = _copy_scalars(node)
+    if isinstance(node.get("description"), str):
+        result["description"] = node["description"]
     if "exclusiveMinimum" in node:
         result["minimum"], result["exclusiveMinimum"] = node["exclusiveMinimum"], True
     if "exclusiveMaximum" in node:
@@ -164,7 +203,48 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     default = node.get("default")
     if default is not None and not isinstance(default, (dict, list)):
         result["default"] = default
-    return result
+    return _described(result)
+
+
+def _described(schema: dict[str, Any]) -> dict[str, Any]:
+    """Its description followed by the bounds and default the schema states, which `kubectl
+    explain` does not show by itself, so the text cannot drift from the checks."""
+    facts = []
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        facts.append(f"From {_number(low)} to {_number(high)}.")
+    elif low is not None:
+        facts.append(f"At least {_number(low)}.")
+    elif high is not None:
+        facts.append(f"At most {_number(high)}.")
+    shortest, longest = schema.get("minLength"), schema.get("maxLength")
+    if longest is not None:
+        facts.append(f"{shortest or 0} to {longest} characters.")
+    elif shortest:
+        facts.append("Not empty." if shortest == 1 else f"At least {shortest} characters.")
+    if "pattern" in schema:
+        facts.append(f"Matches {schema['pattern']}.")
+    fewest, most = schema.get("minItems"), schema.get("maxItems")
+    if fewest and most is not None:
+        facts.append(f"{fewest} to {most} items.")
+    elif fewest:
+        facts.append(f"At least {fewest} item{'s' if fewest > 1 else ''}.")
+    elif most is not None:
+        facts.append(f"At most {most} items.")
+    if "enum" in schema and len(schema["enum"]) > 1:
+        facts.append(f"One of {', '.join(str(value) for value in schema['enum'])}.")
+    if "default" in schema and not isinstance(schema["default"], dict):
+        default = schema["default"]
+        facts.append(f"Default: {default if isinstance(default, str) and default else json.dumps(default)}.")
+    # Class docstrings (an array item's, a nested object's) are wrapped for the source; kubectl wraps for the terminal.
+    text = " ".join(" ".join([schema.get("description", ""), *facts]).split())
+    if text:
+        schema["description"] = text
+    return schema
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _filled_default(schema: dict[str, Any]) -> dict[str, Any]:
@@ -191,16 +271,16 @@ def openapi_schema(kind: type[Manifest]) -> dict[str, Any]:
     name = str(kind.model_fields["kind"].default)
     root: dict[str, Any] = {
         "type": "object",
+        "description": source.get("description", name),
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            **_ROOT,
             "spec": spec,
             "status": {
                 "type": "object",
+                "description": _STATUS_DESCRIPTION,
                 "properties": {
-                    "observedGeneration": {"type": "integer"},
+                    "observedGeneration": _OBSERVED,
                     "conditions": _CONDITIONS,
                     **_STATUS[name],
                 },

@@ -20,7 +20,12 @@ Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 
 
 class SpecModel(BaseModel):
-    """Strict camelCase model: the YAML spelling is the only one accepted from users."""
+    """Strict camelCase model: the YAML spelling is the only one accepted from users.
+
+    A field's description is in the REST API's OpenAPI document and, through the generated CRDs,
+    in `kubectl explain`, which also shows the bounds and default taken from the field itself: a
+    description says what the field does. (Field(description=...) rather than docstrings under
+    the fields: pydantic reads those from the source at import, which cost every command 0.2 s.)"""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
@@ -38,8 +43,8 @@ class ObjectMeta(BaseModel):
 
 
 class EnvVar(SpecModel):
-    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-    value: str = ""
+    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="The variable's name.")
+    value: str = Field(default="", description="The variable's value.")
 
 
 Quantity = Annotated[str | int, Field(description="a Kubernetes quantity, e.g. 500m, 2, 1Gi")]
@@ -48,8 +53,14 @@ Quantity = Annotated[str | int, Field(description="a Kubernetes quantity, e.g. 5
 class Resources(SpecModel):
     """Container resources, as in a pod spec (cpu, memory, or any other resource name)."""
 
-    requests: dict[str, Quantity] | None = None
-    limits: dict[str, Quantity] | None = None
+    requests: dict[str, Quantity] | None = Field(
+        default=None,
+        description="What the agent's container is guaranteed, by resource name (e.g. cpu: 500m, memory: 256Mi).",
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None,
+        description="The most the agent's container may use, by resource name.",
+    )
 
 
 RuntimeKind = Literal["python", "http", "shell", "llm"]
@@ -70,28 +81,60 @@ class Runtime(SpecModel):
     checks that the settings match the kind.
     """
 
-    kind: RuntimeKind
+    kind: RuntimeKind = Field(
+        description=(
+            "How a task is done: python calls `handler` in the agent's process; http POSTs the input as JSON to `url` "
+            "and takes the JSON reply; shell runs `command` with the input as JSON on stdin and takes JSON from "
+            "stdout; llm asks the chat completions API at `baseUrl`. Each kind needs its own fields and accepts no "
+            "other kind's."
+        ),
+    )
     handler: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
-        description="python: 'package.module:callable'",
+        description="python (needed): the function that does a task, as 'package.module:callable'; it gets "
+        "the task context and returns any JSON value.",
+    )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="http (needed): the endpoint each task's input is POSTed to; a 5xx answer or a failed "
+        "connection is a retryable error.",
+    )
+    headers: dict[str, str] | None = Field(default=None, description="http: headers sent with every request, by name.")
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="shell (needed): the program and its arguments, run without a shell.",
+    )
+    working_dir: str | None = Field(
+        default=None,
+        description="shell: the directory the command runs in (default: the agent's own).",
+    )
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="llm (needed): the base URL of an OpenAI-compatible API; requests go to its /chat/completions.",
+    )
+    model: str | None = Field(default=None, description="llm (needed): the model named in each request.")
+    prompt: str | None = Field(default=None, description="llm: the system prompt sent before each task's input.")
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY",
+        description="llm: the environment variable of the agent that holds the API key (sent as a bearer token).",
+    )
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="llm: the sampling temperature (default: the API's own).",
     )
     python_path: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
         default=None,
         max_length=32,
         description="python: folders put first on the handler's import path (sys.path); `pweza apply` and "
         "`pweza up -f` make relative ones absolute from the manifest file's folder, otherwise they count "
-        "from the agent's working directory (on Kubernetes: paths inside the agent image)",
+        "from the agent's working directory (on Kubernetes: paths inside the agent image).",
     )
-    url: str | None = Field(default=None, pattern=r"^https?://", description="http: endpoint")
-    headers: dict[str, str] | None = None
-    command: list[str] | None = Field(default=None, min_length=1, description="shell: argv")
-    working_dir: str | None = None
-    base_url: str | None = Field(default=None, pattern=r"^https?://", description="llm: OpenAI-compatible base URL")
-    model: str | None = None
-    prompt: str | None = Field(default=None, description="llm: system prompt")
-    api_key_env: str = Field(default="OPENAI_API_KEY", description="llm: env var with the key")
-    temperature: float | None = Field(default=None, ge=0, le=2)
 
     @model_validator(mode="after")
     def _settings_match_kind(self) -> Runtime:
@@ -113,36 +156,117 @@ class Runtime(SpecModel):
 
 
 class RetryPolicy(SpecModel):
-    limit: int = Field(default=3, ge=0, le=100, description="retries after the first attempt")
-    backoff: Duration = "1s"
-    factor: float = Field(default=2.0, ge=1.0, le=10.0)
-    max_backoff: Duration = "5m"
-    non_retryable: list[str] = Field(default_factory=list, description="error types never retried")
+    limit: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="How many times a failed attempt is retried (retries after the first attempt; 0: never).",
+    )
+    backoff: Duration = Field(
+        default="1s",
+        description="The wait before the first retry, a duration such as 200ms, 30s or 1m30s.",
+    )
+    factor: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=10.0,
+        description="Each further retry waits this many times longer than the one before.",
+    )
+    max_backoff: Duration = Field(
+        default="5m",
+        description="The longest wait between two attempts, however many retries came before (a duration).",
+    )
+    non_retryable: list[str] = Field(
+        default_factory=list, description="Error types (a handler's TaskFailure type) that fail the task at once."
+    )
 
 
 class AgentTemplateSpec(SpecModel):
-    runtime: Runtime
-    concurrency: int = Field(default=1, ge=1, le=1000)
-    capabilities: list[str] = Field(default_factory=list)
-    timeout: Duration = "5m"
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    image: str | None = None
-    resources: Resources | None = None
-    environment: list[EnvVar] = Field(default_factory=list)
+    runtime: Runtime = Field(description="How the template's agents do a task: the runtime kind and its settings.")
+    concurrency: int = Field(default=1, ge=1, le=1000, description="How many tasks one agent works on at once.")
+    capabilities: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Words for what these agents can do; a workflow step may ask for agents by capabilities instead of by pool "
+            "(its pool is then any whose template offers all it asks for)."
+        ),
+    )
+    timeout: Duration = Field(
+        default="5m",
+        description=(
+            "How long one attempt of a task may take before it fails with Timeout and is cancelled on the agent (a "
+            "duration such as 30s or 1h30m); a workflow step may set its own."
+        ),
+    )
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="What happens after a failed attempt; a workflow step may set its own.",
+    )
+    image: str | None = Field(
+        default=None,
+        description=(
+            "On Kubernetes: the container image of the agents (default: the operator's pweza-core image). A pool's "
+            "template.image replaces it."
+        ),
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description=(
+            "On Kubernetes: the agent container's resource requests and limits. A pool's template.resources replaces "
+            "them."
+        ),
+    )
+    environment: list[EnvVar] = Field(
+        default_factory=list,
+        description=(
+            "On Kubernetes: environment variables of the agent container. A pool's template.environment adds to them, "
+            "replacing those of the same name."
+        ),
+    )
 
 
 class PodOverrides(SpecModel):
     """The seed's `AgentPool.spec.template`: overrides of the template's pod settings."""
 
-    image: str | None = None
-    resources: Resources | None = None
-    environment: list[EnvVar] = Field(default_factory=list)
+    image: str | None = Field(
+        default=None,
+        description="On Kubernetes: the container image of this pool's agents, instead of the template's.",
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description="On Kubernetes: resource requests and limits of this pool's agents, instead of the template's.",
+    )
+    environment: list[EnvVar] = Field(
+        default_factory=list,
+        description="On Kubernetes: environment variables added to the template's, replacing those of the same name.",
+    )
 
 
 class Scaling(SpecModel):
-    min_replicas: int = Field(default=1, ge=1, le=100)
-    max_replicas: int = Field(default=1, ge=1, le=100)
-    target_utilization: int = Field(default=70, ge=1, le=100)
+    min_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="The fewest agents the pool runs; `pweza up` runs this many. At most maxReplicas.",
+    )
+    max_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description=(
+            "The most agents the pool runs. On Kubernetes, a value above minReplicas makes the operator create a "
+            "HorizontalPodAutoscaler between the two."
+        ),
+    )
+    target_utilization: int = Field(
+        default=70,
+        ge=1,
+        le=100,
+        description=(
+            "On Kubernetes: the average CPU use, in percent of the agents' CPU request, that the autoscaler keeps the "
+            "pool at."
+        ),
+    )
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Scaling:
@@ -152,15 +276,20 @@ class Scaling(SpecModel):
 
 
 class AgentPoolSpec(SpecModel):
-    template_ref: Name
-    template: PodOverrides = Field(default_factory=PodOverrides)
-    scaling: Scaling = Field(default_factory=Scaling)
+    template_ref: Name = Field(
+        description="The name of the AgentTemplate (in the pool's namespace) whose agents the pool runs.",
+    )
+    template: PodOverrides = Field(
+        default_factory=PodOverrides,
+        description="On Kubernetes: this pool's changes to the template's pod settings.",
+    )
+    scaling: Scaling = Field(default_factory=Scaling, description="How many agents the pool runs.")
     replicas: int | None = Field(
         default=None,
         ge=1,
         le=100,
-        description="desired agents; set by `kubectl scale` or an HPA through the scale subresource, "
-        "kept within scaling.minReplicas..maxReplicas (default: minReplicas)",
+        description="The number of agents wanted now; set by `kubectl scale` or an HPA through the scale "
+        "subresource, kept within scaling.minReplicas..maxReplicas (default: minReplicas).",
     )
 
     @model_validator(mode="after")
@@ -192,13 +321,17 @@ class Manifest(SpecModel):
 
 
 class AgentTemplate(Manifest):
+    """What an agent is and how it runs: its runtime, concurrency, timeout and retry policy."""
+
     kind: Literal["AgentTemplate"] = "AgentTemplate"
-    spec: AgentTemplateSpec
+    spec: AgentTemplateSpec = Field(description="The template's settings.")
 
 
 class AgentPool(Manifest):
+    """A group of agents of one AgentTemplate that take tasks, and how many of them run."""
+
     kind: Literal["AgentPool"] = "AgentPool"
-    spec: AgentPoolSpec
+    spec: AgentPoolSpec = Field(description="The pool's settings.")
 
 
 def merged_environment(template: AgentTemplateSpec, pool: AgentPoolSpec) -> list[EnvVar]:

@@ -18,10 +18,12 @@ _FOREACH_ALLOWED = "foreach must be a CEL expression that gives a list, such as 
 
 
 class WorkflowInput(SpecModel):
-    type: InputType = "string"
-    default: Any = None
-    description: str = ""
-    required: bool | None = Field(default=None, description="default: required when there is no default")
+    type: InputType = Field(default="string", description="The JSON type a run's value must have.")
+    default: Any = Field(default=None, description="The value a run gets when it gives none.")
+    description: str = Field(default="", description="What the input is for, for people starting a run.")
+    required: bool | None = Field(
+        default=None, description="Whether a run must give this input (default: required when there is no default)."
+    )
 
     @property
     def is_required(self) -> bool:
@@ -31,9 +33,16 @@ class WorkflowInput(SpecModel):
 class StepAgent(SpecModel):
     """Who does the step: a pool by name, any pool of a template, or pools with capabilities."""
 
-    pool: Name | None = None
-    template: Name | None = None
-    capabilities: list[str] | None = Field(default=None, min_length=1)
+    pool: Name | None = Field(
+        default=None,
+        description="The AgentPool (in the workflow's namespace) whose agents do the step.",
+    )
+    template: Name | None = Field(default=None, description="Any AgentPool running this AgentTemplate does the step.")
+    capabilities: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Any AgentPool whose template offers all these capabilities does the step.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StepAgent:
@@ -44,22 +53,81 @@ class StepAgent(SpecModel):
 
 
 class Approval(SpecModel):
-    message: str = ""
-    timeout: Duration | None = Field(default=None, description="reject automatically after this long")
+    message: str = Field(
+        default="",
+        description="What the approver is asked (shown by `pweza runs` and in the run's step).",
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description="Reject the step automatically after this long, a duration such as 4h (default: wait).",
+    )
 
 
 class Step(SpecModel):
-    name: StepName
-    agent: StepAgent | None = None
-    input: Any = None
-    depends: list[StepName] = Field(default_factory=list)
-    when: str | None = None
-    foreach: str | None = None
-    parallelism: int | None = Field(default=None, ge=1, le=10_000)
-    retry: RetryPolicy | None = None
-    timeout: Duration | None = None
-    approval: Approval | None = None
-    continue_on_failure: bool = False
+    name: StepName = Field(
+        description=(
+            "The step's name, unique in the workflow; expressions read its result as steps.NAME.output and "
+            "steps.NAME.state."
+        ),
+    )
+    agent: StepAgent | None = Field(
+        default=None,
+        description=(
+            "Who does the step: exactly one of pool, template or capabilities. A step without one is only an approval "
+            "gate."
+        ),
+    )
+    input: Any = Field(
+        default=None,
+        description=(
+            "The task's input, any JSON value; a string that is exactly ${{ expr }} becomes the value of the CEL "
+            "expression, and ${{ expr }} inside longer text is interpolated."
+        ),
+    )
+    depends: list[StepName] = Field(
+        default_factory=list,
+        description="The steps that must finish before this one starts; only their outputs may be read by its "
+        "expressions.",
+    )
+    when: str | None = Field(
+        default=None,
+        description="A CEL expression: when it is false the step is skipped (default: always run).",
+    )
+    foreach: str | None = Field(
+        default=None,
+        description=(
+            "A CEL expression giving a list: one task per element (item and index in expressions); the step's output "
+            "is the list of their outputs, in order."
+        ),
+    )
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="foreach only: how many of the step's tasks run at once (default: all).",
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="The step's retry policy, instead of its agent template's.",
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description=(
+            "How long one attempt of the step's task may take, instead of its agent template's timeout (a duration "
+            "such as 30s)."
+        ),
+    )
+    approval: Approval | None = Field(
+        default=None,
+        description=(
+            "Wait for someone to approve the step before it runs (or, without an agent, as the whole step); a "
+            "rejection fails it."
+        ),
+    )
+    continue_on_failure: bool = Field(
+        default=False,
+        description="Whether steps that depend on this one still run when it fails (they can test steps.NAME.state).",
+    )
 
     @field_validator("foreach", mode="before")
     @classmethod
@@ -80,11 +148,30 @@ class Step(SpecModel):
 
 
 class WorkflowSpec(SpecModel):
-    inputs: dict[str, WorkflowInput] = Field(default_factory=dict)
-    steps: list[Step] = Field(min_length=1, max_length=1000)
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    timeout: Duration | None = None
-    concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    inputs: dict[str, WorkflowInput] = Field(
+        default_factory=dict,
+        description="The inputs a run takes, by name; expressions read them as inputs.NAME.",
+    )
+    steps: list[Step] = Field(
+        min_length=1,
+        max_length=1000,
+        description="The steps, a DAG through their depends; checked whole when the workflow is applied.",
+    )
+    outputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The run's outputs, by name: values with ${{ expr }} templates, evaluated when the run succeeds.",
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description="How long a whole run may take before it ends timed_out (a duration such as 10m; "
+        "default: no limit).",
+    )
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="How many steps of one run are in flight at once (default: no limit).",
+    )
 
     @model_validator(mode="after")
     def _valid_graph(self) -> WorkflowSpec:
@@ -95,8 +182,10 @@ class WorkflowSpec(SpecModel):
 
 
 class Workflow(Manifest):
+    """A DAG of steps done by agents, run durably: each run takes inputs and gives outputs."""
+
     kind: Literal["Workflow"] = "Workflow"
-    spec: WorkflowSpec
+    spec: WorkflowSpec = Field(description="The workflow's inputs, steps and outputs.")
 
 
 def graph_problem(spec: WorkflowSpec) -> str | None:

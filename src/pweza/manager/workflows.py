@@ -249,7 +249,13 @@ class WorkflowEngine(RunRecovery):
             if taken:
                 active = await self.load(run_id)
         if active is None:
-            raise Conflict(f"run {run_id} is not running (finished or unknown)")
+            # Not driven here: either no such run (404) or one that has ended (409, its state says why).
+            run = await self._store.get_run(run_id)
+            if run is None:
+                raise NotFound(f"run {run_id} not found")
+            if not run.state.terminal:  # being loaded again, or moving between replicas, just now
+                raise Conflict(f"run {run_id} is not ready for commands on this replica yet; try again")
+            raise Conflict(f"run {run_id} is {run.state.value}, not running")
         return active
 
     def _current(self, active: ActiveRun) -> bool:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from pweza.store.postgres.channels import CANCEL_CHANNEL, CHANNELS, DONE_CHANNEL, DRAIN_CHANNEL, PENDING_CHANNEL
+from pweza.store.postgres.channels import CANCEL_CHANNEL, DONE_CHANNEL, DRAIN_CHANNEL, PENDING_CHANNEL
 from pweza.store.postgres.coordination import Coordination
 from pweza.store.postgres.listener import Listener
 from pweza.store.postgres.store import PostgresStore
@@ -15,7 +15,6 @@ from pweza.store.postgres.urls import POOL_DEFAULTS
 
 __all__ = [
     "CANCEL_CHANNEL",
-    "CHANNELS",
     "DONE_CHANNEL",
     "DRAIN_CHANNEL",
     "PENDING_CHANNEL",

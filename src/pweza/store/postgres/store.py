@@ -139,7 +139,8 @@ class PostgresStore:
         return self._writer
 
     async def _bulk(self, statement: Executable, rows: list[dict[str, Any]]) -> None:
-        await self._writing().bulk(statement, rows)
+        if rows:  # an empty batch is no write at all, as on every backend
+            await self._writing().bulk(statement, rows)
 
     async def _all(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
         async with self.reader() as connection:

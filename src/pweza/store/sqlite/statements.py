@@ -81,5 +81,10 @@ def fetch_all(
 def fetch_one(
     connection: sqlite3.Connection, statement: Executable, params: Mapping[str, Any] = _NO_PARAMS
 ) -> sqlite3.Row | None:
-    rows = fetch_all(connection, statement, params)
-    return rows[0] if rows else None
+    """The first row of a SELECT. (Not of a DML statement with RETURNING: use `fetch_all`, which runs it to its end.)
+
+    Steps the statement once only: every step releases the GIL, and taking it back from a busy
+    event loop can cost the writer milliseconds.
+    """
+    row: sqlite3.Row | None = execute(connection, statement, params).fetchone()
+    return row

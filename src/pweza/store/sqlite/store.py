@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine
+from sqlalchemy import Executable, create_engine
 
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
@@ -61,26 +61,26 @@ class SqliteStore:
         except (sqlite3.Error, RuntimeError, TimeoutError):
             return False
 
-    async def _write_many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+    async def _write_many(self, statement: Executable, rows: list[dict[str, Any]]) -> None:
         if rows:  # an empty batch is no write at all, as on every backend
             await self._writer.call(lambda connection: execute_many(connection, statement, rows))
 
     # Rows are decoded on the writer's thread, between its statements: handing sqlite3 rows to
     # the event loop instead makes it contend with the next batch for the GIL (reads 40% slower).
-    async def _select(self, records: RowCodec[R], statement: Any, params: dict[str, Any]) -> list[R]:
+    async def _select(self, records: RowCodec[R], statement: Executable, params: dict[str, Any]) -> list[R]:
         def select(connection: sqlite3.Connection) -> list[R]:
             return [records.record(row) for row in fetch_all(connection, statement, params)]
 
         return await self._writer.call(select)
 
-    async def _select_one(self, records: RowCodec[R], statement: Any, params: dict[str, Any]) -> R | None:
+    async def _select_one(self, records: RowCodec[R], statement: Executable, params: dict[str, Any]) -> R | None:
         def select(connection: sqlite3.Connection) -> R | None:
             row = fetch_one(connection, statement, params)
             return None if row is None else records.record(row)
 
         return await self._writer.call(select)
 
-    async def _scalar(self, statement: Any) -> int:
+    async def _scalar(self, statement: Executable) -> int:
         def select(connection: sqlite3.Connection) -> int:
             row = fetch_one(connection, statement)
             return 0 if row is None else int(row[0])

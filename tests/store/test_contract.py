@@ -169,3 +169,39 @@ async def test_audit_log_is_newest_first_and_pages(store: Store) -> None:
     assert entries[-1].id is not None
     older = await store.list_audit(limit=10, before_id=entries[-1].id)
     assert [e.detail["n"] for e in older] == [2, 1, 0]
+
+
+async def test_object_pages_follow_namespace_then_name_across_namespaces(store: Store) -> None:
+    # "a-b" sorts after "a" but "a-b/y" before "a/x": a page key compared as one string would skip it.
+    for namespace, name in [("b", "z"), ("a-b", "y"), ("a", "x")]:
+        await store.put_object("AgentPool", namespace, name, {})
+    seen: list[str] = []
+    after: str | None = None
+    for _ in range(5):
+        page = await store.list_objects("AgentPool", None, limit=1, after=after)
+        if not page:
+            break
+        after = f"{page[0].namespace}/{page[0].name}"
+        seen.append(after)
+    assert seen == ["a/x", "a-b/y", "b/z"]
+
+
+async def test_get_tasks_returns_each_existing_task_once(store: Store) -> None:
+    await store.insert_tasks([make_task(1), make_task(2)])
+    # Repeats far apart land in different IN (...) lists.
+    ids = ["task-0001", *(f"missing-{n}" for n in range(600)), "task-0001", "task-0002", "task-0002"]
+    assert sorted(task.id for task in await store.get_tasks(ids)) == ["task-0001", "task-0002"]
+
+
+async def test_empty_batches_write_nothing_and_need_no_database(store: Store) -> None:
+    await store.insert_tasks([make_task(1)])
+    await store.close()
+    # Nothing to write is no write at all: not even a closed store is asked.
+    await store.insert_tasks([])
+    await store.update_tasks([])
+    await store.save_attempts([])
+    await store.save_run(None)
+    assert await store.get_tasks([]) == []
+    await store.open()
+    assert [task.id for task in await store.load_unfinished_tasks()] == ["task-0001"]
+    assert await store.list_attempts("task-0001") == []

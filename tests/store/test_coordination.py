@@ -18,8 +18,14 @@ from sqlalchemy import text
 
 from pweza.domain.runs import Run, RunEvent, RunState, StepRun, StepState
 from pweza.domain.tasks import Attempt, ErrorType, Task, TaskError, TaskState
-from pweza.store.coordination import CANCEL_CHANNEL, DONE_CHANNEL, DRAIN_CHANNEL, PENDING_CHANNEL, Coordination
-from pweza.store.postgres import PostgresStore
+from pweza.store.postgres import (
+    CANCEL_CHANNEL,
+    DONE_CHANNEL,
+    DRAIN_CHANNEL,
+    PENDING_CHANNEL,
+    Coordination,
+    PostgresStore,
+)
 
 _WAIT = 5.0  # the bound on every wait for something another connection does
 _CANCELLED = TaskError(ErrorType.CANCELLED, "cancelled by a test", retryable=False)

@@ -75,3 +75,10 @@ async def test_runs_list_newest_first_filter_and_active_ones_load(store: Store) 
     assert [r.seq for r in await store.list_runs(RunFilter(), limit=10, after_seq=3)] == [2, 1]
     assert [r.id for r in await store.load_active_runs()] == ["run-002", "run-003"]
     assert await store.max_run_seq() == 3
+
+
+async def test_steps_come_in_name_order_whatever_order_they_were_saved_in(store: Store) -> None:
+    run = make_run(4)
+    await store.save_run(run, [StepRun(run.id, name) for name in ["review", "draft", "publish"]])
+    await store.save_run(None, [StepRun(run.id, "approve")])
+    assert [step.name for step in await store.get_steps(run.id)] == ["approve", "draft", "publish", "review"]

@@ -39,7 +39,7 @@ from pweza.manager.persisting import WriteBehind, store_writer
 from pweza.manager.sequences import Sequence
 from pweza.manager.sessions import AgentSession, AssignmentMessage, Lease, TaskRequest
 from pweza.manager.sharing import FinishListener, Interest, PoolKey, SharedDispatch
-from pweza.store.coordination import Coordination
+from pweza.store.postgres import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)

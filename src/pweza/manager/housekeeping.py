@@ -32,7 +32,7 @@ from pweza.manager.config import Settings
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.metrics import Metrics
 from pweza.manager.workflows import WorkflowEngine
-from pweza.store.coordination import (
+from pweza.store.postgres import (
     CANCEL_CHANNEL,
     DONE_CHANNEL,
     DRAIN_CHANNEL,

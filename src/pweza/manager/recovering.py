@@ -24,7 +24,7 @@ from pweza.domain.tasks import Task
 from pweza.domain.workflows import Workflow
 from pweza.manager.expression_sandbox import ExpressionSandbox
 from pweza.manager.run_state import ActiveRun, Changes, Item
-from pweza.store.coordination import Coordination
+from pweza.store.postgres import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)

@@ -20,8 +20,7 @@ from pweza.manager.payloads import check_payload
 from pweza.manager.registry import Registry
 from pweza.manager.sessions import TaskRequest
 from pweza.manager.workflows import WorkflowEngine
-from pweza.store.coordination import Coordination
-from pweza.store.postgres import PostgresStore
+from pweza.store.postgres import Coordination, PostgresStore
 from pweza.store.protocol import Store
 
 

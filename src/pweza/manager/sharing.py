@@ -25,7 +25,7 @@ from pweza.manager.config import Settings
 from pweza.manager.metrics import Metrics
 from pweza.manager.persisting import WriteBehind
 from pweza.manager.sessions import AgentSession, Lease
-from pweza.store.coordination import Coordination
+from pweza.store.postgres import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)

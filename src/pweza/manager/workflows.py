@@ -41,7 +41,7 @@ from pweza.manager.registry import Registry
 from pweza.manager.run_state import ActiveRun, Changes, Item, step_blocked_by_failure
 from pweza.manager.sequences import Sequence
 from pweza.manager.sessions import TaskRequest
-from pweza.store.coordination import Coordination
+from pweza.store.postgres import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)

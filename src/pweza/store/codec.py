@@ -1,16 +1,39 @@
-"""Row <-> record conversions shared by the SQL backends."""
+"""Row <-> record conversions, generated from the domain's dataclasses and `schema`'s tables.
+
+A record's fields and its table's columns share their names, so one `RowCodec` per table
+derives both directions from the field types: enums are stored as their value, `TaskError`
+as its dict, anything that is not a plain string or number as JSON text, and nothing else
+is converted. A field without a column (or a column without a field) fails at import, so a
+new column is added in `schema.py`, the dataclass and a migration, and nowhere else.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
+from sqlalchemy import Table
 
 from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
-from pweza.domain.roles import Role
-from pweza.domain.runs import Run, RunEvent, RunState, StepRun, StepState
-from pweza.domain.tasks import Attempt, Task, TaskError, TaskState
+from pweza.domain.runs import Run, RunEvent, StepRun
+from pweza.domain.tasks import Attempt, Task, TaskError
+from pweza.store import schema
+
+R = TypeVar("R")
+Convert = Callable[[Any], Any]
+_PLAIN: typing.Final = (str, int, float)
+
+
+class Row(Protocol):
+    """A result row by column name: a mapping, or SQLite's own row type."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def dumps(value: Any) -> str:
@@ -21,216 +44,108 @@ def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
-def _error_text(error: TaskError | None) -> str | None:
-    return None if error is None else dumps(error.to_dict())
+def _dump_error(error: TaskError) -> str:
+    return dumps(error.to_dict())
 
 
-def _error(text: str | None) -> TaskError | None:
-    return None if text is None else TaskError.from_dict(orjson.loads(text))
+def _load_error(text: str) -> TaskError:
+    return TaskError.from_dict(orjson.loads(text))
 
 
-def task_row(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "seq": task.seq,
-        "namespace": task.namespace,
-        "pool": task.pool,
-        "state": task.state.value,
-        "priority": task.priority,
-        "attempts": task.attempts,
-        "max_retries": task.max_retries,
-        "timeout_seconds": task.timeout_seconds,
-        "input": dumps(task.input),
-        "output": None if task.output is None else dumps(task.output),
-        "error": _error_text(task.error),
-        "created_at": task.created_at,
-        "not_before": task.not_before,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
-        "agent_id": task.agent_id,
-        "parent_id": task.parent_id,
-        "labels": dumps(task.labels),
-        "cancel_requested": task.cancel_requested,
-        "owner": task.owner,
-        "retry": None if task.retry is None else dumps(task.retry),
-    }
+def _without_none(hint: Any) -> Any:
+    """`X` of `X | None`; any other hint unchanged."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return hint
 
 
-def task_from_row(row: Mapping[str, Any]) -> Task:
-    return Task(
-        id=row["id"],
-        seq=row["seq"],
-        namespace=row["namespace"],
-        pool=row["pool"],
-        state=TaskState(row["state"]),
-        priority=row["priority"],
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        timeout_seconds=row["timeout_seconds"],
-        input=loads(row["input"]),
-        output=loads(row["output"]),
-        error=_error(row["error"]),
-        created_at=row["created_at"],
-        not_before=row["not_before"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        agent_id=row["agent_id"],
-        parent_id=row["parent_id"],
-        labels=loads(row["labels"]) or {},
-        cancel_requested=bool(row["cancel_requested"]),
-        owner=row["owner"],
-        retry=loads(row["retry"]),
-    )
+def _converters(hint: Any) -> tuple[Convert | None, Convert | None]:
+    """(encode, decode) for a field of type `hint`, None where the value is stored as it is."""
+    kind = _without_none(hint)
+    if kind is bool:
+        return None, bool  # SQLite hands back 0 and 1
+    if kind in _PLAIN:
+        return None, None
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return attrgetter("value"), kind
+    if kind is TaskError:
+        return _dump_error, _load_error
+    return dumps, orjson.loads
 
 
-def attempt_row(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "task_id": attempt.task_id,
-        "number": attempt.number,
-        "agent_id": attempt.agent_id,
-        "state": attempt.state.value,
-        "started_at": attempt.started_at,
-        "finished_at": attempt.finished_at,
-        "error": _error_text(attempt.error),
-    }
+class RowCodec(Generic[R]):
+    """Converts records of one dataclass to rows of one table and back.
+
+    Both directions are compiled into one Python function each, as `dataclasses` does for
+    `__init__`: a task is encoded on every state change, and a loop over the fields costs
+    three times the hand-written dict.
+    """
+
+    def __init__(self, record: type[R], table: Table) -> None:
+        fields = dataclasses.fields(record)  # type: ignore[arg-type]
+        names = [field.name for field in fields]
+        columns = {column.name: column for column in table.columns}
+        if set(names) != set(columns):
+            raise TypeError(f"{record.__name__} and table {table.name} differ: {sorted(set(names) ^ set(columns))}")
+        if not all(name.isidentifier() for name in names):
+            raise TypeError(f"{record.__name__}: field names must be identifiers")
+        hints = typing.get_type_hints(record)
+        generated = table.autoincrement_column
+        # Written columns: all but a key the database generates (audit and event ids).
+        self.written = tuple(name for name in names if generated is None or name != generated.name)
+        scope: dict[str, Any] = {"record_type": record}
+        encoded: list[str] = []
+        for name in self.written:
+            encode, _ = _converters(hints[name])
+            if encode is None:
+                encoded.append(f"{name!r}: record.{name}")
+                continue
+            scope[f"encode_{name}"] = encode
+            if columns[name].nullable:  # a JSON column that may be NULL stores None as NULL, not "null"
+                encoded.append(f"{name!r}: None if (value := record.{name}) is None else encode_{name}(value)")
+            else:
+                encoded.append(f"{name!r}: encode_{name}(record.{name})")
+        decoded: list[str] = []
+        for field in fields:
+            name = field.name
+            _, decode = _converters(hints[name])
+            if field.default_factory is not dataclasses.MISSING:
+                scope[f"decode_{name}"] = _or_default(decode, field.default_factory)
+                decoded.append(f"decode_{name}(row[{name!r}])")
+            elif decode is None:
+                decoded.append(f"row[{name!r}]")
+            else:
+                scope[f"decode_{name}"] = decode
+                decoded.append(f"None if (value := row[{name!r}]) is None else decode_{name}(value)")
+        self.row: Callable[[R], dict[str, Any]] = _function("row", "record", "{" + ", ".join(encoded) + "}", scope)
+        self.record: Callable[[Row], R] = _function("record", "row", "record_type(" + ", ".join(decoded) + ")", scope)
 
 
-def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
-    return Attempt(
-        task_id=row["task_id"],
-        number=row["number"],
-        agent_id=row["agent_id"],
-        state=TaskState(row["state"]),
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        error=_error(row["error"]),
-    )
+def _function(name: str, argument: str, expression: str, scope: dict[str, Any]) -> Any:
+    """A function of one argument returning `expression`, evaluated with `scope`'s names."""
+    namespace: dict[str, Any] = {}
+    # The source holds only field names (checked to be identifiers) and names bound in `scope`.
+    exec(f"def {name}({argument}):\n    return {expression}\n", dict(scope), namespace)
+    return namespace[name]
 
 
-def object_from_row(row: Mapping[str, Any]) -> StoredObject:
-    return StoredObject(
-        kind=row["kind"],
-        namespace=row["namespace"],
-        name=row["name"],
-        generation=row["generation"],
-        body=orjson.loads(row["body"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+def _or_default(decode: Convert | None, default: Callable[[], Any]) -> Convert:
+    def decoded(value: Any) -> Any:
+        if value is None:
+            return default()
+        converted = value if decode is None else decode(value)
+        return default() if converted is None else converted
+
+    return decoded
 
 
-def token_from_row(row: Mapping[str, Any]) -> TokenRecord:
-    return TokenRecord(
-        id=row["id"],
-        name=row["name"],
-        role=Role(row["role"]),
-        hash=row["hash"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        pool=row["pool"],
-        expires_at=row["expires_at"],
-    )
-
-
-def audit_from_row(row: Mapping[str, Any]) -> AuditEntry:
-    return AuditEntry(
-        id=row["id"],
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
-        detail=orjson.loads(row["detail"]),
-    )
-
-
-def run_row(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "seq": run.seq,
-        "namespace": run.namespace,
-        "workflow": run.workflow,
-        "generation": run.generation,
-        "spec": dumps(run.spec),
-        "inputs": dumps(run.inputs),
-        "state": run.state.value,
-        "outputs": None if run.outputs is None else dumps(run.outputs),
-        "error": run.error,
-        "created_at": run.created_at,
-        "finished_at": run.finished_at,
-        "deadline": run.deadline,
-        "retries": run.retries,
-        "owner": run.owner,
-    }
-
-
-def run_from_row(row: Mapping[str, Any]) -> Run:
-    return Run(
-        id=row["id"],
-        seq=row["seq"],
-        namespace=row["namespace"],
-        workflow=row["workflow"],
-        generation=row["generation"],
-        spec=orjson.loads(row["spec"]),
-        inputs=orjson.loads(row["inputs"]),
-        state=RunState(row["state"]),
-        outputs=loads(row["outputs"]),
-        error=row["error"],
-        created_at=row["created_at"],
-        finished_at=row["finished_at"],
-        deadline=row["deadline"],
-        retries=row["retries"],
-        owner=row["owner"],
-    )
-
-
-def step_row(step: StepRun) -> dict[str, Any]:
-    return {
-        "run_id": step.run_id,
-        "name": step.name,
-        "state": step.state.value,
-        "retries": step.retries,
-        "attempts": step.attempts,
-        "started_at": step.started_at,
-        "finished_at": step.finished_at,
-        "output": None if step.output is None else dumps(step.output),
-        "error": None if step.error is None else dumps(step.error),
-        "items": step.items,
-        "approval": None if step.approval is None else dumps(step.approval),
-    }
-
-
-def step_from_row(row: Mapping[str, Any]) -> StepRun:
-    return StepRun(
-        run_id=row["run_id"],
-        name=row["name"],
-        state=StepState(row["state"]),
-        retries=row["retries"],
-        attempts=row["attempts"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        output=loads(row["output"]),
-        error=loads(row["error"]),
-        items=row["items"],
-        approval=loads(row["approval"]),
-    )
-
-
-def event_row(event: RunEvent) -> dict[str, Any]:
-    return {
-        "run_id": event.run_id,
-        "at": event.at,
-        "type": event.type,
-        "step": event.step,
-        "data": dumps(event.data),
-    }
-
-
-def event_from_row(row: Mapping[str, Any]) -> RunEvent:
-    return RunEvent(
-        id=row["id"],
-        run_id=row["run_id"],
-        at=row["at"],
-        type=row["type"],
-        step=row["step"],
-        data=orjson.loads(row["data"]),
-    )
+TASKS: typing.Final = RowCodec(Task, schema.tasks)
+ATTEMPTS: typing.Final = RowCodec(Attempt, schema.attempts)
+OBJECTS: typing.Final = RowCodec(StoredObject, schema.objects)
+TOKENS: typing.Final = RowCodec(TokenRecord, schema.tokens)
+AUDIT: typing.Final = RowCodec(AuditEntry, schema.audit)
+RUNS: typing.Final = RowCodec(Run, schema.runs)
+STEPS: typing.Final = RowCodec(StepRun, schema.run_steps)
+EVENTS: typing.Final = RowCodec(RunEvent, schema.run_events)

@@ -1,8 +1,9 @@
 """The `Store` protocol: everything the manager persists, whatever the backend.
 
 Writes may be grouped into one transaction with other callers' writes (group commit);
-an awaited write is durable when it returns. Listing is keyset-paginated: `after` is
-the last key of the previous page.
+an awaited write is durable when it returns; an empty batch (no tasks, no attempts, a
+`save_run` with nothing in it) is no write at all and returns at once. Listing is
+keyset-paginated: `after` is the last key of the previous page.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class Store(Protocol):
     async def list_objects(
         self, kind: str, namespace: str | None, limit: int, after: str | None = None
     ) -> list[StoredObject]:
-        """Ordered by 'namespace/name'; `after` is such a key."""
+        """Ordered by namespace, then name, each compared byte by byte; `after` is the last
+        object's 'namespace/name'."""
 
     async def delete_object(self, kind: str, namespace: str, name: str) -> bool: ...
 
@@ -72,7 +74,7 @@ class Store(Protocol):
     async def list_audit(self, limit: int, before_id: int | None = None) -> list[AuditEntry]: ...
 
     async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
-        """The tasks that exist among `task_ids` (any order)."""
+        """The tasks that exist among `task_ids`, each once however often it is named (any order)."""
 
     # Workflow runs.
     async def save_run(
@@ -86,7 +88,8 @@ class Store(Protocol):
 
     async def get_run(self, run_id: str) -> Run | None: ...
 
-    async def get_steps(self, run_id: str) -> list[StepRun]: ...
+    async def get_steps(self, run_id: str) -> list[StepRun]:
+        """The run's steps by name."""
 
     async def list_runs(self, where: RunFilter, limit: int, after_seq: int | None = None) -> list[Run]:
         """Newest first."""

@@ -15,39 +15,36 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
-import asyncpg  # type: ignore[import-untyped]
-import structlog
 from sqlalchemy import Float, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import ACTIVE_STATES, TERMINAL_STATES, Attempt, Task, TaskError, TaskState
-from pweza.store import codec
-from pweza.store.postgres import TASK_MUTABLE, UPSERT_ATTEMPT, PostgresStore, task_update_row, write_run_rows
+from pweza.store import codec, queries
+from pweza.store.postgres.channels import (
+    CANCEL_CHANNEL,
+    DONE_CHANNEL,
+    DRAIN_CHANNEL,
+    PENDING_CHANNEL,
+    notify,
+    pool_payload,
+)
+from pweza.store.postgres.listener import Listener
+from pweza.store.postgres.store import PostgresStore
 from pweza.store.schema import agent_directory, counters, leases, runs, tasks
 
-log = structlog.get_logger(__name__)
-
-PENDING_CHANNEL: Final = "pweza_pending"
-DONE_CHANNEL: Final = "pweza_done"
-CANCEL_CHANNEL: Final = "pweza_cancel"
-DRAIN_CHANNEL: Final = "pweza_drain"
-CHANNELS: Final = (PENDING_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL, DRAIN_CHANNEL)
-_PAYLOAD_LIMIT: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
 _ACTIVE: Final = tuple(state.value for state in ACTIVE_STATES)
 _FINISHED: Final = tuple(state.value for state in TERMINAL_STATES)
 _DB_NOW: Final = literal_column("extract(epoch from clock_timestamp())", Float)
 _REPLICA_PREFIX: Final = "replica/"
 
 # The store's columns of a task update, plus the owner (which only coordination writes).
-_OWNED_COLUMNS: Final = (*TASK_MUTABLE, "owner")
+_OWNED_COLUMNS: Final = (*queries.TASK_MUTABLE, "owner")
 _UPDATE_OWNED: Final = (
     update(tasks)
     .where(tasks.c.id == bindparam("b_id"))
@@ -61,31 +58,6 @@ _UPDATE_OWNED: Final = (
         }
     )
 )
-
-
-def _chunks(items: Iterable[str]) -> list[str]:
-    """Newline-joined payloads, each under NOTIFY's size limit."""
-    payloads: list[str] = []
-    current: list[str] = []
-    size = 0
-    for item in items:
-        if current and size + len(item) + 1 > _PAYLOAD_LIMIT:
-            payloads.append("\n".join(current))
-            current, size = [], 0
-        current.append(item)
-        size += len(item) + 1
-    if current:
-        payloads.append("\n".join(current))
-    return payloads
-
-
-async def _notify(connection: AsyncConnection, channel: str, items: Iterable[str]) -> None:
-    for payload in _chunks(items):
-        await connection.execute(select(func.pg_notify(channel, payload)))
-
-
-def pool_payload(namespace: str, pool: str) -> str:
-    return f"{namespace}/{pool}"
 
 
 class Coordination:
@@ -149,12 +121,12 @@ class Coordination:
     # -- tasks -----------------------------------------------------------------
     async def insert_tasks(self, new: Sequence[Task]) -> None:
         """Insert pending tasks and tell every replica their pools have work."""
-        rows = [codec.task_row(task) for task in new]
+        rows = [codec.TASKS.row(task) for task in new]
         pools = {pool_payload(task.namespace, task.pool) for task in new}
 
         async def insert(connection: AsyncConnection) -> None:
-            await connection.execute(tasks.insert(), rows)
-            await _notify(connection, PENDING_CHANNEL, sorted(pools))
+            await connection.execute(queries.INSERT_TASK, rows)
+            await notify(connection, PENDING_CHANNEL, sorted(pools))
 
         if rows:
             await self.store.call(insert)
@@ -188,7 +160,7 @@ class Coordination:
 
         async def take(connection: AsyncConnection) -> list[Task]:
             rows = (await connection.execute(statement)).mappings()
-            return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
+            return [codec.TASKS.record(cast("Mapping[str, Any]", row)) for row in rows]
 
         claimed = await self.store.call(take)
         claimed.sort(key=lambda task: (-task.priority, task.seq))
@@ -200,8 +172,8 @@ class Coordination:
         Finished tasks are announced on ``pweza_done``; tasks handed back (pending, no owner)
         on ``pweza_pending``, all in the same transaction.
         """
-        rows = {task.id: task_update_row(task, _OWNED_COLUMNS) for task in changed}
-        attempt_rows = [codec.attempt_row(attempt) for attempt in tried]
+        rows = {task.id: queries.task_update_row(task, _OWNED_COLUMNS) for task in changed}
+        attempt_rows = [codec.ATTEMPTS.row(attempt) for attempt in tried]
         finished = [task.id for task in changed if task.state.terminal]
         released = {task.id: pool_payload(task.namespace, task.pool) for task in changed if task.owner is None}
         ids = sorted(set(rows) | {row["task_id"] for row in attempt_rows})
@@ -216,10 +188,10 @@ class Coordination:
                 await connection.execute(_UPDATE_OWNED, updates)
             mine = [row for row in attempt_rows if row["task_id"] in owned]
             if mine:
-                await connection.execute(UPSERT_ATTEMPT, mine)
-            await _notify(connection, DONE_CHANNEL, [task_id for task_id in finished if task_id in owned])
+                await connection.execute(queries.UPSERT_ATTEMPT, mine)
+            await notify(connection, DONE_CHANNEL, [task_id for task_id in finished if task_id in owned])
             pools = {pool for task_id, pool in released.items() if task_id in owned}
-            await _notify(connection, PENDING_CHANNEL, sorted(pools))
+            await notify(connection, PENDING_CHANNEL, sorted(pools))
             return set(ids) - owned
 
         if not ids:
@@ -255,7 +227,7 @@ class Coordination:
                 return []
             statement = update(tasks).where(tasks.c.id.in_(matching)).values(owner=owner).returning(*tasks.c)
             rows = (await connection.execute(statement)).mappings()
-            return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
+            return [codec.TASKS.record(cast("Mapping[str, Any]", row)) for row in rows]
 
         if not numbers:
             return []
@@ -277,7 +249,7 @@ class Coordination:
 
         async def take(connection: AsyncConnection) -> list[Task]:
             rows = (await connection.execute(statement)).mappings()
-            return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
+            return [codec.TASKS.record(cast("Mapping[str, Any]", row)) for row in rows]
 
         return await self.store.call(take)
 
@@ -291,7 +263,7 @@ class Coordination:
         statement = select(tasks).where(tasks.c.owner == owner, tasks.c.state.not_in(_FINISHED))
         async with self.store.reader() as connection:
             rows = (await connection.execute(statement)).mappings()
-            return [codec.task_from_row(cast("Mapping[str, Any]", row)) for row in rows]
+            return [codec.TASKS.record(cast("Mapping[str, Any]", row)) for row in rows]
 
     async def owned_runs(self, owner: str) -> list[str]:
         """Ids of the running runs owned by `owner`."""
@@ -314,7 +286,7 @@ class Coordination:
 
         async def announce(connection: AsyncConnection) -> int:
             found = [pool_payload(row.namespace, row.pool) for row in await connection.execute(pools)]
-            await _notify(connection, PENDING_CHANNEL, found)
+            await notify(connection, PENDING_CHANNEL, found)
             return len(found)
 
         return await self.store.call(announce)
@@ -328,7 +300,7 @@ class Coordination:
             row = (await connection.execute(locked)).mappings().first()
             if row is None:
                 return None
-            task = codec.task_from_row(cast("Mapping[str, Any]", row))
+            task = codec.TASKS.record(cast("Mapping[str, Any]", row))
             if task.state.terminal:
                 return task
             task.cancel_requested = True
@@ -340,13 +312,13 @@ class Coordination:
                     "cancel_requested": True,
                     "state": task.state.value,
                     "finished_at": now,
-                    "error": codec.task_row(task)["error"],
+                    "error": codec.TASKS.row(task)["error"],
                 }
                 await connection.execute(update(tasks).where(tasks.c.id == task_id).values(values))
-                await _notify(connection, DONE_CHANNEL, [task_id])
+                await notify(connection, DONE_CHANNEL, [task_id])
                 return task
             await connection.execute(update(tasks).where(tasks.c.id == task_id).values(cancel_requested=True))
-            await _notify(connection, CANCEL_CHANNEL, [task_id])
+            await notify(connection, CANCEL_CHANNEL, [task_id])
             return task
 
         return await self.store.call(cancel)
@@ -363,10 +335,7 @@ class Coordination:
     ) -> bool:
         """`Store.save_run` under a lock on the run's row, only while `owner` may drive the run
         (it owns it, or nobody drives it: new, finished or unowned). False: nothing written."""
-        run_values = None if run is None else codec.run_row(run)
-        step_values = [codec.step_row(step) for step in steps]
-        event_values = [codec.event_row(event) for event in events]
-        task_values = [codec.task_row(task) for task in new_tasks]
+        writes = queries.run_writes(run, steps, events, new_tasks)
         pools = sorted({pool_payload(task.namespace, task.pool) for task in new_tasks})
         locked = select(runs.c.owner, runs.c.state).where(runs.c.id == run_id).with_for_update()
 
@@ -374,10 +343,11 @@ class Coordination:
             row = (await connection.execute(locked)).first()
             if row is not None and row.owner not in (None, owner) and row.state == "running":
                 return False
-            await write_run_rows(connection, run_values, step_values, event_values, task_values)
+            for statement, rows in writes:
+                await connection.execute(statement, rows)
             if row is not None and row.owner != owner:
                 await connection.execute(update(runs).where(runs.c.id == run_id).values(owner=owner))
-            await _notify(connection, PENDING_CHANNEL, pools)
+            await notify(connection, PENDING_CHANNEL, pools)
             return True
 
         return await self.store.call(save)
@@ -474,96 +444,11 @@ class Coordination:
             row = (await connection.execute(statement)).first()
             if row is None:
                 return None
-            await _notify(connection, DRAIN_CHANNEL, [f"{agent_id} {grace_seconds}"])
+            await notify(connection, DRAIN_CHANNEL, [f"{agent_id} {grace_seconds}"])
             return str(row.replica), codec.loads(row.description)
 
         return await self.store.call(ask)
 
     # -- notifications ---------------------------------------------------------
     def listener(self, on_message: Callable[[str, str], None], on_connect: Callable[[], Awaitable[None]]) -> Listener:
-        return Listener(self.store, on_message, on_connect)
-
-
-class Listener:
-    """A dedicated connection LISTENing on the coordination channels, reconnected when lost.
-
-    Notifications sent while it was away are gone; `on_connect` runs after every (re)connect
-    so the caller can catch up from the tables.
-    """
-
-    def __init__(
-        self,
-        store: PostgresStore,
-        on_message: Callable[[str, str], None],
-        on_connect: Callable[[], Awaitable[None]],
-    ) -> None:
-        self._store = store
-        self._on_message = on_message
-        self._on_connect = on_connect
-        self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="postgres-listener")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def _connect_arguments(self) -> tuple[str, dict[str, Any]]:
-        url = self._store.url
-        query = dict(url.query)
-        ssl = query.pop("ssl", None)
-        dsn = url.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
-        arguments: dict[str, Any] = {"timeout": self._store.settings["connect_timeout"]}
-        if ssl is not None:
-            arguments["ssl"] = ssl
-        return dsn, arguments
-
-    def _deliver(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
-        try:
-            self._on_message(channel, payload)
-        except Exception:
-            log.exception("notification handler failed", channel=channel)
-
-    async def _run(self) -> None:
-        dsn, arguments = self._connect_arguments()
-        backoff = 0.2
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await asyncpg.connect(dsn, **arguments)
-                for channel in CHANNELS:
-                    await connection.add_listener(channel, self._deliver)
-                self.connected.set()
-                backoff = 0.2
-                await self._on_connect()
-                # A stopped server does not always close the socket at once: check it is there.
-                while True:
-                    await asyncio.sleep(1.0)
-                    await asyncio.wait_for(connection.fetchval("SELECT 1"), 2.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any failure: reconnect after a pause
-                if self.connected.is_set():
-                    log.warning("notification connection lost; reconnecting", error=str(error))
-                self.connected.clear()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 2.0)
-
-
-__all__ = [
-    "CANCEL_CHANNEL",
-    "CHANNELS",
-    "DONE_CHANNEL",
-    "DRAIN_CHANNEL",
-    "PENDING_CHANNEL",
-    "Coordination",
-    "Listener",
-]
+        return Listener(self.store.url, self.store.settings["connect_timeout"], on_message, on_connect)

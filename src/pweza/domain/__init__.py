@@ -1,3 +1,5 @@
-"""Models, state machines and rules; no I/O happens in this layer."""
+"""Models, state machines and rules; no I/O happens in this layer.
 
-from pweza.domain import workflows as _workflows  # noqa: F401 - registers the Workflow kind
+Importing the package imports nothing else (pweza.domain.kinds brings in every kind), so a
+command that needs one small module does not pay for the models and CEL.
+"""

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
-import cel
 import orjson
 
 MAX_SOURCE = 4096
@@ -54,6 +53,8 @@ def compile_expression(source: str) -> Any:
     code = _STRING_LITERAL.sub('""', source)
     if _DUNDER.search(code):
         raise ExpressionError(f"{source!r}: names with double underscores are not allowed")
+    import cel  # here, not at the top: the package loads a REPL, and most commands never compile
+
     try:
         program = cel.compile(source)
     except (ValueError, RuntimeError) as error:

@@ -7,9 +7,10 @@ from typing import Any
 
 from pweza.cli.client import CliError
 from pweza.domain.errors import InvalidInput
-from pweza.domain.kinds import KINDS, parse_manifest
-from pweza.domain.manifests import Manifest
+from pweza.domain.kind_names import KIND_NAMES, plural_of
 from pweza.domain.safe_yaml import load_all
+
+__all__ = ["load_documents", "manifest_paths", "plural_of"]
 
 # Templates before pools before workflows, so references resolve on first apply.
 _ORDER = {"AgentTemplate": 0, "AgentPool": 1, "Workflow": 2}
@@ -25,6 +26,8 @@ def manifest_paths(target: Path) -> list[Path]:
 
 def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every pweza.ai document under `target`, as (where, document), validated, in apply order."""
+    from pweza.domain.kinds import parse_manifest  # the models and CEL, only where documents are read
+
     found: list[tuple[int, str, dict[str, Any]]] = []
     for path in manifest_paths(target):
         try:
@@ -37,20 +40,12 @@ def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
             if document is None:
                 continue
             where = f"{path}" + (f" (document {index + 1})" if len(documents) > 1 else "")
-            if isinstance(document, dict) and document.get("kind") not in KINDS and target.is_dir():
+            if isinstance(document, dict) and document.get("kind") not in KIND_NAMES and target.is_dir():
                 continue  # folders may hold other YAML (e.g. workflow inputs)
             try:
                 manifest = parse_manifest(document)
             except InvalidInput as error:
                 raise CliError(f"{where}: {error.detail}", code=2) from None
-            found.append((_ORDER.get(_kind(manifest), 9), where, document))
+            found.append((_ORDER.get(manifest.kind_name, 9), where, document))
     found.sort(key=lambda item: item[0])
     return [(where, document) for _, where, document in found]
-
-
-def _kind(manifest: Manifest) -> str:
-    return manifest.kind_name
-
-
-def plural_of(kind: str) -> str:
-    return kind.lower() + "s"

@@ -8,7 +8,6 @@ from typing import Any
 from pweza.cli.client import CliError
 from pweza.domain.errors import InvalidInput
 from pweza.domain.kind_names import KIND_NAMES, plural_of
-from pweza.domain.safe_yaml import load_all
 
 __all__ = ["load_documents", "manifest_paths", "plural_of"]
 
@@ -27,6 +26,7 @@ def manifest_paths(target: Path) -> list[Path]:
 def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every pweza.ai document under `target`, as (where, document), validated, in apply order."""
     from pweza.domain.kinds import parse_manifest  # the models and CEL, only where documents are read
+    from pweza.domain.safe_yaml import load_all
 
     found: list[tuple[int, str, dict[str, Any]]] = []
     for path in manifest_paths(target):

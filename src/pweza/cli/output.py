@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -26,6 +25,8 @@ def emit(data: Any, output: str) -> None:
     if output == "json":
         print(json.dumps(data, indent=2, default=str))
     elif output == "yaml":
+        import yaml
+
         print(yaml.safe_dump(data, sort_keys=False), end="")
     else:
         raise ValueError(output)
@@ -37,7 +38,9 @@ def table(columns: list[str], rows: list[list[Any]]) -> None:
         grid.add_column(column)
     for row in rows:
         grid.add_row(*("" if cell is None else str(cell) for cell in row))
-    console.print(grid)
+    # Into a pipe or a file, a table keeps its natural width (rich would cut it to 80 columns).
+    target = console if console.is_terminal else Console(width=100_000)
+    target.print(grid, highlight=False)
 
 
 @dataclass(frozen=True, slots=True)

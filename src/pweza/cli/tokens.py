@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
@@ -69,6 +68,8 @@ def token_create(
     if role is not Role.AGENT and (bound is not None or any_pool):
         raise CliError(f"--pool and --any-pool are for agent tokens, not role {role.value!r}", code=2)
     if database_url:
+        import asyncio
+
         from pweza.manager.auth import TokenService
         from pweza.store.sqlite import open_store
 

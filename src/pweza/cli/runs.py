@@ -7,17 +7,15 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Group
-from rich.live import Live
 from rich.text import Text
 from rich.tree import Tree
 
 from pweza.cli.client import ApiClient, CliError
 from pweza.cli.context import load_context
 from pweza.cli.files import load_documents, plural_of
-from pweza.cli.output import console, emit, err_console, table
+from pweza.cli.output import console, emit, err_console, report_error, table
 from pweza.domain.errors import InvalidInput
 from pweza.domain.safe_yaml import load_one
 
@@ -107,6 +105,9 @@ def _add_children(branch: Tree, children: list[dict[str, Any]]) -> None:
 
 def follow(client: ApiClient, run_id: str) -> dict[str, Any]:
     """Show the run's tree, updated in place on every event, until it ends."""
+    import httpx  # here, not at the top: only following a run needs them, and they are slow to import
+    from rich.live import Live
+
     run: dict[str, Any] = client.request("GET", f"/api/v1/runs/{run_id}")
     context = client.context
     headers = {"Authorization": f"Bearer {context.token}"} if context.token else {}
@@ -150,6 +151,8 @@ def run_command(
         with ApiClient(load_context(server, token)) as client:
             name = target
             path = Path(target)
+            if not path.exists() and _looks_like_a_path(target):
+                raise CliError(f"{target}: no such file or directory", code=2)
             if path.exists():
                 documents = load_documents(path)
                 workflows = [doc for _, doc in documents if doc["kind"] == "Workflow"]
@@ -173,7 +176,7 @@ def run_command(
                 return
             final = follow(client, run["id"])
     except CliError as error:
-        err_console.print(f"[red]error:[/red] {error}")
+        report_error(str(error))
         raise typer.Exit(error.code) from None
     if final["state"] == "succeeded":
         emit(final["outputs"], output)
@@ -182,12 +185,17 @@ def run_command(
     raise typer.Exit(1)
 
 
+def _looks_like_a_path(target: str) -> bool:
+    """A workflow's name is a DNS label: a slash or a file suffix means a file was meant."""
+    return "/" in target or target.endswith((".yaml", ".yml", ".json")) or target.startswith(".")
+
+
 def _call(server: str | None, token: str | None, method: str, path: str, **kwargs: Any) -> Any:
     try:
         with ApiClient(load_context(server, token)) as client:
             return client.request(method, path, **kwargs)
     except CliError as error:
-        err_console.print(f"[red]error:[/red] {error}")
+        report_error(str(error))
         raise typer.Exit(error.code) from None
 
 

@@ -63,7 +63,7 @@ def describe(
 
 
 def _fields(pairs: list[tuple[str, Any]], indent: int = 0) -> None:
-    width = max(len(key) for key, _ in pairs) + 2
+    width = 15  # one column for every kind's fields, as kubectl lines them up
     for key, value in pairs:
         shown = "<none>" if value in (None, "", [], {}) else value
         print(f"{' ' * indent}{key + ':':<{width}}{shown}")

@@ -27,12 +27,24 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except (ClickException, typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            _quiet_stdout()  # `pweza get ... | head`: the reader has what it wanted
+            raise typer.Exit(0) from None
         except Exception as error:
             if ctx.params.get("debug"):
                 raise
             message, code = _explain(error)
             report_error(message)
             raise typer.Exit(code) from None
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit does not fail a second time."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _explain(error: Exception) -> tuple[str, int]:

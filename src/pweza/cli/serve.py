@@ -6,7 +6,6 @@ does. `manager` and `up` take the same port flags, each with its environment var
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 from pathlib import Path
@@ -65,8 +64,8 @@ def check_ports_free(settings: Settings) -> None:
                 if error.errno != errno.EADDRINUSE:
                     raise CliError(f"cannot listen on {settings.host}:{port} ({what}): {error.strerror}") from None
                 raise CliError(
-                    f"port {port} ({what}) is already in use on {settings.host}: stop what uses it "
-                    f"or choose another with {flag} or {env}"
+                    f"cannot listen on {settings.host}:{port} ({what}): address already in use; "
+                    f"stop what uses it or choose another port with {flag} or {env}"
                 ) from None
 
 
@@ -82,8 +81,7 @@ def manager(
     config: Annotated[
         Path | None,
         typer.Option(
-            envvar="PWEZA_CONFIG",
-            help="Config file; one that is named must exist.  [default: /etc/pweza-core/config.yaml if there]",
+            help="Config file, which must exist  [default: $PWEZA_CONFIG or /etc/pweza-core/config.yaml, if there]"
         ),
     ] = None,
     http_port: HttpPort = None,
@@ -91,6 +89,8 @@ def manager(
     metrics_port: MetricsPort = None,
 ) -> None:
     """Run the Core Manager: REST API, agent channel (gRPC) and metrics; settings from the config and environment."""
+    import asyncio
+
     from pweza.cli import logs
     from pweza.cli.serving import serve
     from pweza.manager.config import load_settings
@@ -134,6 +134,8 @@ def up(
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "WARNING",
 ) -> None:
     """Start the embedded platform: manager on SQLite plus local agent processes."""
+    import asyncio
+
     from pweza.cli import logs
     from pweza.cli.embedded import run_embedded
     from pweza.cli.output import console
@@ -150,6 +152,8 @@ def up(
             "database_url": f"sqlite:///{directory / 'pweza.db'}",
             "host": "127.0.0.1",
             "log_level": log_level,
+            # Where the embedded engine writes each agent's output; the API serves it from there.
+            "agent_log_dir": str(directory / "logs"),
             **_ports(http_port, grpc_port, metrics_port),
         },
         path=directory / "config.yaml",
@@ -255,6 +259,8 @@ def operator(
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run the Kubernetes operator (kopf) for AgentTemplate, AgentPool and Workflow resources."""
+    import asyncio
+
     from pweza.cli import logs
     from pweza.operator.admission import WebhookError, WebhookOptions
     from pweza.operator.main import OperatorOptions, run_operator

@@ -120,3 +120,20 @@ def show_agents(api: ApiClient, agent_id: str | None, namespace: str | None, out
         if not agents:
             raise CliError(f"agent {agent_id} is not connected", status=404)
     show(agents, output, AGENT_COLUMNS, lambda a: f"agent/{a['id']}", single=agent_id is not None)
+
+
+def _duration(run: dict[str, Any]) -> str:
+    return f"{(run.get('finishedAt') or time.time()) - run['createdAt']:.1f}s"
+
+
+RUN_COLUMNS = [
+    Column("RUN", lambda r: r["id"]),
+    Column("WORKFLOW", lambda r: r["workflow"]),
+    Column("STATE", lambda r: r["state"]),
+    Column("AGE", lambda r: age(r["createdAt"])),
+    Column("DURATION", _duration),
+    Column("NAMESPACE", lambda r: r["namespace"], True),
+    Column("GEN", lambda r: r.get("generation"), True),
+    Column("RETRIES", lambda r: r.get("retries"), True),
+    Column("ERROR", lambda r: str(r.get("error") or "")[:80], True),
+]

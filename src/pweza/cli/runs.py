@@ -15,14 +15,14 @@ from rich.tree import Tree
 from pweza.cli.client import ApiClient, CliError
 from pweza.cli.context import load_context
 from pweza.cli.files import load_documents, plural_of
-from pweza.cli.output import console, emit, err_console, report_error, table
+from pweza.cli.listings import RUN_COLUMNS
+from pweza.cli.options import Output, Server, Token, check_output
+from pweza.cli.output import console, emit, err_console, report_error, show
 from pweza.domain.errors import InvalidInput
 from pweza.domain.safe_yaml import load_one
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and steer workflow runs.")
 
-Server = Annotated[str | None, typer.Option("--server", "-s", help="Manager URL [env PWEZA_URL].")]
-Token = Annotated[str | None, typer.Option("--token", help="Bearer token [env PWEZA_TOKEN].")]
 _STYLE = {
     "pending": ("·", "dim"),
     "running": ("▶", "cyan"),
@@ -201,33 +201,18 @@ def _call(server: str | None, token: str | None, method: str, path: str, **kwarg
 
 @runs_app.command("list")
 def runs_list(
-    workflow: str | None = None,
-    state: str | None = None,
-    limit: int = 20,
-    output: Annotated[str, typer.Option("--output", "-o")] = "table",
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow's runs.")] = None,
+    state: Annotated[str | None, typer.Option(help="running, succeeded, failed, ...")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    output: Output = "table",
     server: Server = None,
     token: Token = None,
 ) -> None:
     """Recent runs, newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if workflow:
-        params["workflow"] = workflow
-    if state:
-        params["state"] = state
+    check_output(output)
+    params: dict[str, Any] = {"limit": limit, "workflow": workflow, "state": state}
     items = _call(server, token, "GET", "/api/v1/runs", params=params)["items"]
-    if output != "table":
-        emit(items, output)
-        return
-    table(
-        ["RUN", "WORKFLOW", "STATE", "STARTED", "DURATION"],
-        [
-            [
-                r["id"], r["workflow"], r["state"], time.strftime("%H:%M:%S", time.localtime(r["createdAt"])),
-                f"{(r['finishedAt'] or time.time()) - r['createdAt']:.1f}s",
-            ]
-            for r in items
-        ],
-    )  # fmt: skip
+    show(items, output, RUN_COLUMNS, lambda r: f"run/{r['id']}")
 
 
 @runs_app.command("get")

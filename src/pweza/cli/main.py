@@ -105,7 +105,7 @@ scaffold.register(app)
 
 
 def main() -> None:
-    app()
+    app(prog_name="pweza")  # also as `python -m pweza`: its help, and completion's _PWEZA_COMPLETE
 
 
 if __name__ == "__main__":

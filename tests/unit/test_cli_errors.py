@@ -46,8 +46,10 @@ def test_version_is_a_flag_and_a_command() -> None:
 
 
 def test_help_shows_examples_and_the_environment_variables() -> None:
-    for command in ("get", "describe", "apply", "diff", "delete", "logs", "init", "up", "manager"):
-        shown = pweza(command, "--help").stdout
+    commands = ["get", "describe", "apply", "diff", "delete", "logs", "init", "up", "manager", "agent", "run"]
+    commands += ["runs", "task submit", "task list", "token create", "doctor"]
+    for command in commands:
+        shown = pweza(*command.split(), "--help").stdout
         assert "Examples:" in shown, command
     get = pweza("get", "--help").stdout
     assert "[env var: PWEZA_URL]" in get and "[env var: PWEZA_TOKEN]" in get

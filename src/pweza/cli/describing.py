@@ -33,7 +33,7 @@ _EXAMPLES = """Examples:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=_EXAMPLES)(describe)
+    app.command(epilog=_EXAMPLES, rich_help_panel="Objects")(describe)
 
 
 def describe(

@@ -88,16 +88,26 @@ def root(
     """pweza: run fleets of AI agents."""
 
 
+_RUN_EXAMPLES = """Examples:
+
+  pweza run examples/support-triage/workflow.yaml   # apply it, start a run, follow it, print the outputs
+
+  RUN=$(pweza run research -i topic="vector databases" --detach)   # the run id only
+
+  pweza run hello -i name=Ada -o yaml
+"""
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
     print(__version__)
 
 
-app.add_typer(tasks.task_app, name="task")
-app.add_typer(tokens.token_app, name="token")
-app.add_typer(runs_app, name="runs")
-app.command("run")(run_command)
+app.add_typer(tasks.task_app, name="task", rich_help_panel="Work")
+app.add_typer(tokens.token_app, name="token", rich_help_panel="Serving")
+app.add_typer(runs_app, name="runs", rich_help_panel="Work")
+app.command("run", rich_help_panel="Getting started", epilog=_RUN_EXAMPLES)(run_command)
 serve.register(app)
 objects.register(app)
 tailing.register(app)

@@ -16,15 +16,16 @@ from pweza.cli.output import console, err_console
 from pweza.domain.kind_names import resolve_kind
 
 Files = Annotated[list[Path], typer.Option("--file", "-f", help="File or folder of manifests (repeatable).")]
+PANEL = "Objects"
 # Fields the manager adds; they are not part of what a manifest says.
 SERVER_FIELDS = ("generation", "creationTimestamp")
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=_APPLY_EXAMPLES)(apply)
-    app.command(epilog=_GET_EXAMPLES)(get)
-    app.command(epilog=_DELETE_EXAMPLES)(delete)
-    app.command(epilog=_DIFF_EXAMPLES)(diff)
+    app.command(epilog=_APPLY_EXAMPLES, rich_help_panel=PANEL)(apply)
+    app.command(epilog=_GET_EXAMPLES, rich_help_panel=PANEL)(get)
+    app.command(epilog=_DELETE_EXAMPLES, rich_help_panel=PANEL)(delete)
+    app.command(epilog=_DIFF_EXAMPLES, rich_help_panel=PANEL)(diff)
     describing.register(app)
 
 

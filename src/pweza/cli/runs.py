@@ -21,7 +21,12 @@ from pweza.cli.output import console, emit, err_console, report_error, show
 from pweza.domain.errors import InvalidInput
 from pweza.domain.safe_yaml import load_one
 
-runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and steer workflow runs.")
+runs_app = typer.Typer(
+    no_args_is_help=True,
+    help="List, inspect and steer workflow runs.",
+    epilog="Examples:\n\n  pweza runs list --state failed -o wide\n\n  pweza runs get RUN_ID\n\n"
+    '  pweza runs approve RUN_ID review -m "looks good"\n\n  pweza runs retry RUN_ID --watch',
+)
 
 _STYLE = {
     "pending": ("·", "dim"),

@@ -92,9 +92,17 @@ def greet(ctx: Any) -> dict[str, Any]:
 '''
 
 
+_DOCTOR_EXAMPLES = """Examples:
+
+  pweza doctor --values charts/pweza-core/values.yaml
+
+  pweza doctor -f my-values.yaml --context staging -o json
+"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command(epilog=_INIT_EXAMPLES)(init)
-    app.command()(doctor)
+    app.command(epilog=_INIT_EXAMPLES, rich_help_panel="Getting started")(init)
+    app.command(rich_help_panel="Serving", epilog=_DOCTOR_EXAMPLES)(doctor)
 
 
 def module_name(folder: Path) -> str:

@@ -32,10 +32,10 @@ MetricsPort = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=_MANAGER_EXAMPLES)(manager)
-    app.command(epilog=_UP_EXAMPLES)(up)
-    app.command(epilog=_AGENT_EXAMPLES)(agent)
-    app.command(epilog=_OPERATOR_EXAMPLES)(operator)
+    app.command(epilog=_MANAGER_EXAMPLES, rich_help_panel="Serving")(manager)
+    app.command(epilog=_UP_EXAMPLES, rich_help_panel="Getting started")(up)
+    app.command(epilog=_AGENT_EXAMPLES, rich_help_panel="Serving")(agent)
+    app.command(epilog=_OPERATOR_EXAMPLES, rich_help_panel="Serving")(operator)
 
 
 def _ports(http_port: int | None, grpc_port: int | None, metrics_port: int | None) -> dict[str, Any]:

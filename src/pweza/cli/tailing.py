@@ -26,7 +26,7 @@ A run's history is `pweza runs logs RUN_ID`.
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=_EXAMPLES)(logs)
+    app.command(epilog=_EXAMPLES, rich_help_panel="Work")(logs)
 
 
 def logs(

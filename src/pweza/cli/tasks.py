@@ -48,7 +48,11 @@ TASK_COLUMNS = [
 ]
 
 
-@task_app.command("submit")
+@task_app.command(
+    "submit",
+    epilog='Examples:\n\n  pweza task submit --pool classifiers --input \'{"text": "hi"}\' --wait\n\n'
+    "  pweza task submit --pool classifiers --count 100 --priority 5",
+)
 def task_submit(
     pool: Annotated[str, typer.Option(help="Pool that runs the task.")],
     input_json: Annotated[str, typer.Option("--input", help="Task input as JSON.")] = "null",
@@ -105,7 +109,7 @@ def _wait_all(api: ApiClient, ids: list[str]) -> list[dict[str, Any]]:
     return results
 
 
-@task_app.command("get")
+@task_app.command("get", epilog="Examples:\n\n  pweza task get TASK_ID -o yaml\n\n  pweza task get TASK_ID -o wide")
 def task_get(
     task_id: str,
     output: Annotated[str, typer.Option("--output", "-o", help="json, yaml, table, wide or name.")] = "json",
@@ -119,7 +123,10 @@ def task_get(
     show([task], output, TASK_COLUMNS, lambda t: f"task/{t['id']}", single=True)
 
 
-@task_app.command("list")
+@task_app.command(
+    "list",
+    epilog="Examples:\n\n  pweza task list --state failed -o wide\n\n  pweza task list --pool classifiers -o name",
+)
 def task_list(
     pool: Annotated[str | None, typer.Option(help="Only this pool's tasks.")] = None,
     state: Annotated[str | None, typer.Option(help="pending, assigned, running, succeeded, failed, ...")] = None,
@@ -140,7 +147,7 @@ def task_list(
     show(items, output, TASK_COLUMNS, lambda t: f"task/{t['id']}")
 
 
-@task_app.command("cancel")
+@task_app.command("cancel", epilog="Example:\n\n  pweza task cancel TASK_ID")
 def task_cancel(task_id: str, server: Server = None, token: Token = None) -> None:
     """Cancel a task; a running handler sees its cancellation signal."""
     with client(server, token) as api:

@@ -25,7 +25,12 @@ token_app = typer.Typer(
 )
 
 
-@token_app.command("create")
+@token_app.command(
+    "create",
+    epilog="Examples:\n\n  pweza token create --role viewer --name dashboards --ttl 30d\n\n"
+    "  pweza token create --role agent --pool default/classifiers\n\n"
+    "  pweza token create --role admin --database-url sqlite:///pweza.db   # bootstrap",
+)
 def token_create(
     role: Annotated[Role, typer.Option(help="admin, operator, viewer or agent.")],
     name: Annotated[str, typer.Option(help="Who or what the token is for.")] = "cli",
@@ -116,7 +121,7 @@ TOKEN_COLUMNS = [
 ]
 
 
-@token_app.command("list")
+@token_app.command("list", epilog="Examples:\n\n  pweza token list\n\n  pweza token list -o json")
 def token_list(output: Output = "table", server: Server = None, token: Token = None) -> None:
     """List tokens (never their secrets): agent tokens' pool ('*': any pool) and when each expires."""
     check_output(output)
@@ -125,7 +130,7 @@ def token_list(output: Output = "table", server: Server = None, token: Token = N
     show(items, output, TOKEN_COLUMNS, lambda t: f"token/{t['id']}")
 
 
-@token_app.command("revoke")
+@token_app.command("revoke", epilog="Example:\n\n  pweza token revoke TOKEN_ID")
 def token_revoke(token_id: str, server: Server = None, token: Token = None) -> None:
     """Revoke a token; it stops working within seconds on every replica."""
     with client(server, token) as api:

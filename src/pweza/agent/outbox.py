@@ -29,6 +29,7 @@ class Outbox:
         self._credit = 0
         self._heartbeat: list[pb.AttemptRef] | None = None
         self._delegates: list[pb.DelegateRequest] = []
+        self._status: pb.Ready | None = None
         self._ready = asyncio.Event()
         self._generation = 0
         self._closing = False
@@ -43,6 +44,11 @@ class Outbox:
     def result(self, result: pb.TaskResult, credit: int) -> None:
         self._results.append(result)
         self._credit += credit
+        self._ready.set()
+
+    def status(self, slots: int, error: str = "") -> None:
+        """The agent's Ready: its slots once its template is loaded, or why it cannot serve."""
+        self._status = pb.Ready(slots=slots, error=error)
         self._ready.set()
 
     def credit(self, slots: int) -> None:
@@ -66,7 +72,7 @@ class Outbox:
         is dropped, as are stale starts and heartbeats.
         """
         self._generation += 1
-        self._started, self._credit, self._heartbeat = [], 0, None
+        self._started, self._credit, self._heartbeat, self._status = [], 0, None, None
         self._delegates = []  # unanswered ones are re-sent after the next welcome
         self._ready.set()  # wakes the old iterator so it sees it is retired
 
@@ -92,7 +98,11 @@ class Outbox:
                 await self._ready.wait()
 
     def _next(self) -> pb.AgentMessage | None:
-        # Starts go before results: the manager ignores a start that arrives after its result.
+        # The Ready first: until it arrives the manager sends nothing. Starts go before results:
+        # the manager ignores a start that arrives after its result.
+        if self._status is not None:
+            status, self._status = self._status, None
+            return pb.AgentMessage(ready=status)
         if self._started:
             started, self._started = self._started, []
             return pb.AgentMessage(started=pb.Started(attempts=started))

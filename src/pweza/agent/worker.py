@@ -20,8 +20,6 @@ import uuid
 from pathlib import Path
 
 import grpc
-import orjson
-import pydantic
 import structlog
 
 from pweza.agent.delegating import DelegationClient
@@ -29,8 +27,8 @@ from pweza.agent.failover import ManagerRotation, parse_manager_addresses
 from pweza.agent.outbox import Outbox
 from pweza.agent.running import TaskRunner
 from pweza.agent.runtimes import AgentRuntime, build_runtime
+from pweza.agent.template import TemplateError, read_template
 from pweza.domain.limits import grpc_message_limit
-from pweza.domain.manifests import AgentTemplateSpec
 from pweza.domain.tasks import ErrorType, TaskError
 from pweza.v1 import agent_pb2 as pb
 from pweza.v1 import agent_pb2_grpc as pb_grpc
@@ -224,9 +222,11 @@ class AgentWorker:
         """Run one stream until it ends."""
         # The in-flight snapshot and the new queue are taken in the same tick (see Outbox).
         self._outbox.new_stream()
-        # Once known, send our slot count so the manager's credits match our runner's; before
-        # the first welcome, unset means "the template's concurrency".
-        slots = self._runner.slots if self._runtime is not None else self.concurrency
+        # Once known, send our slot count so the manager's credits match our runner's. Before the
+        # first welcome, and while the runtime cannot serve, none: the Ready sent after the
+        # welcome says how many once the handler imported (so no task reaches an agent that
+        # would fail it for want of its code).
+        serving = self._runtime is not None and self._runtime.load_error is None
         hello = pb.Hello(
             namespace=self.namespace,
             pool=self.pool,
@@ -235,9 +235,8 @@ class AgentWorker:
             hostname=socket.gethostname(),
             pid=os.getpid(),
             in_flight=self._runner.refs(),
+            free_slots=self._runner.slots if serving else 0,
         )
-        if slots is not None:
-            hello.free_slots = slots
         metadata = (("authorization", f"Bearer {self._token}"),)
         call = stub.Connect(self._outbox.stream(hello), metadata=metadata)
         self._call = call
@@ -271,25 +270,38 @@ class AgentWorker:
         self._outbox.payload_limit = welcome.max_payload_bytes or None
         if self._runtime is None:
             try:
-                spec = AgentTemplateSpec.model_validate(orjson.loads(welcome.template_json))
-            except (orjson.JSONDecodeError, pydantic.ValidationError) as error:
+                spec = read_template(welcome.template_json)
+            except TemplateError as error:
                 raise AgentRejected(f"the manager's template for pool {self.pool!r} is invalid: {error}") from None
             # Template environment as defaults: what the pod or the pool sets explicitly wins.
-            for env in spec.environment:
-                os.environ.setdefault(env.name, env.value)
-            slots = self.concurrency or spec.concurrency
+            for name, value in spec.environment:
+                os.environ.setdefault(name, value)
+            slots = min(self.concurrency or spec.concurrency, spec.concurrency)
+            if self.concurrency is not None and self.concurrency > spec.concurrency:
+                self._log.warning("--concurrency is above the template's; using the template's",
+                                  concurrency=self.concurrency, template_concurrency=spec.concurrency)  # fmt: skip
             self._runtime = build_runtime(spec, concurrency=slots)
             self._runner.runtime = self._runtime
             self._runner.slots = slots
             self._template_json = welcome.template_json
-            self._log.info(
-                "agent ready", manager=self.manager, runtime=spec.runtime.kind, slots=slots,
-                in_flight=self._runner.busy,
-            )  # fmt: skip
+            problem = self._runtime.load_error
+            if problem is None:
+                self._outbox.status(slots)
+                self._log.info(
+                    "agent ready", manager=self.manager, runtime=spec.runtime.kind, slots=slots,
+                    in_flight=self._runner.busy,
+                )  # fmt: skip
+            else:
+                self._log.error(
+                    "agent cannot serve: its handler does not load", manager=self.manager,
+                    handler=spec.runtime.handler, python_path=list(spec.runtime.python_path), error=problem,
+                )  # fmt: skip
         elif welcome.template_json != self._template_json:
             self._log.warning("the pool's template changed; restart the agent to apply it")
         else:
             self._log.info("agent reconnected", manager=self.manager, in_flight=self._runner.busy)
+        if self._runtime.load_error is not None:
+            self._outbox.status(0, self._runtime.load_error)  # every session: each manager lists it
         if self._welcomes > 1:
             self._delegations.resend_all()
         return welcome.heartbeat_interval_seconds or 5.0

@@ -20,6 +20,7 @@ from rich.console import Console
 from pweza.agent.main import PARENT_PID_ENV
 from pweza.cli.context import Context, save_context
 from pweza.cli.files import load_documents
+from pweza.cli.fleet import report_fleet, wait_for_fleet
 from pweza.cli.serving import Endpoints, serve
 from pweza.domain.errors import PwezaError
 from pweza.domain.kinds import parse_manifest
@@ -33,6 +34,8 @@ from pweza.manager.service import Manager
 log = structlog.get_logger(__name__)
 SYSTEM = Principal("system", "pweza-up", Role.ADMIN)
 _MAX_BACKOFF = 30.0
+# How long `pweza up` waits for its agents before saying it is up anyway (with how many are).
+_FLEET_WAIT = 90.0
 
 
 @dataclass(slots=True)
@@ -98,7 +101,7 @@ class AgentSupervisor:
         env["PYTHONPATH"] = os.pathsep.join([*self.python_path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         log_file = (self.log_dir / f"{namespace}-{pool}-{index}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pweza", "agent",
+            sys.executable, "-m", "pweza.agent",  # the agent's own entry: no CLI imports
             "--pool", pool, "--namespace", namespace, "--manager", self.grpc,
             "--agent-id", f"{pool}-{index}-{os.getpid()}-{int(time.time()) % 100000}",
             env=env, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL,
@@ -151,9 +154,10 @@ async def run_embedded(settings: Settings, data_dir: Path, files: list[Path], co
         loop.add_signal_handler(sig, stop.set)
     supervisor: AgentSupervisor | None = None
     tending: asyncio.Task[None] | None = None
+    reporting: asyncio.Task[None] | None = None
 
     async def on_ready(manager: Manager, endpoints: Endpoints) -> None:
-        nonlocal supervisor, tending
+        nonlocal supervisor, tending, reporting
         admin = await _ensure_token(manager, data_dir / "admin-token", "embedded-admin", Role.ADMIN)
         context_path = save_context(data_dir, Context(endpoints.http, admin, endpoints.grpc))
         for target in files:
@@ -169,16 +173,24 @@ async def run_embedded(settings: Settings, data_dir: Path, files: list[Path], co
         manager.registry.on_change(lambda kind, *_: changed.set() if kind == "AgentPool" else None)
         await supervisor.reconcile(manager)
         tending = asyncio.create_task(_tend(supervisor, manager, changed))
-        console.print(f"[bold green]pweza is up[/bold green]  API {endpoints.http}  gRPC {endpoints.grpc}")
+        pools = len(supervisor.desired)
+        console.print(f"started {len(supervisor.slots)} agents for {pools} pool{'' if pools == 1 else 's'}")
+        # "Up" once the agents can take work (or said why they cannot), not when they were forked.
+        fleet = await wait_for_fleet(manager, supervisor, console, _FLEET_WAIT, stop)
+        console.print(
+            f"[bold green]pweza is up[/bold green]  API {endpoints.http}  gRPC {endpoints.grpc}  {fleet.summary()}"
+        )
         if endpoints.metrics:
             console.print(f"metrics {endpoints.metrics}")
         console.print(f"admin token saved to {context_path} (the CLI uses it); agent logs in {data_dir / 'logs'}")
+        reporting = asyncio.create_task(report_fleet(manager, supervisor, console, fleet))
 
     try:
         await serve(settings, stop, on_ready)
     finally:
-        if tending is not None:
-            tending.cancel()
+        for task in (tending, reporting):
+            if task is not None:
+                task.cancel()
         if supervisor is not None:
             await supervisor.stop()
 

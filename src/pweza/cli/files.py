@@ -46,6 +46,19 @@ def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
                 manifest = parse_manifest(document)
             except InvalidInput as error:
                 raise CliError(f"{where}: {error.detail}", code=2) from None
-            found.append((_ORDER.get(manifest.kind_name, 9), where, document))
+            found.append((_ORDER.get(manifest.kind_name, 9), where, _code_from(path, document)))
     found.sort(key=lambda item: item[0])
     return [(where, document) for _, where, document in found]
+
+
+def _code_from(path: Path, document: dict[str, Any]) -> dict[str, Any]:
+    """The document with its template's relative `pythonPath` entries made absolute from the
+    manifest's folder: the code travels with the manifest, whichever directory agents start in."""
+    runtime = document.get("spec", {}).get("runtime", {}) if document.get("kind") == "AgentTemplate" else {}
+    entries = runtime.get("pythonPath")
+    if not entries:
+        return document
+    folder = path.resolve().parent
+    resolved = [entry if Path(entry).is_absolute() else str((folder / entry).resolve()) for entry in entries]
+    spec = {**document["spec"], "runtime": {**runtime, "pythonPath": resolved}}
+    return {**document, "spec": spec}

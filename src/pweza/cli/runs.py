@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +20,7 @@ from pweza.cli.files import load_documents, plural_of
 from pweza.cli.listings import RUN_COLUMNS
 from pweza.cli.options import Output, Server, Token, check_output
 from pweza.cli.output import console, emit, err_console, report_error, show
+from pweza.domain.durations import parse_duration
 from pweza.domain.errors import InvalidInput
 from pweza.domain.safe_yaml import load_one
 
@@ -28,6 +31,8 @@ runs_app = typer.Typer(
     '  pweza runs approve RUN_ID review -m "looks good"\n\n  pweza runs retry RUN_ID --watch',
 )
 
+# How often the live tree asks which steps still wait for an agent (events redraw it at once).
+_POLL_SECONDS = 1.0
 _STYLE = {
     "pending": ("·", "dim"),
     "running": ("▶", "cyan"),
@@ -64,28 +69,55 @@ def parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
     return inputs
 
 
-def _duration(step: dict[str, Any]) -> str:
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A step whose task no agent has taken yet: the pool it waits for and that pool's agents."""
+
+    pool: str
+    ready: int
+    connected: int
+
+
+def _duration(step: dict[str, Any], now: float) -> str:
     started = step.get("startedAt")
     if not started:
         return ""
-    end = step.get("finishedAt") or time.time()
-    return f"{end - started:.2f}s"
+    end = step.get("finishedAt") or now
+    return f"{max(0.0, end - started):.1f}s"
 
 
-def render_run(run: dict[str, Any]) -> Group:
+def _waiting_text(waiting: Waiting) -> str:
+    if waiting.connected == 0:
+        agents = "no agent connected"
+    elif waiting.ready == waiting.connected:
+        agents = f"{waiting.ready} agent{'' if waiting.ready == 1 else 's'} connected, all busy"
+    else:
+        agents = f"{waiting.connected} connected, {waiting.ready} ready"
+    return f"waiting for an agent of pool {waiting.pool} ({agents})"
+
+
+def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, now: float | None = None) -> Group:
+    """The run as a tree of steps; `waiting` names the steps whose task is still pending, and
+    `now` (default: the clock) is what the timers of unfinished steps count to."""
+    now = time.time() if now is None else now
+    waiting = waiting or {}
     icon, style = _STYLE.get(run["state"], ("?", ""))
     tree = Tree(
         Text.assemble((f"{icon} ", style), (run["workflow"], "bold"), f"  run {run['id']}  ", (run["state"], style))
     )
     for step in run.get("steps", []):
-        icon, style = _STYLE.get(step["state"], ("?", ""))
-        line = Text.assemble((f"{icon} ", style), (step["name"], "bold"), "  ", (step["state"], style))
+        pending = waiting.get(step["name"])
+        state = "pending" if pending is not None else step["state"]
+        icon, style = _STYLE.get(state, ("?", ""))
+        line = Text.assemble((f"{icon} ", style), (step["name"], "bold"), "  ", (state, style))
+        if pending is not None:
+            line.append(f"  {_waiting_text(pending)}", "yellow")
         items = step.get("items")
         if items is not None:
             line.append(f"  {items} item{'' if items == 1 else 's'}")
         elif step.get("attempts"):
             line.append(f"  attempt {step['attempts']}")
-        if duration := _duration(step):
+        if duration := _duration(step, now):
             line.append(f"  {duration}", "dim")
         if step["state"] == "waiting_approval":
             line.append(f"  → pweza runs approve {run['id']} {step['name']}", "yellow")
@@ -108,34 +140,83 @@ def _add_children(branch: Tree, children: list[dict[str, Any]]) -> None:
         _add_children(node, child.get("children") or [])
 
 
-def follow(client: ApiClient, run_id: str) -> dict[str, Any]:
-    """Show the run's tree, updated in place on every event, until it ends."""
-    import httpx  # here, not at the top: only following a run needs them, and they are slow to import
-    from rich.live import Live
+class RunView:
+    """The live tree's renderable: drawn afresh at every refresh, so its timers move between events."""
 
-    run: dict[str, Any] = client.request("GET", f"/api/v1/runs/{run_id}")
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.run = run
+        self.waiting: dict[str, Waiting] = {}
+
+    def __rich__(self) -> Group:
+        return render_run(self.run, self.waiting)
+
+
+def find_waiting(client: ApiClient, run: dict[str, Any]) -> dict[str, Waiting]:
+    """The running steps whose task is still pending, with their pool's connected agents."""
+    found: dict[str, Waiting] = {}
+    pools: dict[tuple[str, str], Waiting] = {}
+    for step in run.get("steps", []):
+        if step["state"] != "running" or not step.get("taskId"):
+            continue
+        try:
+            task = client.request("GET", f"/api/v1/tasks/{step['taskId']}")
+        except CliError:
+            continue  # not created yet, or already gone: nothing to say
+        if task["state"] != "pending":
+            continue
+        key = (task["namespace"], task["pool"])
+        if key not in pools:
+            agents = client.request("GET", "/api/v1/agents", params={"pool": task["pool"]})["items"]
+            mine = [a for a in agents if a["namespace"] == task["namespace"]]
+            ready = sum(1 for a in mine if a["state"] not in ("unhealthy", "draining") and a["slots"] > 0)
+            pools[key] = Waiting(task["pool"], ready, len(mine))
+        found[step["name"]] = pools[key]
+    return found
+
+
+def _watch_events(url: str, headers: dict[str, str], changed: threading.Event, done: threading.Event) -> None:
+    """Set `changed` at every event of the run's stream, reconnecting until `done`."""
+    import httpx  # here, not at the top: only following a run needs it, and it is slow to import
+
+    while not done.is_set():
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        changed.set()
+                    if done.is_set() or line.strip() == "event: end":
+                        return
+        except httpx.HTTPError:
+            pass  # the manager may be restarting; its state is durable
+        done.wait(1.0)
+
+
+def follow(client: ApiClient, run_id: str) -> dict[str, Any]:
+    """Show the run's tree until it ends: redrawn at every event, and polled every second (which
+    steps still wait for an agent; the timers move with every refresh)."""
+    from rich.live import Live  # only following a run draws live
+
+    view = RunView(client.request("GET", f"/api/v1/runs/{run_id}"))
     context = client.context
     headers = {"Authorization": f"Bearer {context.token}"} if context.token else {}
-    with Live(render_run(run), console=err_console, refresh_per_second=10, transient=False) as live:
-        while run["state"] == "running":
-            try:
-                with httpx.stream(
-                    "GET",
-                    f"{context.url}/api/v1/runs/{run_id}/events",
-                    headers=headers,
-                    timeout=httpx.Timeout(10, read=60),
-                ) as stream:
-                    for line in stream.iter_lines():
-                        if line.startswith("event:"):
-                            run = client.request("GET", f"/api/v1/runs/{run_id}")
-                            live.update(render_run(run))
-                            if line.strip() == "event: end" or run["state"] != "running":
-                                break
-            except httpx.HTTPError:
-                time.sleep(1.0)  # the manager may be restarting; its state is durable
-            run = client.request("GET", f"/api/v1/runs/{run_id}")
-            live.update(render_run(run))
-    return run
+    changed, done = threading.Event(), threading.Event()
+    watcher = threading.Thread(
+        target=_watch_events,
+        args=(f"{context.url}/api/v1/runs/{run_id}/events", headers, changed, done),
+        daemon=True,  # it may sit in a read of the stream; it must not hold the command open
+    )
+    watcher.start()
+    try:
+        with Live(view, console=err_console, refresh_per_second=4, transient=False):
+            while view.run["state"] == "running":
+                changed.wait(_POLL_SECONDS)
+                changed.clear()
+                run = client.request("GET", f"/api/v1/runs/{run_id}")
+                view.waiting = find_waiting(client, run) if run["state"] == "running" else {}
+                view.run = run
+    finally:
+        done.set()
+    return view.run
 
 
 def run_command(
@@ -181,7 +262,7 @@ def run_command(
                 return
             final = follow(client, run["id"])
     except CliError as error:
-        report_error(str(error))
+        report_error(f"{error}")
         raise typer.Exit(error.code) from None
     if final["state"] == "succeeded":
         emit(final["outputs"], output)
@@ -200,8 +281,22 @@ def _call(server: str | None, token: str | None, method: str, path: str, **kwarg
         with ApiClient(load_context(server, token)) as client:
             return client.request(method, path, **kwargs)
     except CliError as error:
-        report_error(str(error))
+        report_error(f"{error}")
         raise typer.Exit(error.code) from None
+
+
+LATEST = "@latest"
+
+
+def run_ref(server: str | None, token: str | None, ref: str) -> str:
+    """A run id as given, or the newest run's id for `@latest` (the habit of `argo get @latest`)."""
+    if ref != LATEST:
+        return ref
+    items = _call(server, token, "GET", "/api/v1/runs", params={"limit": 1})["items"]
+    if not items:
+        report_error("@latest: there are no runs yet")
+        raise typer.Exit(1)
+    return str(items[0]["id"])
 
 
 @runs_app.command("list")
@@ -228,6 +323,7 @@ def runs_get(
     token: Token = None,
 ) -> None:
     """A run with every step: state, attempts, timing, output or error."""
+    run_id = run_ref(server, token, run_id)
     run = _call(server, token, "GET", f"/api/v1/runs/{run_id}")
     if output == "tree":
         console.print(render_run(run))
@@ -238,6 +334,7 @@ def runs_get(
 @runs_app.command("cancel")
 def runs_cancel(run_id: str, server: Server = None, token: Token = None) -> None:
     """Cancel a run; its running steps are cancelled on their agents."""
+    run_id = run_ref(server, token, run_id)
     run = _call(server, token, "POST", f"/api/v1/runs/{run_id}/cancel")
     console.print(f"run {run_id}: {run['state']}")
 
@@ -251,6 +348,7 @@ def runs_retry(
     token: Token = None,
 ) -> None:
     """Retry a failed run (or one failed step) from where it failed, keeping succeeded steps."""
+    run_id = run_ref(server, token, run_id)
     run = _call(server, token, "POST", f"/api/v1/runs/{run_id}/retry", json={"step": step})
     if not watch:
         console.print(f"run {run_id}: {run['state']}")
@@ -269,6 +367,7 @@ def runs_approve(
     token: Token = None,
 ) -> None:
     """Approve a step waiting for approval."""
+    run_id = run_ref(server, token, run_id)
     _call(server, token, "POST", f"/api/v1/runs/{run_id}/steps/{step}/approve", json={"comment": comment})
     console.print(f"step {step} of run {run_id} approved")
 
@@ -282,6 +381,7 @@ def runs_reject(
     token: Token = None,
 ) -> None:
     """Reject a step waiting for approval (the step fails)."""
+    run_id = run_ref(server, token, run_id)
     _call(server, token, "POST", f"/api/v1/runs/{run_id}/steps/{step}/reject", json={"comment": comment})
     console.print(f"step {step} of run {run_id} rejected")
 
@@ -289,9 +389,65 @@ def runs_reject(
 @runs_app.command("logs")
 def runs_logs(run_id: str, server: Server = None, token: Token = None) -> None:
     """The run's history: every transition, in order."""
+    run_id = run_ref(server, token, run_id)
     events = _call(server, token, "GET", f"/api/v1/runs/{run_id}/events", params={"follow": False})["items"]
     for event in events:
         stamp = time.strftime("%H:%M:%S", time.localtime(event["at"])) + f".{int(event['at'] * 1000) % 1000:03d}"
         detail = {k: v for k, v in event["data"].items() if v not in (None, "", {})}
         where = f" {event['step']}" if event["step"] else ""
         console.print(f"{stamp}  {event['type']}{where}  {json.dumps(detail) if detail else ''}", highlight=False)
+
+
+_FINISHED = "finished"
+_APPROVAL = "approval"
+_WAIT_FOR = ("approval", "finished", "succeeded", "failed", "cancelled", "timed_out")
+
+
+def _reached(run: dict[str, Any], wanted: str) -> bool:
+    if wanted == _APPROVAL:
+        return any(step["state"] == "waiting_approval" for step in run.get("steps", []))
+    if wanted == _FINISHED:
+        return bool(run["state"] != "running")
+    return bool(run["state"] == wanted)
+
+
+@runs_app.command("wait")
+def runs_wait(
+    run_id: Annotated[str, typer.Argument(help="A run id, or @latest for the newest run.")],
+    wait_for: Annotated[
+        str,
+        typer.Option(
+            "--for", help="approval (a step waits for a decision), finished, succeeded, failed, cancelled, timed_out."
+        ),
+    ] = _FINISHED,
+    timeout: Annotated[str, typer.Option(help="Give up after this long: 30s, 5m, 1h.")] = "5m",
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Wait until a run reaches a state, like `kubectl wait --for`; print the run's state.
+
+    Exits 1 when the run ends in another state first, or when --timeout passes.
+
+    Example: RUN=$(pweza run wf.yaml --detach); pweza runs wait $RUN --for approval"""
+    if wait_for not in _WAIT_FOR:
+        report_error(f"--for {wait_for!r}: expected one of {', '.join(_WAIT_FOR)}")
+        raise typer.Exit(2)
+    try:
+        limit = parse_duration(timeout)
+    except ValueError as error:
+        report_error(f"--timeout: {error}")
+        raise typer.Exit(2) from None
+    run_id = run_ref(server, token, run_id)
+    deadline = time.monotonic() + limit
+    while True:
+        run = _call(server, token, "GET", f"/api/v1/runs/{run_id}")
+        if _reached(run, wait_for):
+            print(f"run {run_id}: {wait_for if wait_for == _APPROVAL else run['state']}")
+            return
+        if run["state"] != "running":
+            report_error(f"run {run_id} ended {run['state']} before reaching {wait_for}")
+            raise typer.Exit(1)
+        if time.monotonic() >= deadline:
+            report_error(f"run {run_id} did not reach {wait_for} within {timeout}")
+            raise typer.Exit(1)
+        time.sleep(0.3)

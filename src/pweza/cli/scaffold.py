@@ -20,8 +20,8 @@ _INIT_EXAMPLES = """Examples:
 """
 
 _AGENTS = """\
-# One template (what an agent runs) and one pool (how many run). `pweza up -f {folder}`
-# starts the pool's agents with this folder on their PYTHONPATH, so {module}.py is found.
+# One template (what an agent runs) and one pool (how many run). The handler is in
+# {module}.py; `pythonPath: [.]` (this folder) is how the agents find it.
 apiVersion: pweza.ai/v1
 kind: AgentTemplate
 metadata:
@@ -30,6 +30,7 @@ spec:
   runtime:
     kind: python
     handler: {module}:greet
+    pythonPath: [.]
   concurrency: 4
   timeout: 30s
   retry:

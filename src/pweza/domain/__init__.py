@@ -1,5 +1,6 @@
 """Models, state machines and rules; no I/O happens in this layer.
 
-Importing the package imports nothing else (pweza.domain.kinds brings in every kind), so a
-command that needs one small module does not pay for the models and CEL.
+Nothing is imported here on purpose: an agent loads only the few modules it uses (tasks,
+limits, its template's model), not the workflow models and their expression engine. The
+Workflow kind registers itself when `pweza.domain.kinds` is imported.
 """

@@ -45,6 +45,12 @@ def unwrap(source: str) -> str:
     return whole.group(1).strip() if whole else source.strip()
 
 
+def preload() -> None:
+    """Import the CEL package now (it is otherwise imported by the first compile): for a process
+    whose first expression must not pay for it."""
+    import cel  # noqa: F401
+
+
 @lru_cache(maxsize=4096)
 def compile_expression(source: str) -> Any:
     """Parse and check one bare expression; cached, since runs evaluate the same ones often."""
@@ -53,7 +59,9 @@ def compile_expression(source: str) -> Any:
     code = _STRING_LITERAL.sub('""', source)
     if _DUNDER.search(code):
         raise ExpressionError(f"{source!r}: names with double underscores are not allowed")
-    import cel  # here, not at the top: the package loads a REPL, and most commands never compile
+    # Imported on first use: the package costs ~25 MiB and a REPL's worth of imports, which
+    # processes that never evaluate an expression (agents, most CLI commands) do without.
+    import cel
 
     try:
         program = cel.compile(source)

@@ -103,5 +103,5 @@ def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manife
         raise validation_problem(error) from None
 
 
-# Workflows register their kind on import; done here, last, so that whoever looks kinds up sees it.
-from pweza.domain import workflows as _workflows  # noqa: E402, F401
+# Last, once `register_kind` exists: whoever looks kinds up finds Workflow among them.
+from pweza.domain import workflows as _workflows  # noqa: E402, F401 - registers the Workflow kind

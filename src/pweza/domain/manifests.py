@@ -56,7 +56,7 @@ RuntimeKind = Literal["python", "http", "shell", "llm"]
 
 # Which settings each runtime kind needs and which it accepts.
 _RUNTIME_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    "python": ({"handler"}, {"handler"}),
+    "python": ({"handler"}, {"handler", "pythonPath"}),
     "http": ({"url"}, {"url", "headers"}),
     "shell": ({"command"}, {"command", "workingDir"}),
     "llm": ({"baseUrl", "model"}, {"baseUrl", "model", "prompt", "apiKeyEnv", "temperature"}),
@@ -75,6 +75,13 @@ class Runtime(SpecModel):
         default=None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
         description="python: 'package.module:callable'",
+    )
+    python_path: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        default=None,
+        max_length=32,
+        description="python: folders put first on the handler's import path (sys.path); `pweza apply` and "
+        "`pweza up -f` make relative ones absolute from the manifest file's folder, otherwise they count "
+        "from the agent's working directory (on Kubernetes: paths inside the agent image)",
     )
     url: str | None = Field(default=None, pattern=r"^https?://", description="http: endpoint")
     headers: dict[str, str] | None = None

@@ -408,6 +408,27 @@ class Dispatcher(SharedDispatch):
         if slots and self._connected(session):
             self._give_credits(session, slots)
 
+    def on_ready(self, session: AgentSession, slots: int, error: str) -> None:
+        """The agent loaded its template: it now has `slots` slots (at most the template's
+        concurrency), or, with `error`, none at all and it is listed as unhealthy."""
+        if not self._connected(session):
+            return
+        pool = f"{session.namespace}/{session.pool}"
+        if error:
+            session.error = error
+            session.slots = session.credits = 0
+            log.warning("agent cannot serve", agent=session.id, pool=pool, error=error)
+        else:
+            if slots > session.max_slots:
+                log.warning("agent asked for more slots than its template allows", agent=session.id, pool=pool,
+                            slots=slots, allowed=session.max_slots)  # fmt: skip
+            session.error = ""
+            session.slots = min(slots, session.max_slots)
+            session.credits = max(0, session.slots - len(session.running))
+            log.info("agent ready", agent=session.id, pool=pool, slots=session.slots)
+        self._sessions_changed()
+        self._request_pump(session.pool_key)
+
     def _give_credits(self, session: AgentSession, slots: int) -> None:
         room = max(0, session.slots - len(session.running))
         session.credits = min(room, session.credits + slots)
@@ -597,6 +618,8 @@ class Dispatcher(SharedDispatch):
             self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
             return
         decision = decide(self._policy(task), error, task.attempts, task.max_retries)
+        outcome = "retrying" if decision.retry else decision.final_state.value
+        _log_failed_attempt(task, attempt, error, outcome, decision.delay if decision.retry else None)
         if not decision.retry:
             self._finish(task, decision.final_state, error=error)
             return
@@ -705,3 +728,22 @@ class Dispatcher(SharedDispatch):
         for session in self._sessions.values():
             pool = f"{session.namespace}/{session.pool}"
             self._metrics.agents.labels(pool=pool, state=session.state).inc()
+
+
+def _log_failed_attempt(task: Task, attempt: Attempt, error: TaskError, outcome: str, retry_in: float | None) -> None:
+    """One line per failed attempt, with what a person needs to find it: never the task's input
+    or output, only the error the handler (or the manager) gave."""
+    log.warning(
+        "task attempt failed",
+        task=task.id,
+        attempt=attempt.number,
+        pool=f"{task.namespace}/{task.pool}",
+        agent=attempt.agent_id or None,
+        run=task.labels.get("run"),
+        step=task.labels.get("step"),
+        error_type=error.type,
+        error=error.message,
+        retryable=error.retryable,
+        outcome=outcome,
+        retry_in=None if retry_in is None else round(retry_in, 3),
+    )

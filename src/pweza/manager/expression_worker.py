@@ -32,6 +32,7 @@ def _read(stream: BinaryIO, size: int) -> bytes | None:
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    expressions.preload()  # before "ready": the first expression's deadline must not pay for it
     answers.write(b"R")  # ready: the parent's deadline counts from here, not from our start-up
     answers.flush()
     while (header := _read(requests, _FRAME.size)) is not None:

@@ -61,6 +61,11 @@ class AgentSession:
     credits: int = 0
     running: set[str] = field(default_factory=set)
     draining: bool = False
+    # The template's concurrency: the most slots a Ready may give the agent.
+    max_slots: int = 0
+    # Why the agent cannot serve (its Ready said so, e.g. its handler does not import): it is
+    # listed as unhealthy and sent nothing.
+    error: str = ""
     connected_at: float = 0.0
     last_seen: float = 0.0
 
@@ -70,6 +75,8 @@ class AgentSession:
 
     @property
     def state(self) -> str:
+        if self.error:
+            return "unhealthy"
         if self.draining:
             return "draining"
         return "busy" if self.running else "idle"
@@ -84,6 +91,7 @@ class AgentSession:
             "state": self.state,
             "slots": self.slots,
             "freeSlots": self.credits,
+            "error": self.error or None,
             "running": sorted(self.running),
             "hostname": self.hostname,
             "pid": self.pid,

@@ -11,6 +11,7 @@ import math
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import grpc
 import orjson
@@ -104,9 +105,9 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         try:
             first = await asyncio.wait_for(anext(aiter(request_iterator)), timeout=10.0)
         except (TimeoutError, StopAsyncIteration):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be hello")
+            await _refuse(context, None, grpc.StatusCode.INVALID_ARGUMENT, "the first message must be hello")
         if not first.HasField("hello"):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be hello")
+            await _refuse(context, None, grpc.StatusCode.INVALID_ARGUMENT, "the first message must be hello")
         hello = first.hello
         session, template_json = await self._open_session(hello, context)
         link = session.link
@@ -116,7 +117,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             # No await since the checks in _open_session: two hellos with one agent id cannot both pass.
             manager.dispatcher.connect(session, _refs(list(hello.in_flight)))
         except Conflict as error:
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS, error.detail)
+            await _refuse(context, hello, grpc.StatusCode.ALREADY_EXISTS, error.detail)
         log.info("agent connected", agent=session.id, pool=session.pool, slots=session.slots)
         reader: asyncio.Task[None] | None = None
         try:
@@ -164,9 +165,11 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             principal.require_pool(namespace, hello.pool)
         except PwezaError as error:
             denied = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
-            await context.abort(_status(error, denied), error.detail)
+            await _refuse(context, hello, _status(error, denied), error.detail)
         if hello.agent_id and not _AGENT_ID.fullmatch(hello.agent_id):
-            await context.abort(
+            await _refuse(
+                context,
+                hello,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "agent_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             )
@@ -174,10 +177,12 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             policy = await manager.registry.pool_policy(namespace, hello.pool)
             template = await manager.registry.get("AgentTemplate", namespace, policy.template_name)
         except PwezaError as error:
-            await context.abort(_status(error, grpc.StatusCode.FAILED_PRECONDITION), error.detail)
+            await _refuse(context, hello, _status(error, grpc.StatusCode.FAILED_PRECONDITION), error.detail)
         concurrency = policy.template.concurrency
         if hello.HasField("free_slots") and hello.free_slots > concurrency:
-            await context.abort(
+            await _refuse(
+                context,
+                hello,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"free_slots is {hello.free_slots}; pool {namespace}/{hello.pool} allows 0 to {concurrency} "
                 f"(template {policy.template_name} has concurrency {concurrency})",
@@ -192,6 +197,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             template=policy.template_name,
             capabilities=list(hello.capabilities) or list(policy.template.capabilities),
             slots=slots,
+            max_slots=concurrency,
             link=StreamLink(),
             hostname=hello.hostname,
             pid=hello.pid,
@@ -234,6 +240,8 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     dispatcher.on_heartbeat(session, _refs(list(message.heartbeat.attempts)))
                 elif body == "credit":
                     dispatcher.on_credit(session, message.credit.slots)
+                elif body == "ready":
+                    dispatcher.on_ready(session, message.ready.slots, cut_error_text(message.ready.error))
                 elif body == "delegate":
                     request = message.delegate
                     payload, problem = read_delegate_input(request, limit)
@@ -252,6 +260,22 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     log.warning("unexpected agent message", agent=session.id, kind=body)
         except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.CancelledError):
             pass  # the stream ended (an abort was logged by whoever aborted it)
+
+
+async def _refuse(context: Context, hello: pb.Hello | None, code: grpc.StatusCode, detail: str) -> NoReturn:
+    """End the stream with `code`, after one log line saying which agent was refused and why
+    (never its token)."""
+    log.warning(
+        "agent refused",
+        code=code.name,
+        reason=detail,
+        agent=(hello.agent_id or None) if hello is not None else None,
+        pool=f"{hello.namespace or 'default'}/{hello.pool}" if hello is not None else None,
+        hostname=(hello.hostname or None) if hello is not None else None,
+        peer=context.peer(),
+    )
+    await context.abort(code, detail)
+    raise AssertionError("abort returned")  # grpc's abort always raises
 
 
 def _metadata_token(context: Context) -> str | None:

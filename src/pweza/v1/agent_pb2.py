@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14pweza/v1/agent.proto\x12\x08pweza.v1\"\x81\x02\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.pweza.v1.HelloH\x00\x12$\n\x07started\x18\x02 \x01(\x0b\x32\x11.pweza.v1.StartedH\x00\x12(\n\theartbeat\x18\x03 \x01(\x0b\x32\x13.pweza.v1.HeartbeatH\x00\x12$\n\x07results\x18\x04 \x01(\x0b\x32\x11.pweza.v1.ResultsH\x00\x12\"\n\x06\x63redit\x18\x05 \x01(\x0b\x32\x10.pweza.v1.CreditH\x00\x12-\n\x08\x64\x65legate\x18\x06 \x01(\x0b\x32\x19.pweza.v1.DelegateRequestH\x00\x42\x06\n\x04\x62ody\"\xe1\x01\n\x05Hello\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x17\n\nfree_slots\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\r\n\x05token\x18\x06 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\x12\x10\n\x08hostname\x18\x08 \x01(\t\x12\x0b\n\x03pid\x18\t \x01(\r\x12\'\n\tin_flight\x18\n \x03(\x0b\x32\x14.pweza.v1.AttemptRefB\r\n\x0b_free_slots\":\n\nAttemptRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\n\n\x02\x61t\x18\x03 \x01(\x01\"1\n\x07Started\x12&\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x14.pweza.v1.AttemptRef\"3\n\tHeartbeat\x12&\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x14.pweza.v1.AttemptRef\"=\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"s\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x13\n\x0boutput_json\x18\x04 \x01(\x0c\x12\"\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.pweza.v1.ErrorInfo\"@\n\x07Results\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.pweza.v1.TaskResult\x12\x0e\n\x06\x63redit\x18\x02 \x01(\r\"\x17\n\x06\x43redit\x12\r\n\x05slots\x18\x01 \x01(\r\"\x84\x01\n\x0f\x44\x65legateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eparent_task_id\x18\x02 \x01(\t\x12\x16\n\x0eparent_attempt\x18\x03 \x01(\r\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\ninput_json\x18\x05 \x01(\x0c\x12\x0b\n\x03key\x18\x06 \x01(\t\"\xe7\x01\n\x0eManagerMessage\x12$\n\x07welcome\x18\x01 \x01(\x0b\x32\x11.pweza.v1.WelcomeH\x00\x12,\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x15.pweza.v1.AssignmentsH\x00\x12\"\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x10.pweza.v1.CancelH\x00\x12 \n\x05\x64rain\x18\x04 \x01(\x0b\x32\x0f.pweza.v1.DrainH\x00\x12\x33\n\x0f\x64\x65legate_result\x18\x05 \x01(\x0b\x32\x18.pweza.v1.DelegateResultH\x00\x42\x06\n\x04\x62ody\"\x88\x01\n\x07Welcome\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\rtemplate_json\x18\x02 \x01(\x0c\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\x12\x15\n\rlease_seconds\x18\x04 \x01(\x01\x12\x19\n\x11max_payload_bytes\x18\x05 \x01(\x04\"\xd5\x01\n\nAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\ninput_json\x18\x03 \x01(\x0c\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x30\n\x06labels\x18\x06 \x03(\x0b\x32 .pweza.v1.Assignment.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x0b\x41ssignments\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.pweza.v1.Assignment\"*\n\x06\x43\x61ncel\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x05\x44rain\x12\x15\n\rgrace_seconds\x18\x01 \x01(\x01\"z\n\x0e\x44\x65legateResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x13\n\x0boutput_json\x18\x04 \x01(\x0c\x12\"\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.pweza.v1.ErrorInfo2O\n\x0c\x41gentChannel\x12?\n\x07\x43onnect\x12\x16.pweza.v1.AgentMessage\x1a\x18.pweza.v1.ManagerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14pweza/v1/agent.proto\x12\x08pweza.v1\"\xa3\x02\n\x0c\x41gentMessage\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.pweza.v1.HelloH\x00\x12$\n\x07started\x18\x02 \x01(\x0b\x32\x11.pweza.v1.StartedH\x00\x12(\n\theartbeat\x18\x03 \x01(\x0b\x32\x13.pweza.v1.HeartbeatH\x00\x12$\n\x07results\x18\x04 \x01(\x0b\x32\x11.pweza.v1.ResultsH\x00\x12\"\n\x06\x63redit\x18\x05 \x01(\x0b\x32\x10.pweza.v1.CreditH\x00\x12-\n\x08\x64\x65legate\x18\x06 \x01(\x0b\x32\x19.pweza.v1.DelegateRequestH\x00\x12 \n\x05ready\x18\x07 \x01(\x0b\x32\x0f.pweza.v1.ReadyH\x00\x42\x06\n\x04\x62ody\"\xe1\x01\n\x05Hello\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x17\n\nfree_slots\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\r\n\x05token\x18\x06 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\x12\x10\n\x08hostname\x18\x08 \x01(\t\x12\x0b\n\x03pid\x18\t \x01(\r\x12\'\n\tin_flight\x18\n \x03(\x0b\x32\x14.pweza.v1.AttemptRefB\r\n\x0b_free_slots\"%\n\x05Ready\x12\r\n\x05slots\x18\x01 \x01(\r\x12\r\n\x05\x65rror\x18\x02 \x01(\t\":\n\nAttemptRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\n\n\x02\x61t\x18\x03 \x01(\x01\"1\n\x07Started\x12&\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x14.pweza.v1.AttemptRef\"3\n\tHeartbeat\x12&\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x14.pweza.v1.AttemptRef\"=\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"s\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x13\n\x0boutput_json\x18\x04 \x01(\x0c\x12\"\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.pweza.v1.ErrorInfo\"@\n\x07Results\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.pweza.v1.TaskResult\x12\x0e\n\x06\x63redit\x18\x02 \x01(\r\"\x17\n\x06\x43redit\x12\r\n\x05slots\x18\x01 \x01(\r\"\x84\x01\n\x0f\x44\x65legateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0eparent_task_id\x18\x02 \x01(\t\x12\x16\n\x0eparent_attempt\x18\x03 \x01(\r\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x12\n\ninput_json\x18\x05 \x01(\x0c\x12\x0b\n\x03key\x18\x06 \x01(\t\"\xe7\x01\n\x0eManagerMessage\x12$\n\x07welcome\x18\x01 \x01(\x0b\x32\x11.pweza.v1.WelcomeH\x00\x12,\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x15.pweza.v1.AssignmentsH\x00\x12\"\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x10.pweza.v1.CancelH\x00\x12 \n\x05\x64rain\x18\x04 \x01(\x0b\x32\x0f.pweza.v1.DrainH\x00\x12\x33\n\x0f\x64\x65legate_result\x18\x05 \x01(\x0b\x32\x18.pweza.v1.DelegateResultH\x00\x42\x06\n\x04\x62ody\"\x88\x01\n\x07Welcome\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\rtemplate_json\x18\x02 \x01(\x0c\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\x12\x15\n\rlease_seconds\x18\x04 \x01(\x01\x12\x19\n\x11max_payload_bytes\x18\x05 \x01(\x04\"\xd5\x01\n\nAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\ninput_json\x18\x03 \x01(\x0c\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x30\n\x06labels\x18\x06 \x03(\x0b\x32 .pweza.v1.Assignment.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x0b\x41ssignments\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.pweza.v1.Assignment\"*\n\x06\x43\x61ncel\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x05\x44rain\x12\x15\n\rgrace_seconds\x18\x01 \x01(\x01\"z\n\x0e\x44\x65legateResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x13\n\x0boutput_json\x18\x04 \x01(\x0c\x12\"\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.pweza.v1.ErrorInfo2O\n\x0c\x41gentChannel\x12?\n\x07\x43onnect\x12\x16.pweza.v1.AgentMessage\x1a\x18.pweza.v1.ManagerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,41 +34,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSIGNMENT_LABELSENTRY']._loaded_options = None
   _globals['_ASSIGNMENT_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_AGENTMESSAGE']._serialized_start=35
-  _globals['_AGENTMESSAGE']._serialized_end=292
-  _globals['_HELLO']._serialized_start=295
-  _globals['_HELLO']._serialized_end=520
-  _globals['_ATTEMPTREF']._serialized_start=522
-  _globals['_ATTEMPTREF']._serialized_end=580
-  _globals['_STARTED']._serialized_start=582
-  _globals['_STARTED']._serialized_end=631
-  _globals['_HEARTBEAT']._serialized_start=633
-  _globals['_HEARTBEAT']._serialized_end=684
-  _globals['_ERRORINFO']._serialized_start=686
-  _globals['_ERRORINFO']._serialized_end=747
-  _globals['_TASKRESULT']._serialized_start=749
-  _globals['_TASKRESULT']._serialized_end=864
-  _globals['_RESULTS']._serialized_start=866
-  _globals['_RESULTS']._serialized_end=930
-  _globals['_CREDIT']._serialized_start=932
-  _globals['_CREDIT']._serialized_end=955
-  _globals['_DELEGATEREQUEST']._serialized_start=958
-  _globals['_DELEGATEREQUEST']._serialized_end=1090
-  _globals['_MANAGERMESSAGE']._serialized_start=1093
-  _globals['_MANAGERMESSAGE']._serialized_end=1324
-  _globals['_WELCOME']._serialized_start=1327
-  _globals['_WELCOME']._serialized_end=1463
-  _globals['_ASSIGNMENT']._serialized_start=1466
-  _globals['_ASSIGNMENT']._serialized_end=1679
-  _globals['_ASSIGNMENT_LABELSENTRY']._serialized_start=1634
-  _globals['_ASSIGNMENT_LABELSENTRY']._serialized_end=1679
-  _globals['_ASSIGNMENTS']._serialized_start=1681
-  _globals['_ASSIGNMENTS']._serialized_end=1731
-  _globals['_CANCEL']._serialized_start=1733
-  _globals['_CANCEL']._serialized_end=1775
-  _globals['_DRAIN']._serialized_start=1777
-  _globals['_DRAIN']._serialized_end=1807
-  _globals['_DELEGATERESULT']._serialized_start=1809
-  _globals['_DELEGATERESULT']._serialized_end=1931
-  _globals['_AGENTCHANNEL']._serialized_start=1933
-  _globals['_AGENTCHANNEL']._serialized_end=2012
+  _globals['_AGENTMESSAGE']._serialized_end=326
+  _globals['_HELLO']._serialized_start=329
+  _globals['_HELLO']._serialized_end=554
+  _globals['_READY']._serialized_start=556
+  _globals['_READY']._serialized_end=593
+  _globals['_ATTEMPTREF']._serialized_start=595
+  _globals['_ATTEMPTREF']._serialized_end=653
+  _globals['_STARTED']._serialized_start=655
+  _globals['_STARTED']._serialized_end=704
+  _globals['_HEARTBEAT']._serialized_start=706
+  _globals['_HEARTBEAT']._serialized_end=757
+  _globals['_ERRORINFO']._serialized_start=759
+  _globals['_ERRORINFO']._serialized_end=820
+  _globals['_TASKRESULT']._serialized_start=822
+  _globals['_TASKRESULT']._serialized_end=937
+  _globals['_RESULTS']._serialized_start=939
+  _globals['_RESULTS']._serialized_end=1003
+  _globals['_CREDIT']._serialized_start=1005
+  _globals['_CREDIT']._serialized_end=1028
+  _globals['_DELEGATEREQUEST']._serialized_start=1031
+  _globals['_DELEGATEREQUEST']._serialized_end=1163
+  _globals['_MANAGERMESSAGE']._serialized_start=1166
+  _globals['_MANAGERMESSAGE']._serialized_end=1397
+  _globals['_WELCOME']._serialized_start=1400
+  _globals['_WELCOME']._serialized_end=1536
+  _globals['_ASSIGNMENT']._serialized_start=1539
+  _globals['_ASSIGNMENT']._serialized_end=1752
+  _globals['_ASSIGNMENT_LABELSENTRY']._serialized_start=1707
+  _globals['_ASSIGNMENT_LABELSENTRY']._serialized_end=1752
+  _globals['_ASSIGNMENTS']._serialized_start=1754
+  _globals['_ASSIGNMENTS']._serialized_end=1804
+  _globals['_CANCEL']._serialized_start=1806
+  _globals['_CANCEL']._serialized_end=1848
+  _globals['_DRAIN']._serialized_start=1850
+  _globals['_DRAIN']._serialized_end=1880
+  _globals['_DELEGATERESULT']._serialized_start=1882
+  _globals['_DELEGATERESULT']._serialized_end=2004
+  _globals['_AGENTCHANNEL']._serialized_start=2006
+  _globals['_AGENTCHANNEL']._serialized_end=2085
 # @@protoc_insertion_point(module_scope)

@@ -35,6 +35,7 @@ class AgentMessage(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     CREDIT_FIELD_NUMBER: _builtins.int
     DELEGATE_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -47,6 +48,8 @@ class AgentMessage(_message.Message):
     def credit(self) -> Global___Credit: ...
     @_builtins.property
     def delegate(self) -> Global___DelegateRequest: ...
+    @_builtins.property
+    def ready(self) -> Global___Ready: ...
     def __init__(
         self,
         *,
@@ -56,12 +59,13 @@ class AgentMessage(_message.Message):
         results: Global___Results | None = ...,
         credit: Global___Credit | None = ...,
         delegate: Global___DelegateRequest | None = ...,
+        ready: Global___Ready | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "results", b"results", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "results", b"results", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -124,6 +128,35 @@ class Hello(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__free_slots) -> _WhichOneofReturnType__free_slots | None: ...
 
 Global___Hello: _TypeAlias = Hello  # noqa: Y015
+
+@_typing.final
+class Ready(_message.Message):
+    """What an agent says once its welcome's template is loaded (its handler imported): it then has
+    `slots` slots (0 up to the template's concurrency), which become its credits. An agent that
+    does not know its template yet says `free_slots: 0` in its hello and sends this after the
+    welcome. With `error` set the agent cannot serve (e.g. its handler module does not import):
+    the manager logs the error, lists the agent as unhealthy and sends it nothing.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLOTS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    slots: _builtins.int
+    error: _builtins.str
+    def __init__(
+        self,
+        *,
+        slots: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "slots", b"slots"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ready: _TypeAlias = Ready  # noqa: Y015
 
 @_typing.final
 class AttemptRef(_message.Message):

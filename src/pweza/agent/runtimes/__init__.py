@@ -12,16 +12,20 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from pweza.agent.sdk import TaskContext
-from pweza.domain.manifests import AgentTemplateSpec
+from pweza.agent.template import AgentTemplateView
 
 
 class AgentRuntime(Protocol):
     async def run(self, ctx: TaskContext) -> Any: ...
 
+    @property
+    def load_error(self) -> str | None:
+        """Why the runtime cannot serve (e.g. its handler does not import); None when it can."""
+
     async def aclose(self) -> None: ...
 
 
-def build_runtime(spec: AgentTemplateSpec, *, concurrency: int) -> AgentRuntime:
+def build_runtime(spec: AgentTemplateView, *, concurrency: int) -> AgentRuntime:
     runtime = spec.runtime
     # Imported per kind so an agent only loads what its kind needs.
     if runtime.kind == "python":

@@ -9,7 +9,7 @@ import httpx
 import orjson
 
 from pweza.agent.sdk import TaskContext, TaskFailure
-from pweza.domain.manifests import Runtime
+from pweza.agent.template import RuntimeSettings
 
 _JSON = {"content-type": "application/json", "accept": "application/json"}
 # 408 and 429 are the server saying "not now", so they are worth a retry like a 5xx.
@@ -43,7 +43,9 @@ async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[
 
 
 class HttpRuntime:
-    def __init__(self, runtime: Runtime, *, concurrency: int) -> None:
+    load_error: str | None = None  # nothing to load up front
+
+    def __init__(self, runtime: RuntimeSettings, *, concurrency: int) -> None:
         assert runtime.url is not None
         self.url = runtime.url
         self._client = _client(concurrency, dict(runtime.headers or {}))
@@ -60,7 +62,9 @@ class HttpRuntime:
 class LlmRuntime:
     """OpenAI-compatible chat completions; the input becomes the user message."""
 
-    def __init__(self, runtime: Runtime, *, concurrency: int) -> None:
+    load_error: str | None = None  # nothing to load up front
+
+    def __init__(self, runtime: RuntimeSettings, *, concurrency: int) -> None:
         assert runtime.base_url is not None and runtime.model is not None
         self.url = runtime.base_url.rstrip("/") + "/chat/completions"
         self.model = runtime.model

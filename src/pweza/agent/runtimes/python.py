@@ -11,14 +11,21 @@ from typing import Any
 
 from pweza.agent.runtimes.threads import HandlerThreads
 from pweza.agent.sdk import TaskContext, TaskFailure
-from pweza.domain.manifests import Runtime
+from pweza.agent.template import RuntimeSettings
 from pweza.domain.tasks import ErrorType
 
 
-def load_handler(reference: str) -> Callable[..., Any]:
+def load_handler(reference: str, python_path: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """Import `package.module:callable`, after putting the template's `pythonPath` first on sys.path."""
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"handler {reference!r} is not 'package.module:callable'")
+    # The template says where its code is (`pweza apply` made the folders absolute); a relative
+    # entry left as written (e.g. by `kubectl apply`) counts from the working directory.
+    for entry in reversed(python_path):
+        folder = os.path.abspath(entry)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     # `pweza agent` runs as a console script, whose sys.path lacks the working directory;
     # users expect `handlers:echo` next to their manifests to import like `python -m` would.
     cwd = os.getcwd()
@@ -38,17 +45,19 @@ def _is_async(handler: Callable[..., Any]) -> bool:
 
 
 class PythonRuntime:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: RuntimeSettings) -> None:
         assert runtime.handler is not None
         self.reference = runtime.handler
         self._handler: Callable[..., Any] | None = None
         self._error: str | None = None
         try:
-            self._handler = load_handler(runtime.handler)
+            self._handler = load_handler(runtime.handler, runtime.python_path)
         except Exception as error:  # noqa: BLE001 - any import-time failure is a configuration error
-            # Kept rather than raised: each task then fails fast, non-retryable, with the reason,
-            # instead of the agent crash-looping where nobody reads its logs.
-            self._error = f"cannot load handler {runtime.handler!r}: {type(error).__name__}: {error}"
+            # Kept rather than raised: the agent stays connected and says why it cannot serve
+            # (the manager lists it as unhealthy and sends it nothing), instead of crash-looping
+            # where nobody reads its logs.
+            searched = f" (pythonPath: {', '.join(runtime.python_path)})" if runtime.python_path else ""
+            self._error = f"cannot load handler {runtime.handler!r}: {type(error).__name__}: {error}{searched}"
         self._async = self._handler is not None and _is_async(self._handler)
         # Sync handlers get their own threads: the loop's default executor would cap them at a
         # few and silently lower the agent's concurrency.

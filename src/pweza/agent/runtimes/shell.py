@@ -11,14 +11,16 @@ from typing import Any
 import orjson
 
 from pweza.agent.sdk import TaskContext, TaskFailure
-from pweza.domain.manifests import Runtime
+from pweza.agent.template import RuntimeSettings
 
 _TAIL = 2000
 
 
 class ShellRuntime:
-    def __init__(self, runtime: Runtime) -> None:
-        assert runtime.command is not None
+    load_error: str | None = None  # nothing to load up front
+
+    def __init__(self, runtime: RuntimeSettings) -> None:
+        assert runtime.command
         self.command = list(runtime.command)
         self.working_dir = runtime.working_dir
 

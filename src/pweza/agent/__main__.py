@@ -1,0 +1,5 @@
+import sys
+
+from pweza.agent.entry import main
+
+sys.exit(main())

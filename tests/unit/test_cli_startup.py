@@ -43,6 +43,10 @@ def loaded_heavy_modules(*args: str) -> list[str]:
 
 def test_importing_the_cli_loads_nothing_heavy() -> None:
     assert loaded_heavy_modules("--version") == []
+    # typer itself brings in pydantic once it parses a command's parameters, not before.
+    code = "import pweza.cli.main, sys; print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
 
 
 @pytest.mark.parametrize(

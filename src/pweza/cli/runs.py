@@ -20,7 +20,6 @@ from pweza.cli.files import load_documents, plural_of
 from pweza.cli.listings import RUN_COLUMNS
 from pweza.cli.options import Output, Server, Token, check_output
 from pweza.cli.output import console, emit, err_console, report_error, show
-from pweza.domain.durations import parse_duration
 from pweza.domain.errors import InvalidInput
 from pweza.domain.safe_yaml import load_one
 
@@ -432,6 +431,8 @@ def runs_wait(
     if wait_for not in _WAIT_FOR:
         report_error(f"--for {wait_for!r}: expected one of {', '.join(_WAIT_FOR)}")
         raise typer.Exit(2)
+    from pweza.domain.durations import parse_duration  # pydantic: only this command needs it
+
     try:
         limit = parse_duration(timeout)
     except ValueError as error:

@@ -15,7 +15,7 @@ import pytest
 # The server side, the operator, the expression engine, and the slow HTTP client.
 HEAVY = ("pweza.manager", "pweza.api", "pweza.rpc", "pweza.store", "pweza.operator", "pweza.agent",
          "grpc", "fastapi", "uvicorn", "sqlalchemy", "kopf", "kubernetes", "cel", "structlog",
-         "prometheus_client", "httpx", "asyncio", "rich.live", "pweza.domain.workflows")  # fmt: skip
+         "prometheus_client", "httpx", "asyncio", "rich.live", "pweza.domain.workflows", "yaml")  # fmt: skip
 
 PROBE = """
 import json, sys

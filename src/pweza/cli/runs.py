@@ -21,7 +21,6 @@ from pweza.cli.listings import RUN_COLUMNS
 from pweza.cli.options import Output, Server, Token, check_output
 from pweza.cli.output import console, emit, err_console, report_error, show
 from pweza.domain.errors import InvalidInput
-from pweza.domain.safe_yaml import load_one
 
 runs_app = typer.Typer(
     no_args_is_help=True,
@@ -48,6 +47,8 @@ _STYLE = {
 def parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if input_file is not None:
+        from pweza.domain.safe_yaml import load_one  # yaml, only when there is a file to read
+
         try:
             loaded = load_one(input_file.read_bytes(), f"--input-file {input_file}")
         except OSError as error:

@@ -26,6 +26,8 @@ MATRIX: dict[tuple[str, str], tuple[Permission, str]] = {
     ("GET", "/api/v1/agents"): (Permission.READ, "/api/v1/agents"),
     ("GET", "/api/v1/replicas"): (Permission.READ, "/api/v1/replicas"),
     ("POST", "/api/v1/agents/{agent_id}/drain"): (Permission.WRITE, "/api/v1/agents/missing/drain"),
+    ("GET", "/api/v1/agents/{agent_id}/logs"): (Permission.READ, "/api/v1/agents/missing/logs"),
+    ("GET", "/api/v1/tasks/{task_id}/logs"): (Permission.READ, "/api/v1/tasks/missing/logs"),
     ("POST", "/api/v1/tokens"): (Permission.ADMIN, "/api/v1/tokens"),
     ("GET", "/api/v1/tokens"): (Permission.ADMIN, "/api/v1/tokens"),
     ("DELETE", "/api/v1/tokens/{token_id}"): (Permission.ADMIN, "/api/v1/tokens/missing"),

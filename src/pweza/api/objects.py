@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
@@ -12,11 +13,19 @@ from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import Conflict, InvalidInput, NotFound
 from pweza.domain.kinds import PLURALS, parse_manifest
 from pweza.domain.manifests import Name
+from pweza.domain.records import StoredObject
 from pweza.manager.registry import with_server_fields
 
 router = APIRouter(prefix="/api/v1", tags=["objects"], route_class=GuardedRoute)
 Namespace = Annotated[str, Query(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def object_json(stored: StoredObject) -> dict[str, Any]:
+    """The object with what the manager adds: its generation and, as Kubernetes has it, creationTimestamp."""
+    body = with_server_fields(stored)
+    body["metadata"]["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored.created_at))
+    return body
 
 
 def _kind(plural: str) -> str:
@@ -40,7 +49,7 @@ async def list_objects(
     more = len(stored) > limit
     stored = stored[:limit]
     next_key = f"{stored[-1].namespace}/{stored[-1].name}" if more and stored else None
-    return page([with_server_fields(item) for item in stored], next_key)
+    return page([object_json(item) for item in stored], next_key)
 
 
 @router.post("/{plural}", status_code=201)
@@ -53,7 +62,7 @@ async def create_object(
         raise Conflict(f"{kind} {'/'.join(manifest.key)} already exists; use PUT to replace it")
     stored, warnings = await manager.registry.apply(manifest)
     await manager.audit(who, f"{kind.lower()}.create", "/".join(manifest.key))
-    return {"object": with_server_fields(stored), "warnings": warnings}
+    return {"object": object_json(stored), "warnings": warnings}
 
 
 @router.put("/{plural}/{name}")
@@ -79,7 +88,7 @@ async def replace_object(
     changed = existed is None or existed.generation != stored.generation
     if changed:
         await manager.audit(who, f"{kind.lower()}.apply", "/".join(manifest.key), generation=stored.generation)
-    return {"object": with_server_fields(stored), "warnings": warnings, "changed": changed}
+    return {"object": object_json(stored), "warnings": warnings, "changed": changed}
 
 
 @router.get("/{plural}/{name}")
@@ -87,7 +96,7 @@ async def get_object(
     plural: str, name: Name, manager: ManagerDep, _: Reader, namespace: Namespace = "default"
 ) -> dict[str, Any]:
     stored = await manager.registry.get(_kind(plural), namespace, name)
-    return with_server_fields(stored)
+    return object_json(stored)
 
 
 @router.delete("/{plural}/{name}", status_code=204)

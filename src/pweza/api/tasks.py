@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 
+from pweza.api import agent_logs
 from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import Continue, TaskBatch, TaskSubmission, page, task_json
 from pweza.api.security import ManagerDep, Reader, Writer
-from pweza.domain.errors import InvalidInput
+from pweza.domain.errors import InvalidInput, NotFound
 from pweza.domain.records import TaskFilter
 from pweza.domain.tasks import TaskState
 
@@ -102,3 +105,55 @@ async def drain_agent(
     if forwarded:
         response.status_code = 202
     return agent
+
+
+Tail = Annotated[int | None, Query(ge=0, le=100_000, description="only the last lines (default: all there are)")]
+
+
+@router.get("/agents/{agent_id}/logs", response_model=None, response_class=StreamingResponse)
+async def agent_log(
+    agent_id: str, manager: ManagerDep, _: Reader, follow: bool = False, tail: Tail = None
+) -> StreamingResponse:
+    """What a connected agent that `pweza up` started has written, as text; follow=true streams new lines."""
+    found = [a for a in await manager.list_agents() if a["id"] == agent_id]
+    if not found:
+        raise NotFound(f"agent {agent_id} is not connected")
+    agent = found[0]
+    directory = agent_logs.log_directory(manager.settings.agent_log_dir, agent["pool"])
+    path = agent_logs.slot_log(directory, agent["namespace"], agent["pool"], agent_id)
+    if path is None:
+        raise NotFound(f"agent {agent_id} was not started by this manager's `pweza up`: it has no log here")
+
+    async def paths() -> list[Path]:
+        return [path]
+
+    lines = agent_logs.stream_lines(paths, tail=tail, keep=lambda _: True, follow=follow)
+    return StreamingResponse(lines, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/tasks/{task_id}/logs", response_model=None, response_class=StreamingResponse)
+async def task_log(
+    task_id: str, manager: ManagerDep, _: Reader, follow: bool = False, tail: Tail = None
+) -> StreamingResponse:
+    """The log lines that name the task (its handler's logger, its failures with their tracebacks), from
+    the agents `pweza up` ran its attempts on; follow=true streams them until the task has finished."""
+    task = await manager.dispatcher.get(task_id)
+    directory = agent_logs.log_directory(manager.settings.agent_log_dir, task.pool)
+
+    async def paths() -> list[Path]:
+        """The files of the agents its attempts ran on so far (a later attempt may add one)."""
+        agents = {a.agent_id for a in await manager.store.list_attempts(task_id) if a.agent_id}
+        found = {agent_logs.slot_log(directory, task.namespace, task.pool, agent) for agent in agents}
+        return sorted(path for path in found if path is not None)
+
+    async def finished() -> bool:
+        return (await manager.dispatcher.get(task_id)).state.terminal
+
+    lines = agent_logs.stream_lines(
+        paths,
+        tail=tail,
+        keep=lambda line: task_id in line,
+        follow=follow,
+        done=finished,
+    )
+    return StreamingResponse(lines, media_type="text/plain; charset=utf-8")

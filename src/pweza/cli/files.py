@@ -7,9 +7,9 @@ from typing import Any
 
 from pweza.cli.client import CliError
 from pweza.domain.errors import InvalidInput
-from pweza.domain.kinds import KINDS, parse_manifest
-from pweza.domain.manifests import Manifest
-from pweza.domain.safe_yaml import load_all
+from pweza.domain.kind_names import KIND_NAMES, plural_of
+
+__all__ = ["load_documents", "manifest_paths", "plural_of"]
 
 # Templates before pools before workflows, so references resolve on first apply.
 _ORDER = {"AgentTemplate": 0, "AgentPool": 1, "Workflow": 2}
@@ -25,6 +25,9 @@ def manifest_paths(target: Path) -> list[Path]:
 
 def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every pweza.ai document under `target`, as (where, document), validated, in apply order."""
+    from pweza.domain.kinds import parse_manifest  # the models and CEL, only where documents are read
+    from pweza.domain.safe_yaml import load_all
+
     found: list[tuple[int, str, dict[str, Any]]] = []
     for path in manifest_paths(target):
         try:
@@ -37,13 +40,13 @@ def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
             if document is None:
                 continue
             where = f"{path}" + (f" (document {index + 1})" if len(documents) > 1 else "")
-            if isinstance(document, dict) and document.get("kind") not in KINDS and target.is_dir():
+            if isinstance(document, dict) and document.get("kind") not in KIND_NAMES and target.is_dir():
                 continue  # folders may hold other YAML (e.g. workflow inputs)
             try:
                 manifest = parse_manifest(document)
             except InvalidInput as error:
                 raise CliError(f"{where}: {error.detail}", code=2) from None
-            found.append((_ORDER.get(_kind(manifest), 9), where, _code_from(path, document)))
+            found.append((_ORDER.get(manifest.kind_name, 9), where, _code_from(path, document)))
     found.sort(key=lambda item: item[0])
     return [(where, document) for _, where, document in found]
 
@@ -59,11 +62,3 @@ def _code_from(path: Path, document: dict[str, Any]) -> dict[str, Any]:
     resolved = [entry if Path(entry).is_absolute() else str((folder / entry).resolve()) for entry in entries]
     spec = {**document["spec"], "runtime": {**runtime, "pythonPath": resolved}}
     return {**document, "spec": spec}
-
-
-def _kind(manifest: Manifest) -> str:
-    return manifest.kind_name
-
-
-def plural_of(kind: str) -> str:
-    return kind.lower() + "s"

@@ -9,25 +9,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Group
-from rich.live import Live
 from rich.text import Text
 from rich.tree import Tree
 
 from pweza.cli.client import ApiClient, CliError
 from pweza.cli.context import load_context
 from pweza.cli.files import load_documents, plural_of
-from pweza.cli.output import console, emit, err_console, table
-from pweza.domain.durations import parse_duration
+from pweza.cli.listings import RUN_COLUMNS
+from pweza.cli.options import Output, Server, Token, check_output
+from pweza.cli.output import console, emit, err_console, report_error, show
 from pweza.domain.errors import InvalidInput
-from pweza.domain.safe_yaml import load_one
 
-runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and steer workflow runs.")
+runs_app = typer.Typer(
+    no_args_is_help=True,
+    help="List, inspect and steer workflow runs.",
+    epilog="Examples:\n\n  pweza runs list --state failed -o wide\n\n  pweza runs get RUN_ID\n\n"
+    '  pweza runs approve RUN_ID review -m "looks good"\n\n  pweza runs retry RUN_ID --watch',
+)
 
-Server = Annotated[str | None, typer.Option("--server", "-s", help="Manager URL [env PWEZA_URL].")]
-Token = Annotated[str | None, typer.Option("--token", help="Bearer token [env PWEZA_TOKEN].")]
 # How often the live tree asks which steps still wait for an agent (events redraw it at once).
 _POLL_SECONDS = 1.0
 _STYLE = {
@@ -46,6 +47,8 @@ _STYLE = {
 def parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if input_file is not None:
+        from pweza.domain.safe_yaml import load_one  # yaml, only when there is a file to read
+
         try:
             loaded = load_one(input_file.read_bytes(), f"--input-file {input_file}")
         except OSError as error:
@@ -173,6 +176,8 @@ def find_waiting(client: ApiClient, run: dict[str, Any]) -> dict[str, Waiting]:
 
 def _watch_events(url: str, headers: dict[str, str], changed: threading.Event, done: threading.Event) -> None:
     """Set `changed` at every event of the run's stream, reconnecting until `done`."""
+    import httpx  # here, not at the top: only following a run needs it, and it is slow to import
+
     while not done.is_set():
         try:
             with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as stream:
@@ -189,6 +194,8 @@ def _watch_events(url: str, headers: dict[str, str], changed: threading.Event, d
 def follow(client: ApiClient, run_id: str) -> dict[str, Any]:
     """Show the run's tree until it ends: redrawn at every event, and polled every second (which
     steps still wait for an agent; the timers move with every refresh)."""
+    from rich.live import Live  # only following a run draws live
+
     view = RunView(client.request("GET", f"/api/v1/runs/{run_id}"))
     context = client.context
     headers = {"Authorization": f"Bearer {context.token}"} if context.token else {}
@@ -230,6 +237,8 @@ def run_command(
         with ApiClient(load_context(server, token)) as client:
             name = target
             path = Path(target)
+            if not path.exists() and _looks_like_a_path(target):
+                raise CliError(f"{target}: no such file or directory", code=2)
             if path.exists():
                 documents = load_documents(path)
                 workflows = [doc for _, doc in documents if doc["kind"] == "Workflow"]
@@ -253,7 +262,7 @@ def run_command(
                 return
             final = follow(client, run["id"])
     except CliError as error:
-        err_console.print(f"[red]error:[/red] {error}")
+        report_error(f"{error}")
         raise typer.Exit(error.code) from None
     if final["state"] == "succeeded":
         emit(final["outputs"], output)
@@ -262,12 +271,17 @@ def run_command(
     raise typer.Exit(1)
 
 
+def _looks_like_a_path(target: str) -> bool:
+    """A workflow's name is a DNS label: a slash or a file suffix means a file was meant."""
+    return "/" in target or target.endswith((".yaml", ".yml", ".json")) or target.startswith(".")
+
+
 def _call(server: str | None, token: str | None, method: str, path: str, **kwargs: Any) -> Any:
     try:
         with ApiClient(load_context(server, token)) as client:
             return client.request(method, path, **kwargs)
     except CliError as error:
-        err_console.print(f"[red]error:[/red] {error}")
+        report_error(f"{error}")
         raise typer.Exit(error.code) from None
 
 
@@ -280,40 +294,25 @@ def run_ref(server: str | None, token: str | None, ref: str) -> str:
         return ref
     items = _call(server, token, "GET", "/api/v1/runs", params={"limit": 1})["items"]
     if not items:
-        err_console.print("[red]error:[/red] @latest: there are no runs yet")
+        report_error("@latest: there are no runs yet")
         raise typer.Exit(1)
     return str(items[0]["id"])
 
 
 @runs_app.command("list")
 def runs_list(
-    workflow: str | None = None,
-    state: str | None = None,
-    limit: int = 20,
-    output: Annotated[str, typer.Option("--output", "-o")] = "table",
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow's runs.")] = None,
+    state: Annotated[str | None, typer.Option(help="running, succeeded, failed, ...")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    output: Output = "table",
     server: Server = None,
     token: Token = None,
 ) -> None:
     """Recent runs, newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if workflow:
-        params["workflow"] = workflow
-    if state:
-        params["state"] = state
+    check_output(output)
+    params: dict[str, Any] = {"limit": limit, "workflow": workflow, "state": state}
     items = _call(server, token, "GET", "/api/v1/runs", params=params)["items"]
-    if output != "table":
-        emit(items, output)
-        return
-    table(
-        ["RUN", "WORKFLOW", "STATE", "STARTED", "DURATION"],
-        [
-            [
-                r["id"], r["workflow"], r["state"], time.strftime("%H:%M:%S", time.localtime(r["createdAt"])),
-                f"{(r['finishedAt'] or time.time()) - r['createdAt']:.1f}s",
-            ]
-            for r in items
-        ],
-    )  # fmt: skip
+    show(items, output, RUN_COLUMNS, lambda r: f"run/{r['id']}")
 
 
 @runs_app.command("get")
@@ -432,12 +431,14 @@ def runs_wait(
 
     Example: RUN=$(pweza run wf.yaml --detach); pweza runs wait $RUN --for approval"""
     if wait_for not in _WAIT_FOR:
-        err_console.print(f"[red]error:[/red] --for {wait_for!r}: expected one of {', '.join(_WAIT_FOR)}")
+        report_error(f"--for {wait_for!r}: expected one of {', '.join(_WAIT_FOR)}")
         raise typer.Exit(2)
+    from pweza.domain.durations import parse_duration  # pydantic: only this command needs it
+
     try:
         limit = parse_duration(timeout)
     except ValueError as error:
-        err_console.print(f"[red]error:[/red] --timeout: {error}")
+        report_error(f"--timeout: {error}")
         raise typer.Exit(2) from None
     deadline = time.monotonic() + limit
     while run_id == LATEST:  # a run started a moment ago in another terminal may not exist yet
@@ -455,9 +456,9 @@ def runs_wait(
             print(f"run {run_id}: {wait_for if wait_for == _APPROVAL else run['state']}")
             return
         if run["state"] != "running":
-            err_console.print(f"[red]error:[/red] run {run_id} ended {run['state']} before reaching {wait_for}")
+            report_error(f"run {run_id} ended {run['state']} before reaching {wait_for}")
             raise typer.Exit(1)
         if time.monotonic() >= deadline:
-            err_console.print(f"[red]error:[/red] run {run_id} did not reach {wait_for} within {timeout}")
+            report_error(f"run {run_id} did not reach {wait_for} within {timeout}")
             raise typer.Exit(1)
         time.sleep(0.3)

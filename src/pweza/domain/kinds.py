@@ -8,23 +8,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from pweza.domain.errors import InvalidInput
+from pweza.domain.kind_names import ALIASES, PLURALS, resolve_kind
 from pweza.domain.manifests import API_VERSION, AgentPool, AgentTemplate, Manifest
 from pweza.domain.safe_yaml import MAX_DEPTH
 
 _INNER_PATH = re.compile(r"^((?:steps|outputs|inputs)[\w.\[\]]*): (.*)$", re.S)
 KINDS: dict[str, type[Manifest]] = {"AgentTemplate": AgentTemplate, "AgentPool": AgentPool}
-PLURALS: dict[str, str] = {"agenttemplates": "AgentTemplate", "agentpools": "AgentPool"}
-# Names a person types on the command line, kubectl style.
-ALIASES: dict[str, str] = {
-    "agenttemplate": "AgentTemplate",
-    "template": "AgentTemplate",
-    "templates": "AgentTemplate",
-    "at": "AgentTemplate",
-    "agentpool": "AgentPool",
-    "pool": "AgentPool",
-    "pools": "AgentPool",
-    "ap": "AgentPool",
-}
+__all__ = [
+    "ALIASES",
+    "KINDS",
+    "PLURALS",
+    "format_location",
+    "parse_manifest",
+    "register_kind",
+    "resolve_kind",
+    "validation_problem",
+]
 
 
 def register_kind(kind: type[Manifest], plural: str, *aliases: str) -> None:
@@ -34,18 +33,6 @@ def register_kind(kind: type[Manifest], plural: str, *aliases: str) -> None:
     PLURALS[plural] = name
     for alias in (name.lower(), plural, *aliases):
         ALIASES[alias] = name
-
-
-def resolve_kind(text: str) -> str:
-    lowered = text.lower()
-    if lowered in ALIASES:
-        return ALIASES[lowered]
-    if lowered in PLURALS:
-        return PLURALS[lowered]
-    for kind in KINDS:
-        if kind.lower() == lowered:
-            return kind
-    raise InvalidInput(f"unknown kind {text!r}; known kinds: {', '.join(sorted(KINDS))}")
 
 
 def format_location(loc: tuple[int | str, ...], prefix: str = "") -> str:

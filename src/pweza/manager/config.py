@@ -38,6 +38,9 @@ class Settings(BaseModel):
     metrics_enabled: bool = True
     log_level: str = Field(default="INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     tls_cert_file: Path | None = None
+    agent_log_dir: Path | None = Field(
+        default=None, description="where `pweza up` keeps its agents' output, served by GET /agents/{id}/logs"
+    )
     tls_key_file: Path | None = None
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)

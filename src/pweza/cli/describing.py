@@ -1,0 +1,254 @@
+"""`pweza describe`: one object with what goes on around it — conditions, agents, tasks, runs, events."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from pweza.cli.client import ApiClient, CliError
+from pweza.cli.listings import (
+    AGENT_NAMES,
+    READY_STATES,
+    created_at,
+    desired_replicas,
+    object_path,
+    split_kind_name,
+)
+from pweza.cli.options import Namespace, Server, Token, client
+from pweza.cli.output import age, error_text, moment, table
+from pweza.domain.kind_names import resolve_kind
+
+RECENT = 10
+
+_EXAMPLES = """Examples:
+
+  pweza describe agentpool classifiers          # conditions, connected agents, recent tasks
+
+  pweza describe wf/support-triage              # steps, recent runs, the latest run's events
+
+  pweza describe agent classifiers-0-1234-567   # one connected agent
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=_EXAMPLES, rich_help_panel="Objects")(describe)
+
+
+def describe(
+    kind: Annotated[str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf) or agent.")],
+    name: Annotated[str | None, typer.Argument(help="The object (KIND/NAME works too).")] = None,
+    namespace: Namespace = "default",
+    server: Server = None,
+    token: Token = None,
+) -> None:
+    """Show one object in detail: its spec, conditions, agents, recent tasks or runs, and events."""
+    kind, name = split_kind_name(kind, name)
+    if not name:
+        raise CliError("give the name of the object: pweza describe KIND NAME", code=2)
+    with client(server, token) as api:
+        if kind.lower() in AGENT_NAMES:
+            _describe_agent(api, name)
+            return
+        resolved = resolve_kind(kind)
+        item = api.request("GET", object_path(resolved, name), params={"namespace": namespace})
+        _header(item)
+        if resolved == "AgentPool":
+            _describe_pool(api, item)
+        elif resolved == "AgentTemplate":
+            _describe_template(api, item)
+        else:
+            _describe_workflow(api, item)
+
+
+def _fields(pairs: list[tuple[str, Any]], indent: int = 0) -> None:
+    width = 15  # one column for every kind's fields, as kubectl lines them up
+    for key, value in pairs:
+        shown = "<none>" if value in (None, "", [], {}) else value
+        print(f"{' ' * indent}{key + ':':<{width}}{shown}")
+
+
+def _section(title: str) -> None:
+    print(f"\n{title}:")
+
+
+def _header(item: dict[str, Any]) -> None:
+    metadata = item["metadata"]
+    _fields(
+        [
+            ("Name", metadata["name"]),
+            ("Namespace", metadata["namespace"]),
+            ("Kind", item["kind"]),
+            ("Labels", ", ".join(f"{k}={v}" for k, v in (metadata.get("labels") or {}).items())),
+            ("Generation", metadata.get("generation")),
+            ("Created", f"{moment(created_at(item))} ({age(created_at(item))} ago)" if created_at(item) else None),
+        ]
+    )
+
+
+def _conditions(rows: list[tuple[str, bool, str]]) -> None:
+    _section("Conditions")
+    table(["TYPE", "STATUS", "MESSAGE"], [[kind, "True" if ok else "False", why] for kind, ok, why in rows])
+
+
+def _agents(agents: list[dict[str, Any]]) -> None:
+    _section(f"Agents ({len(agents)} connected)")
+    if agents:
+        table(["ID", "STATE", "RUNNING", "HOST", "PID", "AGE"], [_agent_row(a) for a in agents])
+
+
+def _agent_row(agent: dict[str, Any]) -> list[Any]:
+    running = f"{len(agent.get('running') or [])}/{agent.get('slots')}"
+    return [
+        agent["id"],
+        agent["state"],
+        running,
+        agent.get("hostname"),
+        agent.get("pid"),
+        age(agent.get("connectedAt")),
+    ]
+
+
+def _agents_of(api: ApiClient, namespace: str, pools: list[str]) -> list[dict[str, Any]]:
+    agents: list[dict[str, Any]] = api.request("GET", "/api/v1/agents")["items"]
+    return [a for a in agents if a["namespace"] == namespace and a["pool"] in pools]
+
+
+def _describe_pool(api: ApiClient, pool: dict[str, Any]) -> None:
+    namespace, name = pool["metadata"]["namespace"], pool["metadata"]["name"]
+    spec = pool["spec"]
+    scaling = spec.get("scaling", {})
+    desired = desired_replicas(pool)
+    bounds = f"{scaling.get('minReplicas')}..{scaling.get('maxReplicas')}"
+    _fields([("Template", spec["templateRef"]), ("Replicas", f"{desired} desired (scaling {bounds})")])
+    agents = _agents_of(api, namespace, [name])
+    ready = sum(1 for a in agents if a.get("state") in READY_STATES)
+    found = _exists(api, "AgentTemplate", spec["templateRef"], namespace)
+    _conditions(
+        [
+            ("TemplateFound", found, f"AgentTemplate {spec['templateRef']}" + ("" if found else " does not exist")),
+            ("Ready", ready >= desired, f"{ready}/{desired} agents take work"),
+        ]
+    )
+    _agents(agents)
+    params = {"pool": name, "namespace": namespace, "limit": RECENT}
+    tasks = api.request("GET", "/api/v1/tasks", params=params)["items"]
+    _section(f"Recent tasks (last {RECENT})")
+    if tasks:
+        table(["ID", "STATE", "ATTEMPTS", "AGENT", "AGE", "ERROR"], [_task_row(t) for t in tasks])
+
+
+def _task_row(task: dict[str, Any]) -> list[Any]:
+    return [
+        task["id"],
+        task["state"],
+        task["attempts"],
+        task["agentId"],
+        age(task["createdAt"]),
+        error_text(task.get("error")),
+    ]
+
+
+def _describe_template(api: ApiClient, template: dict[str, Any]) -> None:
+    namespace, name = template["metadata"]["namespace"], template["metadata"]["name"]
+    spec = template["spec"]
+    runtime = {k: v for k, v in spec["runtime"].items() if k not in ("headers",)}
+    _fields(
+        [
+            ("Runtime", json.dumps(runtime)),
+            ("Concurrency", spec.get("concurrency")),
+            ("Timeout", spec.get("timeout")),
+            ("Retry", json.dumps(spec["retry"]) if spec.get("retry") else None),
+            ("Capabilities", ", ".join(spec.get("capabilities") or [])),
+        ]
+    )
+    pools = api.request("GET", "/api/v1/agentpools", params={"namespace": namespace})["items"]
+    users = [p["metadata"]["name"] for p in pools if p["spec"]["templateRef"] == name]
+    _section("Used by pools")
+    print("  " + (", ".join(users) if users else "<none>"))
+    agents = [
+        a for a in api.request("GET", "/api/v1/agents")["items"] if a["namespace"] == namespace and a["pool"] in users
+    ]
+    _agents(agents)
+
+
+def _describe_workflow(api: ApiClient, workflow: dict[str, Any]) -> None:
+    namespace, name = workflow["metadata"]["namespace"], workflow["metadata"]["name"]
+    spec = workflow["spec"]
+    _fields([("Inputs", ", ".join(spec.get("inputs") or {})), ("Outputs", ", ".join(spec.get("outputs") or {}))])
+    _section("Steps")
+    table(
+        ["STEP", "RUNS ON", "DEPENDS"],
+        [[s["name"], _runs_on(s), ", ".join(s.get("depends") or [])] for s in spec.get("steps", [])],
+    )
+    runs = api.request("GET", "/api/v1/runs", params={"workflow": name, "namespace": namespace, "limit": RECENT})[
+        "items"
+    ]
+    _section(f"Recent runs (last {RECENT})")
+    if not runs:
+        return
+    table(
+        ["RUN", "STATE", "AGE", "DURATION"],
+        [[r["id"], r["state"], age(r["createdAt"]), _duration(r["createdAt"], r.get("finishedAt"))] for r in runs],
+    )
+    latest = runs[0]["id"]
+    events = api.request("GET", f"/api/v1/runs/{latest}/events", params={"follow": False})["items"]
+    _section(f"Events of run {latest} (last {RECENT})")
+    table(
+        ["AGE", "TYPE", "STEP", "DETAIL"],
+        [[age(e["at"]), e["type"], e.get("step") or "", _detail(e.get("data") or {})] for e in events[-RECENT:]],
+    )
+
+
+def _describe_agent(api: ApiClient, agent_id: str) -> None:
+    agents = [a for a in api.request("GET", "/api/v1/agents")["items"] if a["id"] == agent_id]
+    if not agents:
+        raise CliError(f"agent {agent_id} is not connected (pweza get agents lists those that are)", status=404)
+    agent = agents[0]
+    _fields(
+        [
+            ("ID", agent["id"]),
+            ("Namespace", agent["namespace"]),
+            ("Pool", agent["pool"]),
+            ("Template", agent.get("template")),
+            ("State", agent["state"]),
+            ("Slots", f"{agent.get('freeSlots')} free of {agent.get('slots')}"),
+            ("Host", f"{agent.get('hostname')} (pid {agent.get('pid')})"),
+            ("Replica", agent.get("replica")),
+            ("Connected", f"{moment(agent.get('connectedAt'))} ({age(agent.get('connectedAt'))} ago)"),
+            ("Last seen", f"{age(agent.get('lastSeen'))} ago"),
+            ("Capabilities", ", ".join(agent.get("capabilities") or [])),
+            ("Running tasks", ", ".join(agent.get("running") or [])),
+        ]
+    )
+
+
+def _exists(api: ApiClient, kind: str, name: str, namespace: str) -> bool:
+    try:
+        api.request("GET", object_path(kind, name), params={"namespace": namespace})
+    except CliError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def _runs_on(step: dict[str, Any]) -> str:
+    agent = step.get("agent") or {}
+    if agent.get("pool"):
+        return f"pool {agent['pool']}"
+    if agent.get("template"):
+        return f"template {agent['template']}"
+    return next((key for key in ("approval", "workflow") if key in step), "")
+
+
+def _detail(data: dict[str, Any]) -> str:
+    shown = {k: v for k, v in data.items() if v not in (None, "", {})}
+    return json.dumps(shown)[:80] if shown else ""
+
+
+def _duration(start: float, end: float | None) -> str:
+    import time
+
+    return f"{(end or time.time()) - start:.1f}s"

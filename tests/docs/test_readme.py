@@ -43,6 +43,9 @@ def test_each_example_runs_as_its_readme_says(example: str, tmp_path: Path) -> N
     blocks = shell_blocks(REPO / "examples" / example / "README.md", "## Run it")
     transcript = run_documented(blocks, tmp_path)
     assert transcript.returncode == 0, transcript.explain()
+    (up_log,) = (text for name, text in transcript.logs.items() if name.endswith("-up.log"))
+    assert "pweza is up" in up_log
+    assert "fork" not in up_log, up_log  # gRPC's fork-handler notices are noise a reader cannot act on
 
 
 def test_the_script_keeps_every_documented_command() -> None:

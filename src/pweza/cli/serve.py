@@ -7,6 +7,7 @@ does. `manager` and `up` take the same port flags, each with its environment var
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -137,6 +138,10 @@ def up(
     import asyncio
 
     from pweza.cli import logs
+
+    # Agents are started with fork+exec and never use gRPC in the forked child; without this,
+    # gRPC's fork handlers print "Other threads are currently calling into gRPC" for every agent.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from pweza.cli.embedded import run_embedded
     from pweza.cli.output import console
     from pweza.manager.config import load_settings

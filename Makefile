@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds docs-assets lint test test-fast demo bench k8s-bin kube-score postgres images node-deps clean
+.PHONY: help install proto crds docs-assets lint test test-fast demo bench k8s-bin kube-score postgres images node-deps chromium clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
@@ -43,7 +43,7 @@ lint: $(STAMP)
 
 # apt-get first (one at a time: dpkg takes a lock), then the Go builds and the image build side
 # by side (one is CPU, the other mostly downloads and disk), then every test.
-test: $(STAMP) lint postgres node-deps
+test: $(STAMP) lint postgres node-deps chromium
 	$(MAKE) --no-print-directory -j2 images k8s-bin kube-score
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -80,6 +80,11 @@ images: $(STAMP)
 	else echo "warning: the container images did not build, so the node tests will skip (run hack/build-image.sh as root)" >&2; fi
 
 # Debian's containerd, runc, CNI plugins, iptables, ipset and conntrack, for the real test node.
+chromium:
+	@if hack/ensure-chromium.sh; then :; \
+	elif [ "$$CI" = "true" ]; then echo "error: Chromium is needed for the browser tests" >&2; exit 1; \
+	else echo "warning: no Chromium, so the browser tests will skip (run hack/ensure-chromium.sh as root)" >&2; fi
+
 node-deps:
 	@if hack/ensure-node.sh; then :; \
 	elif [ "$$CI" = "true" ]; then echo "error: the real test node needs containerd, runc, CNI plugins, iptables, ipset, conntrack" >&2; exit 1; \

@@ -78,15 +78,20 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         instance.stop()
 
 
+def missing(message: str) -> None:
+    """The one way to say a test needs something absent: it skips saying what and how to get
+    it, except in CI (`CI=true`, as `.ci/run` sets it), where nothing may skip, so it fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL server for the session; each test makes its own database.
     Without PostgreSQL's binaries the tests that need it skip, except in CI, where they fail."""
     if postgres_bin_dir() is None:
-        message = f"PostgreSQL is not installed: run {ENSURE_COMMAND}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"PostgreSQL is not installed: run {ENSURE_COMMAND}")
     with PostgresServer() as server:
         yield server
 

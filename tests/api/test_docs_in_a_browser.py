@@ -1,6 +1,6 @@
 """/docs and /redoc render in a real browser under their Content-Security-Policy, with nothing but
 the manager to load from: headless Chromium runs the pages' scripts and the test reads the DOM
-they built. Skips where no Chromium is installed (Debian: apt-get install chromium)."""
+they built. Needs Chromium (`make test` installs Debian's)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 
 from pweza.testing.platform import Platform
+from tests.conftest import missing
 
 BROWSER = next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
-pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium to render the pages (apt-get install chromium)")
+
+
+@pytest.fixture(autouse=True)
+def _needs_chromium() -> None:
+    if BROWSER is None:
+        missing("no Chromium to render the pages: run hack/ensure-chromium.sh (Debian's chromium)")
+
+
 # ReDoc shows Redocly's logo from its CDN, and hides it when it cannot load: the one refusal expected.
 EXPECTED_REFUSALS = re.compile(r"https://cdn\.redoc\.ly/redoc/logo-mini\.svg")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing
 from tests.docs.scripts import REPO, commands, run_documented, shell_blocks, skip_reason, to_script
 
 pytestmark = pytest.mark.timeout(900)
@@ -16,7 +17,7 @@ README = REPO / "README.md"
 def _needs_namespaces() -> None:
     reason = skip_reason()
     if reason:
-        pytest.skip(reason)
+        missing(reason)
 
 
 def test_the_tour_works_as_written(tmp_path: Path) -> None:

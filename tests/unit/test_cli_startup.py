@@ -15,7 +15,8 @@ import pytest
 # The server side, the operator, the expression engine, and the slow HTTP client.
 HEAVY = ("pweza.manager", "pweza.api", "pweza.rpc", "pweza.store", "pweza.operator", "pweza.agent",
          "grpc", "fastapi", "uvicorn", "sqlalchemy", "kopf", "kubernetes", "cel", "structlog",
-         "prometheus_client", "httpx", "asyncio", "rich.live", "pweza.domain.workflows", "yaml")  # fmt: skip
+         "prometheus_client", "httpx", "asyncio", "rich.live", "pweza.domain.workflows", "yaml",
+         "pydantic")  # fmt: skip  # typer 0.29 parses parameters with pydantic (0.16 s): pinned 0.28
 
 PROBE = """
 import json, sys
@@ -43,10 +44,6 @@ def loaded_heavy_modules(*args: str) -> list[str]:
 
 def test_importing_the_cli_loads_nothing_heavy() -> None:
     assert loaded_heavy_modules("--version") == []
-    # typer itself brings in pydantic once it parses a command's parameters, not before.
-    code = "import pweza.cli.main, sys; print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "[]", done.stderr
 
 
 @pytest.mark.parametrize(

@@ -80,3 +80,30 @@ def test_pweza_run_shows_a_step_waiting_for_an_agent_of_its_pool_until_one_comes
         run.kill()
     assert run.returncode == 0, shown.read_text()[-2000:]
     assert '"said": "hi"' in out
+
+
+def test_task_submit_wait_says_the_task_waits_for_an_agent_of_its_pool(platform: Platform, tmp_path: Path) -> None:
+    """It used to show a bar that did not move, for as long as no agent came (found by tests/docs)."""
+    platform.apply(template(), pool())  # the pool has no agent yet
+    env = {
+        **os.environ, "PWEZA_URL": platform.url, "PWEZA_TOKEN": platform.admin_token,
+        "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "200",
+    }  # fmt: skip
+    shown = tmp_path / "submit.err"
+    with shown.open("w") as err:
+        submit = subprocess.Popen(
+            [sys.executable, "-m", "pweza", "task", "submit", "--pool", "echo", "--input", '{"word": "hi"}', "--wait"],
+            env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+        )  # fmt: skip
+    try:
+        wait_for(
+            lambda: "pending, waiting for an agent of pool echo (no agent connected)" in shown.read_text(),
+            60,
+            "the wait",
+        )
+        platform.start_agent("echo")
+        out, _ = submit.communicate(timeout=60)
+    finally:
+        submit.kill()
+    assert submit.returncode == 0, shown.read_text()[-2000:]
+    assert '"word": "hi"' in out

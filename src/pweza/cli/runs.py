@@ -86,7 +86,7 @@ def _duration(step: dict[str, Any], now: float) -> str:
     return f"{max(0.0, end - started):.1f}s"
 
 
-def _waiting_text(waiting: Waiting) -> str:
+def waiting_text(waiting: Waiting) -> str:
     if waiting.connected == 0:
         agents = "no agent connected"
     elif waiting.ready == waiting.connected:
@@ -111,7 +111,7 @@ def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, n
         icon, style = _STYLE.get(state, ("?", ""))
         line = Text.assemble((f"{icon} ", style), (step["name"], "bold"), "  ", (state, style))
         if pending is not None:
-            line.append(f"  {_waiting_text(pending)}", "yellow")
+            line.append(f"  {waiting_text(pending)}", "yellow")
         items = step.get("items")
         if items is not None:
             line.append(f"  {items} item{'' if items == 1 else 's'}")
@@ -166,12 +166,17 @@ def find_waiting(client: ApiClient, run: dict[str, Any]) -> dict[str, Waiting]:
             continue
         key = (task["namespace"], task["pool"])
         if key not in pools:
-            agents = client.request("GET", "/api/v1/agents", params={"pool": task["pool"]})["items"]
-            mine = [a for a in agents if a["namespace"] == task["namespace"]]
-            ready = sum(1 for a in mine if a["state"] not in ("unhealthy", "draining") and a["slots"] > 0)
-            pools[key] = Waiting(task["pool"], ready, len(mine))
+            pools[key] = pool_waiting(client, task["namespace"], task["pool"])
         found[step["name"]] = pools[key]
     return found
+
+
+def pool_waiting(client: ApiClient, namespace: str, pool: str) -> Waiting:
+    """A pool's connected agents and how many of them can take a task."""
+    agents = client.request("GET", "/api/v1/agents", params={"pool": pool})["items"]
+    mine = [a for a in agents if a["namespace"] == namespace]
+    ready = sum(1 for a in mine if a["state"] not in ("unhealthy", "draining") and a["slots"] > 0)
+    return Waiting(pool, ready, len(mine))
 
 
 def _watch_events(url: str, headers: dict[str, str], changed: threading.Event, done: threading.Event) -> None:

@@ -101,12 +101,21 @@ def _wait_all(api: ApiClient, ids: list[str]) -> list[dict[str, Any]]:
         for task_id in ids:
             deadline = time.monotonic() + 3600
             while time.monotonic() < deadline:
-                task = api.request("GET", f"/api/v1/tasks/{task_id}/wait", params={"timeout": 25})
+                task = api.request("GET", f"/api/v1/tasks/{task_id}/wait", params={"timeout": 5})
                 if task["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
                     break
+                # Say why nothing happens: a pending task waits for an agent of its pool.
+                waiting = "running" if task["state"] != "pending" else _why_pending(api, task)
+                progress.update(bar, description=f"task {task_id[:8]}: {waiting}")
             results.append(task)
             progress.advance(bar)
     return results
+
+
+def _why_pending(api: ApiClient, task: dict[str, Any]) -> str:
+    from pweza.cli.runs import pool_waiting, waiting_text
+
+    return "pending, " + waiting_text(pool_waiting(api, task["namespace"], task["pool"]))
 
 
 @task_app.command("get", epilog="Examples:\n\n  pweza task get TASK_ID -o yaml\n\n  pweza task get TASK_ID -o wide")

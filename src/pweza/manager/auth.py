@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from pweza.domain.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -23,6 +24,9 @@ from pweza.store.protocol import Store
 TOKEN_PREFIX = "pwz_"
 # A cached verdict is trusted this long, bounding how late another replica sees a revocation.
 _CACHE_SECONDS = 5.0
+# The most valid tokens remembered at once, the least recently used dropped first. Invalid ones
+# are never remembered: anyone can present any number of them, and each would stay.
+CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ def pool_ref(text: str, namespace: str | None = None) -> str:
 class TokenService:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     async def create(
         self,
@@ -110,20 +114,25 @@ class TokenService:
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < _CACHE_SECONDS:
+            self._cache.move_to_end(digest)
             principal = cached[1]
         else:
+            self._cache.pop(digest, None)
             record = await self._store.find_token(digest)
-            principal = (
-                None
-                if record is None or record.revoked_at is not None
-                else Principal(record.id, record.name, record.role, record.pool, record.expires_at)
-            )
+            if record is None or record.revoked_at is not None:
+                raise Unauthenticated("invalid or revoked token")
+            principal = Principal(record.id, record.name, record.role, record.pool, record.expires_at)
             self._cache[digest] = (now, principal)
-        if principal is None:
-            raise Unauthenticated("invalid or revoked token")
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
         if principal.expires_at is not None and time.time() >= principal.expires_at:
             raise Unauthenticated("token expired")
         return principal
+
+    @property
+    def cached(self) -> int:
+        """How many verdicts are remembered now (at most `CACHE_SIZE`)."""
+        return len(self._cache)
 
     async def list(self) -> list[TokenRecord]:
         return await self._store.list_tokens()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,9 @@ from pweza.domain.workflows import Workflow
 from pweza.store.protocol import Store
 
 ChangeListener = Callable[[str, str, str], None]
+# A pool's policy is trusted this long. A change made here clears it at once; one made through
+# another replica sharing the database is seen here within this bound.
+POLICY_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,7 @@ def with_server_fields(stored: StoredObject) -> dict[str, Any]:
 class Registry:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._policies: dict[tuple[str, str], PoolPolicy] = {}
+        self._policies: dict[tuple[str, str], tuple[float, PoolPolicy]] = {}
         self._listeners: list[ChangeListener] = []
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -125,9 +129,10 @@ class Registry:
 
     async def pool_policy(self, namespace: str, pool: str) -> PoolPolicy:
         key = (namespace, pool)
+        now = time.monotonic()
         cached = self._policies.get(key)
-        if cached is not None:
-            return cached
+        if cached is not None and now - cached[0] < POLICY_CACHE_SECONDS:
+            return cached[1]
         stored_pool = await self._store.get_object("AgentPool", namespace, pool)
         if stored_pool is None:
             raise NotFound(f"AgentPool {namespace}/{pool} not found", field="pool")
@@ -141,7 +146,7 @@ class Registry:
             )
         template = AgentTemplate.model_validate(stored_template.body)
         policy = PoolPolicy(namespace, pool, ref, template.spec)
-        self._policies[key] = policy
+        self._policies[key] = (now, policy)
         return policy
 
 

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import time
 import uuid
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -74,7 +75,9 @@ class WorkflowEngine(RunRecovery):
         self._expressions = ExpressionSandbox()
         self._active: dict[str, ActiveRun] = {}
         self._owners: dict[str, tuple[str, str, int]] = {}
-        self._notify: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        # Held only by the streams waiting on a run: the entry goes with the last of them (a
+        # stream of a run that ends, or is driven elsewhere, would otherwise leave it for good).
+        self._notify: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[None]] = set()
         self._seq = Sequence()
         self._loads = asyncio.Lock()
@@ -108,8 +111,16 @@ class WorkflowEngine(RunRecovery):
         return run_id in self._active
 
     def changed(self, run_id: str) -> asyncio.Event:
-        """Set whenever the run's history grows; the event stream waits on it."""
-        return self._notify[run_id]
+        """Set whenever the run's history grows; the event stream waits on it, and keeps it."""
+        event = self._notify.get(run_id)
+        if event is None:
+            event = self._notify[run_id] = asyncio.Event()
+        return event
+
+    @property
+    def followed(self) -> int:
+        """How many runs a stream waits on now."""
+        return len(self._notify)
 
     # -- commands --------------------------------------------------------------
     async def _check_pools(self, namespace: str, workflow_name: str, workflow: Workflow) -> None:

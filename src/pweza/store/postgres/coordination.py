@@ -143,7 +143,7 @@ class Coordination:
                 tasks.c.owner.is_(None),
                 # Not filtered on cancel_requested: a task released as its cancel was requested
                 # is finished as cancelled by whoever claims it, else it stays pending for ever.
-                tasks.c.not_before <= time.time(),
+                tasks.c.not_before <= _DB_NOW,
             )
             .order_by(tasks.c.priority.desc(), tasks.c.seq)
             .limit(limit)
@@ -279,7 +279,7 @@ class Coordination:
             .where(
                 tasks.c.state == TaskState.PENDING.value,
                 tasks.c.owner.is_(None),
-                tasks.c.not_before <= time.time(),
+                tasks.c.not_before <= _DB_NOW,
             )
             .distinct()
         )

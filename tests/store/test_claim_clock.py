@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from pweza.store.postgres import coordination
+from pweza.store.postgres import PostgresStore, coordination
 from pweza.store.postgres.coordination import Coordination
-from pweza.store.postgres import PostgresStore
 from tests.store.test_coordination import make_task
 
 SKEW = 2 * 3600.0  # the replica's clock runs two hours ahead of the database's

@@ -198,6 +198,7 @@ def test_values_schema_admits_exactly_the_settings_the_config_map_may_carry() ->
         "tls_cert_file",
         "tls_key_file",
         "replica_id",
+        "agent_log_dir",  # set by `pweza up` for its local agents; pods' logs are `kubectl logs`
     }
     assert set(config["properties"]) | from_elsewhere == set(Settings.model_fields), (
         "a manager setting is neither in values.schema.json's manager.config nor set by the chart"

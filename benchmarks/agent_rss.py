@@ -15,17 +15,12 @@ Linux only (/proc).
 
 from __future__ import annotations
 
-import sys
-
-# benchmarks/operator.py would shadow the standard library's `operator` (see dispatch.py).
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import json
 import os
 import platform as host
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime

@@ -14,19 +14,13 @@ figure grows.
 
 from __future__ import annotations
 
-import sys
-
-# benchmarks/operator.py shares its name with the standard library's `operator`; run as a
-# script, this folder comes first on sys.path and would shadow it for what is imported below.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    sys.path.pop(0)
-
 import argparse
 import json
 import os
 import resource
 import statistics
 import subprocess
+import sys
 import time
 
 # `python -m pweza` rather than the console script, so PYTHONPATH can point at another checkout.

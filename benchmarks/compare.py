@@ -20,13 +20,6 @@ py-spy (manager and one agent) and keeps the flame graphs and a summary of the t
 
 from __future__ import annotations
 
-import sys
-
-# benchmarks/operator.py shares its name with the standard library's `operator`; run as a
-# script, this folder comes first on sys.path and would shadow it for every import below.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    sys.path.pop(0)
-
 import argparse
 import json
 import os
@@ -37,6 +30,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request

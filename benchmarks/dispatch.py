@@ -24,14 +24,6 @@ pg_stat_activity wait events and pg_stat_statements (a little overhead of their 
 
 from __future__ import annotations
 
-import sys
-
-# benchmarks/operator.py shares its name with the standard library's `operator`; run as a
-# script, this folder comes first on sys.path and would shadow it, so move it after the
-# standard library (bottlenecks.py, next to this file, still imports).
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import contextlib
 import json
@@ -39,6 +31,7 @@ import os
 import platform as host
 import re
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime

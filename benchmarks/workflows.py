@@ -10,16 +10,10 @@ the engine adds per step (run wall time / 40, minus the handler's own time for t
 
 from __future__ import annotations
 
-import sys
-
-# benchmarks/operator.py shares its name with the standard library's `operator`; run as a
-# script, this folder comes first on sys.path and would shadow it, so take it off.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    sys.path.pop(0)
-
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path

@@ -137,7 +137,7 @@ def test_the_image_installs_the_runtime_only() -> None:
     assert "optional-dependencies" not in script
 
 
-def test_the_wheel_carries_the_api_docs_assets(tmp_path: Path) -> None:
+def test_the_wheel_carries_the_api_docs_assets_and_the_test_kit_manifests(tmp_path: Path) -> None:
     # An editable install reads them from the tree; the image's regular install has only what
     # package-data puts in the wheel. Built from a copy of what the Dockerfile copies.
     source = tmp_path / "source"
@@ -167,3 +167,5 @@ def test_the_wheel_carries_the_api_docs_assets(tmp_path: Path) -> None:
     }
     assert len(expected) > 8
     assert expected - names == set(), "package-data misses files the docs pages load"
+    # pweza.testing.controlplane hands kwok its Stage objects from this file.
+    assert "pweza/testing/manifests/kwok-stages.yaml" in names, "package-data misses the test kit's manifests"

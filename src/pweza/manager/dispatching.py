@@ -36,7 +36,7 @@ from pweza.domain.tasks import ACTIVE_STATES, Attempt, ErrorType, Task, TaskErro
 from pweza.manager.config import Settings
 from pweza.manager.metrics import Metrics
 from pweza.manager.persisting import WriteBehind, store_writer
-from pweza.manager.sequences import Sequence
+from pweza.manager.sequences import SequenceAllocator
 from pweza.manager.sessions import AgentSession, AssignmentMessage, Lease, TaskRequest
 from pweza.manager.sharing import FinishListener, Interest, PoolKey, SharedDispatch
 from pweza.store.postgres import Coordination
@@ -73,7 +73,7 @@ class Dispatcher(SharedDispatch):
         self._interests: list[Interest] = []
         self._dirty_pools: set[PoolKey] = set()
         self._pump_scheduled = False
-        self._seq = Sequence()
+        self._seq = SequenceAllocator()
         self._reaper: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -103,10 +103,10 @@ class Dispatcher(SharedDispatch):
             # Nothing to recover into memory: pending work is claimed from the database, and the
             # attempts of a replica that died are adopted by its agents or by the singleton duty.
             shared = self._shared
-            self._seq = Sequence(fetch_block=lambda size: shared.next_block("tasks", size))
+            self._seq = SequenceAllocator(fetch_block=lambda size: shared.next_block("tasks", size))
             self._reaper = asyncio.create_task(self._reap_forever())
             return
-        self._seq = Sequence(await self._store.max_task_seq() + 1)
+        self._seq = SequenceAllocator(await self._store.max_task_seq() + 1)
         now = time.time()
         recovered = await self._store.load_unfinished_tasks()
         for task in recovered:

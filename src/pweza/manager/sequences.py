@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 BLOCK = 1000
 
 
-class Sequence:
+class SequenceAllocator:
     """Hands out increasing numbers. With `fetch_block` (several replicas on one database) the
     numbers come in blocks no other replica gets; `reserve` must then be awaited before `next`
     is called that many times (with no await in between)."""

@@ -40,7 +40,7 @@ from pweza.manager.payloads import check_payload
 from pweza.manager.recovering import RunRecovery
 from pweza.manager.registry import Registry
 from pweza.manager.run_state import ActiveRun, Changes, Item, step_blocked_by_failure
-from pweza.manager.sequences import Sequence
+from pweza.manager.sequences import SequenceAllocator
 from pweza.manager.sessions import TaskRequest
 from pweza.store.postgres import Coordination
 from pweza.store.protocol import Store
@@ -79,7 +79,7 @@ class WorkflowEngine(RunRecovery):
         # stream of a run that ends, or is driven elsewhere, would otherwise leave it for good).
         self._notify: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[None]] = set()
-        self._seq = Sequence()
+        self._seq = SequenceAllocator()
         self._loads = asyncio.Lock()
         self._reloading: set[str] = set()
         self.unsure = False
@@ -90,9 +90,9 @@ class WorkflowEngine(RunRecovery):
         if self._shared is not None:
             # Runs are adopted from the database by the singleton duty, not all loaded here.
             shared = self._shared
-            self._seq = Sequence(fetch_block=lambda size: shared.next_block("runs", size))
+            self._seq = SequenceAllocator(fetch_block=lambda size: shared.next_block("runs", size))
             return
-        self._seq = Sequence(await self._store.max_run_seq() + 1)
+        self._seq = SequenceAllocator(await self._store.max_run_seq() + 1)
         for run in await self._store.load_active_runs():
             await self._load_and_recover(run)
         log.info("workflow engine recovered", runs=len(self._active))

@@ -5,21 +5,15 @@ go Running without containers). All pools are applied at once with one `kubectl 
 the clock stops when every pool's Ready condition is True (its pods are Running and the
 status says so).
 
-    python benchmarks/operator.py [--pools 1000]
+    python benchmarks/operator_scale.py [--pools 1000]
 """
 
 from __future__ import annotations
 
-import sys
-
-# This file shares its name with the standard library's `operator`; run as a script, its
-# folder comes first on sys.path and would shadow it for everything imported below.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    sys.path.pop(0)
-
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path

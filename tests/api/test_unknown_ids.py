@@ -20,6 +20,8 @@ UNKNOWN: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/tasks/{task_id}/wait?timeout=0.1", None),
     ("POST", "/api/v1/tasks/{task_id}/cancel", None),
     ("POST", "/api/v1/agents/{agent_id}/drain", None),
+    ("GET", "/api/v1/agents/{agent_id}/logs", None),
+    ("GET", "/api/v1/tasks/{task_id}/logs", None),
     ("DELETE", "/api/v1/tokens/{token_id}", None),
     ("POST", "/api/v1/workflows/{name}/runs", {"inputs": {}}),
     ("GET", "/api/v1/runs/{run_id}", None),

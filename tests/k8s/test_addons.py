@@ -26,6 +26,8 @@ from pweza.testing.addons import (
     free_dns_port,
     ipset_names,
     iptables_snapshot,
+    remove_kube_router_firewall_state,
+    running_kube_routers,
     write_kubeconfig,
 )
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, k8s_bin_dir
@@ -122,14 +124,21 @@ def host_firewall_tools() -> None:
 def test_kube_router_firewall_enforces_policies_and_cleans_up(
     bin_dir: Path, control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    rules_before, sets_before = iptables_snapshot(), ipset_names()
+    rules_before = iptables_snapshot()
     if ":KUBE-ROUTER-INPUT" in rules_before:
-        # The chains are host-global: stopping ours would remove another kube-router's
-        # (say a node test running on the same machine) and the before/after check fails.
-        message = "another kube-router's chains are already on this host"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        live = running_kube_routers()
+        if live:
+            # The chains are host-global: stopping ours would remove another kube-router's
+            # (say a node test running on the same machine) and the before/after check fails.
+            message = f"another kube-router (pid {', '.join(map(str, live))}) is running on this host"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        # No kube-router is alive, so these were left by a killed run (SIGKILL leaves every
+        # chain): remove them as the node's own start-up sweep does, and start from clean.
+        remove_kube_router_firewall_state()
+        rules_before = iptables_snapshot()
+    sets_before = ipset_names()
     node = control_plane.node_names[0]
     firewall = KubeRouterFirewall(bin_dir, control_plane.kubeconfig, node, tmp_path)
     try:

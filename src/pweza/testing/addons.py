@@ -22,6 +22,7 @@ processes get SIGKILL if the test process dies first (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import base64
+import contextlib
 import difflib
 import http.client
 import ipaddress
@@ -1035,6 +1036,16 @@ _KUBE_ROUTER_CHAIN: Final = re.compile(
     r"KUBE-ROUTER-(?:INPUT|FORWARD|OUTPUT)|KUBE-NWPLCY-[A-Z0-9]+|KUBE-POD-FW-[A-Z0-9]+"
 )
 _KUBE_ROUTER_IPSET: Final = re.compile(r"KUBE-(?:SRC|DST)-[A-Z0-9]+")
+
+
+def running_kube_routers() -> list[int]:
+    """The pids of the kube-router processes alive on this host (their chains are not stale)."""
+    pids: list[int] = []
+    for comm in pathlib.Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "kube-router":
+                pids.append(int(comm.parent.name))
+    return pids
 
 
 def remove_kube_router_firewall_state() -> list[str]:

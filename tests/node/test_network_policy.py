@@ -56,6 +56,24 @@ def cluster_ip(node: Node, namespace: str, name: str) -> str:
     return str(node.get("service", name, "-n", namespace)["spec"]["clusterIP"])
 
 
+def serving_manager(node: Node) -> str:
+    """The manager Service's ClusterIP, once its Deployment has rolled out and the Service has a
+    ready endpoint: an earlier test's upgrade or rollback may still be replacing the pod, and a
+    Service with no endpoint refuses connections whatever the policies say."""
+    node.kubectl("rollout", "status", f"deployment/{MANAGER}", "-n", SYSTEM, "--timeout=300s", timeout=320)
+
+    def ready_endpoint() -> bool:
+        slices = node.get("endpointslices", "-n", SYSTEM, "-l", f"kubernetes.io/service-name={MANAGER}")
+        return any(
+            (e.get("conditions") or {}).get("ready")
+            for s in (slices or {}).get("items", [])
+            for e in s.get("endpoints") or []
+        )
+
+    eventually(ready_endpoint, 120, "a ready endpoint of the manager Service", interval=1)
+    return cluster_ip(node, SYSTEM, MANAGER)
+
+
 @pytest.fixture(scope="module")
 def outsiders(release: Release) -> Iterator[str]:
     node = release.node
@@ -83,8 +101,15 @@ def test_agents_reach_the_manager_grpc_port_and_an_unadmitted_namespace_does_not
     release: Release, outsiders: str
 ) -> None:
     node = release.node
-    manager = cluster_ip(node, SYSTEM, MANAGER)
-    assert probe(node, AGENTS, manager, 9090) == "open"
+    manager = serving_manager(node)
+
+    # kube-proxy programs a new endpoint within its sync period: the admitted path is tried
+    # until it opens (bounded), the refused ones below once each, after it has.
+    def agents_reach_grpc() -> str | None:
+        said = probe(node, AGENTS, manager, 9090)
+        return said if said == "open" else None
+
+    eventually(agents_reach_grpc, 90, "agents reaching the manager's gRPC port")
     assert probe(node, outsiders, manager, 9090).startswith("closed")
     assert probe(node, outsiders, manager, 8080).startswith("closed")
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
 
-from pweza.testing.controlplane import _parent_death_signal, _tail
+from pweza.testing.child_processes import LOG_TAIL_LINES, log_tail, parent_death_signal
 
 __all__ = [
     "ADDON_BINARIES",
@@ -75,7 +75,6 @@ FRONT_PROXY_CLIENT_NAME: Final = "front-proxy-client"
 METRICS_API_SERVICE: Final = "v1beta1.metrics.k8s.io"
 _METRICS_NAMESPACE: Final = "kube-system"
 _METRICS_SERVICE: Final = "metrics-server"
-_LOG_TAIL_LINES: Final = 40
 _POLL_INTERVAL: Final = 0.25
 
 
@@ -418,7 +417,7 @@ class _HostProcess:
         return self.workdir / "logs" / f"{self.name}.log"
 
     def log_tail(self) -> str:
-        return f"--- last {_LOG_TAIL_LINES} lines of {self.log} ---\n{_tail(self.log)}"
+        return f"--- last {LOG_TAIL_LINES} lines of {self.log} ---\n{log_tail(self.log)}"
 
     def __enter__(self) -> Self:
         self.start()
@@ -448,7 +447,7 @@ class _HostProcess:
                     cwd=self.workdir,
                     env={**os.environ, "HOME": str(self.workdir)},
                     # The child only calls prctl(); it takes no lock another thread holds.
-                    preexec_fn=_parent_death_signal(),
+                    preexec_fn=parent_death_signal(),
                 )
             self._wait(f"{self.name} to be ready", deadline, self._ready)
             self._started(deadline)

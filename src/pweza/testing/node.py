@@ -39,15 +39,9 @@ from types import TracebackType
 from typing import Final, Self
 
 from pweza.testing.addons import KubeRouterFirewall, remove_kube_router_firewall_state
-from pweza.testing.controlplane import (
-    BUILD_COMMAND,
-    SERVICE_CLUSTER_IP_RANGE,
-    ControlPlane,
-    ControlPlaneError,
-    _parent_death_signal,
-    _tail,
-    k8s_bin_dir,
-)
+from pweza.testing.child_processes import log_tail, parent_death_signal
+from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, ControlPlaneError, k8s_bin_dir
+from pweza.testing.controlplane.plane import SERVICE_CLUSTER_IP_RANGE
 from pweza.testing.images import BUILD_IMAGES_COMMAND, PAUSE_IMAGE, image_archives, import_images
 from pweza.testing.node_addons import CLUSTER_DNS_IP, addon_objects
 from pweza.testing.oci import write_binary_image
@@ -463,7 +457,7 @@ oom_score = 0
         serving_cert, serving_key = pki.issue(
             "kubelet-serving", f"system:node:{NODE_NAME}", server_names=(NODE_NAME,), server_ips=(GATEWAY_IP,)
         )
-        kubeconfig = self.control_plane._write_kubeconfig("kubelet", pki.ca_cert, client_cert, client_key)
+        kubeconfig = self.control_plane.write_kubeconfig("kubelet", pki.ca_cert, client_cert, client_key)
         # Pods with dnsPolicy Default read this instead of the machine's resolver.
         resolv = self.workdir / "resolv.conf"
         resolv.write_text(f"nameserver {CLUSTER_DNS_IP}\n")
@@ -547,7 +541,7 @@ oom_score = 0
     def _start_kube_proxy(self, deadline: float) -> None:
         pki = self.control_plane.pki
         cert, key = pki.issue("kube-proxy-client", "system:kube-proxy")
-        kubeconfig = self.control_plane._write_kubeconfig("kube-proxy", pki.ca_cert, cert, key)
+        kubeconfig = self.control_plane.write_kubeconfig("kube-proxy", pki.ca_cert, cert, key)
         config = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
@@ -690,7 +684,7 @@ oom_score = 0
                 cwd=self.workdir,
                 start_new_session=True,
                 # Gone with the test process even if it is killed before its teardown runs.
-                preexec_fn=_parent_death_signal(),
+                preexec_fn=parent_death_signal(),
             )
         self._processes.append(_Process(name, process, log))
 
@@ -708,13 +702,13 @@ oom_score = 0
             for p in self._processes:
                 code = p.process.poll()
                 if code is not None:
-                    raise NodeError(f"{p.name} exited with code {code}\n--- {p.name} log ---\n{_tail(p.log)}")
+                    raise NodeError(f"{p.name} exited with code {code}\n--- {p.name} log ---\n{log_tail(p.log)}")
             if ready():
                 return
             if time.monotonic() >= deadline:
                 raise NodeError(
                     f"timed out after {self.startup_timeout:.0f}s waiting for {what}\n"
-                    f"--- {suspect} log ---\n{_tail(self.log(suspect))}"
+                    f"--- {suspect} log ---\n{log_tail(self.log(suspect))}"
                 )
             time.sleep(0.5)
 

@@ -1,30 +1,12 @@
-"""A real, throwaway Kubernetes control plane for tests.
-
-``ControlPlane`` runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
-kwok (fake kubelets) as local processes on free 127.0.0.1 ports, with everything they
-write kept in one temporary directory. The binaries are built from source by
-``hack/build-k8s.sh`` (see docs/k8s-test-control-plane.md); tests should skip when
-``k8s_bin_dir()`` is None::
-
-    bin_dir = k8s_bin_dir()
-    pytestmark = pytest.mark.skipif(bin_dir is None, reason=f"run {BUILD_COMMAND}")
-
-    def test_deploy() -> None:
-        with ControlPlane(nodes=3) as cp:
-            cp.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=2")
-
-Pods scheduled to the kwok nodes go Running without any container runtime. Nothing
-listens on a non-loopback address; node and pod IPs are bookkeeping only.
-"""
+"""``ControlPlane``: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+started as local processes, wired together, and waited for until they are ready."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import dataclasses
 import http.client
-import importlib.resources
 import json
 import os
 import pathlib
@@ -33,7 +15,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -42,70 +23,18 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
-__all__ = [
-    "BUILD_COMMAND",
-    "K8S_VERSION",
-    "REQUIRED_BINARIES",
-    "ControlPlane",
-    "ControlPlaneError",
-    "KubectlError",
-    "k8s_bin_dir",
-]
+from pweza.testing.child_processes import LOG_TAIL_LINES, log_tail, parent_death_signal
+from pweza.testing.controlplane import kwok
+from pweza.testing.controlplane.binaries import BUILD_COMMAND, REQUIRED_BINARIES, has_binaries, k8s_bin_dir
+from pweza.testing.controlplane.errors import ControlPlaneError, KubectlError
+from pweza.testing.controlplane.pki import Pki
+from pweza.testing.controlplane.probes import component_healthy, etcd_healthy
 
-K8S_VERSION: Final = "v1.37.2"
-BUILD_COMMAND: Final = "hack/build-k8s.sh"
-REQUIRED_BINARIES: Final = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubectl",
-    "kwok",
-)
+__all__ = ["SERVICE_CLUSTER_IP_RANGE", "ControlPlane"]
 
-KWOK_NODE_ANNOTATION: Final = "kwok.x-k8s.io/node"
 SERVICE_CLUSTER_IP_RANGE: Final = "10.96.0.0/16"
 _SERVICE_IP: Final = "10.96.0.1"
-_POD_CIDR: Final = "10.244.0.0/16"
-_NODE_LEASE_SECONDS: Final = 40
-_LOG_TAIL_LINES: Final = 40
 _POLL_INTERVAL: Final = 0.25
-
-# kwok only simulates what its Stage objects describe, and the bare `kwok` binary ships
-# none (kwokctl injects these same defaults). manifests/kwok-stages.yaml is copied from kwok
-# v0.8.0 kustomize/stage/{node/fast,node/heartbeat-with-lease,pod/fast}.
-_KWOK_STAGES_FILE: Final = "manifests/kwok-stages.yaml"  # package data of pweza.testing
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not be started or did not become ready in time."""
-
-
-class KubectlError(subprocess.CalledProcessError):
-    """A ``kubectl`` call exited non-zero; ``str()`` includes its stderr."""
-
-    def __str__(self) -> str:
-        stderr = self.stderr if isinstance(self.stderr, str) else ""
-        return f"{super().__str__()}\n{stderr.strip()}"
-
-
-def _has_binaries(path: pathlib.Path) -> bool:
-    return all(os.access(path / name, os.X_OK) for name in REQUIRED_BINARIES)
-
-
-def k8s_bin_dir() -> pathlib.Path | None:
-    """The directory holding the test-kit binaries, or None when they are not built.
-
-    ``PWEZA_K8S_BIN`` names the directory explicitly; otherwise the cache that
-    ``hack/build-k8s.sh`` fills for the pinned ``K8S_VERSION`` is used.
-    """
-    override = os.environ.get("PWEZA_K8S_BIN")
-    if override:
-        candidate = pathlib.Path(override).expanduser()
-    else:
-        cache = os.environ.get("PWEZA_K8S_CACHE") or str(pathlib.Path.home() / ".cache" / "pweza")
-        candidate = pathlib.Path(cache).expanduser() / f"k8s-{K8S_VERSION}" / "bin"
-    return candidate.resolve() if _has_binaries(candidate) else None
 
 
 @dataclass(frozen=True)
@@ -128,116 +57,6 @@ def _free_ports() -> _Ports:
             sock.bind(("127.0.0.1", 0))
             ports.append(int(sock.getsockname()[1]))
     return _Ports(*ports)
-
-
-_PR_SET_PDEATHSIG: Final = 1
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    # If the test process dies without running __exit__ (SIGKILL, a CI timeout), the
-    # kernel kills the components too instead of leaving etcd and the apiserver behind.
-    # Caveat: the signal fires when the *thread* that started them exits.
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-    return preexec
-
-
-def _tail(path: pathlib.Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class _Pki:
-    """Certificates and keys made with the openssl CLI (the stdlib cannot issue them)."""
-
-    def __init__(self, directory: pathlib.Path) -> None:
-        self.dir = directory
-        self.ca_cert = directory / "ca.crt"
-        self.ca_key = directory / "ca.key"
-        self.sa_key = directory / "sa.key"
-        self.sa_pub = directory / "sa.pub"
-        self._serial = 1
-
-    def _openssl(self, *args: str) -> None:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise ControlPlaneError("the openssl CLI is required to make test certificates")
-        result = subprocess.run(
-            [openssl, *args],
-            cwd=self.dir,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{result.stderr.strip()}")
-
-    def _ec_key(self, path: pathlib.Path) -> None:
-        self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
-
-    def create_ca(self) -> None:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._ec_key(self.ca_key)
-        config = self.dir / "ca.cnf"
-        config.write_text(
-            "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = pweza-test-ca\n"
-            "[ext]\nbasicConstraints = critical,CA:TRUE\n"
-            "keyUsage = critical,keyCertSign,cRLSign,digitalSignature\n"
-            "subjectKeyIdentifier = hash\n"
-        )
-        self._openssl(
-            "req", "-x509", "-new", "-key", str(self.ca_key), "-config", str(config),
-            "-extensions", "ext", "-days", "30", "-sha256", "-out", str(self.ca_cert),
-        )  # fmt: skip
-        # RSA rather than EC: some service-account token consumers only handle RS256.
-        self._openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                      "-out", str(self.sa_key))  # fmt: skip
-        self._openssl("pkey", "-in", str(self.sa_key), "-pubout", "-out", str(self.sa_pub))
-
-    def issue(
-        self,
-        name: str,
-        common_name: str,
-        *,
-        organization: str | None = None,
-        server_names: Sequence[str] = (),
-        server_ips: Sequence[str] = (),
-    ) -> tuple[pathlib.Path, pathlib.Path]:
-        key = self.dir / f"{name}.key"
-        csr = self.dir / f"{name}.csr"
-        cert = self.dir / f"{name}.crt"
-        ext = self.dir / f"{name}.ext"
-        self._ec_key(key)
-        subject = f"/CN={common_name}" + (f"/O={organization}" if organization else "")
-        self._openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
-        sans = [f"DNS:{n}" for n in server_names] + [f"IP:{ip}" for ip in server_ips]
-        usage = "serverAuth" if sans else "clientAuth"
-        ext.write_text(
-            "[ext]\nbasicConstraints = critical,CA:FALSE\n"
-            "keyUsage = critical,digitalSignature,keyEncipherment\n"
-            f"extendedKeyUsage = {usage}\nauthorityKeyIdentifier = keyid\n"
-            + (f"subjectAltName = {','.join(sans)}\n" if sans else "")
-        )
-        self._serial += 1
-        self._openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(self.ca_cert), "-CAkey", str(self.ca_key),
-            "-set_serial", str(self._serial), "-days", "30", "-sha256",
-            "-extfile", str(ext), "-extensions", "ext", "-out", str(cert),
-        )  # fmt: skip
-        return cert, key
 
 
 @dataclass
@@ -270,7 +89,7 @@ class ControlPlane:
         if nodes < 0:
             raise ValueError("nodes must be >= 0")
         resolved = bin_dir if bin_dir is not None else k8s_bin_dir()
-        if resolved is None or not _has_binaries(resolved):
+        if resolved is None or not has_binaries(resolved):
             raise ControlPlaneError(
                 f"Kubernetes test binaries not found (need {', '.join(REQUIRED_BINARIES)}); "
                 f"build them with `{BUILD_COMMAND}` or point PWEZA_K8S_BIN at them"
@@ -292,7 +111,7 @@ class ControlPlane:
         self._components: list[_Component] = []
         self._ports: _Ports | None = None
         self._ssl: ssl.SSLContext | None = None
-        self._pki: _Pki | None = None
+        self._pki: Pki | None = None
 
     @property
     def workdir(self) -> pathlib.Path:
@@ -312,7 +131,7 @@ class ControlPlane:
         return f"https://{self.address}:{self._ports.apiserver}"
 
     @property
-    def pki(self) -> _Pki:
+    def pki(self) -> Pki:
         """The test CA, to issue certificates for more components (a real node's kubelet)."""
         if self._pki is None:
             raise ControlPlaneError("the control plane is not running")
@@ -412,7 +231,7 @@ class ControlPlane:
         ports = self._ports = _free_ports()
         if self.apiserver_port is not None:
             ports = self._ports = dataclasses.replace(ports, apiserver=self.apiserver_port)
-        pki = self._pki = _Pki(workdir / "pki")
+        pki = self._pki = Pki(workdir / "pki")
         pki.create_ca()
         serving_cert, serving_key = pki.issue(
             "apiserver",
@@ -442,7 +261,7 @@ class ControlPlane:
         kubeconfigs: dict[str, pathlib.Path] = {}
         for name, (user, group) in clients.items():
             cert, key = pki.issue(f"{name}-client", user, organization=group)
-            kubeconfigs[name] = self._write_kubeconfig(name, pki.ca_cert, cert, key)
+            kubeconfigs[name] = self.write_kubeconfig(name, pki.ca_cert, cert, key)
             if name == "admin":
                 self._ssl = ssl.create_default_context(cafile=str(pki.ca_cert))
                 self._ssl.load_cert_chain(str(cert), str(key))
@@ -463,7 +282,7 @@ class ControlPlane:
             "--unsafe-no-fsync=true",
             "--log-level=warn",
         )
-        self._wait("etcd to be healthy", deadline, self._etcd_healthy, ("etcd",))
+        self._wait("etcd to be healthy", deadline, lambda: etcd_healthy(ports.etcd_client), ("etcd",))
 
         self._spawn(
             "kube-apiserver",
@@ -537,31 +356,21 @@ class ControlPlane:
             "--leader-elect=false",
         )
         stages = workdir / "kwok-stages.yaml"
-        stages.write_text(importlib.resources.files("pweza.testing").joinpath(_KWOK_STAGES_FILE).read_text())
-        self._spawn(
-            "kwok",
-            f"--kubeconfig={kubeconfigs['kwok']}",
-            f"--config={stages}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-            "--node-ip=127.0.0.1",
-            f"--cidr={_POD_CIDR}",
-            f"--node-lease-duration-seconds={_NODE_LEASE_SECONDS}",
-            f"--server-address=127.0.0.1:{ports.kwok}",
-        )
+        stages.write_text(kwok.stages_yaml())
+        self._spawn("kwok", *kwok.kwok_args(kubeconfigs["kwok"], stages, ports.kwok))
         for node in self.node_names:
             self._create_node(node)
 
         self._wait(
             "kube-controller-manager /healthz",
             deadline,
-            lambda: self._component_healthy(ports.controller_manager),
+            lambda: component_healthy(ports.controller_manager),
             ("kube-controller-manager",),
         )
         self._wait(
             "kube-scheduler /healthz",
             deadline,
-            lambda: self._component_healthy(ports.scheduler),
+            lambda: component_healthy(ports.scheduler),
             ("kube-scheduler",),
         )
         self._wait(
@@ -577,7 +386,10 @@ class ControlPlane:
             ("kwok", "kube-controller-manager"),
         )
 
-    def _write_kubeconfig(self, name: str, ca: pathlib.Path, cert: pathlib.Path, key: pathlib.Path) -> pathlib.Path:
+    def write_kubeconfig(self, name: str, ca: pathlib.Path, cert: pathlib.Path, key: pathlib.Path) -> pathlib.Path:
+        """A kubeconfig in the workdir for a client certificate of this cluster's CA (the
+        components', and a real node's kubelet and kube-proxy)."""
+
         def b64(path: pathlib.Path) -> str:
             return base64.b64encode(path.read_bytes()).decode()
 
@@ -627,7 +439,7 @@ class ControlPlane:
                 cwd=self.workdir,
                 env={**os.environ, "HOME": str(self.workdir)},
                 # The child only calls prctl(); it takes no lock another thread could hold.
-                preexec_fn=_parent_death_signal(),
+                preexec_fn=parent_death_signal(),
             )
         self._components.append(_Component(name, process, log))
 
@@ -637,7 +449,7 @@ class ControlPlane:
         for name in names:
             component = by_name.get(name)
             if component is not None:
-                parts.append(f"--- last {_LOG_TAIL_LINES} lines of {name} log ---\n{_tail(component.log)}")
+                parts.append(f"--- last {LOG_TAIL_LINES} lines of {name} log ---\n{log_tail(component.log)}")
         return "\n".join(parts)
 
     def _check_alive(self) -> None:
@@ -662,21 +474,6 @@ class ControlPlane:
                     f"timed out after {self.startup_timeout:.0f}s waiting for {what}\n" + self._log_tails(suspects)
                 )
             time.sleep(_POLL_INTERVAL)
-
-    def _etcd_healthy(self) -> bool:
-        assert self._ports is not None
-        conn = http.client.HTTPConnection("127.0.0.1", self._ports.etcd_client, timeout=2)
-        try:
-            conn.request("GET", "/health")
-            response = conn.getresponse()
-            if response.status != 200:
-                return False
-            health: Any = json.loads(response.read())
-        except (OSError, http.client.HTTPException, ValueError):
-            return False
-        finally:
-            conn.close()
-        return isinstance(health, dict) and health.get("health") == "true"
 
     def _request(self, method: str, path: str, body: object | None = None) -> tuple[int, bytes]:
         assert self._ports is not None and self._ssl is not None
@@ -711,66 +508,16 @@ class ControlPlane:
         status, body = self._request("GET", "/readyz")
         return status == 200 and body.strip() == b"ok"
 
-    def _component_healthy(self, port: int) -> bool:
-        # These components serve a self-signed cert they make at startup; this is only a
-        # loopback liveness probe, so there is nothing to verify it against.
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=2)
-        try:
-            conn.request("GET", "/healthz")
-            response = conn.getresponse()
-            return response.status == 200 and response.read().strip() == b"ok"
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
-
     def _create_node(self, name: str) -> None:
-        # As a kubelet reports them; without ephemeral-storage a pod that requests it never schedules.
-        resources = {"cpu": "32", "memory": "256Gi", "ephemeral-storage": "500Gi", "pods": "110"}
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "annotations": {
-                    KWOK_NODE_ANNOTATION: "fake",
-                    "node.alpha.kubernetes.io/ttl": "0",
-                },
-                "labels": {
-                    "kubernetes.io/arch": "amd64",
-                    "kubernetes.io/hostname": name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/role": "agent",
-                    "node-role.kubernetes.io/agent": "",
-                    "type": "kwok",
-                },
-            },
-            # Node status is accepted on create; kwok keeps capacity it finds set.
-            "status": {"allocatable": resources, "capacity": resources},
-        }
-        status, body = self._request("POST", "/api/v1/nodes", node)
+        status, body = self._request("POST", "/api/v1/nodes", kwok.node_object(name))
         if status not in (201, 409):
             raise ControlPlaneError(f"creating node {name} failed: HTTP {status} {body.decode(errors='replace')}")
 
     def _nodes_ready(self) -> bool:
         if not self.node_names:
             return True
-        selector = urllib.parse.quote("type=kwok")
+        selector = urllib.parse.quote(kwok.NODE_SELECTOR)
         status, nodes = self._get(f"/api/v1/nodes?labelSelector={selector}")
         if status != 200 or not isinstance(nodes, dict):
             return False
-        ready = set()
-        for node in nodes.get("items", []):
-            conditions = node.get("status", {}).get("conditions", [])
-            is_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-            # The node lifecycle controller lifts this taint a moment after Ready; until
-            # then the scheduler would leave pods Pending.
-            tainted = any(
-                t.get("key", "").startswith("node.kubernetes.io/") for t in node.get("spec", {}).get("taints", []) or []
-            )
-            if is_ready and not tainted:
-                ready.add(node["metadata"]["name"])
-        return ready.issuperset(self.node_names)
+        return kwok.ready_node_names(nodes).issuperset(self.node_names)

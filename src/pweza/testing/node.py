@@ -41,7 +41,7 @@ from typing import Final, Self
 from pweza.testing.addons import KubeRouterFirewall, remove_kube_router_firewall_state
 from pweza.testing.child_processes import log_tail, parent_death_signal
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, ControlPlaneError, k8s_bin_dir
-from pweza.testing.controlplane.plane import SERVICE_CLUSTER_IP_RANGE
+from pweza.testing.controlplane.components import SERVICE_CLUSTER_IP_RANGE
 from pweza.testing.images import BUILD_IMAGES_COMMAND, PAUSE_IMAGE, image_archives, import_images
 from pweza.testing.node_addons import CLUSTER_DNS_IP, addon_objects
 from pweza.testing.oci import write_binary_image

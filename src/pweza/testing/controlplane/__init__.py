@@ -16,9 +16,9 @@ write kept in one temporary directory. The binaries are built from source by
 Pods scheduled to the kwok nodes go Running without any container runtime. Nothing
 listens on a non-loopback address; node and pod IPs are bookkeeping only.
 
-Inside: ``binaries`` finds the kit, ``pki`` makes the certificates, ``kwok`` describes the fake
-nodes, ``probes`` asks the components whether they are healthy, and ``plane`` starts and wires
-them together.
+Inside: ``binaries`` finds the kit, ``pki`` makes the certificates, ``components`` holds each
+component's command line, ``kwok`` describes the fake nodes, ``probes`` asks the components
+whether they are healthy, and ``plane`` starts them in order and waits for each.
 """
 
 from pweza.testing.controlplane.binaries import BUILD_COMMAND, K8S_VERSION, REQUIRED_BINARIES, k8s_bin_dir

@@ -26,14 +26,20 @@ from typing import Any, Final, Self
 from pweza.testing.child_processes import LOG_TAIL_LINES, log_tail, parent_death_signal
 from pweza.testing.controlplane import kwok
 from pweza.testing.controlplane.binaries import BUILD_COMMAND, REQUIRED_BINARIES, has_binaries, k8s_bin_dir
+from pweza.testing.controlplane.components import (
+    apiserver_args,
+    controller_manager_args,
+    etcd_args,
+    etcd_url,
+    issue_apiserver_certificates,
+    scheduler_args,
+)
 from pweza.testing.controlplane.errors import ControlPlaneError, KubectlError
 from pweza.testing.controlplane.pki import Pki
 from pweza.testing.controlplane.probes import component_healthy, etcd_healthy
 
-__all__ = ["SERVICE_CLUSTER_IP_RANGE", "ControlPlane"]
+__all__ = ["ControlPlane"]
 
-SERVICE_CLUSTER_IP_RANGE: Final = "10.96.0.0/16"
-_SERVICE_IP: Final = "10.96.0.1"
 _POLL_INTERVAL: Final = 0.25
 
 
@@ -233,94 +239,23 @@ class ControlPlane:
             ports = self._ports = dataclasses.replace(ports, apiserver=self.apiserver_port)
         pki = self._pki = Pki(workdir / "pki")
         pki.create_ca()
-        serving_cert, serving_key = pki.issue(
-            "apiserver",
-            "kube-apiserver",
-            server_names=(
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ),
-            server_ips=tuple(dict.fromkeys(("127.0.0.1", self.address, _SERVICE_IP))),
-        )
-        # The apiserver's identity towards kubelets (logs, exec) and, through the aggregation
-        # layer, towards extension apiservers such as metrics-server.
-        kubelet_client_cert, kubelet_client_key = pki.issue(
-            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters"
-        )
-        front_proxy_cert, front_proxy_key = pki.issue("front-proxy-client", "front-proxy-client")
-        clients = {
-            "admin": ("pweza-admin", "system:masters"),
-            "kube-controller-manager": ("system:kube-controller-manager", None),
-            "kube-scheduler": ("system:kube-scheduler", None),
-            # kwok writes node and pod status, leases and deletions across namespaces.
-            "kwok": ("kwok-controller", "system:masters"),
-        }
-        kubeconfigs: dict[str, pathlib.Path] = {}
-        for name, (user, group) in clients.items():
-            cert, key = pki.issue(f"{name}-client", user, organization=group)
-            kubeconfigs[name] = self.write_kubeconfig(name, pki.ca_cert, cert, key)
-            if name == "admin":
-                self._ssl = ssl.create_default_context(cafile=str(pki.ca_cert))
-                self._ssl.load_cert_chain(str(cert), str(key))
+        certificates = issue_apiserver_certificates(pki, self.address)
+        kubeconfigs = self._client_kubeconfigs(pki)
 
-        etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
-        peer_url = f"http://127.0.0.1:{ports.etcd_peer}"
-        self._spawn(
-            "etcd",
-            "--name=pweza",
-            f"--data-dir={workdir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=pweza={peer_url}",
-            "--initial-cluster-state=new",
-            # The data is deleted on exit; fsync only slows tests down.
-            "--unsafe-no-fsync=true",
-            "--log-level=warn",
-        )
+        self._spawn("etcd", *etcd_args(workdir / "etcd", ports.etcd_client, ports.etcd_peer))
         self._wait("etcd to be healthy", deadline, lambda: etcd_healthy(ports.etcd_client), ("etcd",))
 
         self._spawn(
             "kube-apiserver",
-            f"--etcd-servers={etcd_url}",
-            f"--advertise-address={self.address}",
-            f"--bind-address={self.address}",
-            f"--secure-port={ports.apiserver}",
-            f"--cert-dir={workdir / 'apiserver-certs'}",
-            f"--tls-cert-file={serving_cert}",
-            f"--tls-private-key-file={serving_key}",
-            f"--client-ca-file={pki.ca_cert}",
-            "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--allow-privileged=true",
-            # Endpoints may not hold loopback IPs, so on loopback the default reconciler would
-            # fail forever and only pods need the `kubernetes` Service: a real node's pods reach
-            # the apiserver through it at the bridge address.
-            f"--endpoint-reconciler-type={'none' if self.address == '127.0.0.1' else 'lease'}",
-            # Kubelets are reached at their InternalIP, never by a hostname looked up through
-            # the machine's resolver, and must prove a serving certificate from the test CA.
-            "--kubelet-preferred-address-types=InternalIP",
-            f"--kubelet-client-certificate={kubelet_client_cert}",
-            f"--kubelet-client-key={kubelet_client_key}",
-            *([] if self.address == "127.0.0.1" else [f"--kubelet-certificate-authority={pki.ca_cert}"]),
-            # The aggregation layer, for extension apiservers (metrics-server on a real node).
-            f"--requestheader-client-ca-file={pki.ca_cert}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={front_proxy_cert}",
-            f"--proxy-client-key-file={front_proxy_key}",
-            "--enable-aggregator-routing=true",
-            "--profiling=false",
-            *self.extra_apiserver_args,
+            *apiserver_args(
+                etcd=etcd_url(ports.etcd_client),
+                address=self.address,
+                port=ports.apiserver,
+                cert_dir=workdir / "apiserver-certs",
+                pki=pki,
+                certificates=certificates,
+                extra=self.extra_apiserver_args,
+            ),
         )
         self._wait(
             "kube-apiserver /readyz",
@@ -331,30 +266,9 @@ class ControlPlane:
 
         self._spawn(
             "kube-controller-manager",
-            f"--kubeconfig={kubeconfigs['kube-controller-manager']}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports.controller_manager}",
-            "--leader-elect=false",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--root-ca-file={pki.ca_cert}",
-            f"--cluster-signing-cert-file={pki.ca_cert}",
-            f"--cluster-signing-key-file={pki.ca_key}",
-            # Since the in-tree cloud providers were removed, none of the on-by-default
-            # controllers needs a cloud; node-ipam stays off without --allocate-node-cidrs.
-            "--controllers=*",
-            # A test cannot wait the default five minutes to see an HPA scale back in.
-            "--horizontal-pod-autoscaler-downscale-stabilization=20s",
-            "--horizontal-pod-autoscaler-sync-period=5s",
-            "--profiling=false",
+            *controller_manager_args(kubeconfigs["kube-controller-manager"], ports.controller_manager, pki),
         )
-        self._spawn(
-            "kube-scheduler",
-            f"--kubeconfig={kubeconfigs['kube-scheduler']}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports.scheduler}",
-            "--leader-elect=false",
-        )
+        self._spawn("kube-scheduler", *scheduler_args(kubeconfigs["kube-scheduler"], ports.scheduler))
         stages = workdir / "kwok-stages.yaml"
         stages.write_text(kwok.stages_yaml())
         self._spawn("kwok", *kwok.kwok_args(kubeconfigs["kwok"], stages, ports.kwok))
@@ -385,6 +299,25 @@ class ControlPlane:
             self._nodes_ready,
             ("kwok", "kube-controller-manager"),
         )
+
+    def _client_kubeconfigs(self, pki: Pki) -> dict[str, pathlib.Path]:
+        """A client certificate and kubeconfig per client; the admin's also authenticates this
+        object's own requests."""
+        clients = {
+            "admin": ("pweza-admin", "system:masters"),
+            "kube-controller-manager": ("system:kube-controller-manager", None),
+            "kube-scheduler": ("system:kube-scheduler", None),
+            # kwok writes node and pod status, leases and deletions across namespaces.
+            "kwok": ("kwok-controller", "system:masters"),
+        }
+        kubeconfigs: dict[str, pathlib.Path] = {}
+        for name, (user, group) in clients.items():
+            cert, key = pki.issue(f"{name}-client", user, organization=group)
+            kubeconfigs[name] = self.write_kubeconfig(name, pki.ca_cert, cert, key)
+            if name == "admin":
+                self._ssl = ssl.create_default_context(cafile=str(pki.ca_cert))
+                self._ssl.load_cert_chain(str(cert), str(key))
+        return kubeconfigs
 
     def write_kubeconfig(self, name: str, ca: pathlib.Path, cert: pathlib.Path, key: pathlib.Path) -> pathlib.Path:
         """A kubeconfig in the workdir for a client certificate of this cluster's CA (the

@@ -1,5 +1,6 @@
-"""pweza.testing.controlplane's kwok pieces without a cluster: the Stage objects it hands kwok,
-the Node objects it creates, and when it counts those nodes as ready."""
+"""pweza.testing.controlplane's pieces without a cluster: the Stage objects it hands kwok, the
+Node objects it creates and when it counts them ready, and how the apiserver's flags follow the
+address it serves on."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import yaml
 
 from pweza.testing.controlplane import kwok
+from pweza.testing.controlplane.components import ApiserverCertificates, apiserver_args
+from pweza.testing.controlplane.pki import Pki
 
 
 def test_the_packaged_stages_parse_into_the_five_kwok_stages_nodes_and_pods_need() -> None:
@@ -63,3 +66,32 @@ def test_a_node_is_ready_once_ready_and_rid_of_the_lifecycle_taints() -> None:
 
     assert kwok.ready_node_names(nodes) == {"up", "user-tainted"}
     assert kwok.ready_node_names({"items": []}) == set()
+
+
+def _apiserver_flags(address: str, tmp_path: Path) -> dict[str, str]:
+    pair = (tmp_path / "x.crt", tmp_path / "x.key")
+    args = apiserver_args(
+        etcd="http://127.0.0.1:2379",
+        address=address,
+        port=6443,
+        cert_dir=tmp_path / "certs",
+        pki=Pki(tmp_path / "pki"),
+        certificates=ApiserverCertificates(pair, pair, pair),
+        extra=["--v=4"],
+    )
+    return dict(arg.removeprefix("--").split("=", 1) for arg in args)
+
+
+def test_on_loopback_the_apiserver_keeps_no_endpoints_and_on_a_bridge_it_checks_kubelets(tmp_path: Path) -> None:
+    loopback = _apiserver_flags("127.0.0.1", tmp_path)
+    bridge = _apiserver_flags("10.88.0.1", tmp_path)
+
+    # Endpoints may not hold loopback IPs: the reconciler would fail forever.
+    assert loopback["endpoint-reconciler-type"] == "none"
+    assert "kubelet-certificate-authority" not in loopback
+    # A real node's pods reach the apiserver through the `kubernetes` Service, and its kubelet
+    # must prove a certificate of the test CA.
+    assert bridge["endpoint-reconciler-type"] == "lease"
+    assert bridge["kubelet-certificate-authority"] == str(tmp_path / "pki" / "ca.crt")
+    assert bridge["bind-address"] == bridge["advertise-address"] == "10.88.0.1"
+    assert bridge["v"] == "4", "extra flags are passed on"

@@ -75,7 +75,7 @@ def _apiserver_flags(address: str, tmp_path: Path) -> dict[str, str]:
         address=address,
         port=6443,
         cert_dir=tmp_path / "certs",
-        pki=Pki(tmp_path / "pki"),
+        pki=Pki(tmp_path / "pki", tmp_path / "pki" / "ca.crt", tmp_path / "pki" / "ca.key"),
         certificates=ApiserverCertificates(pair, pair, pair),
         extra=["--v=4"],
     )

@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
 
+from pweza.testing import certificates
 from pweza.testing.child_processes import LOG_TAIL_LINES, log_tail, parent_death_signal
+from pweza.testing.kubeconfigs import write_kubeconfig
 
 __all__ = [
     "ADDON_BINARIES",
@@ -94,31 +96,6 @@ def free_dns_port(host: str = "127.0.0.1") -> int:
     return _free_port(host, udp_too=True)
 
 
-def write_kubeconfig(
-    path: pathlib.Path, server: str, ca: pathlib.Path, cert: pathlib.Path, key: pathlib.Path, *, user: str = "user"
-) -> pathlib.Path:
-    """A kubeconfig for a client certificate, with the files' contents inlined."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "pweza-test", "cluster": {"server": server, "certificate-authority-data": _b64(ca.read_bytes())}}
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate-data": _b64(cert.read_bytes()), "client-key-data": _b64(key.read_bytes())},
-            }
-        ],
-        "contexts": [{"name": "pweza-test", "context": {"cluster": "pweza-test", "user": user}}],
-        "current-context": "pweza-test",
-    }
-    # JSON is valid YAML, which keeps this module free of a YAML dependency.
-    path.write_text(json.dumps(config, indent=2))
-    path.chmod(0o600)
-    return path
-
-
 def _free_port(host: str = "127.0.0.1", *, udp_too: bool = False) -> int:
     # CoreDNS listens on UDP and TCP of the same port, so both must be free.
     while True:
@@ -158,76 +135,11 @@ def _http_status(
 # --- certificates -------------------------------------------------------------------
 
 
-class CertificateAuthority:
-    """A CA whose certificates are made with the openssl CLI (the stdlib cannot issue them).
+class CertificateAuthority(certificates.CertificateAuthority):
+    """The test CA (``pweza.testing.certificates``) as the add-ons use it: its failures are
+    ``AddonError``s."""
 
-    ``CertificateAuthority.create(dir, cn)`` makes a new CA; ``CertificateAuthority(dir,
-    cert, key)`` signs with an existing one (say the control plane's ``pki/ca.crt``).
-    """
-
-    def __init__(self, directory: pathlib.Path, cert: pathlib.Path, key: pathlib.Path) -> None:
-        self.dir = directory
-        self.cert = cert
-        self.key = key
-
-    @classmethod
-    def create(cls, directory: pathlib.Path, common_name: str, *, name: str = "ca") -> Self:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        ca = cls(directory, directory / f"{name}.crt", directory / f"{name}.key")
-        ca._ec_key(ca.key)
-        config = directory / f"{name}.cnf"
-        config.write_text(
-            f"[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = {common_name}\n"
-            "[ext]\nbasicConstraints = critical,CA:TRUE\n"
-            "keyUsage = critical,keyCertSign,cRLSign,digitalSignature\n"
-            "subjectKeyIdentifier = hash\n"
-        )
-        ca._openssl(
-            "req", "-x509", "-new", "-key", str(ca.key), "-config", str(config),
-            "-extensions", "ext", "-days", "30", "-sha256", "-out", str(ca.cert),
-        )  # fmt: skip
-        return ca
-
-    def _openssl(self, *args: str) -> None:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise AddonError("the openssl CLI is required to make test certificates")
-        result = subprocess.run([openssl, *args], cwd=self.dir, capture_output=True, text=True, timeout=60, check=False)
-        if result.returncode != 0:
-            raise AddonError(f"openssl {' '.join(args)} failed:\n{result.stderr.strip()}")
-
-    def _ec_key(self, path: pathlib.Path) -> None:
-        self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
-        path.chmod(0o600)
-
-    def issue(
-        self,
-        name: str,
-        common_name: str,
-        *,
-        organization: str | None = None,
-        server_names: Sequence[str] = (),
-        server_ips: Sequence[str] = (),
-    ) -> tuple[pathlib.Path, pathlib.Path]:
-        """A leaf certificate and key in this CA's directory: a server one if it has SANs, else a client one."""
-        key, csr, cert, ext = (self.dir / f"{name}.{suffix}" for suffix in ("key", "csr", "crt", "ext"))
-        self._ec_key(key)
-        subject = f"/CN={common_name}" + (f"/O={organization}" if organization else "")
-        self._openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
-        sans = [f"DNS:{n}" for n in server_names] + [f"IP:{ip}" for ip in server_ips]
-        ext.write_text(
-            "[ext]\nbasicConstraints = critical,CA:FALSE\n"
-            "keyUsage = critical,digitalSignature,keyEncipherment\n"
-            f"extendedKeyUsage = {'serverAuth' if sans else 'clientAuth'}\nauthorityKeyIdentifier = keyid\n"
-            + (f"subjectAltName = {','.join(sans)}\n" if sans else "")
-        )
-        # A random serial: several CertificateAuthority objects may sign with one CA key.
-        self._openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
-            "-set_serial", str(secrets.randbits(63)), "-days", "30", "-sha256",
-            "-extfile", str(ext), "-extensions", "ext", "-out", str(cert),
-        )  # fmt: skip
-        return cert, key
+    failure = AddonError
 
 
 def aggregator_apiserver_flags(pki_dir: pathlib.Path, *, endpoint_routing: bool = True) -> list[str]:

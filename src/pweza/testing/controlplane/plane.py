@@ -3,7 +3,6 @@ started as local processes, wired together, and waited for until they are ready.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import http.client
@@ -37,6 +36,7 @@ from pweza.testing.controlplane.components import (
 from pweza.testing.controlplane.errors import ControlPlaneError, KubectlError
 from pweza.testing.controlplane.pki import Pki
 from pweza.testing.controlplane.probes import component_healthy, etcd_healthy
+from pweza.testing.kubeconfigs import write_kubeconfig
 
 __all__ = ["ControlPlane"]
 
@@ -237,8 +237,8 @@ class ControlPlane:
         ports = self._ports = _free_ports()
         if self.apiserver_port is not None:
             ports = self._ports = dataclasses.replace(ports, apiserver=self.apiserver_port)
-        pki = self._pki = Pki(workdir / "pki")
-        pki.create_ca()
+        pki = self._pki = Pki.create(workdir / "pki", "pweza-test-ca")
+        pki.create_service_account_keys()
         certificates = issue_apiserver_certificates(pki, self.address)
         kubeconfigs = self._client_kubeconfigs(pki)
 
@@ -322,44 +322,7 @@ class ControlPlane:
     def write_kubeconfig(self, name: str, ca: pathlib.Path, cert: pathlib.Path, key: pathlib.Path) -> pathlib.Path:
         """A kubeconfig in the workdir for a client certificate of this cluster's CA (the
         components', and a real node's kubelet and kube-proxy)."""
-
-        def b64(path: pathlib.Path) -> str:
-            return base64.b64encode(path.read_bytes()).decode()
-
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "pweza-test",
-                    "cluster": {
-                        "server": self.server,
-                        "certificate-authority-data": b64(ca),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": name,
-                    "user": {
-                        "client-certificate-data": b64(cert),
-                        "client-key-data": b64(key),
-                    },
-                }
-            ],
-            "contexts": [
-                {
-                    "name": "pweza-test",
-                    "context": {"cluster": "pweza-test", "user": name},
-                }
-            ],
-            "current-context": "pweza-test",
-        }
-        path = self.workdir / f"{name}.kubeconfig"
-        # JSON is valid YAML, which keeps this module free of a YAML dependency.
-        path.write_text(json.dumps(config, indent=2))
-        path.chmod(0o600)
-        return path
+        return write_kubeconfig(self.workdir / f"{name}.kubeconfig", self.server, ca, cert, key, user=name)
 
     def _spawn(self, name: str, *args: str) -> None:
         log = self.workdir / "logs" / f"{name}.log"

@@ -1,0 +1,268 @@
+"""What a run does next, decided from its workflow and its steps' states alone.
+
+The engine (pweza.manager.workflows) owns the I/O: it stores, submits tasks, evaluates
+expressions in its sandbox, reads the clock. Here it only asks: `decide` walks the steps in
+the workflow's order, pass after pass until a pass changes nothing, and says which step starts,
+which is skipped or failed and why, which waits for an approval, and whether the run is over.
+Each decision sees the ones before it in the same call (a skipped step lets its dependants be
+decided at once), exactly as when the engine decided while it walked.
+
+Two facts are not in the states: a step's `when` and `foreach` values. `decide` asks for one
+with an `Evaluate` action, the last of its plan: the engine applies the actions before it (the
+expression then sees their effects, as it would have when decided in place), evaluates,
+records the value (or the ExpressionError) under that action, and calls again with the plan's
+`resume`, which carries on the walk where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pweza.domain.expressions import ExpressionError
+from pweza.domain.runs import RunState, StepError, StepRun, StepState
+from pweza.domain.workflows import Step, WorkflowSpec
+
+_FAILED = frozenset({StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT})
+_INTERRUPTED = frozenset({StepState.RUNNING, StepState.WAITING_APPROVAL})
+
+
+@dataclass(frozen=True, slots=True)
+class StartStep:
+    """Start the step's tasks: one, or `items` for a foreach step (its values are the answer
+    to its foreach `Evaluate`)."""
+
+    step: str
+    items: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SucceedStep:
+    """The step succeeds with no task: an approved gate (its output is the approval) or a
+    foreach over nothing (its output is [])."""
+
+    step: str
+    output: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkipStep:
+    step: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailStep:
+    step: str
+    error: StepError
+
+
+@dataclass(frozen=True, slots=True)
+class RequestApproval:
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluate:
+    """A question: the value of the step's `when` or `foreach`. Answers are keyed by it."""
+
+    step: str
+    expression: Literal["when", "foreach"]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelStep:
+    step: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinishRun:
+    """The run is over. A succeeded run still renders its outputs, and fails if they do not."""
+
+    state: RunState
+    reason: str | None = None
+
+
+Action = StartStep | SucceedStep | SkipStep | FailStep | RequestApproval | Evaluate | CancelStep | FinishRun
+Answers = Mapping[Evaluate, Any]  # the value, or the ExpressionError evaluating it raised
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a walk over the steps stopped: the step to look at next, and whether the current
+    pass changed anything (then another pass follows)."""
+
+    index: int = 0
+    progressed: bool = False
+
+
+START = Cursor()
+
+
+@dataclass(slots=True)
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    # Set when the plan ends with an Evaluate: call `decide` again from here with its answer.
+    resume: Cursor | None = None
+
+
+class _Picture:
+    """The steps' states as the actions decided so far leave them (the stored ones untouched)."""
+
+    __slots__ = ("errors", "states", "steps")
+
+    def __init__(self, steps: Mapping[str, StepRun]) -> None:
+        self.steps = steps
+        self.states: dict[str, StepState] = {}
+        self.errors: dict[str, StepError] = {}
+
+    def state(self, name: str) -> StepState:
+        return self.states.get(name) or self.steps[name].state
+
+    def error(self, name: str) -> StepError | None:
+        return self.errors.get(name) or self.steps[name].error
+
+
+def decide(spec: WorkflowSpec, steps: Mapping[str, StepRun], answers: Answers, resume: Cursor = START) -> Plan:
+    """The next actions of a running run whose steps are in `steps` (keyed by name)."""
+    picture = _Picture(steps)
+    by_name = {step.name: step for step in spec.steps}
+    plan = Plan()
+    limit = spec.concurrency
+    in_flight = 0 if limit is None else sum(1 for step in steps.values() if step.state is StepState.RUNNING)
+    index, progressed = resume.index, resume.progressed
+    order = spec.steps
+    while True:
+        while index < len(order):
+            step = order[index]
+            name = step.name
+            if picture.state(name) is not StepState.PENDING or not _ready(step, picture, by_name):
+                index += 1
+                continue
+            if step.depends and all(picture.state(dep) is StepState.SKIPPED for dep in step.depends):
+                _skip(plan, picture, name, "every dependency was skipped")
+                progressed = True
+                index += 1
+                continue
+            if step.when is not None:
+                question = Evaluate(name, "when")
+                if question not in answers:
+                    return _ask(plan, question, Cursor(index, progressed))
+                value = answers[question]
+                if isinstance(value, ExpressionError):
+                    _fail(plan, picture, name, StepError("ExpressionError", f"when: {value}"))
+                    progressed = True
+                    index += 1
+                    continue
+                if not value:
+                    _skip(plan, picture, name, "when was false")
+                    progressed = True
+                    index += 1
+                    continue
+            if limit is not None and in_flight >= limit:
+                return _finish(plan, picture, by_name)
+            approval = steps[name].approval
+            if step.approval is not None and (approval is None or approval.decision is None):
+                plan.actions.append(RequestApproval(name))
+                picture.states[name] = StepState.WAITING_APPROVAL
+                index += 1
+                continue
+            if step.agent is None:  # an approval-only gate, approved
+                _succeed(plan, picture, name, None if approval is None else approval.to_dict())
+            elif step.foreach is None:
+                plan.actions.append(StartStep(name))
+                picture.states[name] = StepState.RUNNING
+                in_flight += 1
+            else:
+                question = Evaluate(name, "foreach")
+                if question not in answers:
+                    return _ask(plan, question, Cursor(index, progressed))
+                in_flight += _start_foreach(plan, picture, name, answers[question])
+            progressed = True
+            index += 1
+        if not progressed:
+            return _finish(plan, picture, by_name)
+        index, progressed = 0, False
+
+
+def outcome(spec: WorkflowSpec, steps: Mapping[str, StepRun]) -> FinishRun | None:
+    """How the run ends now, or None while it goes on: failed at its first failed step that does
+    not continue on failure, succeeded once every step has finished."""
+    return _outcome(_Picture(steps), {step.name: step for step in spec.steps})
+
+
+def end_run(steps: Mapping[str, StepRun], state: RunState) -> list[CancelStep]:
+    """What ending a run (for any reason: done, failed, cancelled, timed out) does to its steps:
+    those running or waiting for an approval are cancelled; pending ones stay pending."""
+    return [CancelStep(name, f"run {state.value}") for name, step in steps.items() if step.state in _INTERRUPTED]
+
+
+def _ready(step: Step, picture: _Picture, by_name: Mapping[str, Step]) -> bool:
+    """Every dependency has finished, and none failed without `continueOnFailure` (then the
+    step waits: the run fails, and a retry of the failed step can still let it run)."""
+    for dep in step.depends:
+        state = picture.state(dep)
+        if not state.finished or (state in _FAILED and not by_name[dep].continue_on_failure):
+            return False
+    return True
+
+
+def _start_foreach(plan: Plan, picture: _Picture, name: str, value: Any) -> int:
+    """Start a foreach step over `value`; how many steps this adds to those in flight."""
+    if isinstance(value, ExpressionError):
+        _fail(plan, picture, name, StepError("ExpressionError", f"foreach: {value}"))
+        return 0
+    if not isinstance(value, list):
+        got = type(value).__name__
+        _fail(plan, picture, name, StepError("ExpressionError", f"foreach must give a list, got {got}"))
+        return 0
+    plan.actions.append(StartStep(name, items=len(value)))
+    if not value:
+        _succeed(plan, picture, name, [])
+        return 0
+    picture.states[name] = StepState.RUNNING
+    return 1
+
+
+def _skip(plan: Plan, picture: _Picture, name: str, reason: str) -> None:
+    plan.actions.append(SkipStep(name, reason))
+    picture.states[name] = StepState.SKIPPED
+
+
+def _fail(plan: Plan, picture: _Picture, name: str, error: StepError) -> None:
+    plan.actions.append(FailStep(name, error))
+    picture.states[name] = StepState.FAILED
+    picture.errors[name] = error
+
+
+def _succeed(plan: Plan, picture: _Picture, name: str, output: Any) -> None:
+    plan.actions.append(SucceedStep(name, output))
+    picture.states[name] = StepState.SUCCEEDED
+
+
+def _ask(plan: Plan, question: Evaluate, resume: Cursor) -> Plan:
+    plan.actions.append(question)
+    plan.resume = resume
+    return plan
+
+
+def _finish(plan: Plan, picture: _Picture, by_name: Mapping[str, Step]) -> Plan:
+    ending = _outcome(picture, by_name)
+    if ending is not None:
+        plan.actions.append(ending)
+    return plan
+
+
+def _outcome(picture: _Picture, by_name: Mapping[str, Step]) -> FinishRun | None:
+    # In the order of the run's steps as given (the engine's copy keeps the store's order).
+    for name in picture.steps:
+        state = picture.state(name)
+        if state in _FAILED and not by_name[name].continue_on_failure:
+            error = picture.error(name)
+            message = f"step {name!r} {state.value}: {'' if error is None else error.message}".rstrip(": ")
+            return FinishRun(RunState.FAILED, message)
+    if all(picture.state(name).finished for name in picture.steps):
+        return FinishRun(RunState.SUCCEEDED)
+    return None

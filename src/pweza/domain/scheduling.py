@@ -111,12 +111,20 @@ class Plan:
 class _Picture:
     """The steps' states as the actions decided so far leave them (the stored ones untouched)."""
 
-    __slots__ = ("errors", "states", "steps")
+    __slots__ = ("_by_name", "errors", "spec", "states", "steps")
 
-    def __init__(self, steps: Mapping[str, StepRun]) -> None:
+    def __init__(self, spec: WorkflowSpec, steps: Mapping[str, StepRun]) -> None:
+        self.spec = spec
         self.steps = steps
         self.states: dict[str, StepState] = {}
         self.errors: dict[str, StepError] = {}
+        self._by_name: dict[str, Step] | None = None
+
+    def continues_on_failure(self, name: str) -> bool:
+        # Indexed only once a failure is met: `decide` runs once per question, and most have none.
+        if self._by_name is None:
+            self._by_name = {step.name: step for step in self.spec.steps}
+        return self._by_name[name].continue_on_failure
 
     def state(self, name: str) -> StepState:
         return self.states.get(name) or self.steps[name].state
@@ -127,8 +135,7 @@ class _Picture:
 
 def decide(spec: WorkflowSpec, steps: Mapping[str, StepRun], answers: Answers, resume: Cursor = START) -> Plan:
     """The next actions of a running run whose steps are in `steps` (keyed by name)."""
-    picture = _Picture(steps)
-    by_name = {step.name: step for step in spec.steps}
+    picture = _Picture(spec, steps)
     plan = Plan()
     limit = spec.concurrency
     in_flight = 0 if limit is None else sum(1 for step in steps.values() if step.state is StepState.RUNNING)
@@ -138,7 +145,7 @@ def decide(spec: WorkflowSpec, steps: Mapping[str, StepRun], answers: Answers, r
         while index < len(order):
             step = order[index]
             name = step.name
-            if picture.state(name) is not StepState.PENDING or not _ready(step, picture, by_name):
+            if picture.state(name) is not StepState.PENDING or not _ready(step, picture):
                 index += 1
                 continue
             if step.depends and all(picture.state(dep) is StepState.SKIPPED for dep in step.depends):
@@ -162,7 +169,7 @@ def decide(spec: WorkflowSpec, steps: Mapping[str, StepRun], answers: Answers, r
                     index += 1
                     continue
             if limit is not None and in_flight >= limit:
-                return _finish(plan, picture, by_name)
+                return _finish(plan, picture)
             approval = steps[name].approval
             if step.approval is not None and (approval is None or approval.decision is None):
                 plan.actions.append(RequestApproval(name))
@@ -183,14 +190,14 @@ def decide(spec: WorkflowSpec, steps: Mapping[str, StepRun], answers: Answers, r
             progressed = True
             index += 1
         if not progressed:
-            return _finish(plan, picture, by_name)
+            return _finish(plan, picture)
         index, progressed = 0, False
 
 
 def outcome(spec: WorkflowSpec, steps: Mapping[str, StepRun]) -> FinishRun | None:
     """How the run ends now, or None while it goes on: failed at its first failed step that does
     not continue on failure, succeeded once every step has finished."""
-    return _outcome(_Picture(steps), {step.name: step for step in spec.steps})
+    return _outcome(_Picture(spec, steps))
 
 
 def end_run(steps: Mapping[str, StepRun], state: RunState) -> list[CancelStep]:
@@ -199,12 +206,12 @@ def end_run(steps: Mapping[str, StepRun], state: RunState) -> list[CancelStep]:
     return [CancelStep(name, f"run {state.value}") for name, step in steps.items() if step.state in _INTERRUPTED]
 
 
-def _ready(step: Step, picture: _Picture, by_name: Mapping[str, Step]) -> bool:
+def _ready(step: Step, picture: _Picture) -> bool:
     """Every dependency has finished, and none failed without `continueOnFailure` (then the
     step waits: the run fails, and a retry of the failed step can still let it run)."""
     for dep in step.depends:
         state = picture.state(dep)
-        if not state.finished or (state in _FAILED and not by_name[dep].continue_on_failure):
+        if not state.finished or (state in _FAILED and not picture.continues_on_failure(dep)):
             return False
     return True
 
@@ -248,18 +255,18 @@ def _ask(plan: Plan, question: Evaluate, resume: Cursor) -> Plan:
     return plan
 
 
-def _finish(plan: Plan, picture: _Picture, by_name: Mapping[str, Step]) -> Plan:
-    ending = _outcome(picture, by_name)
+def _finish(plan: Plan, picture: _Picture) -> Plan:
+    ending = _outcome(picture)
     if ending is not None:
         plan.actions.append(ending)
     return plan
 
 
-def _outcome(picture: _Picture, by_name: Mapping[str, Step]) -> FinishRun | None:
+def _outcome(picture: _Picture) -> FinishRun | None:
     # In the order of the run's steps as given (the engine's copy keeps the store's order).
     for name in picture.steps:
         state = picture.state(name)
-        if state in _FAILED and not by_name[name].continue_on_failure:
+        if state in _FAILED and not picture.continues_on_failure(name):
             error = picture.error(name)
             message = f"step {name!r} {state.value}: {'' if error is None else error.message}".rstrip(": ")
             return FinishRun(RunState.FAILED, message)

@@ -307,20 +307,28 @@ class WorkflowEngine(RunRecovery):
         """Do what `scheduling.decide` says, answering its questions as they come."""
         answers: dict[scheduling.Evaluate, Any] = {}
         resume = scheduling.START
+        specs: dict[str, Step] = {}  # by name, filled when an action first needs a step's spec
         while True:
             plan = scheduling.decide(active.spec, active.steps, answers, resume)
             for action in plan.actions:
-                await self._apply(active, action, answers, changes)
+                if not specs and not isinstance(action, scheduling.FinishRun):
+                    specs = {step.name: step for step in active.spec.steps}
+                await self._apply(active, specs, action, answers, changes)
             if plan.resume is None:
                 return
             resume = plan.resume
 
     async def _apply(
-        self, active: ActiveRun, action: scheduling.Action, answers: dict[scheduling.Evaluate, Any], changes: Changes
+        self,
+        active: ActiveRun,
+        specs: dict[str, Step],
+        action: scheduling.Action,
+        answers: dict[scheduling.Evaluate, Any],
+        changes: Changes,
     ) -> None:
         match action:
             case scheduling.Evaluate(step=name, expression=which):
-                spec = active.step_spec(name)
+                spec = specs[name]
                 source = spec.when if which == "when" else spec.foreach
                 assert source is not None
                 try:
@@ -329,7 +337,7 @@ class WorkflowEngine(RunRecovery):
                     answers[action] = error
             case scheduling.StartStep(step=name, items=items):
                 values = answers[scheduling.Evaluate(name, "foreach")] if items is not None else [None]
-                self._start_step(active, active.steps[name], active.step_spec(name), values, changes)
+                self._start_step(active, active.steps[name], specs[name], values, changes)
             case scheduling.SucceedStep(step=name, output=output):
                 self._finish_step(active, active.steps[name], StepState.SUCCEEDED, changes, output=output)
             case scheduling.SkipStep(step=name, reason=reason):
@@ -337,7 +345,7 @@ class WorkflowEngine(RunRecovery):
             case scheduling.FailStep(step=name, error=error):
                 self._fail_step(active, active.steps[name], error, changes)
             case scheduling.RequestApproval(step=name):
-                self._request_approval(active, active.steps[name], active.step_spec(name), changes)
+                self._request_approval(active, active.steps[name], specs[name], changes)
             case scheduling.FinishRun():
                 await self._finish_run(active, action, changes)
             case scheduling.CancelStep():  # only ending a run cancels steps (`_end_run_now`)

@@ -48,18 +48,24 @@ class SucceedStep:
 
 @dataclass(frozen=True, slots=True)
 class SkipStep:
+    """The step is skipped (its `when` was false, or every dependency was skipped)."""
+
     step: str
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class FailStep:
+    """The step fails without a task: its `when` or `foreach` could not be evaluated."""
+
     step: str
     error: StepError
 
 
 @dataclass(frozen=True, slots=True)
 class RequestApproval:
+    """The step waits for someone to approve or reject it."""
+
     step: str
 
 
@@ -73,6 +79,8 @@ class Evaluate:
 
 @dataclass(frozen=True, slots=True)
 class CancelStep:
+    """The run ended under the step: its tasks are cancelled, and so is the step."""
+
     step: str
     reason: str
 

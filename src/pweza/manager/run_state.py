@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pweza.domain.runs import Run, RunEvent, StepError, StepRun, StepState
+from pweza.domain.runs import Run, RunEvent, StepError, StepRun
 from pweza.domain.tasks import TaskState
 from pweza.domain.workflows import Step, WorkflowSpec
 
@@ -61,9 +61,6 @@ class ActiveRun:
             variables["item"] = item.value
             variables["index"] = item.index
         return variables
-
-    def in_flight(self) -> int:
-        return sum(1 for step in self.steps.values() if step.state is StepState.RUNNING)
 
     def task_id(self, step: str, index: int) -> str:
         # Deterministic, so a step started twice (a crash between start and record) reuses its task.

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pweza.domain.errors import Conflict, NotFound
 from pweza.domain.expressions import ExpressionError
 from pweza.domain.runs import RunState, StepApproval, StepError, StepRun, StepState
 from pweza.domain.scheduling import (
@@ -24,6 +25,7 @@ from pweza.domain.scheduling import (
     decide,
     end_run,
     outcome,
+    retried,
 )
 from pweza.domain.workflows import WorkflowSpec
 
@@ -360,3 +362,17 @@ def test_outcome_is_none_while_steps_remain() -> None:
     spec = workflow(step("a"), step("b", "a"))
     assert outcome(spec, states(a=S, b=R)) is None
     assert outcome(spec, states(a=S, b=S)) == FinishRun(RunState.SUCCEEDED)
+
+
+def test_a_retry_resets_every_step_that_did_not_succeed_or_get_skipped() -> None:
+    steps = states(a=S, b=failed("b", "boom"), c=C, d=T, e=P, f=W, g=K)
+    assert retried(steps, None, "r") == ["b", "c", "d", "e", "f"]
+
+
+def test_a_retry_of_one_step_takes_only_a_failed_one() -> None:
+    steps = states(a=S, b=failed("b", "boom"))
+    assert retried(steps, "b", "r") == ["b"]
+    with pytest.raises(Conflict, match="step 'a' is succeeded; only a failed step can be retried"):
+        retried(steps, "a", "r")
+    with pytest.raises(NotFound, match="run r has no step 'z'"):
+        retried(steps, "z", "r")

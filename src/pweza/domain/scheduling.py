@@ -3,7 +3,8 @@
 The engine (pweza.manager.workflows) owns the I/O: it stores, submits tasks, evaluates
 expressions in its sandbox, reads the clock. Here it only asks: `decide` walks the steps in
 the workflow's order, pass after pass until a pass changes nothing, and says which step starts,
-which is skipped or failed and why, which waits for an approval, and whether the run is over.
+which is skipped or failed and why, which waits for an approval, and whether the run is over;
+`end_run` what ending a run does to its steps, `retried` which steps a retry runs again.
 Each decision sees the ones before it in the same call (a skipped step lets its dependants be
 decided at once), exactly as when the engine decided while it walked.
 
@@ -20,12 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pweza.domain.errors import Conflict, NotFound
 from pweza.domain.expressions import ExpressionError
 from pweza.domain.runs import RunState, StepError, StepRun, StepState
 from pweza.domain.workflows import Step, WorkflowSpec
 
 _FAILED = frozenset({StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT})
 _INTERRUPTED = frozenset({StepState.RUNNING, StepState.WAITING_APPROVAL})
+_RETRIED = _FAILED | {StepState.PENDING, StepState.WAITING_APPROVAL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +215,18 @@ def end_run(steps: Mapping[str, StepRun], state: RunState) -> list[CancelStep]:
     """What ending a run (for any reason: done, failed, cancelled, timed out) does to its steps:
     those running or waiting for an approval are cancelled; pending ones stay pending."""
     return [CancelStep(name, f"run {state.value}") for name, step in steps.items() if step.state in _INTERRUPTED]
+
+
+def retried(steps: Mapping[str, StepRun], step: str | None, run_id: str) -> list[str]:
+    """The steps a retry resets to pending: the named one, which must have failed, or else every
+    step that failed, was cancelled, timed out or never finished (pending or waiting)."""
+    if step is not None:
+        if step not in steps:
+            raise NotFound(f"run {run_id} has no step {step!r}", field="step")
+        if steps[step].state not in _FAILED:
+            raise Conflict(f"step {step!r} is {steps[step].state.value}; only a failed step can be retried")
+        return [step]
+    return [name for name, record in steps.items() if record.state in _RETRIED]
 
 
 def _ready(step: Step, picture: _Picture) -> bool:

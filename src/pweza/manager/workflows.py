@@ -196,22 +196,7 @@ class WorkflowEngine(RunRecovery):
             active = ActiveRun(run, spec, steps)
             run.owner = self._replica or None
         async with active.lock:
-            failed = {StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT}
-            if step_name is not None:
-                if step_name not in active.steps:
-                    raise NotFound(f"run {run_id} has no step {step_name!r}", field="step")
-                if active.steps[step_name].state not in failed:
-                    state = active.steps[step_name].state.value
-                    raise Conflict(f"step {step_name!r} is {state}; only a failed step can be retried")
-                targets = [step_name]
-            else:
-                targets = [
-                    name
-                    for name, step in active.steps.items()
-                    if step.state in failed
-                    or step.state is StepState.PENDING
-                    or step.state is StepState.WAITING_APPROVAL
-                ]
+            targets = scheduling.retried(active.steps, step_name, run_id)
             changes = Changes(active)
             for name in targets:
                 step = active.steps[name]

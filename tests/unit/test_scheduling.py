@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
 import pytest
@@ -348,6 +349,41 @@ def test_asking_as_the_run_goes_decides_as_knowing_every_value_at_once(
 
     at_once = decide(spec, fresh(), values).actions
     asked = _drive(spec, fresh(), values)
+    assert [action for action in asked if not isinstance(action, Evaluate)] == at_once
+
+
+def _random_workflow(rng: random.Random) -> tuple[WorkflowSpec, dict[str, StepRun], dict[Evaluate, Any]]:
+    """A small DAG listed in a random order, some steps gated, conditional or foreach, with
+    values for every expression and some steps approved already."""
+    steps: list[dict[str, Any]] = []
+    for i in range(rng.randint(1, 8)):
+        earlier = [f"s{j}" for j in range(i)]
+        fields: dict[str, Any] = {}
+        if rng.random() < 0.3:
+            fields["when"] = "inputs.go"
+        if rng.random() < 0.2:
+            fields["foreach"] = "inputs.files"
+        if rng.random() < 0.2:
+            fields["continueOnFailure"] = True
+        gate = "foreach" not in fields and rng.random() < 0.2
+        deps = rng.sample(earlier, rng.randint(0, min(3, len(earlier))))
+        steps.append(step(f"s{i}", *deps, gate=gate, **fields))
+    rng.shuffle(steps)
+    concurrency = {"concurrency": rng.randint(1, 3)} if rng.random() < 0.5 else {}
+    spec = workflow(*steps, **concurrency)
+    given = {s.name: with_approval(s.name, P, APPROVED if rng.random() < 0.5 else None) for s in spec.steps}
+    values: dict[Evaluate, Any] = {}
+    for s in spec.steps:
+        values[Evaluate(s.name, "when")] = rng.choice([True, False, ExpressionError("bad")])
+        values[Evaluate(s.name, "foreach")] = rng.choice([[], [1, 2], 3, ExpressionError("bad")])
+    return spec, given, values
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_on_random_workflows_asking_as_the_run_goes_decides_as_knowing_every_value(seed: int) -> None:
+    spec, given, values = _random_workflow(random.Random(seed))
+    at_once = decide(spec, {n: copy.copy(s) for n, s in given.items()}, values).actions
+    asked = _drive(spec, {n: copy.copy(s) for n, s in given.items()}, values)
     assert [action for action in asked if not isinstance(action, Evaluate)] == at_once
 
 

@@ -144,65 +144,123 @@ class _Picture:
         return self.errors.get(name) or self.steps[name].error
 
 
+# What looking at one step came to.
+_LEFT = 0  # nothing changed: not pending, not ready, or now waiting for an approval
+_CHANGED = 1  # started, skipped, failed or succeeded: the pass made progress
+_ASKED = 2  # a value is needed: the plan ends with the question
+_FULL = 3  # the run has as many steps in flight as its concurrency allows: nothing more starts
+
+
 def decide(spec: WorkflowSpec, steps: Mapping[str, StepRun], answers: Answers, resume: Cursor = START) -> Plan:
     """The next actions of a running run whose steps are in `steps` (keyed by name)."""
-    picture = _Picture(spec, steps)
-    plan = Plan()
-    limit = spec.concurrency
-    in_flight = 0 if limit is None else sum(1 for step in steps.values() if step.state is StepState.RUNNING)
-    index, progressed = resume.index, resume.progressed
+    walk = _Walk(spec, steps, answers)
     order = spec.steps
+    index, progressed = resume.index, resume.progressed
     while True:
         while index < len(order):
-            step = order[index]
-            name = step.name
-            if picture.state(name) is not StepState.PENDING or not _ready(step, picture):
-                index += 1
-                continue
-            if step.depends and all(picture.state(dep) is StepState.SKIPPED for dep in step.depends):
-                _skip(plan, picture, name, "every dependency was skipped")
-                progressed = True
-                index += 1
-                continue
-            if step.when is not None:
-                question = Evaluate(name, "when")
-                if question not in answers:
-                    return _ask(plan, question, Cursor(index, progressed))
-                value = answers[question]
-                if isinstance(value, ExpressionError):
-                    _fail(plan, picture, name, StepError("ExpressionError", f"when: {value}"))
-                    progressed = True
-                    index += 1
-                    continue
-                if not value:
-                    _skip(plan, picture, name, "when was false")
-                    progressed = True
-                    index += 1
-                    continue
-            if limit is not None and in_flight >= limit:
-                return _finish(plan, picture)
-            approval = steps[name].approval
-            if step.approval is not None and (approval is None or approval.decision is None):
-                plan.actions.append(RequestApproval(name))
-                picture.states[name] = StepState.WAITING_APPROVAL
-                index += 1
-                continue
-            if step.agent is None:  # an approval-only gate, approved
-                _succeed(plan, picture, name, None if approval is None else approval.to_dict())
-            elif step.foreach is None:
-                plan.actions.append(StartStep(name))
-                picture.states[name] = StepState.RUNNING
-                in_flight += 1
-            else:
-                question = Evaluate(name, "foreach")
-                if question not in answers:
-                    return _ask(plan, question, Cursor(index, progressed))
-                in_flight += _start_foreach(plan, picture, name, answers[question])
-            progressed = True
+            seen = walk.look_at(order[index])
+            if seen == _ASKED:
+                walk.plan.resume = Cursor(index, progressed)
+                return walk.plan
+            if seen == _FULL:
+                return walk.finish()
+            progressed = progressed or seen == _CHANGED
             index += 1
         if not progressed:
-            return _finish(plan, picture)
+            return walk.finish()
         index, progressed = 0, False
+
+
+class _Walk:
+    """One call of `decide`: the plan so far, and the picture of the steps it leaves."""
+
+    __slots__ = ("answers", "in_flight", "limit", "picture", "plan")
+
+    def __init__(self, spec: WorkflowSpec, steps: Mapping[str, StepRun], answers: Answers) -> None:
+        self.answers = answers
+        self.picture = _Picture(spec, steps)
+        self.plan = Plan()
+        self.limit = spec.concurrency
+        self.in_flight = 0 if self.limit is None else sum(1 for s in steps.values() if s.state is StepState.RUNNING)
+
+    def look_at(self, step: Step) -> int:
+        name = step.name
+        picture = self.picture
+        if picture.state(name) is not StepState.PENDING or not _ready(step, picture):
+            return _LEFT
+        if step.depends and all(picture.state(dep) is StepState.SKIPPED for dep in step.depends):
+            return self._skip(name, "every dependency was skipped")
+        if step.when is not None:
+            when = self._answer(Evaluate(name, "when"))
+            if when is _UNKNOWN:
+                return _ASKED
+            if isinstance(when, ExpressionError):
+                return self._fail(name, f"when: {when}")
+            if not when:
+                return self._skip(name, "when was false")
+        if self.limit is not None and self.in_flight >= self.limit:
+            return _FULL
+        approval = picture.steps[name].approval
+        if step.approval is not None and (approval is None or approval.decision is None):
+            self.plan.actions.append(RequestApproval(name))
+            picture.states[name] = StepState.WAITING_APPROVAL
+            return _LEFT
+        if step.agent is None:  # an approval-only gate, approved
+            return self._succeed(name, None if approval is None else approval.to_dict())
+        if step.foreach is None:
+            return self._start(name, None)
+        values = self._answer(Evaluate(name, "foreach"))
+        if values is _UNKNOWN:
+            return _ASKED
+        if isinstance(values, ExpressionError):
+            return self._fail(name, f"foreach: {values}")
+        if not isinstance(values, list):
+            return self._fail(name, f"foreach must give a list, got {type(values).__name__}")
+        self._start(name, len(values))
+        if not values:
+            return self._succeed(name, [])
+        return _CHANGED
+
+    def finish(self) -> Plan:
+        ending = _outcome(self.picture)
+        if ending is not None:
+            self.plan.actions.append(ending)
+        return self.plan
+
+    def _answer(self, question: Evaluate) -> Any:
+        """The question's answer, or _UNKNOWN after asking it."""
+        if question in self.answers:
+            return self.answers[question]
+        self.plan.actions.append(question)
+        return _UNKNOWN
+
+    def _start(self, name: str, items: int | None) -> int:
+        self.plan.actions.append(StartStep(name, items))
+        self.picture.states[name] = StepState.RUNNING
+        self.in_flight += 1
+        return _CHANGED
+
+    def _succeed(self, name: str, output: Any) -> int:
+        self.plan.actions.append(SucceedStep(name, output))
+        if self.picture.states.get(name) is StepState.RUNNING:  # a foreach over nothing
+            self.in_flight -= 1
+        self.picture.states[name] = StepState.SUCCEEDED
+        return _CHANGED
+
+    def _skip(self, name: str, reason: str) -> int:
+        self.plan.actions.append(SkipStep(name, reason))
+        self.picture.states[name] = StepState.SKIPPED
+        return _CHANGED
+
+    def _fail(self, name: str, message: str) -> int:
+        error = StepError("ExpressionError", message)
+        self.plan.actions.append(FailStep(name, error))
+        self.picture.states[name] = StepState.FAILED
+        self.picture.errors[name] = error
+        return _CHANGED
+
+
+_UNKNOWN: Any = object()
 
 
 def outcome(spec: WorkflowSpec, steps: Mapping[str, StepRun]) -> FinishRun | None:
@@ -237,52 +295,6 @@ def _ready(step: Step, picture: _Picture) -> bool:
         if not state.finished or (state in _FAILED and not picture.continues_on_failure(dep)):
             return False
     return True
-
-
-def _start_foreach(plan: Plan, picture: _Picture, name: str, value: Any) -> int:
-    """Start a foreach step over `value`; how many steps this adds to those in flight."""
-    if isinstance(value, ExpressionError):
-        _fail(plan, picture, name, StepError("ExpressionError", f"foreach: {value}"))
-        return 0
-    if not isinstance(value, list):
-        got = type(value).__name__
-        _fail(plan, picture, name, StepError("ExpressionError", f"foreach must give a list, got {got}"))
-        return 0
-    plan.actions.append(StartStep(name, items=len(value)))
-    if not value:
-        _succeed(plan, picture, name, [])
-        return 0
-    picture.states[name] = StepState.RUNNING
-    return 1
-
-
-def _skip(plan: Plan, picture: _Picture, name: str, reason: str) -> None:
-    plan.actions.append(SkipStep(name, reason))
-    picture.states[name] = StepState.SKIPPED
-
-
-def _fail(plan: Plan, picture: _Picture, name: str, error: StepError) -> None:
-    plan.actions.append(FailStep(name, error))
-    picture.states[name] = StepState.FAILED
-    picture.errors[name] = error
-
-
-def _succeed(plan: Plan, picture: _Picture, name: str, output: Any) -> None:
-    plan.actions.append(SucceedStep(name, output))
-    picture.states[name] = StepState.SUCCEEDED
-
-
-def _ask(plan: Plan, question: Evaluate, resume: Cursor) -> Plan:
-    plan.actions.append(question)
-    plan.resume = resume
-    return plan
-
-
-def _finish(plan: Plan, picture: _Picture) -> Plan:
-    ending = _outcome(picture)
-    if ending is not None:
-        plan.actions.append(ending)
-    return plan
 
 
 def _outcome(picture: _Picture) -> FinishRun | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from pweza.domain.records import RunFilter
-from pweza.domain.runs import Run, RunEvent, RunState, StepRun, StepState
+from pweza.domain.runs import Run, RunEvent, RunState, StepApproval, StepRun, StepState
 from pweza.domain.tasks import Task
 from pweza.store.protocol import Store
 
@@ -42,7 +42,8 @@ async def test_saving_again_updates_state_and_appends_events(store: Store) -> No
     step = StepRun(run.id, "a")
     await store.save_run(run, [step], [RunEvent(run.id, 1.0, "RunStarted")])
     run.state, run.outputs, run.finished_at = RunState.SUCCEEDED, {"total": 3}, 9.0
-    step.state, step.output, step.approval = StepState.SUCCEEDED, [1, 2], {"decision": "approved"}
+    approval = StepApproval("ship it?", 1.0).decided(True, "ann", "", 2.0)
+    step.state, step.output, step.approval = StepState.SUCCEEDED, [1, 2], approval
     await store.save_run(
         run, [step], [RunEvent(run.id, 2.0, "StepSucceeded", "a"), RunEvent(run.id, 3.0, "RunSucceeded")]
     )
@@ -53,7 +54,7 @@ async def test_saving_again_updates_state_and_appends_events(store: Store) -> No
         9.0,
     )
     saved = (await store.get_steps(run.id))[0]
-    assert (saved.output, saved.approval) == ([1, 2], {"decision": "approved"})
+    assert (saved.output, saved.approval) == ([1, 2], approval)
     events = await store.list_events(run.id)
     assert [e.type for e in events] == ["RunStarted", "StepSucceeded", "RunSucceeded"]
     assert [e.type for e in await store.list_events(run.id, after_id=events[0].id or 0)] == [

@@ -88,9 +88,9 @@ async def _step_json(manager: Manager, run: Run, step: StepRun) -> dict[str, Any
         "startedAt": step.started_at,
         "finishedAt": step.finished_at,
         "output": step.output,
-        "error": step.error,
+        "error": None if step.error is None else step.error.to_dict(),
         "items": step.items,
-        "approval": step.approval,
+        "approval": None if step.approval is None else step.approval.to_dict(),
     }
     if step.items is None and step.started_at is not None and step.state.value != "waiting_approval":
         task_id = f"{run.id}.{step.name}.0.{step.retries}"

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pweza.domain.runs import Run, RunEvent, StepRun, StepState
+from pweza.domain.runs import Run, RunEvent, StepError, StepRun
 from pweza.domain.tasks import TaskState
 from pweza.domain.workflows import Step, WorkflowSpec
 
@@ -22,7 +22,7 @@ class Item:
     task_id: str | None = None
     state: TaskState | None = None
     output: Any = None
-    error: dict[str, Any] | None = None
+    error: StepError | None = None
     attempts: int = 0
 
     @property
@@ -62,21 +62,9 @@ class ActiveRun:
             variables["index"] = item.index
         return variables
 
-    def in_flight(self) -> int:
-        return sum(1 for step in self.steps.values() if step.state is StepState.RUNNING)
-
     def task_id(self, step: str, index: int) -> str:
         # Deterministic, so a step started twice (a crash between start and record) reuses its task.
         return f"{self.run.id}.{step}.{index}.{self.steps[step].retries}"
-
-
-def step_blocked_by_failure(active: ActiveRun, step: Step) -> bool:
-    for dep in step.depends:
-        state = active.steps[dep].state
-        failed = state in (StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT)
-        if failed and not active.step_spec(dep).continue_on_failure:
-            return True
-    return False
 
 
 class Changes:

@@ -26,11 +26,11 @@ from typing import Any
 
 import structlog
 
-from pweza.domain import expressions
+from pweza.domain import expressions, scheduling
 from pweza.domain.durations import parse_duration
 from pweza.domain.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from pweza.domain.manifests import AgentPool, AgentTemplate
-from pweza.domain.runs import Run, RunState, StepRun, StepState, resolve_inputs
+from pweza.domain.runs import Run, RunState, StepApproval, StepError, StepRun, StepState, resolve_inputs
 from pweza.domain.tasks import Task, TaskState
 from pweza.domain.workflows import Step, Workflow
 from pweza.manager.dispatching import Dispatcher
@@ -39,7 +39,7 @@ from pweza.manager.metrics import Metrics
 from pweza.manager.payloads import check_payload
 from pweza.manager.recovering import RunRecovery
 from pweza.manager.registry import Registry
-from pweza.manager.run_state import ActiveRun, Changes, Item, step_blocked_by_failure
+from pweza.manager.run_state import ActiveRun, Changes, Item
 from pweza.manager.sequences import SequenceAllocator
 from pweza.manager.sessions import TaskRequest
 from pweza.store.postgres import Coordination
@@ -196,22 +196,7 @@ class WorkflowEngine(RunRecovery):
             active = ActiveRun(run, spec, steps)
             run.owner = self._replica or None
         async with active.lock:
-            failed = {StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT}
-            if step_name is not None:
-                if step_name not in active.steps:
-                    raise NotFound(f"run {run_id} has no step {step_name!r}", field="step")
-                if active.steps[step_name].state not in failed:
-                    state = active.steps[step_name].state.value
-                    raise Conflict(f"step {step_name!r} is {state}; only a failed step can be retried")
-                targets = [step_name]
-            else:
-                targets = [
-                    name
-                    for name, step in active.steps.items()
-                    if step.state in failed
-                    or step.state is StepState.PENDING
-                    or step.state is StepState.WAITING_APPROVAL
-                ]
+            targets = scheduling.retried(active.steps, step_name, run_id)
             changes = Changes(active)
             for name in targets:
                 step = active.steps[name]
@@ -219,7 +204,7 @@ class WorkflowEngine(RunRecovery):
                 step.started_at = step.finished_at = None
                 step.retries += 1
                 step.items = None
-                if step.approval and step.approval.get("decision") == "rejected":
+                if step.approval is not None and step.approval.decision == "rejected":
                     step.approval = None
                 active.items.pop(name, None)
                 changes.step(step, "StepReset", retries=step.retries)
@@ -288,8 +273,7 @@ class WorkflowEngine(RunRecovery):
         new_tasks: list[Task] = []
         adopted: list[Task] = []
         if not active.run.state.terminal:
-            await self._schedule(active, changes)
-            await self._maybe_finish(active, changes)
+            await self._schedule(active, changes)  # which ends the run when it is over
         while changes.submit and not active.run.state.terminal:
             work, changes.submit = changes.submit, []
             prepared, found = await self._prepare(active, work, changes)
@@ -305,98 +289,81 @@ class WorkflowEngine(RunRecovery):
             self._on_task_finished(task)
 
     async def _schedule(self, active: ActiveRun, changes: Changes) -> None:
-        limit = active.spec.concurrency
-        progressed = True
-        while progressed:
-            progressed = False
-            for spec in active.spec.steps:
-                step = active.steps[spec.name]
-                if step.state is not StepState.PENDING:
-                    continue
-                deps = [active.steps[d] for d in spec.depends]
-                if any(not d.state.finished for d in deps) or step_blocked_by_failure(active, spec):
-                    continue
-                if deps and all(d.state is StepState.SKIPPED for d in deps):
-                    self._finish_step(active, step, StepState.SKIPPED, changes, reason="every dependency was skipped")
-                    progressed = True
-                    continue
-                if spec.when is not None:
-                    try:
-                        go = await self._expressions.evaluate(spec.when, active.variables())
-                    except expressions.ExpressionError as error:
-                        self._fail_step(active, step, "ExpressionError", f"when: {error}", changes)
-                        progressed = True
-                        continue
-                    if not go:
-                        self._finish_step(active, step, StepState.SKIPPED, changes, reason="when was false")
-                        progressed = True
-                        continue
-                if limit is not None and active.in_flight() >= limit:
-                    return
-                if spec.approval is not None and not (step.approval or {}).get("decision"):
-                    self._request_approval(active, step, spec, changes)
-                    continue
-                await self._start_step(active, step, spec, changes)
-                progressed = True
+        """Do what `scheduling.decide` says, answering its questions as they come."""
+        answers: dict[scheduling.Evaluate, Any] = {}
+        resume = scheduling.START
+        specs: dict[str, Step] = {}  # by name, filled when an action first needs a step's spec
+        while True:
+            plan = scheduling.decide(active.spec, active.steps, answers, resume)
+            for action in plan.actions:
+                if not specs and not isinstance(action, scheduling.FinishRun):
+                    specs = {step.name: step for step in active.spec.steps}
+                await self._apply(active, specs, action, answers, changes)
+            if plan.resume is None:
+                return
+            resume = plan.resume
 
-    async def _start_step(self, active: ActiveRun, step: StepRun, spec: Step, changes: Changes) -> None:
-        if spec.agent is None:  # an approval-only gate, already approved
-            self._finish_step(active, step, StepState.SUCCEEDED, changes, output=step.approval)
-            return
-        values: list[Any] = [None]
-        if spec.foreach is not None:
-            try:
-                evaluated = await self._expressions.evaluate(spec.foreach, active.variables())
-            except expressions.ExpressionError as error:
-                self._fail_step(active, step, "ExpressionError", f"foreach: {error}", changes)
-                return
-            if not isinstance(evaluated, list):
-                self._fail_step(
-                    active,
-                    step,
-                    "ExpressionError",
-                    f"foreach must give a list, got {type(evaluated).__name__}",
-                    changes,
-                )
-                return
-            values = evaluated
+    async def _apply(
+        self,
+        active: ActiveRun,
+        specs: dict[str, Step],
+        action: scheduling.Action,
+        answers: dict[scheduling.Evaluate, Any],
+        changes: Changes,
+    ) -> None:
+        match action:
+            case scheduling.Evaluate(step=name, expression=which):
+                spec = specs[name]
+                source = spec.when if which == "when" else spec.foreach
+                assert source is not None
+                try:
+                    answers[action] = await self._expressions.evaluate(source, active.variables())
+                except expressions.ExpressionError as error:
+                    answers[action] = error
+            case scheduling.StartStep(step=name, items=items):
+                values = answers[scheduling.Evaluate(name, "foreach")] if items is not None else [None]
+                self._start_step(active, active.steps[name], specs[name], values, changes)
+            case scheduling.SucceedStep(step=name, output=output):
+                self._finish_step(active, active.steps[name], StepState.SUCCEEDED, changes, output=output)
+            case scheduling.SkipStep(step=name, reason=reason):
+                self._finish_step(active, active.steps[name], StepState.SKIPPED, changes, reason=reason)
+            case scheduling.FailStep(step=name, error=error):
+                self._fail_step(active, active.steps[name], error, changes)
+            case scheduling.RequestApproval(step=name):
+                self._request_approval(active, active.steps[name], specs[name], changes)
+            case scheduling.FinishRun():
+                await self._finish_run(active, action, changes)
+            case scheduling.CancelStep():  # only ending a run cancels steps (`_end_run_now`)
+                raise AssertionError(f"unexpected {action}")
+
+    def _start_step(self, active: ActiveRun, step: StepRun, spec: Step, values: list[Any], changes: Changes) -> None:
         step.state = StepState.RUNNING
         step.started_at = time.time()
         step.items = len(values) if spec.foreach is not None else None
         items = [Item(index, value) for index, value in enumerate(values)]
         active.items[step.name] = items
         changes.step(step, "StepStarted", items=step.items)
-        if not items:
-            self._finish_step(active, step, StepState.SUCCEEDED, changes, output=[])
-            return
         cap = spec.parallelism or len(items)
         changes.submit.extend((step.name, item) for item in items[:cap])
 
     def _request_approval(self, active: ActiveRun, step: StepRun, spec: Step, changes: Changes) -> None:
         assert spec.approval is not None
-        now = time.time()
-        deadline = now + parse_duration(spec.approval.timeout) if spec.approval.timeout else None
         step.state = StepState.WAITING_APPROVAL
-        step.started_at = now
-        step.approval = {"message": spec.approval.message, "requestedAt": now, "deadline": deadline}
-        changes.step(step, "ApprovalRequested", message=spec.approval.message, deadline=deadline)
+        step.approval = StepApproval.requested(spec.approval, time.time())
+        step.started_at = step.approval.requested_at
+        changes.step(step, "ApprovalRequested", message=spec.approval.message, deadline=step.approval.deadline)
         self._arm_approval_deadline(active, step)
 
     def _record_decision(
         self, active: ActiveRun, step: StepRun, approve: bool, who: str, comment: str, changes: Changes
     ) -> None:
-        decision = "approved" if approve else "rejected"
-        step.approval = {
-            **(step.approval or {}),
-            "decision": decision,
-            "by": who,
-            "comment": comment,
-            "at": time.time(),
-        }
+        # A waiting step has asked; an empty request stands in should a stored one be missing.
+        asked = step.approval or StepApproval("", 0.0)
+        step.approval = asked.decided(approve, who, comment, time.time())
         step.state = StepState.PENDING
-        changes.step(step, "ApprovalDecided", decision=decision, by=who, comment=comment)
+        changes.step(step, "ApprovalDecided", decision=step.approval.decision, by=who, comment=comment)
         if not approve:
-            self._fail_step(active, step, "Rejected", comment or f"rejected by {who}", changes)
+            self._fail_step(active, step, StepError("Rejected", comment or f"rejected by {who}"), changes)
 
     def _finish_step(
         self,
@@ -418,40 +385,23 @@ class WorkflowEngine(RunRecovery):
             changes.step(step, event)
         self._metrics.steps.labels(workflow=active.run.workflow, state=state.value).inc()
 
-    def _fail_step(
-        self,
-        active: ActiveRun,
-        step: StepRun,
-        error_type: str,
-        message: str,
-        changes: Changes,
-        *,
-        state: StepState = StepState.FAILED,
-    ) -> None:
-        step.error = {"type": error_type, "message": message}
-        self._finish_step(active, step, state, changes, reason=message)
+    def _fail_step(self, active: ActiveRun, step: StepRun, error: StepError, changes: Changes) -> None:
+        step.error = error
+        self._finish_step(active, step, StepState.FAILED, changes, reason=error.message)
 
     async def _maybe_finish(self, active: ActiveRun, changes: Changes) -> None:
-        run = active.run
-        steps = active.steps
-        blocking = [
-            name for name, step in steps.items()
-            if step.state in (StepState.FAILED, StepState.CANCELLED, StepState.TIMED_OUT)
-            and not active.step_spec(name).continue_on_failure
-        ]  # fmt: skip
-        if blocking:
-            first = steps[blocking[0]]
-            message = f"step {blocking[0]!r} {first.state.value}: {(first.error or {}).get('message', '')}".rstrip(": ")
-            self._end_run_now(active, changes, RunState.FAILED, message)
-            return
-        if not all(step.state.finished for step in steps.values()):
-            return
-        try:
-            run.outputs = await self._expressions.render(active.spec.outputs, active.variables())
-        except expressions.ExpressionError as error:
-            self._end_run_now(active, changes, RunState.FAILED, f"outputs: {error}")
-            return
-        self._end_run_now(active, changes, RunState.SUCCEEDED, None)
+        ending = scheduling.outcome(active.spec, active.steps)
+        if ending is not None:
+            await self._finish_run(active, ending, changes)
+
+    async def _finish_run(self, active: ActiveRun, ending: scheduling.FinishRun, changes: Changes) -> None:
+        if ending.state is RunState.SUCCEEDED:
+            try:
+                active.run.outputs = await self._expressions.render(active.spec.outputs, active.variables())
+            except expressions.ExpressionError as error:
+                self._end_run_now(active, changes, RunState.FAILED, f"outputs: {error}")
+                return
+        self._end_run_now(active, changes, ending.state, ending.reason)
 
     def _end_run_now(self, active: ActiveRun, changes: Changes, state: RunState, error: str | None) -> None:
         run = active.run
@@ -461,14 +411,14 @@ class WorkflowEngine(RunRecovery):
         for timer in active.timers:
             timer.cancel()
         active.timers.clear()
-        for name, step in active.steps.items():
-            if step.state in (StepState.RUNNING, StepState.WAITING_APPROVAL):
-                for item in active.items.get(name, []):
-                    if item.task_id and not item.finished:
-                        self._spawn(self._cancel_task(item.task_id, f"run {state.value}"))
-                step.state = StepState.CANCELLED
-                step.finished_at = run.finished_at
-                changes.step(step, "StepCancelled", reason=f"run {state.value}")
+        for cancel in scheduling.end_run(active.steps, state):
+            step = active.steps[cancel.step]
+            for item in active.items.get(cancel.step, []):
+                if item.task_id and not item.finished:
+                    self._spawn(self._cancel_task(item.task_id, cancel.reason))
+            step.state = StepState.CANCELLED
+            step.finished_at = run.finished_at
+            changes.step(step, "StepCancelled", reason=cancel.reason)
         changes.run(f"Run{state.value.title().replace('_', '')}", error=error, outputs=run.outputs)
         self._active.pop(run.id, None)
         for task_id in [t for t, owner in self._owners.items() if owner[0] == run.id]:
@@ -580,7 +530,7 @@ class WorkflowEngine(RunRecovery):
                 if step.state is StepState.RUNNING:
                     message = getattr(error, "detail", str(error))
                     kind = "PayloadTooLarge" if isinstance(error, PayloadTooLarge) else "StepConfigurationError"
-                    self._fail_step(active, step, kind, message, changes)
+                    self._fail_step(active, step, StepError(kind, message), changes)
                 continue
             retry = (spec.retry or policy.template.retry).model_dump(mode="json")
             requests = [dataclasses.replace(request, retry=retry) for request in requests]
@@ -618,7 +568,7 @@ class WorkflowEngine(RunRecovery):
                 return
             self._owners.pop(task.id, None)
             item.state, item.output, item.attempts = task.state, task.output, task.attempts
-            item.error = None if task.error is None else task.error.to_dict()
+            item.error = None if task.error is None else StepError.of_task(task.error)
             changes = Changes(active)
             spec = active.step_spec(name)
             if task.state is not TaskState.SUCCEEDED:
@@ -633,7 +583,7 @@ class WorkflowEngine(RunRecovery):
                     step,
                     _TASK_TO_STEP[task.state],
                     changes,
-                    reason=f"{(item.error or {}).get('message', '')}{where}",
+                    reason=f"{'' if item.error is None else item.error.message}{where}",
                 )
             else:
                 waiting = [i for i in items if i.task_id is None]
@@ -667,7 +617,7 @@ class WorkflowEngine(RunRecovery):
             )
 
     def _arm_approval_deadline(self, active: ActiveRun, step: StepRun) -> None:
-        deadline = (step.approval or {}).get("deadline")
+        deadline = None if step.approval is None else step.approval.deadline
         if deadline is None:
             return
 
@@ -680,7 +630,7 @@ class WorkflowEngine(RunRecovery):
                     self._record_decision(active, step, False, "deadline", "approval deadline passed", changes)
                     await self._advance(active, changes)
 
-        delay = max(0.0, float(deadline) - time.time())
+        delay = max(0.0, deadline - time.time())
         active.timers.append(asyncio.get_running_loop().call_later(delay, lambda: self._spawn(expire())))
 
     def _spawn(self, coroutine: Any) -> None:

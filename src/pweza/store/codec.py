@@ -1,10 +1,11 @@
 """Row <-> record conversions, generated from the domain's dataclasses and `schema`'s tables.
 
 A record's fields and its table's columns share their names, so one `RowCodec` per table
-derives both directions from the field types: enums are stored as their value, `TaskError`
-as its dict, anything that is not a plain string or number as JSON text, and nothing else
-is converted. A field without a column (or a column without a field) fails at import, so a
-new column is added in `schema.py`, the dataclass and a migration, and nowhere else.
+derives both directions from the field types: enums are stored as their value, `TaskError`,
+`StepError` and `StepApproval` as their dicts, anything that is not a plain string or number
+as JSON text, and nothing else is converted. A field without a column (or a column without a
+field) fails at import, so a new column is added in `schema.py`, the dataclass and a
+migration, and nowhere else.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import orjson
 from sqlalchemy import Table
 
 from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
-from pweza.domain.runs import Run, RunEvent, StepRun
+from pweza.domain.runs import Run, RunEvent, StepApproval, StepError, StepRun
 from pweza.domain.tasks import Attempt, Task, TaskError
 from pweza.store import schema
 
@@ -44,12 +45,19 @@ def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
-def _dump_error(error: TaskError) -> str:
-    return dumps(error.to_dict())
+# Records stored as the JSON of their `to_dict`, read back with their `from_dict`.
+_AS_DICT: typing.Final = (TaskError, StepError, StepApproval)
 
 
-def _load_error(text: str) -> TaskError:
-    return TaskError.from_dict(orjson.loads(text))
+def _dump_as_dict(record: TaskError | StepError | StepApproval) -> str:
+    return dumps(record.to_dict())
+
+
+def _loader(kind: type[TaskError] | type[StepError] | type[StepApproval]) -> Convert:
+    def load(text: str) -> Any:
+        return kind.from_dict(orjson.loads(text))
+
+    return load
 
 
 def _without_none(hint: Any) -> Any:
@@ -70,8 +78,8 @@ def _converters(hint: Any) -> tuple[Convert | None, Convert | None]:
         return None, None
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return attrgetter("value"), kind
-    if kind is TaskError:
-        return _dump_error, _load_error
+    if kind in _AS_DICT:
+        return _dump_as_dict, _loader(kind)
     return dumps, orjson.loads
 
 

@@ -13,27 +13,32 @@ so what a test sees of leases, retries, cancels and expressions is what a deploy
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pweza.domain.kinds import parse_manifest
 from pweza.domain.records import StoredObject
 from pweza.domain.roles import Role
 from pweza.domain.runs import Run, StepRun
 from pweza.domain.safe_yaml import load_all
-from pweza.domain.tasks import Task
+from pweza.domain.tasks import Attempt, Task
 from pweza.manager.auth import Principal
 from pweza.manager.config import Settings
 from pweza.manager.service import Manager
 from pweza.manager.sessions import TaskRequest
+from pweza.store.protocol import Store
 from pweza.store.sqlite import SqliteStore
 from pweza.testing.fake_clock import FakeClock
 from pweza.testing.scripted_agent import ScriptedAgent
-from pweza.testing.waiting import eventually_async
 
+T = TypeVar("T")
 # Who the audit log says submitted the tasks of a test.
 _TEST = Principal(token_id="test", name="workflow-environment", role=Role.ADMIN)
 
@@ -56,6 +61,11 @@ class WorkflowEnvironment:
         self._settings = dict(settings or {})
         self._directory: tempfile.TemporaryDirectory[str] | None = None
         self._manager: Manager | None = None
+        # Time stands still while the store is being read or written (task changes on their way,
+        # a run's next step being saved): an assignment reaches its agent at the moment it was
+        # made, a step starts when its dependency ended, not after the clock moved on.
+        self.clock.hold_while(self._writing)
+        self._store: _CountedCalls | None = None
 
     @property
     def manager(self) -> Manager:
@@ -120,16 +130,16 @@ class WorkflowEnvironment:
         assert run is not None, f"run {run_id} not found"
         return run
 
-    async def run_result(self, run_id: str, *, timeout: float = 10.0) -> Run:
-        """The run once it has ended (seconds of real time: the fake clock moves only by `advance`)."""
+    async def run_result(self, run_id: str, *, timeout: float = 10.0, skip_time: bool = True) -> Run:
+        """The run once it has ended. With `skip_time`, whenever the manager and the agents have
+        nothing to do but wait for a timer, the clock jumps to it (a backoff, a lease, a step's
+        `after`); `timeout` is real seconds."""
 
         async def ended() -> Run | None:
             run = await self.run(run_id)
             return run if run.state.terminal else None
 
-        run = await eventually_async(ended, timeout=timeout, what=f"run {run_id} to end")
-        assert run is not None
-        return run
+        return await self._wait(ended, timeout, f"run {run_id} to end", skip_time)
 
     async def steps(self, run_id: str) -> dict[str, StepRun]:
         return {step.name: step for step in await self.manager.store.get_steps(run_id)}
@@ -147,15 +157,43 @@ class WorkflowEnvironment:
     async def task(self, task_id: str) -> Task:
         return await self.manager.dispatcher.get(task_id)
 
-    async def task_result(self, task_id: str, *, timeout: float = 10.0) -> Task:
-        """The task once it has finished and that is written to the store."""
-        task = await self.manager.dispatcher.wait(task_id, timeout)
-        if not task.state.terminal:
-            raise AssertionError(f"task {task_id} still {task.state.value} after {timeout:g}s")
-        return task
+    async def task_result(self, task_id: str, *, timeout: float = 10.0, skip_time: bool = True) -> Task:
+        """The task once it has finished and that is written to the store (`skip_time` and
+        `timeout` as for `run_result`)."""
+        dispatcher = self.manager.dispatcher
+        if not skip_time:  # the way `GET /api/v1/tasks/{id}/wait` waits
+            task = await dispatcher.wait(task_id, timeout)
+            if not task.state.terminal:
+                raise AssertionError(f"timed out after {timeout:g}s waiting for task {task_id} to finish")
+            return task
+
+        async def finished() -> Task | None:
+            task = await dispatcher.get(task_id)
+            # The dispatcher lets go of a finished task once its write is accepted.
+            return task if task.state.terminal and dispatcher.live(task_id) is None else None
+
+        return await self._wait(finished, timeout, f"task {task_id} to finish", skip_time)
+
+    async def attempts(self, task_id: str) -> list[Attempt]:
+        """The task's attempts as the store has them, first to last."""
+        return await self.manager.store.list_attempts(task_id)
 
     async def cancel_task(self, task_id: str, reason: str = "cancelled by the test") -> Task:
         return await self.manager.dispatcher.cancel(task_id, reason)
+
+    async def _wait(self, check: Callable[[], Awaitable[T | None]], timeout: float, what: str, skip_time: bool) -> T:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await check()
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:g}s (real time) waiting for {what}")
+            due = self.clock.next_due if skip_time else None
+            if due is not None:
+                await self.clock.advance(max(0.0, due - self.clock.time()))
+            else:
+                await asyncio.sleep(0.01)
 
     # -- the manager itself -----------------------------------------------------------
     async def restart(self) -> None:
@@ -166,9 +204,15 @@ class WorkflowEnvironment:
 
     async def _start_manager(self) -> None:
         settings = Settings(database_url=f"sqlite:///{self.database}", **self._settings)
-        manager = Manager(SqliteStore(self.database), settings, clock=self.clock)
+        self._store = _CountedCalls(SqliteStore(self.database))
+        manager = Manager(cast(Store, self._store), settings, clock=self.clock)
         await manager.start()
         self._manager = manager
+
+    def _writing(self) -> bool:
+        if self._store is not None and self._store.in_flight:
+            return True
+        return self._manager is not None and bool(self._manager.dispatcher.writes.unwritten())
 
     async def _stop_manager(self) -> None:
         manager, self._manager = self._manager, None
@@ -177,3 +221,26 @@ class WorkflowEnvironment:
         self.agents.clear()
         if manager is not None:
             await manager.stop()
+
+
+class _CountedCalls:
+    """The store, counting its calls in flight (the fake clock waits while there are any)."""
+
+    def __init__(self, store: Store) -> None:
+        self._inner = store
+        self.in_flight = 0
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(value):
+            return value
+
+        @functools.wraps(value)
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.in_flight += 1
+            try:
+                return await value(*args, **kwargs)
+            finally:
+                self.in_flight -= 1
+
+        return counted

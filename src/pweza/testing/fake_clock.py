@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
 # Loop iterations given to what a timer set off before the clock moves on: enough for a chain
 # of callbacks and task wake-ups (a reaper tick failing an attempt, the retry being queued).
 _SETTLE_ROUNDS = 20
+# What a `busy` check may hold the clock for, in real seconds (a write to the store, say).
+_BUSY_LIMIT = 5.0
 
 
 class FakeClock:
@@ -27,6 +30,12 @@ class FakeClock:
         self._now = start
         self._order = itertools.count()
         self._due: list[tuple[float, int, asyncio.TimerHandle, Callable[..., Any], tuple[Any, ...]]] = []
+        self._busy: list[Callable[[], bool]] = []
+
+    def hold_while(self, busy: Callable[[], bool]) -> None:
+        """Before moving on, wait (in real time) while `busy()` is true: for work a timer set
+        off that leaves the event loop, such as a write to the store."""
+        self._busy.append(busy)
 
     def time(self) -> float:
         return self._now
@@ -78,8 +87,13 @@ class FakeClock:
             heapq.heappop(self._due)
 
     async def _settle(self) -> None:
-        for _ in range(_SETTLE_ROUNDS):
-            await asyncio.sleep(0)
+        deadline = time.monotonic() + _BUSY_LIMIT
+        while True:
+            for _ in range(_SETTLE_ROUNDS):
+                await asyncio.sleep(0)
+            if not any(busy() for busy in self._busy) or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.001)  # the store answers from another thread
 
 
 def _fire(handle: asyncio.TimerHandle, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:

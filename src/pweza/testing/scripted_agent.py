@@ -129,6 +129,11 @@ class ScriptedAgent:
     def connected(self) -> bool:
         return self._session is not None
 
+    def send_credit(self, slots: int) -> None:
+        """Say `slots` slots are free, as the agent's Credit message does (true or not)."""
+        assert self._manager is not None and self._session is not None, "the agent is not connected"
+        self._manager.dispatcher.on_credit(self._session, slots)
+
     # -- joining and leaving ---------------------------------------------------
     async def connect(self, manager: Manager, clock: Clock) -> None:
         """Join the manager as a real agent's hello would (the pool and its template must exist)."""

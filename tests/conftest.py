@@ -18,6 +18,7 @@ from pweza.manager.service import Manager
 from pweza.store.sqlite import SqliteStore
 from pweza.testing.platform import Platform
 from pweza.testing.postgres import ENSURE_COMMAND, PostgresServer, postgres_bin_dir
+from pweza.testing.requirements import missing
 
 
 def template(name: str = "echoer", handler: str = "pweza.testing.handlers:echo", **spec: Any) -> dict[str, Any]:
@@ -76,14 +77,6 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         yield instance
     finally:
         instance.stop()
-
-
-def missing(message: str) -> None:
-    """The one way to say a test needs something absent: it skips saying what and how to get
-    it, except in CI (`CI=true`, as `.ci/run` sets it), where nothing may skip, so it fails."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,27 @@ from pweza.testing.platform import Platform
 from pweza.testing.postgres import ENSURE_COMMAND, PostgresServer, postgres_bin_dir
 from pweza.testing.requirements import missing
 
+TESTS = Path(__file__).resolve().parent
+# The marker every test under a directory carries, so `-m "not node and not k8s"` deselects the
+# directory. (A `pytestmark` in a conftest.py marks nothing: only test modules' own count.)
+DIRECTORY_MARKERS = {
+    "integration": "integration",
+    "k8s": "k8s",
+    "chart": "chart",
+    "node": "node",
+    "images": "node",  # the node's container images, built and run as root like the node's
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS):
+            directory = path.relative_to(TESTS).parts[0]
+            marker = DIRECTORY_MARKERS.get(directory)
+            if marker is not None and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
 
 def template(name: str = "echoer", handler: str = "pweza.testing.handlers:echo", **spec: Any) -> dict[str, Any]:
     return {

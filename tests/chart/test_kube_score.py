@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.conftest import VALUES_FILES, _missing, render
+from pweza.testing import missing
+from tests.chart.conftest import VALUES_FILES, render
 
 pytestmark = pytest.mark.chart
 VERSION = "v1.20.0"
@@ -30,7 +31,7 @@ def kube_score() -> Path:
         / "kube-score"
     )
     if not os.access(path, os.X_OK):
-        _missing("kube-score is not built: run hack/build-kube-score.sh (make test does)")
+        missing("kube-score is not built: run hack/build-kube-score.sh (make test does)")
     return path
 
 

@@ -18,7 +18,6 @@ from pweza.testing.platform import free_port
 from pweza.testing.requirements import missing
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.k8s
 _names = itertools.count(1)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pweza.testing import missing
 from pweza.testing.platform import Platform
+from tests.conftest import missing
 
 BROWSER = next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, k8s_bin_dir
-from pweza.testing.requirements import missing
+from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "pweza-core"

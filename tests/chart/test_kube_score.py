@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pweza.testing import missing
 from tests.chart.conftest import VALUES_FILES, render
+from tests.conftest import missing
 
 pytestmark = pytest.mark.chart
 VERSION = "v1.20.0"

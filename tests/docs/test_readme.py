@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pweza.testing import missing
+from tests.conftest import missing
 from tests.docs.scripts import REPO, commands, run_documented, shell_blocks, skip_reason, to_script
 
 pytestmark = pytest.mark.timeout(900)

@@ -31,7 +31,7 @@ from pweza.testing.images import (
     image_archives,
     import_images,
 )
-from pweza.testing.requirements import missing
+from tests.conftest import missing
 
 # The first test also pays for importing some 500 MB of archives, slow on a busy 2-core machine.
 pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]

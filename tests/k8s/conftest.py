@@ -15,7 +15,7 @@ import pytest
 
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, k8s_bin_dir
 from pweza.testing.platform import free_port
-from pweza.testing.requirements import missing
+from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 _names = itertools.count(1)

@@ -32,7 +32,7 @@ from pweza.testing.addons import (
 )
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, k8s_bin_dir
 from pweza.testing.platform import free_port
-from pweza.testing.requirements import missing
+from tests.conftest import missing
 from tests.k8s.conftest import apply_yaml, eventually, get_json
 
 pytestmark = pytest.mark.k8s

@@ -25,7 +25,7 @@ import pytest
 
 from pweza.testing.images import CORE_IMAGE
 from pweza.testing.node import STORAGE_CLASS, NodeCluster, node_unavailable
-from pweza.testing.requirements import missing
+from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "pweza-core"

@@ -29,7 +29,6 @@ PUBLIC = {
         "WorkflowEnvironment",
         "eventually",
         "eventually_async",
-        "missing",
         "running_cluster",
         "running_platform",
     ],

@@ -3,7 +3,7 @@
 In-process (no gRPC, no ports): `WorkflowEnvironment` runs an embedded manager on a temporary
 SQLite store, with `ScriptedAgent`s doing what their scripts say (`Reply`, `Fail`, `Hang`,
 `Vanish`) and a `FakeClock` the test moves on by hand; `eventually` and `eventually_async`
-wait on a condition with a bound; `missing` says a test needs something absent (it skips, in CI it fails).
+wait on a condition with a bound.
 
 As processes: `Platform` starts a manager and agents as subprocesses; `Cluster` several manager replicas on
 one PostgreSQL database (`PostgresServer` runs a throwaway one); `ControlPlane` a Kubernetes
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from pweza.testing.node import NodeCluster
     from pweza.testing.platform import Platform, running_platform
     from pweza.testing.postgres import PostgresServer
-    from pweza.testing.requirements import missing
     from pweza.testing.scripted_agent import Fail, Hang, Reply, ScriptedAgent, ScriptedTask, Vanish
     from pweza.testing.waiting import eventually, eventually_async
 
@@ -46,7 +45,6 @@ _HOMES = {
     "WorkflowEnvironment": "environment",
     "eventually": "waiting",
     "eventually_async": "waiting",
-    "missing": "requirements",
     "running_cluster": "cluster",
     "running_platform": "platform",
 }
@@ -67,7 +65,6 @@ __all__ = [
     "WorkflowEnvironment",
     "eventually",
     "eventually_async",
-    "missing",
     "running_cluster",
     "running_platform",
 ]

@@ -1,10 +1,10 @@
-"""`missing`: a test that needs something absent skips, except in CI, where it fails."""
+"""`tests.conftest.missing`: a test that needs something absent skips, except in CI, where it fails."""
 
 from __future__ import annotations
 
 import pytest
 
-from pweza.testing import missing
+from tests.conftest import missing
 
 
 @pytest.mark.parametrize("value", ["true", "1", "yes"])

@@ -16,7 +16,7 @@ import yaml
 from tests.chart.conftest import VALUES_FILES, render
 from tests.conftest import missing
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 VERSION = "v1.20.0"
 ACCEPTED = Path(__file__).with_name("kube-score-accepted.yaml")
 RENDERS = {**{name: (name, ()) for name in VALUES_FILES}, "bundled": ("values.yaml", ("database.mode=bundled",))}

@@ -26,7 +26,7 @@ from pweza.testing.platform import Platform
 from tests.conftest import pool, template
 from tests.integration.hostile_agent import HostileAgent
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def agent_token(platform: Platform, pool_ref: str | None, ttl: str = "1h") -> str:

@@ -19,7 +19,7 @@ from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedRes
 from pweza.testing.platform import Platform
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def executions(log: Path) -> list[str]:

@@ -22,7 +22,7 @@ from pweza.testing.cluster import Cluster
 from pweza.testing.postgres import PostgresServer
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 TASKS = 2000
 RUNS = 20

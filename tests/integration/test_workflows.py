@@ -14,7 +14,7 @@ from pweza.testing import eventually
 from pweza.testing.platform import Platform
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 H = "pweza.testing.handlers:"
 
 

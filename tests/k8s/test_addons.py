@@ -35,7 +35,7 @@ from pweza.testing.platform import free_port
 from tests.conftest import missing
 from tests.k8s.conftest import apply_yaml, eventually, get_json
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -18,6 +18,27 @@ from pweza.manager.service import Manager
 from pweza.store.sqlite import SqliteStore
 from pweza.testing.platform import Platform
 from pweza.testing.postgres import ENSURE_COMMAND, PostgresServer, postgres_bin_dir
+
+TESTS = Path(__file__).resolve().parent
+# The marker every test under a directory carries, so `-m "not node and not k8s"` deselects the
+# directory. (A `pytestmark` in a conftest.py marks nothing: only test modules' own count.)
+DIRECTORY_MARKERS = {
+    "integration": "integration",
+    "k8s": "k8s",
+    "chart": "chart",
+    "node": "node",
+    "images": "node",  # the node's container images, built and run as root like the node's
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS):
+            directory = path.relative_to(TESTS).parts[0]
+            marker = DIRECTORY_MARKERS.get(directory)
+            if marker is not None and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
 
 
 def template(name: str = "echoer", handler: str = "pweza.testing.handlers:echo", **spec: Any) -> dict[str, Any]:
@@ -78,10 +99,16 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         instance.stop()
 
 
-def missing(message: str) -> None:
-    """The one way to say a test needs something absent: it skips saying what and how to get
-    it, except in CI (`CI=true`, as `.ci/run` sets it), where nothing may skip, so it fails."""
-    if os.environ.get("CI") == "true":
+def in_ci() -> bool:
+    """Whether this is a CI run (`CI` set, as CI services and `.ci/run` set it, to anything but 0 or false)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def missing(message: str) -> NoReturn:
+    """The one way to say a test needs something absent: it skips, saying what is missing and
+    how to get it; in CI, where nothing may skip (make test builds and installs all a test
+    needs), it fails instead."""
+    if in_ci():
         pytest.fail(message)
     pytest.skip(message)
 

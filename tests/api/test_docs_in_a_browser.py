@@ -14,6 +14,8 @@ import pytest
 from pweza.testing.platform import Platform
 from tests.conftest import missing
 
+pytestmark = pytest.mark.timeout(300)
+
 BROWSER = next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
 
 

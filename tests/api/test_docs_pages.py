@@ -14,6 +14,8 @@ import pytest
 
 from pweza.testing.platform import Platform
 
+pytestmark = pytest.mark.timeout(120)
+
 EXPECTED_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
 
 

@@ -14,6 +14,9 @@ from tests.api.conftest import PAYLOAD_LIMIT
 from tests.api.rawhttp import chunked_request
 from tests.conftest import pool, template
 
+# The module starts one manager process for all its tests.
+pytestmark = pytest.mark.timeout(120)
+
 BODY_LIMIT = PAYLOAD_LIMIT * 16
 
 

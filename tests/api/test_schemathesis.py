@@ -14,6 +14,8 @@ from schemathesis import GenerationMode
 
 from pweza.testing.platform import Platform
 
+pytestmark = pytest.mark.timeout(300)
+
 # Examples per route and generation mode: about a minute and a half for both passes on two cores.
 ADMIN_EXAMPLES = 15
 ANONYMOUS_EXAMPLES = 6  # the token check comes first, so what varies matters little

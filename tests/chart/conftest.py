@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, k8s_bin_dir
+from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "pweza-core"
@@ -33,16 +34,10 @@ RELEASE = "pweza-core"
 SYSTEM_NAMESPACE = "pweza-core-system"
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)  # in CI nothing skips
-    pytest.skip(message)
-
-
 def helm_path() -> Path:
     bin_dir = k8s_bin_dir()
     if bin_dir is None or not os.access(bin_dir / "helm", os.X_OK):
-        _missing(f"helm and the Kubernetes binaries are not built: run {BUILD_COMMAND} (make test does)")
+        missing(f"helm and the Kubernetes binaries are not built: run {BUILD_COMMAND} (make test does)")
     assert bin_dir is not None
     return bin_dir / "helm"
 
@@ -168,7 +163,7 @@ def start_control_plane() -> ControlPlane:
 def cluster() -> Iterator[Cluster]:
     """A control plane with the third-party CRDs and the chart's CRDs installed."""
     if not SHARED_CRDS.is_dir():
-        _missing(f"the third-party CRDs are not at {SHARED_CRDS}")
+        missing(f"the third-party CRDs are not at {SHARED_CRDS}")
     with start_control_plane() as cp:
         # Server-side: several of these CRDs are far larger than client-side apply's annotation limit.
         cp.kubectl("apply", "--server-side", "-f", str(SHARED_CRDS), "-f", str(CHART / "crds"), timeout=120)

@@ -19,6 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "deploy" / "cluster"
 
+pytestmark = pytest.mark.timeout(600)
+
 # The seed's spec (shared/seed/kubernetes-infrastructure.md, section 1), as it wrote it.
 SEED = yaml.safe_load("""
 cluster:

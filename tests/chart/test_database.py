@@ -11,7 +11,7 @@ import pytest
 
 from tests.chart.conftest import VALUES_FILES, Rendered, render
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 
 BUNDLED = ("database.mode=bundled",)
 CNPG = ("database.mode=cloudnativepg", "manager.replicas=3")

@@ -13,6 +13,8 @@ import yaml
 
 from tests.chart.conftest import render
 
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 

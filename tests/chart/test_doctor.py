@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
@@ -17,6 +18,8 @@ from pweza.cli.doctor import (
     merge_values,
     run_checks,
 )
+
+pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "pweza-core"

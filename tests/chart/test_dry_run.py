@@ -12,7 +12,7 @@ import pytest
 
 from tests.chart.conftest import CHART, VALUES_FILES, Cluster, Rendered, checks_by_name, doctor, render
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 
 
 def _server_dry_run(cluster: Cluster, rendered: Rendered, tmp_path: Path) -> None:

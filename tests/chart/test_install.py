@@ -33,7 +33,7 @@ from tests.chart.conftest import (
     start_control_plane,
 )
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 AGENTS_NAMESPACE = "pweza-core-agents"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.chart.conftest import CHART, RELEASE, SYSTEM_NAMESPACE, Cluster, start_control_plane
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 DATA_NAMESPACE = "pweza-core-data"
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.conftest import VALUES_FILES, _missing, render
+from tests.chart.conftest import VALUES_FILES, render
+from tests.conftest import missing
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 VERSION = "v1.20.0"
 ACCEPTED = Path(__file__).with_name("kube-score-accepted.yaml")
 RENDERS = {**{name: (name, ()) for name in VALUES_FILES}, "bundled": ("values.yaml", ("database.mode=bundled",))}
@@ -30,7 +31,7 @@ def kube_score() -> Path:
         / "kube-score"
     )
     if not os.access(path, os.X_OK):
-        _missing("kube-score is not built: run hack/build-kube-score.sh (make test does)")
+        missing("kube-score is not built: run hack/build-kube-score.sh (make test does)")
     return path
 
 

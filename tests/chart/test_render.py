@@ -17,7 +17,7 @@ from pweza.domain.manifests import AgentPool, AgentTemplate
 from pweza.manager.config import Settings, load_settings
 from tests.chart.conftest import CHART, KUBE_VERSION, VALUES_FILES, helm, render, render_error
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 
 # The API groups Kubernetes itself serves; everything else is a CRD (pweza.ai or third-party).
 BUILT_IN_GROUPS = {

@@ -13,7 +13,7 @@ import yaml
 
 from tests.chart.conftest import Rendered, render
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 
 SEED_HPA_SPEC = yaml.safe_load("""
 scaleTargetRef:

@@ -35,7 +35,7 @@ from tests.chart.conftest import (
     render_error,
 )
 
-pytestmark = pytest.mark.chart
+pytestmark = [pytest.mark.chart, pytest.mark.timeout(600)]
 NAME = "pweza-core-operator"
 SECRET = "pweza-core-operator-webhook-tls"
 MOUNT = "/etc/pweza-operator-webhook"

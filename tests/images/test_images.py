@@ -31,6 +31,7 @@ from pweza.testing.images import (
     image_archives,
     import_images,
 )
+from tests.conftest import missing
 
 # The first test also pays for importing some 500 MB of archives, slow on a busy 2-core machine.
 pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]
@@ -39,12 +40,6 @@ NAMESPACE = "k8s.io"
 START_TIMEOUT = 30.0
 RUN_TIMEOUT = 120.0
 POSTGRES_UID = 999
-
-
-def _missing(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)  # in CI nothing skips: make test builds and installs what is needed
-    pytest.skip(message)
 
 
 def _mountpoints_under(directory: Path) -> list[str]:
@@ -167,7 +162,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 def archives() -> dict[str, Path]:
     found = image_archives()
     if found is None:
-        _missing(f"the images are not built: run {BUILD_IMAGES_COMMAND} as root (make test does)")
+        missing(f"the images are not built: run {BUILD_IMAGES_COMMAND} as root (make test does)")
     assert found is not None
     return found
 
@@ -176,9 +171,9 @@ def archives() -> dict[str, Path]:
 def containerd(archives: dict[str, Path]) -> Iterator[Containerd]:
     missing = [tool for tool in ("containerd", "ctr", "runc", "containerd-shim-runc-v2") if shutil.which(tool) is None]
     if missing:
-        _missing(f"{', '.join(missing)} not installed: apt-get install containerd runc")
+        missing(f"{', '.join(missing)} not installed: apt-get install containerd runc")
     if os.geteuid() != 0:
-        _missing("running containers with a private containerd needs root")
+        missing("running containers with a private containerd needs root")
     # A short path: the socket's path must fit in sun_path (108 bytes).
     directory = Path(tempfile.mkdtemp(prefix="pweza-ctrd-"))
     daemon = Containerd(directory)
@@ -302,9 +297,9 @@ def test_pause_reaps_the_orphans_of_its_pid_namespace(tmp_path: Path) -> None:
     """As PID 1 of a namespace pause inherits every orphan; it must reap them (no zombies)."""
     missing = [tool for tool in ("gcc", "unshare", "nsenter") if shutil.which(tool) is None]
     if missing:
-        _missing(f"{', '.join(missing)} not installed: apt-get install gcc libc6-dev util-linux")
+        missing(f"{', '.join(missing)} not installed: apt-get install gcc libc6-dev util-linux")
     if os.geteuid() != 0:
-        _missing("a PID namespace needs root")
+        missing("a PID namespace needs root")
     binary = tmp_path / "pause"
     source = Path(__file__).resolve().parents[2] / "hack" / "pause" / "pause.c"
     subprocess.run(["gcc", "-static", "-O2", "-o", str(binary), str(source)], check=True, timeout=120)

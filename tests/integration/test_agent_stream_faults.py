@@ -23,7 +23,7 @@ from pweza.v1 import agent_pb2 as pb
 from tests.conftest import pool, template
 from tests.integration.raw_agent import RawAgent
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 PAYLOAD_LIMIT = 64 * 1024
 

@@ -22,7 +22,7 @@ import yaml
 
 from pweza.testing.platform import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 class Up:

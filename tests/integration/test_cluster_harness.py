@@ -16,7 +16,7 @@ import pytest
 from pweza.testing.cluster import Cluster
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

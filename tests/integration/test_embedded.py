@@ -17,7 +17,7 @@ import pytest
 
 from pweza.testing.platform import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = """
 apiVersion: pweza.ai/v1

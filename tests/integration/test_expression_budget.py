@@ -10,7 +10,7 @@ import pytest
 from pweza.testing.platform import Platform
 from tests.integration.test_workflows import setup_pool, start, steps_of, wait_run, workflow
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 # Four nested comprehensions over 64 elements: 16.7 million iterations, tens of seconds of CPU
 # for the CEL library, and no value big enough for the size limit to say anything.
 _ROW = "[" + ", ".join(["1"] * 64) + "]"

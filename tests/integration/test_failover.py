@@ -15,7 +15,7 @@ from pweza.agent.worker import AgentWorker
 from pweza.testing.platform import Platform, free_port
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pweza.testing.platform import Platform, free_port
 from tests.conftest import pool
 from tests.integration.test_embedded import Embedded, stop, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 HANDLER_MODULE = """
 import sys

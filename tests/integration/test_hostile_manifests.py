@@ -12,7 +12,7 @@ import pytest
 
 from pweza.testing.platform import Platform, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def billion_laughs() -> str:

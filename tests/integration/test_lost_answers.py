@@ -30,7 +30,7 @@ from pweza.store.postgres import PostgresStore
 from pweza.store.sqlite import SqliteStore
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 _WAIT = 20.0  # the bound on every wait here (the take-back comes after a heartbeat: TTL/3)
 
 

@@ -13,7 +13,7 @@ from tests.conftest import pool, template
 from tests.integration.test_embedded import wait_for
 from tests.integration.test_handler_code import log_events
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 SECRET_INPUT = "input-that-must-not-be-logged-7f3a"
 WORKFLOW = {
     "apiVersion": "pweza.ai/v1",

@@ -14,7 +14,7 @@ from tests.conftest import pool, template
 from tests.integration.test_embedded import ROOT, stop, wait_for
 from tests.integration.test_handler_code import up
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 BROKEN = """apiVersion: pweza.ai/v1
 kind: AgentTemplate
 metadata: {name: broken}

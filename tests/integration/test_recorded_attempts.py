@@ -19,7 +19,7 @@ from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedRes
 from pweza.testing.platform import Platform
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def executions(log: Path) -> list[str]:
@@ -80,30 +80,36 @@ class Recorder:
         pass
 
 
-def hold_attempt_writes(manager: Manager) -> asyncio.Event:
-    """Attempt writes wait until the returned event is set (a disk that is slow just now)."""
-    gate = asyncio.Event()
-    real = manager.store.save_attempts
+class HeldWrites:
+    """Attempt writes wait until `release` (a disk that is slow just now); `arrived` is set once
+    the first of them is waiting."""
 
-    async def slow_disk(attempts: list[object]) -> None:
-        await gate.wait()
-        await real(attempts)  # type: ignore[arg-type]
+    def __init__(self, manager: Manager) -> None:
+        self.arrived = asyncio.Event()
+        self._open = asyncio.Event()
+        self._write = manager.store.save_attempts
+        manager.store.save_attempts = self._slow_disk  # type: ignore[method-assign]
 
-    manager.store.save_attempts = slow_disk  # type: ignore[method-assign]
-    return gate
+    async def _slow_disk(self, attempts: list[object]) -> None:
+        self.arrived.set()
+        await self._open.wait()
+        await self._write(attempts)  # type: ignore[arg-type]
+
+    def release(self) -> None:
+        self._open.set()
 
 
 async def test_an_assignment_leaves_only_once_its_attempt_is_written(manager: Manager) -> None:
     for document in (template(), pool()):
         await manager.registry.apply(parse_manifest(document))
-    gate = hold_attempt_writes(manager)
+    writes = HeldWrites(manager)
     link = Recorder()
     manager.dispatcher.connect(AgentSession("agent", "default", "echo", "echoer", [], 1, link), [])
     [task] = await manager.dispatcher.submit([TaskRequest("default", "echo", "x")])
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(writes.arrived.wait(), 5)
     assert link.sent == []  # handed out in memory, not yet on record: not sent
     assert [a.number for a in await manager.store.list_attempts(task.id)] == []
-    gate.set()
+    writes.release()
     await asyncio.wait_for(link.got.wait(), 5)
     assert [(item.task_id, item.attempt) for item in link.sent] == [(task.id, 1)]
     assert [a.number for a in await manager.store.list_attempts(task.id)] == [1]
@@ -129,16 +135,16 @@ async def test_an_attempt_with_a_timeout_is_sent_and_its_timeout_counts_from_the
 async def test_a_task_cancelled_before_its_assignment_left_is_not_sent(manager: Manager) -> None:
     for document in (template(), pool()):
         await manager.registry.apply(parse_manifest(document))
-    gate = hold_attempt_writes(manager)
+    writes = HeldWrites(manager)
     link = Recorder()
     session = AgentSession("agent", "default", "echo", "echoer", [], 1, link)
     manager.dispatcher.connect(session, [])
     [first, second] = await manager.dispatcher.submit(
         [TaskRequest("default", "echo", "first"), TaskRequest("default", "echo", "second")]
     )
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(writes.arrived.wait(), 5)  # the first is handed out, its attempt on its way
     await manager.dispatcher.cancel(first.id)
-    gate.set()
+    writes.release()
     assert (await manager.dispatcher.wait(first.id, 5)).state.value == "cancelled"
     # Its slot came back: the next task goes to the agent, and only that one was ever sent.
     await asyncio.wait_for(link.got.wait(), 5)

@@ -14,7 +14,7 @@ from pweza.manager.registry import POLICY_CACHE_SECONDS
 from pweza.testing.cluster import Cluster
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

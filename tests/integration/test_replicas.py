@@ -17,11 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from pweza.testing import eventually
 from pweza.testing.cluster import Cluster
 from pweza.testing.postgres import PostgresServer
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 TASKS = 2000
 RUNS = 20
@@ -176,13 +177,14 @@ def _stuck(server: PostgresServer, name: str, cluster: Cluster | None) -> str:
     return "\n".join(report)
 
 
-def _unfinished(server: PostgresServer, database: str) -> tuple[int, int]:
-    """Unfinished tasks and runs."""
+def _in_flight(server: PostgresServer, database: str, owner: str | None = None) -> tuple[int, int]:
+    """Attempts handed out and not yet finished, and runs running (of one replica if `owner`)."""
     name = database.rsplit("/", 1)[1]
+    mine = f" AND owner = '{owner}'" if owner else ""
     tasks, runs = (
         server.psql(
-            "SELECT (SELECT count(*) FROM tasks WHERE state NOT IN ('succeeded','failed','cancelled','timed_out')),"
-            " (SELECT count(*) FROM runs WHERE state = 'running')",
+            f"SELECT (SELECT count(*) FROM tasks WHERE state IN ('assigned','running'){mine}),"
+            f" (SELECT count(*) FROM runs WHERE state = 'running'{mine})",
             database=name,
         )
         .strip()
@@ -287,10 +289,13 @@ def test_a_replica_killed_mid_run_loses_nothing(
     log = tmp_path / "executions.log"
     _start(cluster, log)
     _submit(cluster, log)
-    time.sleep(1)
-    tasks_left, runs_left = _unfinished(postgres_server, database)
-    cluster.kill_manager(1)  # SIGKILL while its agents run tasks and it drives runs
-    assert tasks_left > 500 and runs_left >= 5, "the kill must land in the middle of the work"
+    # SIGKILL while its agents run tasks and it drives runs (whatever the machine's speed).
+    eventually(
+        lambda: all(_in_flight(postgres_server, database, owner="manager-1")),
+        timeout=60,
+        what="manager-1 to hold attempts in flight and drive runs",
+    )
+    cluster.kill_manager(1)
     if restart:
         # Back at once under the same name: it takes back what its previous process held.
         cluster.start_manager(1)
@@ -311,9 +316,10 @@ def test_the_database_stopped_for_ten_seconds_loses_nothing(
     log = tmp_path / "executions.log"
     _start(cluster, log)
     _submit(cluster, log)
-    tasks_left, runs_left = _unfinished(postgres_server, database)
+    eventually(
+        lambda: all(_in_flight(postgres_server, database)), timeout=60, what="attempts in flight and runs running"
+    )
     postgres_server.stop("immediate")
-    assert tasks_left > 500 and runs_left >= 5, "the database must go away in the middle of the work"
     time.sleep(10)
     postgres_server.start()
     _wait_all(postgres_server, database, timeout=240, cluster=cluster)

@@ -15,7 +15,7 @@ from pweza.testing.mock_llm import MockLLM
 from pweza.testing.platform import Platform
 from tests.conftest import pool
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def template(name: str, runtime: dict[str, Any], **spec: Any) -> dict[str, Any]:

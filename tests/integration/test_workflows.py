@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from pweza.testing import eventually
 from pweza.testing.platform import Platform
 from tests.conftest import pool, template
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 H = "pweza.testing.handlers:"
 
 
@@ -274,10 +275,12 @@ def test_cancel_mid_run_cancels_the_running_step_on_its_agent(platform: Platform
     )
     run_id = start(platform, "long")
     wait_run(platform, run_id, until=("wait", "running"))
-    time.sleep(0.3)
+    task_id = steps_of(get_run(platform, run_id))["wait"]["taskId"]
     with platform.client() as client:
+        # Cancelled once its handler has begun (the agent said so), so the handler sees it.
+        eventually(lambda: client.get(f"/api/v1/tasks/{task_id}").json()["state"] == "running", timeout=30,
+                   what="the handler to begin")  # fmt: skip
         assert client.post(f"/api/v1/runs/{run_id}/cancel").json()["state"] == "cancelled"
-        task_id = steps_of(get_run(platform, run_id))["wait"]["taskId"]
         task = platform.wait_task(task_id, timeout=20)
     run = get_run(platform, run_id)
     assert _step_states(run) == {"wait": "cancelled", "after": "pending"}

@@ -28,7 +28,7 @@ from pweza.testing.platform import free_port
 from tests.k8s.conftest import Operator, eventually, get_json
 from tests.k8s.test_operator import TEMPLATE, pool_yaml, ready_replicas
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
 
 GOOD = """apiVersion: pweza.ai/v1
 kind: Workflow

@@ -7,6 +7,8 @@ import pytest
 
 from pweza.testing.controlplane import ControlPlane
 
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
+
 
 def explained(cp: ControlPlane, path: str) -> str:
     # kubectl wraps the text to the terminal: compare it with its line breaks undone.

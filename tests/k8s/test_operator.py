@@ -14,7 +14,7 @@ import pytest
 from pweza.testing.controlplane import ControlPlane
 from tests.k8s.conftest import Operator, apply_yaml, eventually, get_json
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
 
 TEMPLATE = """
 apiVersion: pweza.ai/v1

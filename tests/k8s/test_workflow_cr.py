@@ -11,7 +11,7 @@ from pweza.testing.controlplane import ControlPlane
 from pweza.testing.platform import Platform
 from tests.k8s.conftest import Operator, apply_yaml, eventually, get_json
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(600)]
 
 OBJECTS = """
 apiVersion: pweza.ai/v1

@@ -26,6 +26,7 @@ from pweza.store.postgres import (
     Coordination,
     PostgresStore,
 )
+from pweza.testing import eventually_async
 
 _WAIT = 5.0  # the bound on every wait for something another connection does
 _CANCELLED = TaskError(ErrorType.CANCELLED, "cancelled by a test", retryable=False)
@@ -293,8 +294,11 @@ async def test_orphans_are_tasks_of_replicas_whose_liveness_expired(replicas: Re
     )
     assert await b.orphans("b", 10) == []
     assert "a" in dict(await b.replicas())
-    await asyncio.sleep(0.6)
-    assert "a" not in dict(await b.replicas())
+
+    async def a_presumed_dead() -> bool:
+        return "a" not in dict(await b.replicas())
+
+    await eventually_async(a_presumed_dead, what="a's liveness of 0.5 s to expire")
     taken = await b.orphans("b", 10)
     assert sorted(t.id for t in taken) == ["task-0001", "task-0002"]
     assert {t.owner for t in taken} == {"b"}
@@ -347,8 +351,11 @@ async def test_every_replica_sees_the_agents_each_live_replica_published(replica
     await b.publish_agents("b", [_agent("y1", pool="q"), _agent("x2")])
     assert [(replica, agent["id"]) for replica, agent in await a.agents()] == [("b", "x2"), ("a", "x3"), ("b", "y1")]
     # A replica whose liveness expired is not listed, and its rows go with the next publication.
-    await asyncio.sleep(0.6)
-    assert [agent["id"] for _, agent in await a.agents()] == ["x2", "y1"]
+
+    async def only_bs_listed() -> bool:
+        return [agent["id"] for _, agent in await a.agents()] == ["x2", "y1"]
+
+    await eventually_async(only_bs_listed, what="a's agents to go with its liveness of 0.5 s")
     await b.publish_agents("b", [])
     await a.heartbeat("a", 60)
     assert await a.agents() == []
@@ -381,8 +388,7 @@ async def test_a_lease_is_held_by_one_replica_until_its_ttl_passes(replicas: Rep
     assert not await b.hold("duties", "b", 0.5)
     assert await a.hold("duties", "a", 0.5)  # renewing
     assert not await b.hold("duties", "b", 0.5)
-    await asyncio.sleep(0.6)
-    assert await b.hold("duties", "b", 60)
+    await eventually_async(lambda: b.hold("duties", "b", 60), what="a's lease of 0.5 s to pass, for b to take it")
     assert not await a.hold("duties", "a", 60)
     assert await a.hold("other-duty", "a", 60)  # leases are independent
 

@@ -13,6 +13,8 @@ import pytest
 
 from pweza import __version__
 
+pytestmark = pytest.mark.timeout(180)
+
 
 def pweza(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "COLUMNS": "200", **(env or {})}

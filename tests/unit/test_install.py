@@ -13,8 +13,11 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+pytestmark = pytest.mark.timeout(180)  # builds a wheel and starts interpreters
 
 ROOT = Path(__file__).resolve().parents[2]
 # Tools that are not in the dev extra today but must never become part of the runtime either:

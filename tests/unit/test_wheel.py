@@ -9,6 +9,10 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.timeout(300)
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 

@@ -20,7 +20,6 @@ import asyncio
 import functools
 import heapq
 import json
-import time
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
@@ -33,6 +32,7 @@ from pweza.domain.manifests import RetryPolicy
 from pweza.domain.records import TaskFilter
 from pweza.domain.retrying import decide
 from pweza.domain.tasks import ACTIVE_STATES, Attempt, ErrorType, Task, TaskError, TaskState
+from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.config import Settings
 from pweza.manager.metrics import Metrics
 from pweza.manager.persisting import WriteBehind, store_writer
@@ -55,8 +55,10 @@ class Dispatcher(SharedDispatch):
         metrics: Metrics,
         coordination: Coordination | None = None,
         replica: str = "",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._shared = coordination
         self.replica = replica
         self._settings = settings
@@ -107,7 +109,7 @@ class Dispatcher(SharedDispatch):
             self._reaper = asyncio.create_task(self._reap_forever())
             return
         self._seq = SequenceAllocator(await self._store.max_task_seq() + 1)
-        now = time.time()
+        now = self._clock.time()
         recovered = await self._store.load_unfinished_tasks()
         for task in recovered:
             self._tasks[task.id] = task
@@ -150,7 +152,7 @@ class Dispatcher(SharedDispatch):
     def prepare(self, requests: Iterable[TaskRequest]) -> list[Task]:
         """New tasks, numbered but neither stored nor dispatched: the caller stores them
         (possibly with other writes, in one transaction) and then calls `enqueue`."""
-        now = time.time()
+        now = self._clock.time()
         return [
             Task(
                 id=request.id or str(uuid.uuid4()),
@@ -238,7 +240,7 @@ class Dispatcher(SharedDispatch):
         session = self.holder(task_id)
         if session is not None:
             session.link.send_cancel([task_id], reason)
-        lease.cancel_sent_at = time.time()
+        lease.cancel_sent_at = self._clock.time()
         self.writes.task(task)
         return task
 
@@ -260,7 +262,7 @@ class Dispatcher(SharedDispatch):
         """Add a session; Conflict if its agent id is connected already (an agent whose stream
         broke is let in once the manager has seen it end, or once it has been silent for three
         heartbeat intervals: that stream is then closed)."""
-        now = time.time()
+        now = self._clock.time()
         current = self._sessions.get(session.id)
         silent = max(1.0, 3 * self._settings.heartbeat_seconds)  # 15 s by default, half the lease
         if current is not None and now - current.last_seen > silent:
@@ -435,7 +437,7 @@ class Dispatcher(SharedDispatch):
         self._request_pump(session.pool_key)
 
     def on_started(self, session: AgentSession, starts: list[tuple[str, int, float]]) -> None:
-        now = time.time()
+        now = self._clock.time()
         for task_id, number, at in starts:
             if task_id in self._adopting:
                 self._adopting[task_id].append(functools.partial(self.on_started, session, [(task_id, number, at)]))
@@ -452,7 +454,7 @@ class Dispatcher(SharedDispatch):
             self.writes.task(task)
 
     def on_heartbeat(self, session: AgentSession, refs: list[tuple[str, int]]) -> None:
-        now = time.time()
+        now = self._clock.time()
         if self._connected(session):
             session.last_seen = now
         for task_id, number in refs:
@@ -466,7 +468,7 @@ class Dispatcher(SharedDispatch):
         if task_id in self._adopting:
             self._adopting[task_id].append(lambda: self.on_result(session, task_id, number, output, error))
             return
-        session.last_seen = time.time()
+        session.last_seen = self._clock.time()
         lease = self._held(session, task_id, number, "result")
         if lease is None:
             lease = self._leases.get(task_id)
@@ -478,7 +480,7 @@ class Dispatcher(SharedDispatch):
         del self._leases[task_id]
         if error is None:
             lease.attempt.state = TaskState.SUCCEEDED
-            lease.attempt.finished_at = time.time()
+            lease.attempt.finished_at = self._clock.time()
             self.writes.attempt(lease.attempt)
             self._finish(task, TaskState.SUCCEEDED, output=output)
         else:
@@ -490,11 +492,11 @@ class Dispatcher(SharedDispatch):
         self._request_pump(task.pool_key)
 
     def _enqueue_at(self, task: Task, when: float) -> None:
-        delay = when - time.time()
+        delay = when - self._clock.time()
         if delay <= 0:
             self._push(task)
             return
-        timer = asyncio.get_running_loop().call_later(delay, self._push_if_pending, task)
+        timer = self._clock.call_later(delay, self._push_if_pending, task)
         self._timers.add(timer)
 
     def _push_if_pending(self, task: Task) -> None:
@@ -518,7 +520,7 @@ class Dispatcher(SharedDispatch):
         heap = self._pending[pool]
         ready = [s for s in self._pool_sessions.get(pool, []) if s.credits > 0 and not s.draining]
         batches: dict[str, list[AssignmentMessage]] = {}
-        now = time.time()
+        now = self._clock.time()
         # Deal tasks out one per agent per round, so work spreads over the pool.
         while heap and ready:
             for session in list(ready):
@@ -570,7 +572,7 @@ class Dispatcher(SharedDispatch):
         leases = [(item, self._leases[item.task_id]) for item in items]
 
         def send() -> None:
-            now = time.time()
+            now = self._clock.time()
             # An attempt failed or taken over by another replica meanwhile is not sent, nor is one
             # whose task was cancelled meanwhile (it ends cancelled here): the agent never had them.
             live: list[tuple[AssignmentMessage, Lease]] = []
@@ -608,7 +610,7 @@ class Dispatcher(SharedDispatch):
         self.writes.when_durable(send)
 
     def _fail_attempt(self, task: Task, lease: Lease, error: TaskError) -> None:
-        now = time.time()
+        now = self._clock.time()
         attempt = lease.attempt
         attempt.state = TaskState.TIMED_OUT if error.type == ErrorType.TIMEOUT else TaskState.FAILED
         attempt.finished_at = now
@@ -631,7 +633,7 @@ class Dispatcher(SharedDispatch):
             # Back to the database: any replica with room runs the retry once its backoff is over.
             self._release(task)
             pool = task.pool_key
-            timer = asyncio.get_running_loop().call_later(decision.delay, self.on_pending, pool)
+            timer = self._clock.call_later(decision.delay, self.on_pending, pool)
             self._timers.add(timer)
             return
         self.writes.task(task)
@@ -650,7 +652,7 @@ class Dispatcher(SharedDispatch):
         task.state = state
         task.output = output
         task.error = error
-        task.finished_at = time.time()
+        task.finished_at = self._clock.time()
         self._leases.pop(task.id, None)
         self.writes.task(task, finished=True)
         if self._shared is None:
@@ -681,9 +683,9 @@ class Dispatcher(SharedDispatch):
 
     async def _reap_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.reaper_interval_seconds)
+            await self._clock.sleep(self._settings.reaper_interval_seconds)
             try:
-                self.reap(time.time())
+                self.reap(self._clock.time())
             except Exception:
                 log.exception("lease reaper failed")
 

@@ -21,13 +21,13 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 import uuid
 from typing import Any, Final
 
 import structlog
 
 from pweza.manager import retention
+from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.config import Settings
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.metrics import Metrics
@@ -64,8 +64,10 @@ class Housekeeping:
         dispatcher: Dispatcher,
         engine: WorkflowEngine,
         coordination: Coordination | None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._settings = settings
         self._metrics = metrics
         self._dispatcher = dispatcher
@@ -88,7 +90,7 @@ class Housekeeping:
     async def start(self) -> None:
         if self._shared is not None:
             await self._shared.heartbeat(self.replica, self._settings.replica_ttl_seconds)
-            self._healthy_since = time.monotonic()
+            self._healthy_since = self._clock.monotonic()
             # Restarted under the same name: what the previous process held is ours to finish.
             async with self._dispatcher.owning:
                 tasks, runs = await self._shared.left_behind(self.replica)
@@ -163,7 +165,7 @@ class Housekeeping:
             else:
                 if self._healthy_since is None:
                     log.info("replica heartbeat restored")
-                    self._healthy_since = time.monotonic()
+                    self._healthy_since = self._clock.monotonic()
                 if self._dispatcher.unsure or self._engine.unsure:
                     self._catch_up_soon()
                 self._publish_agents_soon()
@@ -224,7 +226,7 @@ class Housekeeping:
         if self._shared is not None:
             interval = min(interval * 2, self._settings.replica_ttl_seconds / 3)
         while True:
-            await asyncio.sleep(interval)
+            await self._clock.sleep(interval)
             try:
                 await self._run_duties()
             except asyncio.CancelledError:
@@ -235,7 +237,7 @@ class Housekeeping:
     async def _run_duties(self) -> None:
         if self._shared is not None:
             ttl = self._settings.replica_ttl_seconds
-            healthy = self._healthy_since is not None and time.monotonic() - self._healthy_since >= ttl
+            healthy = self._healthy_since is not None and self._clock.monotonic() - self._healthy_since >= ttl
             held = await self._shared.hold(DUTIES_LEASE, self.replica, ttl)
             if held != self._holding:
                 log.info("singleton duties " + ("taken" if held else "released"), replica=self.replica)
@@ -257,7 +259,7 @@ class Housekeeping:
                     self._unsure()  # some may be ours now without our knowing
                     raise
             await self._shared.announce_due()
-        now = time.time()
+        now = self._clock.time()
         if now >= self._next_prune:
             self._next_prune = now + self._settings.retention_interval_seconds
             await retention.prune(self._store, self._settings, now, metrics=self._metrics)

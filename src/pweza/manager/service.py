@@ -11,6 +11,7 @@ from pweza.domain.records import AuditEntry, TaskFilter, TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Task
 from pweza.manager.auth import Principal, TokenService
+from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.config import Settings
 from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
@@ -25,7 +26,9 @@ from pweza.store.protocol import Store
 
 
 class Manager:
-    def __init__(self, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, metrics: Metrics | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -35,12 +38,20 @@ class Manager:
         coordination = Coordination(store) if isinstance(store, PostgresStore) else None
         self.coordination = coordination
         self.replica = replica_name(settings) if coordination is not None else ""
-        self.dispatcher = Dispatcher(store, settings, self.metrics, coordination, self.replica)
+        self.dispatcher = Dispatcher(store, settings, self.metrics, coordination, self.replica, clock)
         self.workflows = WorkflowEngine(
-            store, self.dispatcher, self.registry, self.metrics, coordination, payload_limit=settings.max_payload_bytes
+            store,
+            self.dispatcher,
+            self.registry,
+            self.metrics,
+            coordination,
+            payload_limit=settings.max_payload_bytes,
+            clock=clock,
         )
         self.delegations = Delegations(store, self.dispatcher, self.registry)
-        self.housekeeping = Housekeeping(store, settings, self.metrics, self.dispatcher, self.workflows, coordination)
+        self.housekeeping = Housekeeping(
+            store, settings, self.metrics, self.dispatcher, self.workflows, coordination, clock
+        )
         self.started_at = time.time()
 
     async def start(self) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
 import uuid
 import weakref
 from collections import defaultdict
@@ -33,6 +32,7 @@ from pweza.domain.manifests import AgentPool, AgentTemplate
 from pweza.domain.runs import Run, RunState, StepApproval, StepError, StepRun, StepState, resolve_inputs
 from pweza.domain.tasks import Task, TaskState
 from pweza.domain.workflows import Step, Workflow
+from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.expression_sandbox import ExpressionSandbox
 from pweza.manager.metrics import Metrics
@@ -64,8 +64,10 @@ class WorkflowEngine(RunRecovery):
         coordination: Coordination | None = None,
         *,
         payload_limit: int,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._payload_limit = payload_limit
         self._shared = coordination
         self._replica = dispatcher.replica
@@ -145,7 +147,7 @@ class WorkflowEngine(RunRecovery):
         check_payload(resolved, "inputs", self._payload_limit)
         await self._check_pools(namespace, workflow_name, workflow)
         await self._seq.reserve(1)
-        now = time.time()
+        now = self._clock.time()
         run = Run(
             id=uuid.uuid4().hex[:16],
             seq=self._seq.next(),
@@ -213,7 +215,7 @@ class WorkflowEngine(RunRecovery):
                 run.state, run.error, run.finished_at, run.outputs = RunState.RUNNING, None, None, None
                 run.retries += 1
                 if active.spec.timeout:
-                    run.deadline = time.time() + parse_duration(active.spec.timeout)
+                    run.deadline = self._clock.time() + parse_duration(active.spec.timeout)
                 self._active[run.id] = active
                 self._arm_deadline(active)
             changes.run("RunRetried", steps=targets)
@@ -338,7 +340,7 @@ class WorkflowEngine(RunRecovery):
 
     def _start_step(self, active: ActiveRun, step: StepRun, spec: Step, values: list[Any], changes: Changes) -> None:
         step.state = StepState.RUNNING
-        step.started_at = time.time()
+        step.started_at = self._clock.time()
         step.items = len(values) if spec.foreach is not None else None
         items = [Item(index, value) for index, value in enumerate(values)]
         active.items[step.name] = items
@@ -349,7 +351,7 @@ class WorkflowEngine(RunRecovery):
     def _request_approval(self, active: ActiveRun, step: StepRun, spec: Step, changes: Changes) -> None:
         assert spec.approval is not None
         step.state = StepState.WAITING_APPROVAL
-        step.approval = StepApproval.requested(spec.approval, time.time())
+        step.approval = StepApproval.requested(spec.approval, self._clock.time())
         step.started_at = step.approval.requested_at
         changes.step(step, "ApprovalRequested", message=spec.approval.message, deadline=step.approval.deadline)
         self._arm_approval_deadline(active, step)
@@ -359,7 +361,7 @@ class WorkflowEngine(RunRecovery):
     ) -> None:
         # A waiting step has asked; an empty request stands in should a stored one be missing.
         asked = step.approval or StepApproval("", 0.0)
-        step.approval = asked.decided(approve, who, comment, time.time())
+        step.approval = asked.decided(approve, who, comment, self._clock.time())
         step.state = StepState.PENDING
         changes.step(step, "ApprovalDecided", decision=step.approval.decision, by=who, comment=comment)
         if not approve:
@@ -377,7 +379,7 @@ class WorkflowEngine(RunRecovery):
     ) -> None:
         step.state = state
         step.output = output
-        step.finished_at = time.time()
+        step.finished_at = self._clock.time()
         event = "Step" + state.value.title().replace("_", "")
         if reason:
             changes.step(step, event, reason=reason)
@@ -407,7 +409,7 @@ class WorkflowEngine(RunRecovery):
         run = active.run
         run.state = state
         run.error = error
-        run.finished_at = time.time()
+        run.finished_at = self._clock.time()
         for timer in active.timers:
             timer.cancel()
         active.timers.clear()
@@ -601,12 +603,12 @@ class WorkflowEngine(RunRecovery):
         deadline = active.run.deadline
         if deadline is None:
             return
-        delay = max(0.0, deadline - time.time())
+        delay = max(0.0, deadline - self._clock.time())
 
         def fire() -> None:
             self._spawn(self._timeout_run(active))
 
-        active.timers.append(asyncio.get_running_loop().call_later(delay, fire))
+        active.timers.append(self._clock.call_later(delay, fire))
 
     async def _timeout_run(self, active: ActiveRun) -> None:
         async with active.lock:
@@ -630,8 +632,8 @@ class WorkflowEngine(RunRecovery):
                     self._record_decision(active, step, False, "deadline", "approval deadline passed", changes)
                     await self._advance(active, changes)
 
-        delay = max(0.0, deadline - time.time())
-        active.timers.append(asyncio.get_running_loop().call_later(delay, lambda: self._spawn(expire())))
+        delay = max(0.0, float(deadline) - self._clock.time())
+        active.timers.append(self._clock.call_later(delay, lambda: self._spawn(expire())))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pweza.domain.errors import InvalidInput, NotFound
+from pweza.domain.errors import NotFound
 from pweza.domain.records import AuditEntry, TaskFilter, TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Task
@@ -15,8 +15,8 @@ from pweza.manager.config import Settings
 from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping, replica_name
+from pweza.manager.intake import resolve_task
 from pweza.manager.metrics import Metrics
-from pweza.manager.payloads import check_payload
 from pweza.manager.registry import Registry
 from pweza.manager.sessions import TaskRequest
 from pweza.manager.workflows import WorkflowEngine
@@ -39,7 +39,7 @@ class Manager:
         self.workflows = WorkflowEngine(
             store, self.dispatcher, self.registry, self.metrics, coordination, payload_limit=settings.max_payload_bytes
         )
-        self.delegations = Delegations(store, self.dispatcher, self.registry)
+        self.delegations = Delegations(store, self.dispatcher, self.registry, payload_limit=settings.max_payload_bytes)
         self.housekeeping = Housekeeping(store, settings, self.metrics, self.dispatcher, self.workflows, coordination)
         self.started_at = time.time()
 
@@ -64,29 +64,16 @@ class Manager:
 
     async def submit_tasks(self, who: Principal, requests: Sequence[TaskRequest], *, audit: bool = True) -> list[Task]:
         """Validate pools and sizes, resolve the template's defaults, store durably, dispatch."""
-        resolved: list[TaskRequest] = []
-        for index, request in enumerate(requests):
-            where = f"[{index}]" if len(requests) > 1 else ""
-            check_payload(request.input, f"tasks{where}.input", self.settings.max_payload_bytes)
-            try:
-                policy = await self.registry.pool_policy(request.namespace, request.pool)
-            except InvalidInput as error:
-                raise InvalidInput(error.detail, field=f"tasks{where}.pool") from None
-            self.dispatcher.remember_retry_policy((request.namespace, request.pool), policy.template.retry)
-            resolved.append(
-                TaskRequest(
-                    namespace=request.namespace,
-                    pool=request.pool,
-                    input=request.input,
-                    priority=request.priority,
-                    timeout_seconds=request.timeout_seconds or policy.timeout_seconds,
-                    max_retries=request.max_retries,
-                    labels=request.labels,
-                    parent_id=request.parent_id,
-                    id=request.id,
-                    retry=policy.template.retry.model_dump(mode="json"),
-                )
+        resolved = [
+            await resolve_task(
+                self.registry,
+                self.dispatcher,
+                request,
+                payload_limit=self.settings.max_payload_bytes,
+                field=f"tasks[{index}]" if len(requests) > 1 else "tasks",
             )
+            for index, request in enumerate(requests)
+        ]
         tasks = await self.dispatcher.submit(resolved)
         self.metrics.coordination.inc(len(tasks))
         if audit:

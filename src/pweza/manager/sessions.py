@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pweza.domain.manifests import RetryPolicy
 from pweza.domain.tasks import Attempt
 
 
@@ -127,4 +128,4 @@ class TaskRequest:
     labels: dict[str, str] = field(default_factory=dict)
     parent_id: str | None = None
     id: str | None = None
-    retry: dict[str, Any] | None = None  # a RetryPolicy as a mapping; None: the pool's template policy
+    retry: RetryPolicy | None = None  # None: the pool's template policy

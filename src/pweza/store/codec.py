@@ -18,6 +18,7 @@ from operator import attrgetter
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy import Table
 
 from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
@@ -52,6 +53,10 @@ def _load_error(text: str) -> TaskError:
     return TaskError.from_dict(orjson.loads(text))
 
 
+def _dump_model(model: BaseModel) -> str:
+    return model.model_dump_json()
+
+
 def _without_none(hint: Any) -> Any:
     """`X` of `X | None`; any other hint unchanged."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -72,6 +77,9 @@ def _converters(hint: Any) -> tuple[Convert | None, Convert | None]:
         return attrgetter("value"), kind
     if kind is TaskError:
         return _dump_error, _load_error
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        # By field name, as stored before the field was typed (the models accept both spellings).
+        return _dump_model, kind.model_validate_json
     return dumps, orjson.loads
 
 

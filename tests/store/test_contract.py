@@ -225,6 +225,7 @@ async def test_empty_batches_write_nothing_and_need_no_database(store: Store) ->
     await store.save_attempts([])
     await store.save_run(None)
     assert await store.get_tasks([]) == []
+    assert await store.list_children([], limit=10) == []
     await store.open()
     assert [task.id for task in await store.load_unfinished_tasks()] == ["task-0001"]
     assert await store.list_attempts("task-0001") == []

@@ -231,9 +231,12 @@ class PostgresStore:
 
     async def _tasks_by_ids(self, statement: Executable, ids: Sequence[str], **params: Any) -> list[Task]:
         """The tasks `statement` selects for `ids`, bound as `ids` in IN-lists of at most ID_CHUNK."""
+        chunks = queries.chunks(ids)
+        if not chunks:
+            return []  # no read at all: not even a closed store is asked
         found: list[Task] = []
         async with self.reader() as connection:
-            for chunk in queries.chunks(ids):
+            for chunk in chunks:
                 rows = (await connection.execute(statement, {**params, "ids": chunk})).mappings()
                 found.extend(codec.TASKS.record(cast("Row", row)) for row in rows)
         return found

@@ -1,14 +1,21 @@
 """The one payload limit (PWEZA_MAX_PAYLOAD_BYTES) holds for run inputs and for the inputs of
-the tasks that workflow steps make, as it does for `POST /tasks`: on a real manager."""
+the tasks that workflow steps make, as it does for `POST /tasks`: on a real manager. A task's input
+over it is refused in the same words whichever way the task was asked for (a delegation's:
+tests/integration/test_agent_stream_faults.py)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import orjson
+
 from pweza.testing.platform import Platform
 from tests.api.conftest import PAYLOAD_LIMIT
 from tests.conftest import pool, template
+
+# How every refusal of a task's input ends, whichever way the task was asked for.
+LIMIT_WORDS = f"the limit is {PAYLOAD_LIMIT} bytes (max_payload_bytes)"
 
 
 def doubling_workflow(name: str) -> dict[str, Any]:
@@ -57,7 +64,20 @@ def test_a_step_input_over_the_limit_fails_the_step_naming_size_and_limit(live: 
     (step,) = run["steps"]
     assert step["state"] == "failed"
     assert step["error"]["type"] == "PayloadTooLarge"
-    assert "steps.twice[0].input is" in step["error"]["message"]
-    assert f"the limit is {PAYLOAD_LIMIT}" in step["error"]["message"]
+    size = len(orjson.dumps({"a": half, "b": half}))
+    assert step["error"]["message"] == f"steps.twice[0].input is {size} bytes; {LIMIT_WORDS}"
     with live.client() as client:
         assert client.get("/api/v1/tasks", params={"pool": "echo"}).json()["items"] == []
+
+
+def test_a_submitted_task_input_over_the_limit_is_refused_in_the_words_of_every_path(live: Platform) -> None:
+    live.apply(template(), pool())
+    big = "x" * PAYLOAD_LIMIT
+    with live.client() as client:
+        single = client.post("/api/v1/tasks", json={"pool": "echo", "input": big})
+        batch = client.post("/api/v1/tasks:batch", json={"tasks": [{"pool": "echo", "input": 1}, {"pool": "echo", "input": big}]})
+    size = PAYLOAD_LIMIT + 2  # the quotes
+    assert single.status_code == 413, single.text
+    assert single.json()["detail"] == f"tasks.input is {size} bytes; {LIMIT_WORDS}"
+    assert batch.status_code == 413, batch.text
+    assert (batch.json()["field"], batch.json()["detail"]) == ("tasks[1].input", f"tasks[1].input is {size} bytes; {LIMIT_WORDS}")

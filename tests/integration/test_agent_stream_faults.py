@@ -275,3 +275,30 @@ async def test_a_start_time_that_is_not_a_number_is_taken_as_now(
         task = await finished(api, item.task_id)
     assert task["state"] == "succeeded"
     assert isinstance(task["startedAt"], float) and task["createdAt"] <= task["startedAt"] <= task["finishedAt"]
+
+
+async def test_a_delegated_input_over_the_limit_as_stored_is_refused_though_its_frame_was_under(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    """The limit holds for the JSON the child would be stored and sent with, as for `POST /tasks`:
+    `1e5` arrives as 3 bytes and is stored as `100000.0`."""
+    count = PAYLOAD_LIMIT // 6
+    input_json = b"[" + b",".join([b"1e5"] * count) + b"]"
+    stored = len(orjson.dumps(orjson.loads(input_json)))
+    assert len(input_json) < PAYLOAD_LIMIT < stored
+    async with holding_one_task(faults_platform, api) as (agent, item):
+        request = pb.DelegateRequest(
+            request_id="r1", parent_task_id=item.task_id, parent_attempt=item.attempt, pool="echo",
+            input_json=input_json, key="big",
+        )  # fmt: skip
+        await agent.send(pb.AgentMessage(delegate=request))
+        answer = await agent.read()
+        while not answer.HasField("delegate_result"):
+            answer = await agent.read()
+        refusal = answer.delegate_result
+        assert not refusal.ok and refusal.error.type == "InputTooLarge" and not refusal.error.retryable
+        assert refusal.error.message == (
+            f"delegate.input is {stored} bytes; the limit is {PAYLOAD_LIMIT} bytes (max_payload_bytes)"
+        )
+        children = await api.get("/api/v1/tasks", params={"parent": item.task_id})
+        assert children.json()["items"] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from pweza.domain.manifests import RetryPolicy
 from pweza.domain.records import AuditEntry, TaskFilter, TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Attempt, Task, TaskError, TaskState
@@ -193,6 +194,28 @@ async def test_get_tasks_returns_each_existing_task_once(store: Store) -> None:
     assert sorted(task.id for task in await store.get_tasks(ids)) == ["task-0001", "task-0002"]
 
 
+async def test_children_of_several_parents_come_newest_first_up_to_the_limit(store: Store) -> None:
+    tasks = [make_task(n) for n in range(1, 8)]
+    for task in tasks[2:]:
+        task.parent_id = "task-0001" if task.seq % 2 else "task-0002"
+    await store.insert_tasks(tasks)
+    # The parents are far apart in the list, so they land in different IN (...) lists.
+    parents = ["task-0001", *(f"missing-{n}" for n in range(600)), "task-0002"]
+    assert [task.seq for task in await store.list_children(parents, limit=10)] == [7, 6, 5, 4, 3]
+    assert [task.seq for task in await store.list_children(parents, limit=2)] == [7, 6]
+    assert [task.seq for task in await store.list_children(["task-0002"], limit=10)] == [6, 4]
+    assert await store.list_children([], limit=10) == []
+
+
+async def test_a_task_keeps_its_retry_policy(store: Store) -> None:
+    task = make_task(1)
+    task.retry = RetryPolicy(limit=5, backoff="2s", max_backoff="1m", non_retryable=["Bad"])
+    await store.insert_tasks([task, make_task(2)])
+    loaded = {found.id: found for found in await store.get_tasks(["task-0001", "task-0002"])}
+    assert loaded["task-0001"].retry == task.retry
+    assert loaded["task-0002"].retry is None
+
+
 async def test_empty_batches_write_nothing_and_need_no_database(store: Store) -> None:
     await store.insert_tasks([make_task(1)])
     await store.close()
@@ -202,6 +225,7 @@ async def test_empty_batches_write_nothing_and_need_no_database(store: Store) ->
     await store.save_attempts([])
     await store.save_run(None)
     assert await store.get_tasks([]) == []
+    assert await store.list_children([], limit=10) == []
     await store.open()
     assert [task.id for task in await store.load_unfinished_tasks()] == ["task-0001"]
     assert await store.list_attempts("task-0001") == []

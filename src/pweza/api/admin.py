@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from pweza.api.responses import AuditInfo, NewToken, Page, TokenInfo
 from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import MAX_STORED_INT, TokenCreation, page, token_json
 from pweza.api.security import Admin, ManagerDep
@@ -14,7 +15,7 @@ from pweza.manager.auth import pool_ref
 router = APIRouter(prefix="/api/v1", tags=["admin"], route_class=GuardedRoute)
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=NewToken)
 async def create_token(body: TokenCreation, manager: ManagerDep, who: Admin) -> dict[str, Any]:
     pool = None if body.pool is None else pool_ref(body.pool, body.namespace)
     record, secret = await manager.create_token(
@@ -23,19 +24,18 @@ async def create_token(body: TokenCreation, manager: ManagerDep, who: Admin) -> 
     return token_json(record) | {"token": secret}
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=Page[TokenInfo])
 async def list_tokens(manager: ManagerDep, _: Admin) -> dict[str, Any]:
-    return page([token_json(record) for record in await manager.tokens.list()], None)
+    return page([token_json(record) for record in await manager.queries.tokens()], None)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
 async def revoke_token(token_id: str, manager: ManagerDep, who: Admin) -> Response:
-    await manager.tokens.revoke(token_id)
-    await manager.audit(who, "token.revoke", token_id)
+    await manager.revoke_token(who, token_id)
     return Response(status_code=204)
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=Page[AuditInfo])
 async def list_audit(
     manager: ManagerDep,
     _: Admin,
@@ -44,7 +44,7 @@ async def list_audit(
         int | None, Query(ge=0, le=MAX_STORED_INT, description="the `continue` of the previous page")
     ] = None,
 ) -> dict[str, Any]:
-    entries = await manager.store.list_audit(limit + 1, before)
+    entries = await manager.queries.audit(limit + 1, before)
     more = len(entries) > limit
     entries = entries[:limit]
     items = [

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from pweza import __version__
 from pweza.api import admin, docs, objects, problems, runs, tasks
 from pweza.api.middleware import BodyLimit, RequestMetrics
+from pweza.api.responses import Status
 from pweza.manager.service import Manager
 
 # A request may carry many inputs (a batch of tasks), each checked on its own against the payload
@@ -33,11 +34,11 @@ def create_app(manager: Manager) -> FastAPI:
     app.include_router(objects.router)
     docs.install(app)
 
-    @app.get("/health/live", tags=["health"])
+    @app.get("/health/live", tags=["health"], response_model=Status)
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/health/ready", tags=["health"], response_model=None)
+    @app.get("/health/ready", tags=["health"], response_model=Status, responses=problems.responses(503))
     async def ready() -> dict[str, str] | JSONResponse:
         if await manager.ready():
             return {"status": "ok"}

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
+from pweza.api import problems
+from pweza.api.responses import Applied, Created, ObjectDocument, Page
 from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import page
 from pweza.api.security import ManagerDep, Reader, Writer
-from pweza.domain.errors import Conflict, InvalidInput, NotFound
+from pweza.domain.errors import InvalidInput, NotFound
 from pweza.domain.kinds import PLURALS, parse_manifest
 from pweza.domain.manifests import Name
-from pweza.domain.records import StoredObject
-from pweza.manager.registry import with_server_fields
+from pweza.manager.queries import object_document
 
 router = APIRouter(prefix="/api/v1", tags=["objects"], route_class=GuardedRoute)
 Namespace = Annotated[str, Query(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-
-
-def object_json(stored: StoredObject) -> dict[str, Any]:
-    """The object with what the manager adds: its generation and, as Kubernetes has it, creationTimestamp."""
-    body = with_server_fields(stored)
-    body["metadata"]["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored.created_at))
-    return body
 
 
 def _kind(plural: str) -> str:
@@ -35,7 +28,7 @@ def _kind(plural: str) -> str:
     return kind
 
 
-@router.get("/{plural}")
+@router.get("/{plural}", response_model=Page[ObjectDocument])
 async def list_objects(
     plural: str,
     manager: ManagerDep,
@@ -45,27 +38,27 @@ async def list_objects(
     continue_: Annotated[str | None, Query(alias="continue")] = None,
 ) -> dict[str, Any]:
     kind = _kind(plural)
-    stored = await manager.registry.list(kind, namespace, limit + 1, continue_)
+    stored = await manager.queries.objects(kind, namespace, limit + 1, continue_)
     more = len(stored) > limit
     stored = stored[:limit]
     next_key = f"{stored[-1].namespace}/{stored[-1].name}" if more and stored else None
-    return page([object_json(item) for item in stored], next_key)
+    return page([object_document(item) for item in stored], next_key)
 
 
-@router.post("/{plural}", status_code=201)
+@router.post("/{plural}", status_code=201, response_model=Created, responses=problems.responses(409))
 async def create_object(
     plural: str, manager: ManagerDep, who: Writer, document: Annotated[Any, Body()]
 ) -> dict[str, Any]:
-    kind = _kind(plural)
-    manifest = parse_manifest(document, expected_kind=kind)
-    if await manager.registry.find(kind, *manifest.key) is not None:
-        raise Conflict(f"{kind} {'/'.join(manifest.key)} already exists; use PUT to replace it")
-    stored, warnings = await manager.registry.apply(manifest)
-    await manager.audit(who, f"{kind.lower()}.create", "/".join(manifest.key))
-    return {"object": object_json(stored), "warnings": warnings}
+    manifest = parse_manifest(document, expected_kind=_kind(plural))
+    stored, warnings = await manager.create_object(who, manifest)
+    return {"object": object_document(stored), "warnings": warnings}
 
 
-@router.put("/{plural}/{name}")
+@router.put(
+    "/{plural}/{name}",
+    response_model=Applied,
+    responses={201: {"model": Applied, "description": "it did not exist: created"}},
+)
 async def replace_object(
     plural: str,
     name: Name,
@@ -81,29 +74,22 @@ async def replace_object(
             f"metadata.name {manifest.metadata.name!r} differs from the name in the URL {name!r}",
             field="metadata.name",
         )
-    existed = await manager.registry.find(kind, *manifest.key)
-    stored, warnings = await manager.registry.apply(manifest)
-    if existed is None:
+    applied = await manager.apply_object(who, manifest)
+    if applied.created:
         response.status_code = 201
-    changed = existed is None or existed.generation != stored.generation
-    if changed:
-        await manager.audit(who, f"{kind.lower()}.apply", "/".join(manifest.key), generation=stored.generation)
-    return {"object": object_json(stored), "warnings": warnings, "changed": changed}
+    return {"object": object_document(applied.stored), "warnings": applied.warnings, "changed": applied.changed}
 
 
-@router.get("/{plural}/{name}")
+@router.get("/{plural}/{name}", response_model=ObjectDocument)
 async def get_object(
     plural: str, name: Name, manager: ManagerDep, _: Reader, namespace: Namespace = "default"
 ) -> dict[str, Any]:
-    stored = await manager.registry.get(_kind(plural), namespace, name)
-    return object_json(stored)
+    return object_document(await manager.queries.object(_kind(plural), namespace, name))
 
 
-@router.delete("/{plural}/{name}", status_code=204)
+@router.delete("/{plural}/{name}", status_code=204, responses=problems.responses(409))
 async def delete_object(
     plural: str, name: Name, manager: ManagerDep, who: Writer, namespace: Namespace = "default"
 ) -> Response:
-    kind = _kind(plural)
-    await manager.registry.delete(kind, namespace, name)
-    await manager.audit(who, f"{kind.lower()}.delete", f"{namespace}/{name}")
+    await manager.delete_object(who, _kind(plural), namespace, name)
     return Response(status_code=204)

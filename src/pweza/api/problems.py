@@ -33,13 +33,25 @@ def _documented(description: str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
 
 
-# The errors any /api/v1 route may answer, as the route class documents them.
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _documented("no token, or an invalid or revoked one (checked before the body is read)"),
-    403: _documented("the token's role may not do this"),
-    413: _documented("the request body, or an input in it, is over the limit"),
-    422: _documented("invalid input: `field` names the field and `detail` says what is allowed"),
+_WHY: dict[int, str] = {
+    401: "no token, or an invalid or revoked one (checked before the body is read)",
+    403: "the token's role may not do this",
+    404: "what the path (or the body) names does not exist",
+    409: "the request conflicts with the current state (it exists already, it has finished, ...)",
+    413: "the request body, or an input in it, is over the limit",
+    422: "invalid input: `field` names the field and `detail` says what is allowed",
+    503: "the manager cannot reach its database just now; try again",
 }
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of these problem statuses."""
+    return {status: _documented(_WHY[status]) for status in statuses}
+
+
+# The errors any /api/v1 route may answer, as the route class documents them (it adds 404 to a
+# route with a path parameter and keeps 413 for routes that read a body).
+RESPONSES: dict[int | str, dict[str, Any]] = responses(401, 403, 413, 422, 503)
 
 
 def problem(status: int, title: str, detail: str, field: str | None = None, **extra: Any) -> JSONResponse:

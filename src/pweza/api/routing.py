@@ -34,7 +34,10 @@ def required_check(dependant: Dependant) -> Require | None:
 
 class GuardedRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        kwargs["responses"] = {**problems.RESPONSES, **(kwargs.get("responses") or {})}
+        named = problems.responses(404) if "{" in path else {}
+        kwargs["responses"] = {**problems.RESPONSES, **named, **(kwargs.get("responses") or {})}
+        # The bodies are dicts with every key the route means to send: one left out stays out.
+        kwargs["response_model_exclude_unset"] = True
         super().__init__(path, endpoint, **kwargs)
         if self.body_field is None:
             self.responses.pop(413)

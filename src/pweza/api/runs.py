@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -13,13 +10,16 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
+from pweza.api import problems
+from pweza.api.responses import EventInfo, Page, RunInfo
 from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import MAX_STORED_INT, Body, Continue, page
 from pweza.api.security import ManagerDep, Reader, Writer
-from pweza.domain.errors import InvalidInput, NotFound
+from pweza.domain.errors import InvalidInput
 from pweza.domain.manifests import Name
-from pweza.domain.records import RunFilter, TaskFilter
-from pweza.domain.runs import Run, RunEvent, RunState, StepRun
+from pweza.domain.records import RunFilter
+from pweza.domain.runs import Run, RunEvent, RunState
+from pweza.manager.queries import StepView, TaskTree
 from pweza.manager.service import Manager
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], route_class=GuardedRoute)
@@ -58,32 +58,27 @@ def run_json(run: Run, steps: list[dict[str, Any]] | None = None) -> dict[str, A
     return body
 
 
-async def _children(manager: Manager, task_id: str, depth: int) -> list[dict[str, Any]]:
-    if depth <= 0:
-        return []
-    found = await manager.store.list_tasks(TaskFilter(parent_id=task_id), limit=200)
-    result = []
-    for child in sorted(found, key=lambda t: t.seq):
-        live = manager.dispatcher.live(child.id) or child
-        result.append(
-            {
-                "taskId": live.id,
-                "pool": live.pool,
-                "state": live.state.value,
-                "attempts": live.attempts,
-                "output": live.output,
-                "error": None if live.error is None else live.error.to_dict(),
-                "children": await _children(manager, live.id, depth - 1),
-            }
-        )
-    return result
+def _tree_json(trees: list[TaskTree]) -> list[dict[str, Any]]:
+    return [
+        {
+            "taskId": tree.task.id,
+            "pool": tree.task.pool,
+            "state": tree.task.state.value,
+            "attempts": tree.task.attempts,
+            "output": tree.task.output,
+            "error": None if tree.task.error is None else tree.task.error.to_dict(),
+            "children": _tree_json(tree.children),
+        }
+        for tree in trees
+    ]
 
 
-async def _step_json(manager: Manager, run: Run, step: StepRun) -> dict[str, Any]:
+def _step_json(view: StepView) -> dict[str, Any]:
+    step = view.step
     body: dict[str, Any] = {
         "name": step.name,
         "state": step.state.value,
-        "attempts": step.attempts,
+        "attempts": view.attempts,
         "retries": step.retries,
         "startedAt": step.started_at,
         "finishedAt": step.finished_at,
@@ -92,37 +87,26 @@ async def _step_json(manager: Manager, run: Run, step: StepRun) -> dict[str, Any
         "items": step.items,
         "approval": None if step.approval is None else step.approval.to_dict(),
     }
-    if step.items is None and step.started_at is not None and step.state.value != "waiting_approval":
-        task_id = f"{run.id}.{step.name}.0.{step.retries}"
-        task = manager.dispatcher.live(task_id)
-        if task is not None:
-            body["attempts"] = task.attempts
-        body["taskId"] = task_id
-        body["children"] = await _children(manager, task_id, _CHILD_DEPTH)
+    if view.task_id is not None:
+        body["taskId"] = view.task_id
+        body["children"] = _tree_json(view.children)
     return body
 
 
 async def load_run(manager: Manager, run_id: str) -> dict[str, Any]:
-    run = await manager.store.get_run(run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} not found")
-    stored = {step.name: step for step in await manager.store.get_steps(run_id)}
-    order = [step["name"] for step in run.spec["steps"]]
-    steps = [await _step_json(manager, run, stored[name]) for name in order if name in stored]
-    return run_json(run, steps)
+    view = await manager.queries.run(run_id)
+    return run_json(view.run, [_step_json(step) for step in view.steps])
 
 
-@router.post("/workflows/{name}/runs", status_code=201)
+@router.post("/workflows/{name}/runs", status_code=201, response_model=RunInfo)
 async def start_run(
     name: Name, body: RunStart, manager: ManagerDep, who: Writer, namespace: Annotated[str, Query()] = "default"
 ) -> dict[str, Any]:
-    run = await manager.workflows.start_run(namespace, name, body.inputs)
-    manager.metrics.coordination.inc()
-    await manager.audit(who, "run.start", run.id, workflow=f"{namespace}/{name}")
+    run = await manager.start_run(who, namespace, name, body.inputs)
     return await load_run(manager, run.id)
 
 
-@router.get("/runs")
+@router.get("/runs", response_model=Page[RunInfo])
 async def list_runs(
     manager: ManagerDep,
     _: Reader,
@@ -135,49 +119,55 @@ async def list_runs(
     if state is not None and state not in {s.value for s in RunState}:
         allowed = ", ".join(s.value for s in RunState)
         raise InvalidInput(f"state: {state!r} is not a run state ({allowed})", field="state")
-    runs = await manager.store.list_runs(RunFilter(namespace, workflow, state), limit + 1, continue_)
+    runs = await manager.queries.runs(RunFilter(namespace, workflow, state), limit + 1, continue_)
     next_key = runs[limit - 1].seq if len(runs) > limit else None
     return page([run_json(run) for run in runs[:limit]], next_key)
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", response_model=RunInfo)
 async def get_run(run_id: str, manager: ManagerDep, _: Reader) -> dict[str, Any]:
     return await load_run(manager, run_id)
 
 
-@router.post("/runs/{run_id}/cancel")
+@router.post("/runs/{run_id}/cancel", response_model=RunInfo, responses=problems.responses(409))
 async def cancel_run(run_id: str, manager: ManagerDep, who: Writer) -> dict[str, Any]:
-    await manager.workflows.cancel(run_id)
-    await manager.audit(who, "run.cancel", run_id)
+    await manager.cancel_run(who, run_id)
     return await load_run(manager, run_id)
 
 
-@router.post("/runs/{run_id}/retry")
+@router.post("/runs/{run_id}/retry", response_model=RunInfo, responses=problems.responses(409))
 async def retry_run(run_id: str, body: RetryRequest, manager: ManagerDep, who: Writer) -> dict[str, Any]:
-    await manager.workflows.retry(run_id, body.step)
-    await manager.audit(who, "run.retry", run_id, step=body.step)
+    await manager.retry_run(who, run_id, body.step)
     return await load_run(manager, run_id)
 
 
-@router.post("/runs/{run_id}/steps/{step}/approve")
+@router.post("/runs/{run_id}/steps/{step}/approve", response_model=RunInfo, responses=problems.responses(409))
 async def approve_step(run_id: str, step: str, body: Decision, manager: ManagerDep, who: Writer) -> dict[str, Any]:
-    await manager.workflows.decide(run_id, step, True, who.name, body.comment)
-    await manager.audit(who, "run.approve", f"{run_id}/{step}", comment=body.comment)
+    await manager.decide_step(who, run_id, step, approve=True, comment=body.comment)
     return await load_run(manager, run_id)
 
 
-@router.post("/runs/{run_id}/steps/{step}/reject")
+@router.post("/runs/{run_id}/steps/{step}/reject", response_model=RunInfo, responses=problems.responses(409))
 async def reject_step(run_id: str, step: str, body: Decision, manager: ManagerDep, who: Writer) -> dict[str, Any]:
-    await manager.workflows.decide(run_id, step, False, who.name, body.comment)
-    await manager.audit(who, "run.reject", f"{run_id}/{step}", comment=body.comment)
+    await manager.decide_step(who, run_id, step, approve=False, comment=body.comment)
     return await load_run(manager, run_id)
+
+
+# The events route answers a page (follow=false) or a server-sent event stream (follow=true).
+EVENTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the run's events: a page, or with follow=true a stream that ends with the run",
+        "model": Page[EventInfo],
+        "content": {"text/event-stream": {"schema": {"type": "string", "description": "`event: TYPE`, `data: EVENT`"}}},
+    }
+}
 
 
 def _event_json(event: RunEvent) -> dict[str, Any]:
     return {"id": event.id, "at": event.at, "type": event.type, "step": event.step, "data": event.data}
 
 
-@router.get("/runs/{run_id}/events", response_model=None)
+@router.get("/runs/{run_id}/events", response_model=None, responses=EVENTS)
 async def run_events(
     run_id: str,
     manager: ManagerDep,
@@ -195,46 +185,19 @@ async def run_events(
     ] = None,
 ) -> StreamingResponse | dict[str, Any]:
     """The run's history; with follow=true, a server-sent event stream that ends with the run."""
-    if await manager.store.get_run(run_id) is None:
-        raise NotFound(f"run {run_id} not found")
     start = max(after, last_event_id or 0)
     if not follow:
-        events = await manager.store.list_events(run_id, start, 10_000)
+        events = await manager.queries.events(run_id, start, 10_000)
         return page([_event_json(event) for event in events], None)
-    return StreamingResponse(_stream(manager, run_id, start), media_type="text/event-stream")
+    events_as_they_come = await manager.queries.follow_events(run_id, start)
+    return StreamingResponse(_stream(events_as_they_come), media_type="text/event-stream")
 
 
 def _sse(event: RunEvent) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id or 0, event.type.encode(), orjson.dumps(_event_json(event)))
 
 
-async def _stream(manager: Manager, run_id: str, after: int) -> AsyncIterator[bytes]:
-    last = after
-    spoke = time.monotonic()
-    while True:
-        changed = manager.workflows.changed(run_id)
-        events = await manager.store.list_events(run_id, last, 1000)
-        if events:
-            spoke = time.monotonic()
-        for event in events:
-            last = event.id or last
-            yield _sse(event)
-        if events:
-            continue
-        run = await manager.store.get_run(run_id)
-        if run is None or run.state.terminal:
-            # The commit that ended the run may have landed after the look above: the run and its
-            # last events are written together, so one more look finds every event before the end.
-            while rest := await manager.store.list_events(run_id, last, 1000):
-                for event in rest:
-                    last = event.id or last
-                    yield _sse(event)
-            yield b"event: end\ndata: {}\n\n"
-            return
-        # A run driven by another replica changes without this one hearing of it: look again soon.
-        wait = 15.0 if manager.workflows.drives(run_id) else 1.0
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout=wait)
-        if time.monotonic() - spoke >= 15.0:
-            spoke = time.monotonic()
-            yield b": keep-alive\n\n"
+async def _stream(events: AsyncIterator[RunEvent | None]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield b": keep-alive\n\n" if event is None else _sse(event)
+    yield b"event: end\ndata: {}\n\n"

@@ -51,7 +51,7 @@ class Require:
         self.permission = permission
 
     async def authorize(self, request: Request) -> Principal:
-        principal = await manager_of(request).tokens.authenticate(bearer(request))
+        principal = await manager_of(request).authenticate(bearer(request))
         principal.require(self.permission)
         request.state.principal = principal
         return principal

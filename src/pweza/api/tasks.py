@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from pweza.api import agent_logs
+from pweza.api import agent_logs, problems
+from pweza.api.responses import AgentInfo, Page, ReplicaPage, SubmittedBatch, TaskInfo
 from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import Continue, TaskBatch, TaskSubmission, page, task_json
 from pweza.api.security import ManagerDep, Reader, Writer
@@ -19,19 +20,19 @@ from pweza.domain.tasks import TaskState
 router = APIRouter(prefix="/api/v1", tags=["tasks"], route_class=GuardedRoute)
 
 
-@router.post("/tasks", status_code=201)
+@router.post("/tasks", status_code=201, response_model=TaskInfo, responses=problems.responses(404))
 async def submit_task(body: TaskSubmission, manager: ManagerDep, who: Writer) -> dict[str, Any]:
     (task,) = await manager.submit_tasks(who, [body.to_request()])
     return task_json(task)
 
 
-@router.post("/tasks:batch", status_code=201)
+@router.post("/tasks:batch", status_code=201, response_model=SubmittedBatch, responses=problems.responses(404))
 async def submit_batch(body: TaskBatch, manager: ManagerDep, who: Writer) -> dict[str, Any]:
     tasks = await manager.submit_tasks(who, [item.to_request() for item in body.tasks])
     return {"items": [{"id": task.id, "state": task.state.value} for task in tasks]}
 
 
-@router.get("/tasks")
+@router.get("/tasks", response_model=Page[TaskInfo])
 async def list_tasks(
     manager: ManagerDep,
     _: Reader,
@@ -48,18 +49,18 @@ async def list_tasks(
         allowed = ", ".join(s.value for s in TaskState)
         raise InvalidInput(f"state: {state!r} is not a task state ({allowed})", field="state") from None
     where = TaskFilter(namespace=namespace, pool=pool, state=wanted, parent_id=parent)
-    tasks = await manager.list_tasks(where, limit + 1, continue_)
+    tasks = await manager.queries.tasks(where, limit + 1, continue_)
     next_key = tasks[limit - 1].seq if len(tasks) > limit else None
     return page([task_json(task) for task in tasks[:limit]], next_key)
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id}", response_model=TaskInfo)
 async def get_task(task_id: str, manager: ManagerDep, _: Reader) -> dict[str, Any]:
-    task = await manager.dispatcher.get(task_id)
-    return task_json(task, await manager.store.list_attempts(task_id))
+    view = await manager.queries.task_with_attempts(task_id)
+    return task_json(view.task, view.attempts)
 
 
-@router.get("/tasks/{task_id}/wait")
+@router.get("/tasks/{task_id}/wait", response_model=TaskInfo)
 async def wait_task(
     task_id: str,
     manager: ManagerDep,
@@ -67,31 +68,31 @@ async def wait_task(
     timeout: Annotated[float, Query(gt=0, le=300)] = 30.0,
 ) -> dict[str, Any]:
     """Long-poll: answers as soon as the task is finished (and durable), or after `timeout`."""
-    task = await manager.dispatcher.wait(task_id, timeout)
-    return task_json(task)
+    return task_json(await manager.queries.wait_task(task_id, timeout))
 
 
-@router.post("/tasks/{task_id}/cancel")
+@router.post("/tasks/{task_id}/cancel", response_model=TaskInfo, responses=problems.responses(409))
 async def cancel_task(task_id: str, manager: ManagerDep, who: Writer) -> dict[str, Any]:
-    task = await manager.dispatcher.cancel(task_id)
-    manager.metrics.coordination.inc()
-    await manager.audit(who, "task.cancel", task_id)
-    return task_json(task)
+    return task_json(await manager.cancel_task(who, task_id))
 
 
-@router.get("/agents")
+@router.get("/agents", response_model=Page[AgentInfo])
 async def list_agents(manager: ManagerDep, _: Reader, pool: str | None = None) -> dict[str, Any]:
     """Connected agents, on every replica; `replica` says which one each is connected to."""
     return page(await manager.list_agents(pool), None)
 
 
-@router.get("/replicas")
+@router.get("/replicas", response_model=ReplicaPage)
 async def list_replicas(manager: ManagerDep, _: Reader) -> dict[str, Any]:
     """The manager replicas sharing this PostgreSQL database (none with the embedded store)."""
-    return page(await manager.housekeeping.replicas(), None) | {"replica": manager.replica or None}
+    return page(await manager.queries.replicas(), None) | {"replica": manager.replica or None}
 
 
-@router.post("/agents/{agent_id}/drain")
+@router.post(
+    "/agents/{agent_id}/drain",
+    response_model=AgentInfo,
+    responses={202: {"model": AgentInfo, "description": "handed to the replica the agent is connected to"}},
+)
 async def drain_agent(
     agent_id: str,
     manager: ManagerDep,
@@ -107,10 +108,14 @@ async def drain_agent(
     return agent
 
 
+# What the log routes answer: text, one line after another (streamed as it comes with follow=true).
+TEXT_LINES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the log lines", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
 Tail = Annotated[int | None, Query(ge=0, le=100_000, description="only the last lines (default: all there are)")]
 
 
-@router.get("/agents/{agent_id}/logs", response_model=None, response_class=StreamingResponse)
+@router.get("/agents/{agent_id}/logs", response_model=None, response_class=StreamingResponse, responses=TEXT_LINES)
 async def agent_log(
     agent_id: str, manager: ManagerDep, _: Reader, follow: bool = False, tail: Tail = None
 ) -> StreamingResponse:
@@ -131,23 +136,23 @@ async def agent_log(
     return StreamingResponse(lines, media_type="text/plain; charset=utf-8")
 
 
-@router.get("/tasks/{task_id}/logs", response_model=None, response_class=StreamingResponse)
+@router.get("/tasks/{task_id}/logs", response_model=None, response_class=StreamingResponse, responses=TEXT_LINES)
 async def task_log(
     task_id: str, manager: ManagerDep, _: Reader, follow: bool = False, tail: Tail = None
 ) -> StreamingResponse:
     """The log lines that name the task (its handler's logger, its failures with their tracebacks), from
     the agents `pweza up` ran its attempts on; follow=true streams them until the task has finished."""
-    task = await manager.dispatcher.get(task_id)
+    task = await manager.queries.task(task_id)
     directory = agent_logs.log_directory(manager.settings.agent_log_dir, task.pool)
 
     async def paths() -> list[Path]:
         """The files of the agents its attempts ran on so far (a later attempt may add one)."""
-        agents = {a.agent_id for a in await manager.store.list_attempts(task_id) if a.agent_id}
+        agents = await manager.queries.task_agents(task_id)
         found = {agent_logs.slot_log(directory, task.namespace, task.pool, agent) for agent in agents}
         return sorted(path for path in found if path is not None)
 
     async def finished() -> bool:
-        return (await manager.dispatcher.get(task_id)).state.terminal
+        return (await manager.queries.task(task_id)).state.terminal
 
     lines = agent_logs.stream_lines(
         paths,

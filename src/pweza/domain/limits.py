@@ -1,11 +1,16 @@
 """The one payload limit (the manager's `max_payload_bytes`) and what follows from it on the agent channel.
 
-The limit bounds each payload (a task's input, its output, a delegated child's input); gRPC's
-message limits are derived from it here so both ends of the stream agree on them.
+The limit bounds each payload (a task's input, its output, a delegated child's input, a run's
+inputs); gRPC's message limits are derived from it here so both ends of the stream agree on them.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
+from pweza.domain.errors import PayloadTooLarge
 from pweza.domain.tasks import ErrorType, TaskError
 
 # What a message carries besides its payloads: ids, labels, error text, protobuf framing.
@@ -40,6 +45,14 @@ def cut_error_type(name: str) -> str:
 
 def too_large(what: str, size: int, limit: int) -> str:
     return f"{what} is {size} bytes; the limit is {limit} bytes (max_payload_bytes)"
+
+
+def check_payload(value: Any, field: str, limit: int) -> None:
+    """PayloadTooLarge naming the field, its size and the limit when `value` encodes to more than
+    `limit` bytes of JSON, as it is stored and sent to agents (not as a client happened to spell it)."""
+    size = len(orjson.dumps(value))
+    if size > limit:
+        raise PayloadTooLarge(too_large(field, size, limit), field=field)
 
 
 def output_too_large(size: int, limit: int) -> TaskError:

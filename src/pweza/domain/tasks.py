@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from pweza.domain.manifests import RetryPolicy
+
 
 class TaskState(enum.StrEnum):
     PENDING = "pending"
@@ -92,9 +94,9 @@ class Task:
     parent_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     cancel_requested: bool = False
-    # The retry policy (a RetryPolicy as a mapping), carried so that whichever replica sees a
-    # failure decides the retry the same way; None: the pool's template policy.
-    retry: dict[str, Any] | None = None
+    # The retry policy, carried so that whichever replica sees a failure decides the retry the
+    # same way; None (tasks stored before it was carried): the pool's template policy.
+    retry: RetryPolicy | None = None
     # The manager replica working on it (several replicas on one database), else None.
     owner: str | None = None
 

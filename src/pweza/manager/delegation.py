@@ -15,10 +15,11 @@ from typing import Any
 
 import structlog
 
-from pweza.domain.errors import InvalidInput, NotFound
+from pweza.domain.errors import InvalidInput, NotFound, PayloadTooLarge
 from pweza.domain.records import TaskFilter
-from pweza.domain.tasks import Task, TaskState
+from pweza.domain.tasks import ErrorType, Task, TaskError, TaskState
 from pweza.manager.dispatching import Dispatcher
+from pweza.manager.intake import resolve_task
 from pweza.manager.registry import Registry
 from pweza.manager.sessions import DelegatedResult, TaskRequest
 from pweza.store.protocol import Store
@@ -30,8 +31,9 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class Delegations:
-    def __init__(self, store: Store, dispatcher: Dispatcher, registry: Registry) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, registry: Registry, *, payload_limit: int) -> None:
         self._store = store
+        self._payload_limit = payload_limit
         self._dispatcher = dispatcher
         self._registry = registry
         # child task id -> (parent task id, request id) of callers waiting for it
@@ -62,31 +64,24 @@ class Delegations:
         if latest is not None and not latest.state.terminal:
             self._waiting[latest.id].append((parent_id, request_id))
             return
-        try:
-            policy = await self._registry.pool_policy(parent.namespace, pool)
-        except (NotFound, InvalidInput) as error:
-            self._answer(agent_id, request_id, DelegatedResult("", False, error=_error(error.detail)))
-            return
-        self._dispatcher.remember_retry_policy((parent.namespace, pool), policy.template.retry)
         labels = {k: v for k, v in parent.labels.items() if k in ("run", "step")}
         labels.update({KEY_LABEL: key, "depth": str(depth)})
         suffix = "" if not same_key else f"~{uuid.uuid4().hex[:6]}"
         child_id = f"{parent_id}:{_id_part(key)}{suffix}"
+        asked = TaskRequest(parent.namespace, pool, payload, labels=labels, parent_id=parent_id, id=child_id)
+        try:
+            child = await resolve_task(
+                self._registry, self._dispatcher, asked, payload_limit=self._payload_limit, field="delegate"
+            )
+        except PayloadTooLarge as error:
+            refusal = TaskError(ErrorType.INPUT_TOO_LARGE, error.detail, False)
+            self._answer(agent_id, request_id, DelegatedResult("", False, error=refusal.to_dict()))
+            return
+        except (NotFound, InvalidInput) as error:
+            self._answer(agent_id, request_id, DelegatedResult("", False, error=_error(error.detail)))
+            return
         self._waiting[child_id].append((parent_id, request_id))
-        await self._dispatcher.submit(
-            [
-                TaskRequest(
-                    namespace=parent.namespace,
-                    pool=pool,
-                    input=payload,
-                    timeout_seconds=policy.timeout_seconds,
-                    labels=labels,
-                    parent_id=parent_id,
-                    id=child_id,
-                    retry=policy.template.retry.model_dump(mode="json"),
-                )
-            ]
-        )
+        await self._dispatcher.submit([child])
 
     def _on_finished(self, task: Task) -> None:
         for parent_id, request_id in self._waiting.pop(task.id, []):

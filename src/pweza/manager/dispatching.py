@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
-import json
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
@@ -69,7 +68,6 @@ class Dispatcher(SharedDispatch):
         self._sessions: dict[str, AgentSession] = {}
         self._pool_sessions: dict[PoolKey, list[AgentSession]] = defaultdict(list)
         self._retry_policies: dict[PoolKey, RetryPolicy] = {}
-        self._parsed_policies: dict[str, RetryPolicy] = {}
         self._waiters: dict[str, list[asyncio.Future[Task]]] = defaultdict(list)
         self._listeners: list[FinishListener] = []
         self._interests: list[Interest] = []
@@ -642,11 +640,7 @@ class Dispatcher(SharedDispatch):
     def _policy(self, task: Task) -> RetryPolicy:
         if task.retry is None:
             return self._retry_policies.get(task.pool_key, RetryPolicy())
-        key = json.dumps(task.retry, sort_keys=True)
-        policy = self._parsed_policies.get(key)
-        if policy is None:
-            policy = self._parsed_policies[key] = RetryPolicy.model_validate(task.retry)
-        return policy
+        return task.retry
 
     def _finish(self, task: Task, state: TaskState, *, output: object = None, error: TaskError | None = None) -> None:
         task.state = state

@@ -1,14 +1,19 @@
-"""The Manager: one object the transports talk to, tying the parts of the service together."""
+"""The Manager: the one door of the service. The transports (REST, the agent channel) call its
+commands, which audit what they change, and read through `manager.queries`; they never reach
+the store, the dispatcher, the registry or the workflow engine themselves."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from pweza.domain.errors import InvalidInput, NotFound
-from pweza.domain.records import AuditEntry, TaskFilter, TokenRecord
+from pweza.domain.errors import Conflict, NotFound
+from pweza.domain.manifests import Manifest
+from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
 from pweza.domain.roles import Role
+from pweza.domain.runs import Run
 from pweza.domain.tasks import Task
 from pweza.manager.auth import Principal, TokenService
 from pweza.manager.clock import SYSTEM_CLOCK, Clock
@@ -16,10 +21,11 @@ from pweza.manager.config import Settings
 from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping, replica_name
+from pweza.manager.intake import resolve_task
 from pweza.manager.metrics import Metrics
-from pweza.manager.payloads import check_payload
-from pweza.manager.registry import Registry
-from pweza.manager.sessions import TaskRequest
+from pweza.manager.queries import Queries
+from pweza.manager.registry import PoolPolicy, Registry
+from pweza.manager.sessions import AgentEvents, TaskRequest
 from pweza.manager.workflows import WorkflowEngine
 from pweza.store.postgres import Coordination, PostgresStore
 from pweza.store.protocol import Store
@@ -48,10 +54,11 @@ class Manager:
             payload_limit=settings.max_payload_bytes,
             clock=clock,
         )
-        self.delegations = Delegations(store, self.dispatcher, self.registry)
+        self.delegations = Delegations(store, self.dispatcher, self.registry, payload_limit=settings.max_payload_bytes)
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, coordination, clock
         )
+        self.queries = Queries(store, self.dispatcher, self.workflows, self.registry, self.tokens, self.housekeeping)
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -75,29 +82,16 @@ class Manager:
 
     async def submit_tasks(self, who: Principal, requests: Sequence[TaskRequest], *, audit: bool = True) -> list[Task]:
         """Validate pools and sizes, resolve the template's defaults, store durably, dispatch."""
-        resolved: list[TaskRequest] = []
-        for index, request in enumerate(requests):
-            where = f"[{index}]" if len(requests) > 1 else ""
-            check_payload(request.input, f"tasks{where}.input", self.settings.max_payload_bytes)
-            try:
-                policy = await self.registry.pool_policy(request.namespace, request.pool)
-            except InvalidInput as error:
-                raise InvalidInput(error.detail, field=f"tasks{where}.pool") from None
-            self.dispatcher.remember_retry_policy((request.namespace, request.pool), policy.template.retry)
-            resolved.append(
-                TaskRequest(
-                    namespace=request.namespace,
-                    pool=request.pool,
-                    input=request.input,
-                    priority=request.priority,
-                    timeout_seconds=request.timeout_seconds or policy.timeout_seconds,
-                    max_retries=request.max_retries,
-                    labels=request.labels,
-                    parent_id=request.parent_id,
-                    id=request.id,
-                    retry=policy.template.retry.model_dump(mode="json"),
-                )
+        resolved = [
+            await resolve_task(
+                self.registry,
+                self.dispatcher,
+                request,
+                payload_limit=self.settings.max_payload_bytes,
+                field=f"tasks[{index}]" if len(requests) > 1 else "tasks",
             )
+            for index, request in enumerate(requests)
+        ]
         tasks = await self.dispatcher.submit(resolved)
         self.metrics.coordination.inc(len(tasks))
         if audit:
@@ -105,10 +99,11 @@ class Manager:
             await self.audit(who, "task.submit", target, pools=sorted({t.pool for t in tasks}))
         return tasks
 
-    async def list_tasks(self, where: TaskFilter, limit: int, after_seq: int | None) -> list[Task]:
-        stored = await self.store.list_tasks(where, limit, after_seq)
-        # The store may lag the live state by one write batch; the dispatcher's copy is newer.
-        return [self.dispatcher.live(task.id) or task for task in stored]
+    async def cancel_task(self, who: Principal, task_id: str) -> Task:
+        task = await self.dispatcher.cancel(task_id)
+        self.metrics.coordination.inc()
+        await self.audit(who, "task.cancel", task_id)
+        return task
 
     async def list_agents(self, pool: str | None = None) -> list[dict[str, Any]]:
         """Every connected agent: this replica's as they are now, the other replicas' as those
@@ -152,3 +147,82 @@ class Manager:
                 detail["pool"] = record.pool or "*"
             await self.audit(who, "token.create", record.id, **detail)
         return record, secret
+
+    async def authenticate(self, token: str | None) -> Principal:
+        return await self.tokens.authenticate(token)
+
+    async def revoke_token(self, who: Principal, token_id: str) -> None:
+        await self.tokens.revoke(token_id)
+        await self.audit(who, "token.revoke", token_id)
+
+    # -- objects ---------------------------------------------------------------
+    async def create_object(self, who: Principal, manifest: Manifest) -> tuple[StoredObject, list[str]]:
+        """Store a new object (Conflict if it exists); the stored object and warnings about it."""
+        kind, key = manifest.kind_name, "/".join(manifest.key)
+        if await self.registry.find(kind, *manifest.key) is not None:
+            raise Conflict(f"{kind} {key} already exists; use PUT to replace it")
+        stored, warnings = await self.registry.apply(manifest)
+        await self.audit(who, f"{kind.lower()}.create", key)
+        return stored, warnings
+
+    async def apply_object(self, who: Principal, manifest: Manifest) -> Applied:
+        """Create or replace an object; audited only when that changed it."""
+        kind = manifest.kind_name
+        existed = await self.registry.find(kind, *manifest.key)
+        stored, warnings = await self.registry.apply(manifest)
+        changed = existed is None or existed.generation != stored.generation
+        if changed:
+            await self.audit(who, f"{kind.lower()}.apply", "/".join(manifest.key), generation=stored.generation)
+        return Applied(stored, warnings, created=existed is None, changed=changed)
+
+    async def delete_object(self, who: Principal, kind: str, namespace: str, name: str) -> None:
+        await self.registry.delete(kind, namespace, name)
+        await self.audit(who, f"{kind.lower()}.delete", f"{namespace}/{name}")
+
+    # -- runs ------------------------------------------------------------------
+    async def start_run(self, who: Principal, namespace: str, workflow: str, inputs: dict[str, Any]) -> Run:
+        run = await self.workflows.start_run(namespace, workflow, inputs)
+        self.metrics.coordination.inc()
+        await self.audit(who, "run.start", run.id, workflow=f"{namespace}/{workflow}")
+        return run
+
+    async def cancel_run(self, who: Principal, run_id: str) -> None:
+        await self.workflows.cancel(run_id)
+        await self.audit(who, "run.cancel", run_id)
+
+    async def retry_run(self, who: Principal, run_id: str, step: str | None) -> None:
+        await self.workflows.retry(run_id, step)
+        await self.audit(who, "run.retry", run_id, step=step)
+
+    async def decide_step(self, who: Principal, run_id: str, step: str, *, approve: bool, comment: str) -> None:
+        """Approve or reject a step waiting for approval."""
+        await self.workflows.decide(run_id, step, approve, who.name, comment)
+        action = "run.approve" if approve else "run.reject"
+        await self.audit(who, action, f"{run_id}/{step}", comment=comment)
+
+    # -- the agent channel -----------------------------------------------------
+    @property
+    def agent_events(self) -> AgentEvents:
+        """Where an agent's stream reports: connects, results, starts, heartbeats, credits."""
+        return self.dispatcher
+
+    async def agent_pool(self, namespace: str, pool: str) -> tuple[PoolPolicy, dict[str, Any]]:
+        """The policy of the pool an agent serves and its template's spec, for the agent's welcome."""
+        policy = await self.registry.pool_policy(namespace, pool)
+        template = await self.registry.get("AgentTemplate", namespace, policy.template_name)
+        # Tasks stored before they carried their policy fall back on the pool's (see Dispatcher._policy).
+        self.dispatcher.remember_retry_policy((namespace, pool), policy.template.retry)
+        spec: dict[str, Any] = template.body["spec"]
+        return policy, spec
+
+    async def delegate(self, agent_id: str, request_id: str, parent_id: str, pool: str, payload: Any, key: str) -> None:
+        """A handler's request for a child task on `pool`; the agent is answered when the child is done."""
+        await self.delegations.request(agent_id, request_id, parent_id, pool, payload, key)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    stored: StoredObject
+    warnings: list[str]
+    created: bool
+    changed: bool

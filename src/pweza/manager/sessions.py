@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pweza.domain.tasks import Attempt
+from pweza.domain.manifests import RetryPolicy
+from pweza.domain.tasks import Attempt, TaskError
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,29 @@ class AgentLink(Protocol):
 
     def close(self) -> None:
         """End the stream (the manager gave up on it)."""
+
+
+class AgentEvents(Protocol):
+    """The way up from agents: what their streams tell the dispatcher, each about one session.
+
+    Every call about an attempt is checked against the session holding its lease (see the
+    dispatcher); `connect` refuses a second live stream of one agent id with Conflict."""
+
+    def connect(self, session: AgentSession, in_flight: list[tuple[str, int]]) -> None: ...
+
+    def disconnect(self, agent_id: str, session: AgentSession | None = None) -> None: ...
+
+    def on_result(
+        self, session: AgentSession, task_id: str, number: int, output: Any, error: TaskError | None
+    ) -> None: ...
+
+    def on_started(self, session: AgentSession, starts: list[tuple[str, int, float]]) -> None: ...
+
+    def on_heartbeat(self, session: AgentSession, refs: list[tuple[str, int]]) -> None: ...
+
+    def on_credit(self, session: AgentSession, slots: int) -> None: ...
+
+    def on_ready(self, session: AgentSession, slots: int, error: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -127,4 +151,4 @@ class TaskRequest:
     labels: dict[str, str] = field(default_factory=dict)
     parent_id: str | None = None
     id: str | None = None
-    retry: dict[str, Any] | None = None  # a RetryPolicy as a mapping; None: the pool's template policy
+    retry: RetryPolicy | None = None  # None: the pool's template policy

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import uuid
 import weakref
 from collections import defaultdict
@@ -28,6 +27,7 @@ import structlog
 from pweza.domain import expressions, scheduling
 from pweza.domain.durations import parse_duration
 from pweza.domain.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from pweza.domain.limits import check_payload
 from pweza.domain.manifests import AgentPool, AgentTemplate
 from pweza.domain.runs import Run, RunState, StepApproval, StepError, StepRun, StepState, resolve_inputs
 from pweza.domain.tasks import Task, TaskState
@@ -35,8 +35,8 @@ from pweza.domain.workflows import Step, Workflow
 from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.expression_sandbox import ExpressionSandbox
+from pweza.manager.intake import resolve_task
 from pweza.manager.metrics import Metrics
-from pweza.manager.payloads import check_payload
 from pweza.manager.recovering import RunRecovery
 from pweza.manager.registry import Registry
 from pweza.manager.run_state import ActiveRun, Changes, Item
@@ -510,21 +510,26 @@ class WorkflowEngine(RunRecovery):
             spec = active.step_spec(name)
             try:
                 pool = await self._resolve_pool(active, spec)
-                policy = await self._registry.pool_policy(active.run.namespace, pool)
                 requests = [
-                    TaskRequest(
-                        namespace=active.run.namespace,
-                        pool=pool,
-                        input=await self._expressions.render(spec.input, active.variables(item)),
-                        timeout_seconds=parse_duration(spec.timeout or policy.template.timeout),
-                        max_retries=spec.retry.limit if spec.retry else None,
-                        labels={"run": active.run.id, "step": name, "index": str(item.index)},
-                        id=item.task_id,
+                    await resolve_task(
+                        self._registry,
+                        self._dispatcher,
+                        TaskRequest(
+                            namespace=active.run.namespace,
+                            pool=pool,
+                            input=await self._expressions.render(spec.input, active.variables(item)),
+                            timeout_seconds=parse_duration(spec.timeout) if spec.timeout else None,
+                            max_retries=spec.retry.limit if spec.retry else None,
+                            labels={"run": active.run.id, "step": name, "index": str(item.index)},
+                            id=item.task_id,
+                            retry=spec.retry,
+                        ),
+                        payload_limit=self._payload_limit,
+                        field=f"steps.{name}[{item.index}]",
                     )
                     for item in items
                     if item.task_id not in existing
                 ]
-                self._check_step_inputs(name, requests)
             except (NotFound, InvalidInput, PayloadTooLarge, expressions.ExpressionError) as error:
                 for item in items:
                     self._owners.pop(item.task_id or "", None)
@@ -534,19 +539,9 @@ class WorkflowEngine(RunRecovery):
                     kind = "PayloadTooLarge" if isinstance(error, PayloadTooLarge) else "StepConfigurationError"
                     self._fail_step(active, step, StepError(kind, message), changes)
                 continue
-            retry = (spec.retry or policy.template.retry).model_dump(mode="json")
-            requests = [dataclasses.replace(request, retry=retry) for request in requests]
-            self._dispatcher.remember_retry_policy((active.run.namespace, pool), policy.template.retry)
             await self._dispatcher.reserve(len(requests))
             prepared += self._dispatcher.prepare(requests)
         return prepared, [task for task in existing.values() if task.state.terminal]
-
-    def _check_step_inputs(self, step: str, requests: list[TaskRequest]) -> None:
-        """The limit `POST /tasks` applies holds for the tasks of steps too; over it, the step fails
-        (no task is made, so nothing retries) with an error naming the size and the limit."""
-        for request in requests:
-            index = request.labels.get("index", "0")
-            check_payload(request.input, f"steps.{step}[{index}].input", self._payload_limit)
 
     def _on_task_finished(self, task: Task) -> None:
         owner = self._owners.get(task.id)

@@ -115,7 +115,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         link.batch_bytes = manager.settings.max_payload_bytes
         try:
             # No await since the checks in _open_session: two hellos with one agent id cannot both pass.
-            manager.dispatcher.connect(session, _refs(list(hello.in_flight)))
+            manager.agent_events.connect(session, _refs(list(hello.in_flight)))
         except Conflict as error:
             await _refuse(context, hello, grpc.StatusCode.ALREADY_EXISTS, error.detail)
         log.info("agent connected", agent=session.id, pool=session.pool, slots=session.slots)
@@ -149,7 +149,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         finally:
             if reader is not None:
                 reader.cancel()
-            manager.dispatcher.disconnect(session.id, session)
+            manager.agent_events.disconnect(session.id, session)
             log.info("agent disconnected", agent=session.id, pool=session.pool)
 
     async def _open_session(self, hello: pb.Hello, context: Context) -> tuple[AgentSession, bytes]:
@@ -159,7 +159,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         token = hello.token or _metadata_token(context)
         namespace = hello.namespace or "default"
         try:
-            principal = await manager.tokens.authenticate(token)
+            principal = await manager.authenticate(token)
             principal.require(Permission.AGENT_CHANNEL)
             # An agent token serves only its pool (PERMISSION_DENIED naming the pool it is for).
             principal.require_pool(namespace, hello.pool)
@@ -174,8 +174,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                 "agent_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             )
         try:
-            policy = await manager.registry.pool_policy(namespace, hello.pool)
-            template = await manager.registry.get("AgentTemplate", namespace, policy.template_name)
+            policy, template_spec = await manager.agent_pool(namespace, hello.pool)
         except PwezaError as error:
             await _refuse(context, hello, _status(error, grpc.StatusCode.FAILED_PRECONDITION), error.detail)
         concurrency = policy.template.concurrency
@@ -189,7 +188,6 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             )
         # Unset: the template's concurrency; 0: no slots yet (the agent is sent nothing).
         slots = hello.free_slots if hello.HasField("free_slots") else concurrency
-        manager.dispatcher.remember_retry_policy((namespace, hello.pool), policy.template.retry)
         session = AgentSession(
             id=hello.agent_id or uuid.uuid4().hex[:12],
             namespace=namespace,
@@ -203,10 +201,10 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
             pid=hello.pid,
             token_id=principal.token_id,
         )
-        return session, orjson.dumps(template.body["spec"])
+        return session, orjson.dumps(template_spec)
 
     async def _read(self, session: AgentSession, messages: AsyncIterator[pb.AgentMessage]) -> None:
-        dispatcher = self._manager.dispatcher
+        dispatcher = self._manager.agent_events
         coordination = self._manager.metrics.coordination
         limit = self._manager.settings.max_payload_bytes
         try:
@@ -253,7 +251,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                         refusal = DelegatedResult("", False, error=problem.to_dict())
                         session.link.send_delegate_result(request.request_id, refusal)
                         continue
-                    await self._manager.delegations.request(
+                    await self._manager.delegate(
                         session.id, request.request_id, request.parent_task_id, request.pool, payload, request.key
                     )
                 else:

@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy import Table
 
 from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
@@ -60,6 +61,10 @@ def _loader(kind: type[TaskError] | type[StepError] | type[StepApproval]) -> Con
     return load
 
 
+def _dump_model(model: BaseModel) -> str:
+    return model.model_dump_json()
+
+
 def _without_none(hint: Any) -> Any:
     """`X` of `X | None`; any other hint unchanged."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -80,6 +85,9 @@ def _converters(hint: Any) -> tuple[Convert | None, Convert | None]:
         return attrgetter("value"), kind
     if kind in _AS_DICT:
         return _dump_as_dict, _loader(kind)
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        # By field name, as stored before the field was typed (the models accept both spellings).
+        return _dump_model, kind.model_validate_json
     return dumps, orjson.loads
 
 

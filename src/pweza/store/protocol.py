@@ -53,6 +53,10 @@ class Store(Protocol):
     async def list_tasks(self, where: TaskFilter, limit: int, after_seq: int | None = None) -> list[Task]:
         """Newest first by submission sequence."""
 
+    async def list_children(self, parent_ids: Sequence[str], limit: int) -> list[Task]:
+        """The tasks delegated by any of `parent_ids`: the `limit` newest, newest first (one read
+        for a whole level of a run's task tree)."""
+
     async def list_attempts(self, task_id: str) -> list[Attempt]: ...
 
     async def load_unfinished_tasks(self) -> list[Task]:

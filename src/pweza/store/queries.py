@@ -147,6 +147,13 @@ def task_update_row(task: Task, columns: Sequence[str] = TASK_MUTABLE) -> dict[s
 UPSERT_ATTEMPT: Final = _upsert(attempts, ("task_id", "number"), ("agent_id", "state", "finished_at", "error"))
 SELECT_TASK: Final = select(tasks).where(tasks.c.id == bindparam("id"))
 SELECT_TASKS: Final = select(tasks).where(tasks.c.id.in_(bindparam("ids", expanding=True)))
+# Newest first, like `list_tasks`; bind `ids` (at most ID_CHUNK parents) and `limit`.
+SELECT_CHILDREN: Final = (
+    select(tasks)
+    .where(tasks.c.parent_id.in_(bindparam("ids", expanding=True)))
+    .order_by(tasks.c.seq.desc())
+    .limit(_limit())
+)
 SELECT_ATTEMPTS: Final = select(attempts).where(attempts.c.task_id == bindparam("task_id")).order_by(attempts.c.number)
 SELECT_UNFINISHED_TASKS: Final = select(tasks).where(tasks.c.state.not_in(TERMINAL)).order_by(tasks.c.seq)
 MAX_TASK_SEQ: Final = select(func.coalesce(func.max(tasks.c.seq), 0))
@@ -304,6 +311,11 @@ PRUNE_WITH_RUNS: Final = tuple(
     delete(table).where(table.c.run_id.in_(bindparam("ids", expanding=True))) for table in (run_steps, run_events)
 )
 PRUNE_WITH_TASKS: Final = (delete(attempts).where(attempts.c.task_id.in_(bindparam("ids", expanding=True))),)
+
+
+def newest(found: Sequence[Task], limit: int) -> list[Task]:
+    """The `limit` newest of tasks read chunk by chunk (each chunk newest first, up to `limit`)."""
+    return sorted(found, key=lambda task: task.seq, reverse=True)[:limit]
 
 
 def chunks(ids: Sequence[str]) -> list[list[str]]:

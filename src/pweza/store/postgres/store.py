@@ -223,13 +223,21 @@ class PostgresStore:
         return await self._scalar(queries.MAX_TASK_SEQ)
 
     async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
-        chunks = queries.chunks(task_ids)
+        return await self._tasks_by_ids(queries.SELECT_TASKS, task_ids)
+
+    async def list_children(self, parent_ids: Sequence[str], limit: int) -> list[Task]:
+        found = await self._tasks_by_ids(queries.SELECT_CHILDREN, parent_ids, limit=limit)
+        return queries.newest(found, limit)
+
+    async def _tasks_by_ids(self, statement: Executable, ids: Sequence[str], **params: Any) -> list[Task]:
+        """The tasks `statement` selects for `ids`, bound as `ids` in IN-lists of at most ID_CHUNK."""
+        chunks = queries.chunks(ids)
         if not chunks:
-            return []
+            return []  # no read at all: not even a closed store is asked
         found: list[Task] = []
         async with self.reader() as connection:
-            for ids in chunks:
-                rows = (await connection.execute(queries.SELECT_TASKS, {"ids": ids})).mappings()
+            for chunk in chunks:
+                rows = (await connection.execute(statement, {**params, "ids": chunk})).mappings()
                 found.extend(codec.TASKS.record(cast("Row", row)) for row in rows)
         return found
 

@@ -153,16 +153,23 @@ class SqliteStore:
         return await self._scalar(queries.MAX_TASK_SEQ)
 
     async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
-        chunks = queries.chunks(task_ids)
+        return await self._tasks_by_ids(queries.SELECT_TASKS, task_ids)
+
+    async def list_children(self, parent_ids: Sequence[str], limit: int) -> list[Task]:
+        found = await self._tasks_by_ids(queries.SELECT_CHILDREN, parent_ids, limit=limit)
+        return queries.newest(found, limit)
+
+    async def _tasks_by_ids(self, statement: Executable, ids: Sequence[str], **params: Any) -> list[Task]:
+        """The tasks `statement` selects for `ids`, bound as `ids` in IN-lists of at most ID_CHUNK."""
+        chunks = queries.chunks(ids)
         if not chunks:
             return []
 
         def select(connection: sqlite3.Connection) -> list[Task]:
             found: list[Task] = []
-            for ids in chunks:
-                found.extend(
-                    codec.TASKS.record(row) for row in fetch_all(connection, queries.SELECT_TASKS, {"ids": ids})
-                )
+            for chunk in chunks:
+                rows = fetch_all(connection, statement, {**params, "ids": chunk})
+                found.extend(codec.TASKS.record(row) for row in rows)
             return found
 
         return await self._writer.call(select)

@@ -1,0 +1,215 @@
+"""What the REST API answers, as models: OpenAPI documents every route's response from these.
+
+The routes build their bodies as plain dicts (the shapes the CLI and clients rely on) and FastAPI
+checks each against the route's model on the way out. A key that is absent from a body (`steps`
+outside a single run, `attemptHistory` outside a single task) stays absent: routes leave out what
+is unset (see `GuardedRoute`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from pweza.domain.roles import Role
+from pweza.domain.runs import RunState, StepState
+from pweza.domain.tasks import TaskState
+
+T = TypeVar("T")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class Page(Out, Generic[T]):
+    """One page of a listing; pass `continue` back as the `continue` parameter for the next."""
+
+    items: list[T]
+    continue_: str | None = Field(alias="continue", description="None on the last page")
+
+
+class Status(Out):
+    status: str = Field(examples=["ok"])
+
+
+# -- tasks ---------------------------------------------------------------------
+class ErrorInfo(Out):
+    type: str = Field(description="the error type: a handler's, or one of the platform's (Timeout, AgentLost, ...)")
+    message: str
+    retryable: bool
+
+
+class AttemptInfo(Out):
+    number: int
+    agent_id: str
+    state: TaskState
+    started_at: float
+    finished_at: float | None
+    idempotency_key: str
+    error: ErrorInfo | None
+
+
+class TaskInfo(Out):
+    id: str
+    namespace: str
+    pool: str
+    state: TaskState
+    priority: int
+    attempts: int
+    input: Any
+    output: Any
+    error: ErrorInfo | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    agent_id: str | None
+    parent_id: str | None
+    labels: dict[str, str]
+    timeout_seconds: float | None
+    cancel_requested: bool
+    attempt_history: list[AttemptInfo] | None = Field(default=None, description="only in GET /tasks/{id}")
+
+
+
+class TaskRef(Out):
+    id: str
+    state: TaskState
+
+
+class SubmittedBatch(Out):
+    items: list[TaskRef]
+
+
+class AgentInfo(Out):
+    id: str
+    namespace: str
+    pool: str
+    template: str
+    capabilities: list[str]
+    state: str = Field(examples=["idle", "busy", "draining", "unhealthy"])
+    slots: int
+    free_slots: int
+    error: str | None
+    running: list[str]
+    hostname: str
+    pid: int
+    connected_at: float
+    last_seen: float
+    replica: str | None = Field(description="the manager replica it is connected to (None: a single manager)")
+
+
+
+class ReplicaInfo(Out):
+    id: str
+    expires_in_seconds: float
+    holds_duties: bool
+
+
+class ReplicaPage(Page[ReplicaInfo]):
+    replica: str | None = Field(description="the replica that answered (None: a single manager)")
+
+
+# -- tokens and audit ------------------------------------------------------------
+class TokenInfo(Out):
+    id: str
+    name: str
+    role: Role
+    pool: str | None
+    any_pool: bool
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class NewToken(TokenInfo):
+    token: str = Field(description="the secret: shown once, never stored")
+
+
+
+class AuditInfo(Out):
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+
+# -- runs ----------------------------------------------------------------------
+class ChildTask(Out):
+    """A task delegated below a step's task, with those it delegated in turn."""
+
+    task_id: str
+    pool: str
+    state: TaskState
+    attempts: int
+    output: Any
+    error: ErrorInfo | None
+    children: list[ChildTask]
+
+
+class StepInfo(Out):
+    name: str
+    state: StepState
+    attempts: int
+    retries: int
+    started_at: float | None
+    finished_at: float | None
+    output: Any
+    error: dict[str, Any] | None
+    items: int | None
+    approval: dict[str, Any] | None
+    task_id: str | None = Field(default=None, description="the step's task, once a one-task step has started")
+    children: list[ChildTask] | None = None
+
+
+class RunInfo(Out):
+    id: str
+    namespace: str
+    workflow: str
+    generation: int
+    state: RunState
+    inputs: dict[str, Any]
+    outputs: Any
+    error: str | None
+    created_at: float
+    finished_at: float | None
+    deadline: float | None
+    retries: int
+    steps: list[StepInfo] | None = Field(default=None, description="in the views of one run")
+
+
+
+class EventInfo(Out):
+    id: int | None
+    at: float
+    type: str
+    step: str | None
+    data: dict[str, Any]
+
+
+
+# -- objects -------------------------------------------------------------------
+class ObjectDocument(Out):
+    """A pweza.ai/v1 object as stored, with the generation and creationTimestamp the manager adds."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    api_version: str = Field(examples=["pweza.ai/v1"])
+    kind: str = Field(examples=["AgentPool"])
+    metadata: dict[str, Any]
+    spec: dict[str, Any] | None = None
+
+
+
+class Created(Out):
+    object: ObjectDocument
+    warnings: list[str] = Field(description="what may not work yet, e.g. a pool whose template is missing")
+
+
+class Applied(Created):
+    changed: bool = Field(description="false when the object was already exactly so")

@@ -14,13 +14,13 @@ from pweza.manager.auth import Principal, TokenService
 from pweza.manager.config import Settings
 from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
-from pweza.manager.housekeeping import Housekeeping, replica_name
+from pweza.manager.housekeeping import Housekeeping
 from pweza.manager.metrics import Metrics
 from pweza.manager.payloads import check_payload
 from pweza.manager.registry import Registry
+from pweza.manager.replicas import replicas_for
 from pweza.manager.sessions import TaskRequest
 from pweza.manager.workflows import WorkflowEngine
-from pweza.store.postgres import Coordination, PostgresStore
 from pweza.store.protocol import Store
 
 
@@ -31,16 +31,20 @@ class Manager:
         self.metrics = metrics or Metrics()
         self.registry = Registry(store)
         self.tokens = TokenService(store)
-        # On PostgreSQL any number of replicas may share the database: coordinate through it.
-        coordination = Coordination(store) if isinstance(store, PostgresStore) else None
-        self.coordination = coordination
-        self.replica = replica_name(settings) if coordination is not None else ""
-        self.dispatcher = Dispatcher(store, settings, self.metrics, coordination, self.replica)
+        # One manager alone, or one of several replicas sharing the database: the store says which.
+        self.replicas = replicas_for(store, settings)
+        self.replica = self.replicas.name
+        self.dispatcher = Dispatcher(store, settings, self.metrics, self.replicas)
         self.workflows = WorkflowEngine(
-            store, self.dispatcher, self.registry, self.metrics, coordination, payload_limit=settings.max_payload_bytes
+            store,
+            self.dispatcher,
+            self.registry,
+            self.metrics,
+            self.replicas.run_ownership(),
+            payload_limit=settings.max_payload_bytes,
         )
         self.delegations = Delegations(store, self.dispatcher, self.registry)
-        self.housekeeping = Housekeeping(store, settings, self.metrics, self.dispatcher, self.workflows, coordination)
+        self.housekeeping = Housekeeping(store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas)
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -102,25 +106,18 @@ class Manager:
     async def list_agents(self, pool: str | None = None) -> list[dict[str, Any]]:
         """Every connected agent: this replica's as they are now, the other replicas' as those
         last published them (within a heartbeat); each says which replica it is connected to."""
-        here = self.replica or None
-        agents = [session.describe() | {"replica": here} for session in self.dispatcher.sessions()]
-        if self.coordination is not None:
-            elsewhere = await self.coordination.agents()
-            agents += [described | {"replica": replica} for replica, described in elsewhere if replica != self.replica]
+        agents = [session.describe() | {"replica": self.replica} for session in self.dispatcher.sessions()]
+        agents += [described | {"replica": replica} for replica, described in await self.replicas.agents_elsewhere()]
         return sorted((a for a in agents if pool is None or a["pool"] == pool), key=lambda a: str(a["id"]))
 
     async def drain_agent(self, agent_id: str, grace_seconds: float) -> tuple[dict[str, Any], bool]:
         """Drain an agent wherever it is connected; the agent, and whether the drain was only
         forwarded to the replica it is connected to (it happens there within moments)."""
         try:
-            return self.dispatcher.drain(agent_id, grace_seconds).describe() | {"replica": self.replica or None}, False
+            return self.dispatcher.drain(agent_id, grace_seconds).describe() | {"replica": self.replica}, False
         except NotFound:
-            if self.coordination is None:
-                raise
-        found = await self.coordination.request_drain(agent_id, grace_seconds)
-        if found is None:
-            raise NotFound(f"agent {agent_id} is not connected to any replica")
-        replica, described = found
+            pass  # connected elsewhere, if anywhere
+        replica, described = await self.replicas.drain_elsewhere(agent_id, grace_seconds)
         return described | {"state": "draining", "replica": replica}, True
 
     async def create_token(

@@ -10,6 +10,7 @@ run driven elsewhere takes it over (`take`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -21,6 +22,18 @@ from pweza.store.postgres import ReplicaDatabase
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunWrite:
+    """What one save of a run writes, in one transaction: the run (None if unchanged), its
+    changed steps, new events and new tasks."""
+
+    run_id: str
+    run: Run | None
+    steps: Sequence[StepRun]
+    events: Sequence[RunEvent]
+    new_tasks: Sequence[Task]
 
 
 class RunOwnership(Protocol):
@@ -37,14 +50,7 @@ class RunOwnership(Protocol):
     async def take(self, run_id: str) -> bool:
         """Drive a run that is not driven here, for a command; whether it is ours now."""
 
-    async def save(
-        self,
-        run_id: str,
-        run: Run | None,
-        steps: Sequence[StepRun],
-        events: Sequence[RunEvent],
-        new_tasks: Sequence[Task],
-    ) -> bool:
+    async def save(self, write: RunWrite) -> bool:
         """Save a run's changes in one transaction; False if another replica drives it now."""
 
     def lost_track(self) -> None:
@@ -73,15 +79,8 @@ class SoleOwnership:
     async def take(self, run_id: str) -> bool:
         return False  # a running run not in memory is being loaded again just now
 
-    async def save(
-        self,
-        run_id: str,
-        run: Run | None,
-        steps: Sequence[StepRun],
-        events: Sequence[RunEvent],
-        new_tasks: Sequence[Task],
-    ) -> bool:
-        await self._store.save_run(run, steps, events, new_tasks)
+    async def save(self, write: RunWrite) -> bool:
+        await self._store.save_run(write.run, write.steps, write.events, write.new_tasks)
         return True
 
     def lost_track(self) -> None:
@@ -117,15 +116,10 @@ class LeasedOwnership:
             self.unsure = True  # it may be ours now without our knowing: checked after a heartbeat
             raise
 
-    async def save(
-        self,
-        run_id: str,
-        run: Run | None,
-        steps: Sequence[StepRun],
-        events: Sequence[RunEvent],
-        new_tasks: Sequence[Task],
-    ) -> bool:
-        return await self._database.save_run(self._replica, run_id, run, steps, events, new_tasks)
+    async def save(self, write: RunWrite) -> bool:
+        return await self._database.save_run(
+            self._replica, write.run_id, write.run, write.steps, write.events, write.new_tasks
+        )
 
     def lost_track(self) -> None:
         self.unsure = True

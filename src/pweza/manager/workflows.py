@@ -36,7 +36,7 @@ from pweza.domain.workflows import Step, Workflow
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.expression_sandbox import ExpressionSandbox
 from pweza.manager.metrics import Metrics
-from pweza.manager.ownership import RunOwnership
+from pweza.manager.ownership import RunOwnership, RunWrite
 from pweza.manager.payloads import check_payload
 from pweza.manager.recovering import RunRecovery
 from pweza.manager.registry import Registry
@@ -480,7 +480,7 @@ class WorkflowEngine:
             return True
         run = active.run if changes.run_changed or changes.events else None
         steps = list(changes.steps.values())
-        if not await self._ownership.save(active.run.id, run, steps, changes.events, new_tasks or ()):
+        if not await self._ownership.save(RunWrite(active.run.id, run, steps, changes.events, new_tasks or ())):
             log.info("run is driven by another replica now; dropping this copy", run=active.run.id)
             self._forget(active)
             return False

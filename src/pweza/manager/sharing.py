@@ -215,7 +215,7 @@ class SharedQueue:
             message = str(error) or type(error).__name__
             log.warning("claiming tasks failed; trying again shortly", pool=f"{pool[0]}/{pool[1]}", error=message)
             # The claim may have been committed with its answer lost: those tasks are ours in the
-            # database only. Housekeeping finds them once the database answers.
+            # database only. The replica takes them back once the database answers.
             self.unsure = True
             claimed, failed = [], True
         finally:

@@ -24,9 +24,10 @@ from pweza.domain.kinds import parse_manifest
 from pweza.domain.runs import RunState
 from pweza.domain.tasks import TaskState
 from pweza.manager.config import Settings
+from pweza.manager.replica_set import SharedReplicas
 from pweza.manager.service import Manager
 from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedResult, TaskRequest
-from pweza.store.postgres import PostgresStore
+from pweza.store.postgres import PostgresStore, ReplicaDatabase
 from pweza.store.sqlite import SqliteStore
 from tests.conftest import pool, template
 
@@ -116,6 +117,12 @@ async def start(postgres_database: str) -> AsyncIterator[Start]:
         await manager.stop()
 
 
+def _database(manager: Manager) -> ReplicaDatabase:
+    """The shared database the replica coordinates through (the calls to make fail)."""
+    assert isinstance(manager.replicas, SharedReplicas)
+    return manager.replicas.database
+
+
 def _objects() -> list[dict[str, Any]]:
     work = {"agent": {"pool": "work"}}
     return [
@@ -160,8 +167,7 @@ async def _run_finished(manager: Manager, run_id: str) -> RunState:
 @pytest.mark.parametrize("commit", [True, False], ids=["answer-lost", "never-committed"])
 async def test_a_claim_that_fails_still_runs_each_task_once(start: Start, commit: bool) -> None:
     manager = await start("replica-a")
-    shared = manager.dispatcher._shared
-    assert shared is not None
+    shared = _database(manager)
     shared.claim = failing_once(shared.claim, commit=commit)  # type: ignore[method-assign]
     submitted = await manager.dispatcher.submit(
         [TaskRequest(namespace="default", pool="work", input={"n": n}) for n in range(3)]
@@ -184,8 +190,7 @@ async def test_a_run_whose_save_fails_is_reloaded_and_finishes(start: Start, com
     manager = await start("replica-a")
     agent = ScriptedAgent(manager, "agent-a")
     agent.connect()
-    shared = manager.workflows._shared
-    assert shared is not None
+    shared = _database(manager)
     # The second save is the one that records the first step's result and starts the second.
     shared.save_run = failing_once(shared.save_run, commit=commit, when=2)  # type: ignore[method-assign]
     run = await manager.workflows.start_run("default", "pair", {})
@@ -215,8 +220,7 @@ async def test_a_run_taken_over_for_a_command_whose_answer_is_lost_is_still_driv
     second = await start("replica-b")
     ScriptedAgent(second, "agent-b").connect()
     run = await first.workflows.start_run("default", "gated", {})
-    shared = second.workflows._shared
-    assert shared is not None
+    shared = _database(second)
     shared.take_run = failing_once(shared.take_run, commit=True)  # type: ignore[method-assign]
     with pytest.raises(LostAnswer):
         await second.workflows.decide(run.id, "review", True, "tester")

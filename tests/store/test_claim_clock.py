@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from pweza.store.postgres import PostgresStore, coordination
-from pweza.store.postgres.coordination import Coordination
-from tests.store.test_coordination import make_task
+from pweza.store.postgres import PostgresStore, replicas
+from pweza.store.postgres.replicas import ReplicaDatabase
+from tests.store.test_replica_database import make_task
 
 SKEW = 2 * 3600.0  # the replica's clock runs two hours ahead of the database's
 
@@ -28,18 +28,18 @@ class _SkewedTime:
 
 
 @pytest.fixture
-async def skewed(postgres_database: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Coordination]:
+async def skewed(postgres_database: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ReplicaDatabase]:
     store = PostgresStore(postgres_database, pool_size=2, max_overflow=0)
     await store.open()
-    monkeypatch.setattr(coordination, "time", _SkewedTime())
+    monkeypatch.setattr(replicas, "time", _SkewedTime())
     try:
-        yield Coordination(store)
+        yield ReplicaDatabase(store)
     finally:
         await store.close()
 
 
 async def test_a_replica_whose_clock_runs_ahead_claims_only_what_the_database_says_is_due(
-    skewed: Coordination,
+    skewed: ReplicaDatabase,
 ) -> None:
     backing_off = time.time() + 3600  # due in an hour by the database; past by the replica's clock
     await skewed.insert_tasks([make_task(1), make_task(2, not_before=backing_off)])

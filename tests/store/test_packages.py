@@ -14,7 +14,7 @@ def test_the_backend_packages_export_only_what_others_use() -> None:
         "DRAIN_CHANNEL",
         "PENDING_CHANNEL",
         "POOL_DEFAULTS",
-        "Coordination",
         "Listener",
         "PostgresStore",
+        "ReplicaDatabase",
     }

@@ -4,14 +4,13 @@ Everything here runs on the event loop and reacts to events (a submission, a cre
 result, a tick of the lease reaper); the store is written for durability and read only
 at start-up to recover, never polled for work.
 
-With several replicas on one PostgreSQL database (`coordination` given; the methods for it
-are in `pweza.manager.sharing`), pending tasks live in the database, not in this process: a
-replica with agents that have free slots claims tasks of their pool (``FOR UPDATE SKIP
-LOCKED``) when told the pool has work (a ``NOTIFY`` sent with the insert), and from then on
-owns them: leases, results and retries are handled here, and its writes are applied only
-while it still owns the row. A finished task is made known to listeners (workflow engine,
-delegation) only once that write is accepted; tasks that finished on other replicas arrive
-through `on_remote_done`.
+Where pending tasks wait is the work queue's business (`pweza.manager.queues`): in memory here
+for one manager, in the database for several replicas sharing it (`pweza.manager.sharing`: a
+replica with agents that have free slots claims tasks of their pool when told the pool has
+work, and from then on owns them; its writes are applied only while it still owns the row).
+Either way leases, results and retries are handled here, and a finished task is made known to
+listeners (workflow engine, delegation) only once its own write is durable, so whatever they
+read or write because of it comes after it.
 """
 
 from __future__ import annotations
@@ -20,46 +19,38 @@ import asyncio
 import functools
 import heapq
 import uuid
-from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import structlog
 
 from pweza.domain.errors import Conflict, NotFound
 from pweza.domain.manifests import RetryPolicy
-from pweza.domain.records import TaskFilter
 from pweza.domain.retrying import decide
 from pweza.domain.tasks import ACTIVE_STATES, Attempt, ErrorType, Task, TaskError, TaskState
 from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.config import Settings
 from pweza.manager.metrics import Metrics
-from pweza.manager.persisting import WriteBehind, store_writer
+from pweza.manager.persisting import WriteBehind
+from pweza.manager.queues import PoolKey
+from pweza.manager.replicas import Replicas
 from pweza.manager.sequences import SequenceAllocator
 from pweza.manager.sessions import AgentSession, AssignmentMessage, Lease, TaskRequest
-from pweza.manager.sharing import FinishListener, Interest, PoolKey, SharedDispatch
-from pweza.store.postgres import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
-_CLAIM_LIMIT = 512
-_RECENT = 8192
+FinishListener = Callable[[Task], None]
+# Whether a listener waits for the task with this id (tasks finished on other replicas).
+Interest = Callable[[str], bool]
 
 
-class Dispatcher(SharedDispatch):
+class Dispatcher:
     def __init__(
-        self,
-        store: Store,
-        settings: Settings,
-        metrics: Metrics,
-        coordination: Coordination | None = None,
-        replica: str = "",
-        clock: Clock = SYSTEM_CLOCK,
+        self, store: Store, settings: Settings, metrics: Metrics, replicas: Replicas, clock: Clock = SYSTEM_CLOCK
     ) -> None:
         self._store = store
         self._clock = clock
-        self._shared = coordination
-        self.replica = replica
         self._settings = settings
         self._metrics = metrics
         self._tasks: dict[str, Task] = {}
@@ -77,38 +68,17 @@ class Dispatcher(SharedDispatch):
         self._reaper: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        # Several replicas: pools that may have unclaimed work, claims in flight, pools told of
-        # new work while a claim was in flight, attempts being adopted (results wait for it),
-        # and tasks finished here lately (their NOTIFY comes back to us too).
-        self._has_work: set[PoolKey] = set()
-        self._claiming: set[PoolKey] = set()
-        self._renotified: set[PoolKey] = set()
-        self._adopting: dict[str, list[Callable[[], None]]] = {}
-        self._finished_here: OrderedDict[str, None] = OrderedDict()
-        # Held while ownership of tasks changes in the database and here together (claims,
-        # adoptions, taking back), so a look at "what the database says we own" sees both agree.
-        self.owning = asyncio.Lock()
-        # A call that may have changed what we own failed with its outcome unknown: housekeeping
-        # compares the database with memory once the database answers (`take_back_unknown`).
-        self.unsure = False
-        self._releasing: set[str] | None = None
-        # Called when the set of connected agents changes (housekeeping publishes it).
-        self.on_sessions_changed: Callable[[], None] = lambda: None
-        write = store_writer(store) if coordination is None else self._write_owned
-        self.writes = WriteBehind(write, self._after_write, metrics.database_errors.inc)
+        self._queue = replicas.work_queue(self, settings, metrics)  # (it shares the tables above)
+        self.writes = WriteBehind(self._queue.write, self._after_write, metrics.database_errors.inc)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        if self._shared is not None:
-            # Nothing to recover into memory: pending work is claimed from the database, and the
-            # attempts of a replica that died are adopted by its agents or by the singleton duty.
-            shared = self._shared
-            self._seq = SequenceAllocator(fetch_block=lambda size: shared.next_block("tasks", size))
-            self._reaper = asyncio.create_task(self._reap_forever())
-            return
-        self._seq = SequenceAllocator(await self._store.max_task_seq() + 1)
+        self._seq = await self._queue.start()
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    def recover(self, recovered: list[Task]) -> None:
+        """Hold the unfinished tasks read back from the store at start (one manager alone)."""
         now = self._clock.time()
-        recovered = await self._store.load_unfinished_tasks()
         for task in recovered:
             self._tasks[task.id] = task
             if task.state in ACTIVE_STATES and task.agent_id is not None:
@@ -117,9 +87,8 @@ class Dispatcher(SharedDispatch):
                 self._leases[task.id] = Lease(attempt, now + self._settings.lease_seconds, None)
             else:
                 task.state = TaskState.PENDING
-                self._enqueue_at(task, task.not_before)
+                self.queue_at(task, task.not_before)
         log.info("dispatcher recovered", tasks=len(recovered), in_flight=len(self._leases))
-        self._reaper = asyncio.create_task(self._reap_forever())
 
     async def stop(self) -> None:
         if self._reaper is not None:
@@ -171,12 +140,10 @@ class Dispatcher(SharedDispatch):
 
     def enqueue(self, tasks: Iterable[Task]) -> None:
         """Dispatch tasks that are already durable."""
-        if self._shared is not None:
-            # They wait in the database for whichever replica claims them first (us, if our agents
-            # have room: the pump below claims; the others heard of them through NOTIFY).
-            for pool in {task.pool_key for task in tasks}:
-                self.on_pending(pool)
-            return
+        self._queue.enqueue(tasks)
+
+    def queue_here(self, tasks: Iterable[Task]) -> None:
+        """Hold pending tasks in this process, for its agents."""
         for task in tasks:
             self._tasks[task.id] = task
             self._push(task)
@@ -185,10 +152,7 @@ class Dispatcher(SharedDispatch):
         requests = list(requests)
         await self._seq.reserve(len(requests))
         tasks = self.prepare(requests)
-        if self._shared is not None:
-            await self._shared.insert_tasks(tasks)
-        else:
-            await self._store.insert_tasks(tasks)
+        await self._queue.insert(tasks)
         self.enqueue(tasks)
         return tasks
 
@@ -219,21 +183,25 @@ class Dispatcher(SharedDispatch):
                     del self._waiters[task_id]
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> Task:
-        if self._shared is not None and task_id not in self._tasks:
-            return await self._cancel_elsewhere(task_id, reason)
+        if task_id not in self._tasks:
+            return await self._queue.cancel_unheld(task_id, reason)
+        return await self.cancel_here(task_id, reason)
+
+    async def cancel_here(self, task_id: str, reason: str) -> Task:
+        """Cancel a task as the one who acts on it (the store's copy when it is not held here)."""
         task = await self.get(task_id)
         if task.state.terminal:
             raise Conflict(f"task {task_id} is already {task.state.value}")
         task.cancel_requested = True
         # Delegated children die with their parent.
-        for child in await self._children(task_id):
+        for child in await self._queue.children(task_id):
             if not child.cancel_requested:
                 await self.cancel(child.id, f"parent {task_id} cancelled")
         lease = self._leases.get(task_id)
         if lease is None:
-            if self._shared is not None and task.state is TaskState.PENDING:
-                task.attempts -= 1  # claimed here but not handed out: the attempt the claim counted never ran
-            self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, reason, False))
+            if task.state is TaskState.PENDING:
+                self._queue.never_ran(task)
+            self.finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, reason, False))
             return task
         session = self.holder(task_id)
         if session is not None:
@@ -242,13 +210,9 @@ class Dispatcher(SharedDispatch):
         self.writes.task(task)
         return task
 
-    async def _children(self, task_id: str) -> list[Task]:
-        """Unfinished tasks delegated by `task_id` (from the database with several replicas:
-        they may be held anywhere)."""
-        if self._shared is None:
-            return [t for t in self._tasks.values() if t.parent_id == task_id and not t.state.terminal]
-        stored = await self._store.list_tasks(TaskFilter(parent_id=task_id), limit=10_000)
-        return [self._tasks.get(t.id, t) for t in stored if not t.state.terminal]
+    def held_children(self, task_id: str) -> list[Task]:
+        """Unfinished tasks delegated by `task_id` that are held here."""
+        return [t for t in self._tasks.values() if t.parent_id == task_id and not t.state.terminal]
 
     # -- agents ----------------------------------------------------------------
     # Every message about an attempt is matched to the session (one agent stream) holding its
@@ -295,16 +259,9 @@ class Dispatcher(SharedDispatch):
                     lease.expires = now + self._settings.lease_seconds
                     session.running.add(task_id)
                     session.credits -= 1
-            elif self._shared is not None and task_id not in self._tasks:
+            elif task_id not in self._tasks:
                 unknown.append((task_id, number))
-                session.credits -= 1
-        session.credits = max(0, session.credits)
-        if unknown:
-            # Attempts another replica handed out (the agent moved to us): take them over, if
-            # the database says they went to this agent id, of this pool.
-            for task_id, _ in unknown:
-                self._adopting.setdefault(task_id, [])
-            self._spawn(self._adopt(session, unknown))
+        session.credits = max(0, session.credits - self._queue.agent_joined(session, unknown))
         # Attempts we think this agent holds but it did not list: their results may still come
         # (an agent re-sends unsent results right after its hello), so give them a short grace
         # instead of the whole lease; then they fail as lost and are retried.
@@ -317,9 +274,7 @@ class Dispatcher(SharedDispatch):
         self._sessions[session.id] = session
         self._pool_sessions[session.pool_key].append(session)
         self._sessions_changed()
-        if self._shared is not None:
-            self._has_work.add(session.pool_key)  # work may have been waiting for an agent
-        self._request_pump(session.pool_key)
+        self.request_pump(session.pool_key)
 
     def _may_claim(self, session: AgentSession, task_id: str, lease: Lease, message: str) -> bool:
         """Whether a hello's session may take over the lease: the agent id it was handed to, of
@@ -372,14 +327,18 @@ class Dispatcher(SharedDispatch):
         self._pool_sessions[current.pool_key].remove(current)
         # Its leases stay: the agent may come back and claim them, or they expire.
         self._sessions_changed()
-        if self._shared is not None and not self._pool_sessions[current.pool_key]:
-            # Claimed work we can no longer hand out goes back for the other replicas.
-            heap = self._pending.pop(current.pool_key, [])
-            while heap:
-                task = self._pop_pending(heap)
-                if task is not None:
-                    task.attempts -= 1  # the attempt the claim counted never ran
-                    self._release(task)
+        if not self._pool_sessions[current.pool_key]:
+            self._queue.pool_left(current.pool_key)
+
+    def take_pending(self, pool: PoolKey) -> list[Task]:
+        """The pool's pending tasks, no longer waiting here."""
+        heap = self._pending.pop(pool, [])
+        taken = []
+        while heap:
+            task = self._pop_pending(heap)
+            if task is not None:
+                taken.append(task)
+        return taken
 
     def holder(self, task_id: str) -> AgentSession | None:
         """The connected agent session running the task's current attempt, if any."""
@@ -427,18 +386,18 @@ class Dispatcher(SharedDispatch):
             session.credits = max(0, session.slots - len(session.running))
             log.info("agent ready", agent=session.id, pool=pool, slots=session.slots)
         self._sessions_changed()
-        self._request_pump(session.pool_key)
+        self.request_pump(session.pool_key)
 
     def _give_credits(self, session: AgentSession, slots: int) -> None:
         room = max(0, session.slots - len(session.running))
         session.credits = min(room, session.credits + slots)
-        self._request_pump(session.pool_key)
+        self.request_pump(session.pool_key)
 
     def on_started(self, session: AgentSession, starts: list[tuple[str, int, float]]) -> None:
         now = self._clock.time()
         for task_id, number, at in starts:
-            if task_id in self._adopting:
-                self._adopting[task_id].append(functools.partial(self.on_started, session, [(task_id, number, at)]))
+            if self._queue.holds_results_of(task_id):
+                self._queue.hold_back(task_id, functools.partial(self.on_started, session, [(task_id, number, at)]))
                 continue
             lease = self._held(session, task_id, number, "started")
             if lease is None:
@@ -463,8 +422,8 @@ class Dispatcher(SharedDispatch):
     def on_result(
         self, session: AgentSession, task_id: str, number: int, output: object, error: TaskError | None
     ) -> None:
-        if task_id in self._adopting:
-            self._adopting[task_id].append(lambda: self.on_result(session, task_id, number, output, error))
+        if self._queue.holds_results_of(task_id):
+            self._queue.hold_back(task_id, lambda: self.on_result(session, task_id, number, output, error))
             return
         session.last_seen = self._clock.time()
         lease = self._held(session, task_id, number, "result")
@@ -480,16 +439,16 @@ class Dispatcher(SharedDispatch):
             lease.attempt.state = TaskState.SUCCEEDED
             lease.attempt.finished_at = self._clock.time()
             self.writes.attempt(lease.attempt)
-            self._finish(task, TaskState.SUCCEEDED, output=output)
+            self.finish(task, TaskState.SUCCEEDED, output=output)
         else:
             self._fail_attempt(task, lease, error)
 
     # -- internals -------------------------------------------------------------
     def _push(self, task: Task) -> None:
         heapq.heappush(self._pending[task.pool_key], (-task.priority, task.seq, task.id))
-        self._request_pump(task.pool_key)
+        self.request_pump(task.pool_key)
 
-    def _enqueue_at(self, task: Task, when: float) -> None:
+    def queue_at(self, task: Task, when: float) -> None:
         delay = when - self._clock.time()
         if delay <= 0:
             self._push(task)
@@ -501,7 +460,7 @@ class Dispatcher(SharedDispatch):
         if task.state is TaskState.PENDING and not task.cancel_requested:
             self._push(task)
 
-    def _request_pump(self, pool: PoolKey) -> None:
+    def request_pump(self, pool: PoolKey) -> None:
         self._dirty_pools.add(pool)
         if not self._pump_scheduled:
             self._pump_scheduled = True
@@ -534,11 +493,7 @@ class Dispatcher(SharedDispatch):
             break
         for agent_id, items in batches.items():
             self._send_when_durable(self._sessions[agent_id], items)
-        if self._shared is not None and pool in self._has_work and pool not in self._claiming:
-            free = sum(session.credits for session in ready)
-            if free > 0:
-                self._claiming.add(pool)
-                self._spawn(self._claim(pool, min(free, _CLAIM_LIMIT)))
+        self._queue.room_left(pool, ready)
 
     def _pop_pending(self, heap: list[tuple[int, int, str]]) -> Task | None:
         while heap:
@@ -550,8 +505,7 @@ class Dispatcher(SharedDispatch):
 
     def _assign(self, task: Task, session: AgentSession, now: float) -> AssignmentMessage:
         task.state = TaskState.ASSIGNED
-        if self._shared is None:
-            task.attempts += 1  # (a claim from the shared database has counted it already)
+        self._queue.assigning(task)
         task.agent_id = session.id
         task.started_at = now
         attempt = Attempt(task.id, task.attempts, session.id, now)
@@ -615,65 +569,73 @@ class Dispatcher(SharedDispatch):
         attempt.error = error
         self.writes.attempt(attempt)
         if task.cancel_requested:
-            self._finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
+            self.finish(task, TaskState.CANCELLED, error=TaskError(ErrorType.CANCELLED, "cancelled", False))
             return
         decision = decide(self._policy(task), error, task.attempts, task.max_retries)
         outcome = "retrying" if decision.retry else decision.final_state.value
         _log_failed_attempt(task, attempt, error, outcome, decision.delay if decision.retry else None)
         if not decision.retry:
-            self._finish(task, decision.final_state, error=error)
+            self.finish(task, decision.final_state, error=error)
             return
         task.state = TaskState.PENDING
         task.error = error
         task.agent_id = None
         task.not_before = now + decision.delay
-        if self._shared is not None:
-            # Back to the database: any replica with room runs the retry once its backoff is over.
-            self._release(task)
-            pool = task.pool_key
-            timer = self._clock.call_later(decision.delay, self.on_pending, pool)
-            self._timers.add(timer)
-            return
-        self.writes.task(task)
-        self._enqueue_at(task, task.not_before)
+        self._queue.retry_later(task, decision.delay)
 
     def _policy(self, task: Task) -> RetryPolicy:
         if task.retry is None:
             return self._retry_policies.get(task.pool_key, RetryPolicy())
         return task.retry
 
-    def _finish(self, task: Task, state: TaskState, *, output: object = None, error: TaskError | None = None) -> None:
+    def finish(self, task: Task, state: TaskState, *, output: object = None, error: TaskError | None = None) -> None:
+        """End the task; listeners and waiters hear of it once this is written (`_after_write`)."""
         task.state = state
         task.output = output
         task.error = error
         task.finished_at = self._clock.time()
         self._leases.pop(task.id, None)
         self.writes.task(task, finished=True)
-        if self._shared is None:
-            # Listeners (workflow engine, delegation) may act now: whatever they write is queued
-            # behind this task's own write on the same store, so it can never land before it.
-            # (With several replicas they wait until the write is accepted: see _after_write.)
-            for listener in self._listeners:
-                listener(task)
-        pool = f"{task.namespace}/{task.pool}"
-        self._metrics.tasks.labels(pool=pool, state=state.value).inc()
-        self._metrics.task_duration.labels(pool=pool).observe(task.finished_at - task.created_at)
+        self.count_finished(task)
+        self._metrics.task_duration.labels(pool=f"{task.namespace}/{task.pool}").observe(
+            task.finished_at - task.created_at
+        )
+
+    def count_finished(self, task: Task) -> None:
+        self._metrics.tasks.labels(pool=f"{task.namespace}/{task.pool}", state=task.state.value).inc()
 
     def _after_write(self, finished: list[Task], refused: set[str]) -> None:
-        for task_id in refused:
-            self._lose(task_id)
+        # Listeners act on a finished task only now that it is durable (with several replicas,
+        # accepted as ours), so nothing they read or write because of it can come before it.
+        self._queue.written(finished, refused)
         for task in finished:
             if self._tasks.get(task.id) is task and task.state.terminal:
                 del self._tasks[task.id]
-            if self._shared is not None:
-                self._finished_here[task.id] = None
-                if len(self._finished_here) > _RECENT:
-                    self._finished_here.popitem(last=False)
-                for listener in self._listeners:
-                    listener(task)
-            for future in self._waiters.pop(task.id, []):
-                if not future.done():
-                    future.set_result(task)
+            self.announce(task)
+
+    def announce(self, task: Task) -> None:
+        """Tell the listeners and waiters of a finished task (written, here or elsewhere)."""
+        for listener in self._listeners:
+            listener(task)
+        self.wake(task)
+
+    def wake(self, task: Task) -> None:
+        for future in self._waiters.pop(task.id, []):
+            if not future.done():
+                future.set_result(task)
+
+    def waits_for(self, task_id: str) -> bool:
+        """Whether anyone here waits for the task to finish."""
+        return task_id in self._waiters or any(interest(task_id) for interest in self._interests)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def keep_timer(self, timer: asyncio.TimerHandle) -> None:
+        """A timer cancelled when the dispatcher stops."""
+        self._timers.add(timer)
 
     async def _reap_forever(self) -> None:
         while True:
@@ -717,7 +679,7 @@ class Dispatcher(SharedDispatch):
     def _sessions_changed(self) -> None:
         """An agent connected, left or began draining: the gauge and the agent directory follow."""
         self._update_agent_gauge()
-        self.on_sessions_changed()
+        self._queue.sessions_changed()
 
     def _update_agent_gauge(self) -> None:
         self._metrics.agents.clear()

@@ -16,7 +16,6 @@ from typing import Final
 import structlog
 
 from pweza.domain.tasks import Attempt, Task
-from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
 # Changes that finish nothing (a task assigned, started, handed back) wait this long for more:
@@ -28,21 +27,6 @@ COALESCE_SECONDS: Final = 0.02
 AfterWrite = Callable[[list[Task], set[str]], None]
 # Writes tasks and attempts; returns the ids of tasks it refused to write.
 Writer = Callable[[list[Task], list[Attempt]], Awaitable[set[str]]]
-
-
-def store_writer(store: Store) -> Writer:
-    """The single-process writer: every change is written."""
-
-    async def write(tasks: list[Task], attempts: list[Attempt]) -> set[str]:
-        pending = []
-        if tasks:
-            pending.append(store.update_tasks(tasks))
-        if attempts:
-            pending.append(store.save_attempts(attempts))
-        await asyncio.gather(*pending)
-        return set()
-
-    return write
 
 
 class WriteBehind:

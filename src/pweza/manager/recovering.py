@@ -8,24 +8,25 @@ from the store as soon as the store answers: the store's picture is the one that
 recovery redoes whatever the lost save was about (a finished task is found finished, a step
 whose tasks were never stored gets them now, with the same deterministic ids).
 
-`WorkflowEngine` inherits these methods; the attributes are the engine's own.
+The engine holds one `RunRecovery` (`engine.recovery`), which drives what it loads through the
+engine's own steps.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from pweza.domain.runs import Run, StepRun, StepState
-from pweza.domain.tasks import Task
+from pweza.domain.runs import Run, StepState
 from pweza.domain.workflows import Workflow
-from pweza.manager.expression_sandbox import ExpressionSandbox
+from pweza.manager.ownership import RunOwnership
 from pweza.manager.run_state import ActiveRun, Changes, Item
-from pweza.store.postgres import Coordination
 from pweza.store.protocol import Store
+
+if TYPE_CHECKING:
+    from pweza.manager.workflows import WorkflowEngine
 
 log = structlog.get_logger(__name__)
 _RELOAD_FIRST_DELAY = 0.5
@@ -33,42 +34,17 @@ _RELOAD_MAX_DELAY = 10.0
 
 
 class RunRecovery:
-    """Loading runs from the store and resuming them (the attributes are the engine's own)."""
+    """Loading runs from the store and resuming them, for the engine."""
 
-    _store: Store
-    _shared: Coordination | None
-    _replica: str
-    _active: dict[str, ActiveRun]
-    _owners: dict[str, tuple[str, str, int]]
-    _loads: asyncio.Lock
-    _reloading: set[str]
-    _expressions: ExpressionSandbox
-    _finish_step: Callable[..., None]  # the engine's (active, step, state, changes, *, output, reason)
-    # Set when a call that may have changed who drives a run failed with its outcome unknown;
-    # housekeeping then asks the database which runs are ours and loads the missing ones.
-    unsure: bool
-
-    # Defined by the engine.
-    def _spawn(self, coroutine: Any) -> None:
-        raise NotImplementedError
-
-    async def _advance(self, active: ActiveRun, changes: Changes) -> None:
-        raise NotImplementedError
-
-    def _arm_deadline(self, active: ActiveRun) -> None:
-        raise NotImplementedError
-
-    def _arm_approval_deadline(self, active: ActiveRun, step: StepRun) -> None:
-        raise NotImplementedError
-
-    async def _item_finished(self, owner: tuple[str, str, int], task: Task) -> None:
-        raise NotImplementedError
-
-    def _on_task_finished(self, task: Task) -> None:
-        raise NotImplementedError
-
-    def _forget(self, active: ActiveRun) -> None:
-        raise NotImplementedError
+    def __init__(self, engine: WorkflowEngine, store: Store, ownership: RunOwnership) -> None:
+        self._engine = engine
+        self._store = store
+        self._ownership = ownership
+        # The engine's own tables (the same objects): the runs it drives, and whose task is whose.
+        self._active = engine._active
+        self._owners = engine._owners
+        self._loads = asyncio.Lock()
+        self._reloading: set[str] = set()
 
     # -- entry points ----------------------------------------------------------
     async def adopt(self, run_ids: list[str]) -> None:
@@ -91,7 +67,7 @@ class RunRecovery:
         if watched:
             for task in await self._store.get_tasks(watched):
                 if task.state.terminal:
-                    self._on_task_finished(task)
+                    self._engine._on_task_finished(task)
 
     async def load(self, run_id: str) -> ActiveRun | None:
         """This replica's copy of a running run, loaded from the store and resumed if it is not in
@@ -104,31 +80,31 @@ class RunRecovery:
             run = await self._store.get_run(run_id)
             if run is None or run.state.terminal:
                 return None
-            if self._shared is not None and run.owner != self._replica:
+            if not self._ownership.drives(run):
                 return None
-            return await self._load_and_recover(run)
+            return await self.load_and_recover(run)
 
-    async def _load_and_recover(self, run: Run) -> ActiveRun:
+    async def load_and_recover(self, run: Run) -> ActiveRun:
         steps = {step.name: step for step in await self._store.get_steps(run.id)}
         spec = Workflow.model_validate({"metadata": {"name": run.workflow}, "spec": run.spec}).spec
         active = ActiveRun(run, spec, steps)
-        run.owner = self._replica or None
+        run.owner = self._ownership.owner
         self._active[run.id] = active
         async with active.lock:
             await self._recover(active)
         return active
 
     # -- a save with an unknown outcome -----------------------------------------
-    def _reload_later(self, active: ActiveRun) -> None:
+    def reload_later(self, active: ActiveRun) -> None:
         """The store failed in the middle of acting on this run: drop the copy (it may differ from
         the store now) and load the run again once the store answers."""
-        self.unsure = True
+        self._ownership.lost_track()
         run_id = active.run.id
         if self._active.get(run_id) is active:
-            self._forget(active)
+            self._engine._forget(active)
         if run_id not in self._reloading:
             self._reloading.add(run_id)
-            self._spawn(self._reload(run_id))
+            self._engine._spawn(self._reload(run_id))
 
     async def _reload(self, run_id: str) -> None:
         delay = _RELOAD_FIRST_DELAY
@@ -149,16 +125,16 @@ class RunRecovery:
     async def _recover(self, active: ActiveRun) -> None:
         changes = Changes(active)
         changes.recovering = True
-        self._arm_deadline(active)
+        self._engine._arm_deadline(active)
         for spec in active.spec.steps:
             step = active.steps[spec.name]
             if step.state is StepState.WAITING_APPROVAL:
-                self._arm_approval_deadline(active, step)
+                self._engine._arm_approval_deadline(active, step)
             if step.state is not StepState.RUNNING:
                 continue
             values: list[Any] = [None]
             if spec.foreach is not None:
-                values = list(await self._expressions.evaluate(spec.foreach, active.variables()))
+                values = list(await self._engine._expressions.evaluate(spec.foreach, active.variables()))
             items = [Item(index, value) for index, value in enumerate(values)]
             active.items[spec.name] = items
             ids = [active.task_id(spec.name, item.index) for item in items]
@@ -177,9 +153,9 @@ class RunRecovery:
             running = sum(1 for item in items if item.task_id is not None)
             changes.submit.extend((spec.name, item) for item in unsubmitted[: max(0, cap - running)])
             if not items:
-                self._finish_step(active, step, StepState.SUCCEEDED, changes, output=[])
+                self._engine._finish_step(active, step, StepState.SUCCEEDED, changes, output=[])
             for task_id, task in known.items():
                 if task.state.terminal:
-                    self._spawn(self._item_finished(self._owners[task_id], task))
+                    self._engine._spawn(self._engine._item_finished(self._owners[task_id], task))
         changes.run("RunResumed")
-        await self._advance(active, changes)
+        await self._engine._advance(active, changes)

@@ -20,14 +20,14 @@ from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.config import Settings
 from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
-from pweza.manager.housekeeping import Housekeeping, replica_name
+from pweza.manager.housekeeping import Housekeeping
 from pweza.manager.intake import resolve_task
 from pweza.manager.metrics import Metrics
 from pweza.manager.queries import Queries
 from pweza.manager.registry import PoolPolicy, Registry
+from pweza.manager.replicas import replicas_for
 from pweza.manager.sessions import AgentEvents, TaskRequest
 from pweza.manager.workflows import WorkflowEngine
-from pweza.store.postgres import Coordination, PostgresStore
 from pweza.store.protocol import Store
 
 
@@ -40,23 +40,22 @@ class Manager:
         self.metrics = metrics or Metrics()
         self.registry = Registry(store)
         self.tokens = TokenService(store)
-        # On PostgreSQL any number of replicas may share the database: coordinate through it.
-        coordination = Coordination(store) if isinstance(store, PostgresStore) else None
-        self.coordination = coordination
-        self.replica = replica_name(settings) if coordination is not None else ""
-        self.dispatcher = Dispatcher(store, settings, self.metrics, coordination, self.replica, clock)
+        # One manager alone, or one of several replicas sharing the database: the store says which.
+        self.replicas = replicas_for(store, settings)
+        self.replica = self.replicas.name
+        self.dispatcher = Dispatcher(store, settings, self.metrics, self.replicas, clock)
         self.workflows = WorkflowEngine(
             store,
             self.dispatcher,
             self.registry,
             self.metrics,
-            coordination,
+            self.replicas.run_ownership(),
             payload_limit=settings.max_payload_bytes,
             clock=clock,
         )
         self.delegations = Delegations(store, self.dispatcher, self.registry, payload_limit=settings.max_payload_bytes)
         self.housekeeping = Housekeeping(
-            store, settings, self.metrics, self.dispatcher, self.workflows, coordination, clock
+            store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )
         self.queries = Queries(store, self.dispatcher, self.workflows, self.registry, self.tokens, self.housekeeping)
         self.started_at = time.time()
@@ -108,25 +107,18 @@ class Manager:
     async def list_agents(self, pool: str | None = None) -> list[dict[str, Any]]:
         """Every connected agent: this replica's as they are now, the other replicas' as those
         last published them (within a heartbeat); each says which replica it is connected to."""
-        here = self.replica or None
-        agents = [session.describe() | {"replica": here} for session in self.dispatcher.sessions()]
-        if self.coordination is not None:
-            elsewhere = await self.coordination.agents()
-            agents += [described | {"replica": replica} for replica, described in elsewhere if replica != self.replica]
+        agents = [session.describe() | {"replica": self.replica} for session in self.dispatcher.sessions()]
+        agents += [described | {"replica": replica} for replica, described in await self.replicas.agents_elsewhere()]
         return sorted((a for a in agents if pool is None or a["pool"] == pool), key=lambda a: str(a["id"]))
 
     async def drain_agent(self, agent_id: str, grace_seconds: float) -> tuple[dict[str, Any], bool]:
         """Drain an agent wherever it is connected; the agent, and whether the drain was only
         forwarded to the replica it is connected to (it happens there within moments)."""
         try:
-            return self.dispatcher.drain(agent_id, grace_seconds).describe() | {"replica": self.replica or None}, False
+            return self.dispatcher.drain(agent_id, grace_seconds).describe() | {"replica": self.replica}, False
         except NotFound:
-            if self.coordination is None:
-                raise
-        found = await self.coordination.request_drain(agent_id, grace_seconds)
-        if found is None:
-            raise NotFound(f"agent {agent_id} is not connected to any replica")
-        replica, described = found
+            pass  # connected elsewhere, if anywhere
+        replica, described = await self.replicas.drain_elsewhere(agent_id, grace_seconds)
         return described | {"state": "draining", "replica": replica}, True
 
     async def create_token(

@@ -6,11 +6,11 @@ ids, so a manager killed at any instant resumes each run from the store without
 losing a step or running one twice (except an attempt that was in flight, which the
 dispatcher re-runs as a new, visible attempt).
 
-With several replicas on one PostgreSQL database, each running run is driven by one replica
-(`runs.owner`): the one that started it, one that received a command for it, or one that
-adopted it after its replica died. Every save happens under a lock on the run's row and only
-while this replica still owns it, so a step is advanced once even when task results and timers
-reach different replicas; a replica whose save is refused drops its copy of the run.
+Which runs this process drives, and how a save is applied, is the run ownership's business
+(`pweza.manager.ownership`): every running run for one manager alone; with several replicas on
+one PostgreSQL database, those this replica owns (`runs.owner`): the one that started it, one
+that received a command for it, or one that adopted it after its replica died. Loading a run
+back and resuming it is `pweza.manager.recovering`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from pweza.manager.dispatching import Dispatcher
 from pweza.manager.expression_sandbox import ExpressionSandbox
 from pweza.manager.intake import resolve_task
 from pweza.manager.metrics import Metrics
+from pweza.manager.ownership import RunOwnership, RunWrite
 from pweza.manager.recovering import RunRecovery
 from pweza.manager.registry import Registry
 from pweza.manager.run_state import ActiveRun, Changes, Item
 from pweza.manager.sequences import SequenceAllocator
 from pweza.manager.sessions import TaskRequest
-from pweza.store.postgres import Coordination
 from pweza.store.protocol import Store
 
 log = structlog.get_logger(__name__)
@@ -54,14 +54,14 @@ _TASK_TO_STEP = {
 }
 
 
-class WorkflowEngine(RunRecovery):
+class WorkflowEngine:
     def __init__(
         self,
         store: Store,
         dispatcher: Dispatcher,
         registry: Registry,
         metrics: Metrics,
-        coordination: Coordination | None = None,
+        ownership: RunOwnership,
         *,
         payload_limit: int,
         clock: Clock = SYSTEM_CLOCK,
@@ -69,8 +69,7 @@ class WorkflowEngine(RunRecovery):
         self._store = store
         self._clock = clock
         self._payload_limit = payload_limit
-        self._shared = coordination
-        self._replica = dispatcher.replica
+        self._ownership = ownership
         self._dispatcher = dispatcher
         self._registry = registry
         self._metrics = metrics
@@ -82,22 +81,12 @@ class WorkflowEngine(RunRecovery):
         self._notify: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
         self._background: set[asyncio.Task[None]] = set()
         self._seq = SequenceAllocator()
-        self._loads = asyncio.Lock()
-        self._reloading: set[str] = set()
-        self.unsure = False
+        self.recovery = RunRecovery(self, store, ownership)
         dispatcher.add_listener(self._on_task_finished, interest=self._owners.__contains__)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        if self._shared is not None:
-            # Runs are adopted from the database by the singleton duty, not all loaded here.
-            shared = self._shared
-            self._seq = SequenceAllocator(fetch_block=lambda size: shared.next_block("runs", size))
-            return
-        self._seq = SequenceAllocator(await self._store.max_run_seq() + 1)
-        for run in await self._store.load_active_runs():
-            await self._load_and_recover(run)
-        log.info("workflow engine recovered", runs=len(self._active))
+        self._seq = await self._ownership.start(self.recovery.load_and_recover)
 
     async def stop(self) -> None:
         for active in self._active.values():
@@ -157,7 +146,7 @@ class WorkflowEngine(RunRecovery):
             spec=stored.body["spec"],
             inputs=resolved,
             created_at=now,
-            owner=self._replica or None,
+            owner=self._ownership.owner,
         )
         if workflow.spec.timeout:
             run.deadline = now + parse_duration(workflow.spec.timeout)
@@ -180,7 +169,7 @@ class WorkflowEngine(RunRecovery):
         return active.run
 
     async def retry(self, run_id: str, step_name: str | None = None) -> Run:
-        if self._shared is not None and run_id not in self._active:
+        if run_id not in self._active:
             with contextlib.suppress(Conflict):
                 await self._require_active(run_id)  # running on another replica: drive it here
         if run_id in self._active:
@@ -196,7 +185,7 @@ class WorkflowEngine(RunRecovery):
             steps = {step.name: step for step in await self._store.get_steps(run_id)}
             spec = Workflow.model_validate({"metadata": {"name": run.workflow}, "spec": run.spec}).spec
             active = ActiveRun(run, spec, steps)
-            run.owner = self._replica or None
+            run.owner = self._ownership.owner
         async with active.lock:
             targets = scheduling.retried(active.steps, step_name, run_id)
             changes = Changes(active)
@@ -237,15 +226,9 @@ class WorkflowEngine(RunRecovery):
 
     async def _require_active(self, run_id: str) -> ActiveRun:
         active = self._active.get(run_id)
-        if active is None and self._shared is not None:
-            # Driven by another replica (or by nobody): this one takes it over to act on the command.
-            try:
-                taken = await self._shared.take_run(run_id, self._replica)
-            except Exception:
-                self.unsure = True  # it may be ours now without our knowing: housekeeping checks
-                raise
-            if taken:
-                active = await self.load(run_id)
+        if active is None and await self._ownership.take(run_id):
+            # Driven by another replica (or by nobody): this one took it over to act on the command.
+            active = await self.recovery.load(run_id)
         if active is None:
             # Not driven here: either no such run (404) or one that has ended (409, its state says why).
             run = await self._store.get_run(run_id)
@@ -268,7 +251,7 @@ class WorkflowEngine(RunRecovery):
         try:
             await self._advance_and_save(active, changes)
         except Exception:
-            self._reload_later(active)
+            self.recovery.reload_later(active)
             raise
 
     async def _advance_and_save(self, active: ActiveRun, changes: Changes) -> None:
@@ -434,7 +417,7 @@ class WorkflowEngine(RunRecovery):
         try:
             await self._save(changes)
         except Exception:
-            self._reload_later(active)  # the run may still be running in the store
+            self.recovery.reload_later(active)  # the run may still be running in the store
             raise
 
     async def _cancel_task(self, task_id: str, reason: str) -> None:
@@ -449,9 +432,7 @@ class WorkflowEngine(RunRecovery):
             return True
         run = active.run if changes.run_changed or changes.events else None
         steps = list(changes.steps.values())
-        if self._shared is None:
-            await self._store.save_run(run, steps, changes.events, new_tasks or ())
-        elif not await self._shared.save_run(self._replica, active.run.id, run, steps, changes.events, new_tasks or ()):
+        if not await self._ownership.save(RunWrite(active.run.id, run, steps, changes.events, new_tasks or ())):
             log.info("run is driven by another replica now; dropping this copy", run=active.run.id)
             self._forget(active)
             return False

@@ -9,11 +9,14 @@ keyset-paginated: `after` is the last key of the previous page.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import Attempt, Task
+
+if TYPE_CHECKING:
+    from pweza.store.postgres.replicas import ReplicaDatabase
 
 
 class Store(Protocol):
@@ -24,6 +27,10 @@ class Store(Protocol):
 
     async def check_ready(self) -> bool:
         """True when the database answers and the schema is at the newest migration."""
+
+    def replica_database(self) -> ReplicaDatabase | None:
+        """What manager replicas sharing this database coordinate through; None when the
+        database serves one manager only (the embedded file)."""
 
     # Objects (templates, pools, workflows), keyed by kind/namespace/name.
     async def put_object(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> StoredObject:

@@ -116,7 +116,7 @@ def _list_objects(*, in_namespace: bool, after: bool) -> Select[Any]:
 # -- tasks and attempts ----------------------------------------------------------
 INSERT_TASK: Final = tasks.insert()
 # What an update of a task writes; the rest is fixed when it is submitted (the owner is
-# written only by the replicas' coordination).
+# written only by `ReplicaDatabase`, when replicas share the database).
 TASK_MUTABLE: Final = (
     "state",
     "priority",

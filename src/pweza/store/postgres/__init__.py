@@ -1,15 +1,15 @@
 """The PostgreSQL backend, and what several manager replicas on one database need from it.
 
 - `store`: the `Store` on SQLAlchemy Core and asyncpg; `writer`: its group-commit writer.
-- `coordination`: ownership, claims, leases and sequence blocks shared by the replicas.
+- `replicas`: `ReplicaDatabase`, the ownership, claims, leases and sequence blocks the replicas share.
 - `channels` and `listener`: the NOTIFY channels they tell each other on, and receiving them.
 """
 
 from __future__ import annotations
 
 from pweza.store.postgres.channels import CANCEL_CHANNEL, DONE_CHANNEL, DRAIN_CHANNEL, PENDING_CHANNEL
-from pweza.store.postgres.coordination import Coordination
 from pweza.store.postgres.listener import Listener
+from pweza.store.postgres.replicas import ReplicaDatabase
 from pweza.store.postgres.store import PostgresStore
 from pweza.store.postgres.urls import POOL_DEFAULTS
 
@@ -19,7 +19,7 @@ __all__ = [
     "DRAIN_CHANNEL",
     "PENDING_CHANNEL",
     "POOL_DEFAULTS",
-    "Coordination",
     "Listener",
     "PostgresStore",
+    "ReplicaDatabase",
 ]

@@ -18,7 +18,7 @@ log = structlog.get_logger(__name__)
 
 
 class Listener:
-    """A dedicated connection LISTENing on the coordination channels, reconnected when lost.
+    """A dedicated connection LISTENing on the replicas' channels, reconnected when lost.
 
     Notifications sent while it was away are gone; `on_connect` runs after every (re)connect
     so the caller can catch up from the tables.

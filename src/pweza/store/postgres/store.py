@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from sqlalchemy import Connection, Executable, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -23,6 +23,9 @@ from pweza.domain.tasks import Attempt, Task
 from pweza.store import codec, migrating, queries
 from pweza.store.postgres.urls import driver_url
 from pweza.store.postgres.writer import Writer, as_unavailable
+
+if TYPE_CHECKING:
+    from pweza.store.postgres.replicas import ReplicaDatabase
 
 T = TypeVar("T")
 Row = Mapping[str, Any]
@@ -51,6 +54,12 @@ class PostgresStore:
         self._reader: AsyncEngine | None = None
         self._writer: Writer | None = None
         self._stray: set[asyncio.Future[bool]] = set()
+
+    def replica_database(self) -> ReplicaDatabase:
+        """Any number of manager replicas may share this database: they coordinate through it."""
+        from pweza.store.postgres.replicas import ReplicaDatabase  # it is built on this module
+
+        return ReplicaDatabase(self)
 
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:

@@ -33,6 +33,10 @@ class SqliteStore:
         self.path = Path(path)
         self._writer = Writer(self.path)
 
+    def replica_database(self) -> None:
+        """None: the file serves one manager (SQLite cannot be shared by replicas)."""
+        return None
+
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ _FINISHED: Final = tuple(state.value for state in TERMINAL_STATES)
 _DB_NOW: Final = literal_column("extract(epoch from clock_timestamp())", Float)
 _REPLICA_PREFIX: Final = "replica/"
 
-# The store's columns of a task update, plus the owner (which only coordination writes).
+# The store's columns of a task update, plus the owner (which only the replicas' own writes set).
 _OWNED_COLUMNS: Final = (*queries.TASK_MUTABLE, "owner")
 _UPDATE_OWNED: Final = (
     update(tasks)
@@ -60,8 +60,8 @@ _UPDATE_OWNED: Final = (
 )
 
 
-class Coordination:
-    """Replica coordination on a `PostgresStore`'s connections and group-commit writer."""
+class ReplicaDatabase:
+    """What the replicas do on their shared database, on a `PostgresStore`'s connections and writer."""
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store

@@ -1,7 +1,7 @@
-"""What manager replicas sharing one PostgreSQL database rely on from `Coordination`.
+"""What manager replicas sharing one PostgreSQL database rely on from `ReplicaDatabase`.
 
-PostgreSQL only (SQLite has no coordination): every test gets a fresh database on the
-session's throwaway server, and two `Coordination`s over two `PostgresStore`s on it, so the
+PostgreSQL only (SQLite serves one manager): every test gets a fresh database on the
+session's throwaway server, and two `ReplicaDatabase`s over two `PostgresStore`s on it, so the
 two "replicas" commit in separate transactions as real ones do.
 """
 
@@ -23,26 +23,26 @@ from pweza.store.postgres import (
     DONE_CHANNEL,
     DRAIN_CHANNEL,
     PENDING_CHANNEL,
-    Coordination,
     PostgresStore,
+    ReplicaDatabase,
 )
 from pweza.testing import eventually_async
 
 _WAIT = 5.0  # the bound on every wait for something another connection does
 _CANCELLED = TaskError(ErrorType.CANCELLED, "cancelled by a test", retryable=False)
 
-Replicas = tuple[Coordination, Coordination]
+Replicas = tuple[ReplicaDatabase, ReplicaDatabase]
 
 
 @pytest.fixture
 async def replicas(postgres_database: str) -> AsyncIterator[Replicas]:
     async with contextlib.AsyncExitStack() as stack:
-        pair: list[Coordination] = []
+        pair: list[ReplicaDatabase] = []
         for _ in range(2):
             store = PostgresStore(postgres_database, pool_size=4, max_overflow=2)
             await store.open()
             stack.push_async_callback(store.close)
-            pair.append(Coordination(store))
+            pair.append(ReplicaDatabase(store))
         yield pair[0], pair[1]
 
 
@@ -87,8 +87,8 @@ def make_run(number: int, *, owner: str | None, state: RunState = RunState.RUNNI
     )
 
 
-async def stored(coordination: Coordination, task_id: str) -> Task:
-    task = await coordination.store.get_task(task_id)
+async def stored(database: ReplicaDatabase, task_id: str) -> Task:
+    task = await database.store.get_task(task_id)
     assert task is not None
     return task
 
@@ -123,9 +123,9 @@ class Inbox:
 
 
 @contextlib.asynccontextmanager
-async def listening(coordination: Coordination) -> AsyncIterator[Inbox]:
+async def listening(database: ReplicaDatabase) -> AsyncIterator[Inbox]:
     inbox = Inbox()
-    listener = coordination.listener(inbox.on_message, inbox.on_connect)
+    listener = database.listener(inbox.on_message, inbox.on_connect)
     listener.start()
     try:
         await inbox.wait_until(lambda: inbox.connects > 0)
@@ -399,7 +399,7 @@ async def test_sequence_blocks_never_overlap_and_start_above_existing_numbers(re
     await a.store.insert_tasks([make_task(n) for n in (3, 500, 41)])
     async with asyncio.timeout(30):
         starts = await asyncio.gather(
-            *(coordination.next_block("tasks", 100) for _ in range(10) for coordination in (a, b))
+            *(database.next_block("tasks", 100) for _ in range(10) for database in (a, b))
         )
     blocks = sorted((range(start, start + 100) for start in starts), key=lambda block: block.start)
     assert blocks[0].start == 501

@@ -302,3 +302,32 @@ async def test_a_delegated_input_over_the_limit_as_stored_is_refused_though_its_
         )
         children = await api.get("/api/v1/tasks", params={"parent": item.task_id})
         assert children.json()["items"] == []
+
+
+async def test_children_of_deep_delegation_with_long_keys_keep_ids_the_store_can_hold(
+    faults_platform: Platform, api: httpx.AsyncClient
+) -> None:
+    """A child's id is its parent's plus the key: three levels of 64-character keys would make
+    one of 200 characters, too long for the tasks' id column (PostgreSQL refuses the insert).
+    Each child keeps an id within it, distinct from its siblings', and is found by it."""
+    key = "k" * 64
+    faults_platform.apply(template(concurrency=8), pool())  # a parent and two children per level
+    await submit(api, 1)
+    async with RawAgent(faults_platform.grpc_address, faults_platform.agent_token, "echo", slots=8) as agent:
+        await agent.connect()
+        held = await agent.assignments(1)
+        for level in range(3):
+            for request_id, sibling_key in ((f"r{level}a", key), (f"r{level}b", key[:-1] + "j")):
+                request = pb.DelegateRequest(
+                    request_id=request_id, parent_task_id=held[-1].task_id, parent_attempt=held[-1].attempt,
+                    pool="echo", input_json=b'{"level": %d}' % level, key=sibling_key,
+                )  # fmt: skip
+                await agent.send(pb.AgentMessage(delegate=request))
+            first, second = await agent.assignments(2)
+            assert first.task_id != second.task_id
+            assert all(len(child.task_id) <= 128 for child in (first, second)), (first.task_id, second.task_id)
+            for child in (first, second):
+                shown = await api.get(f"/api/v1/tasks/{child.task_id}")
+                assert shown.status_code == 200 and shown.json()["parentId"] == held[-1].task_id
+            await agent.result(second, b'"sibling done"', credit=1)
+            held.append(first)

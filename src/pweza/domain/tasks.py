@@ -8,6 +8,10 @@ from typing import Any
 
 from pweza.domain.manifests import RetryPolicy
 
+# The longest task id the store keeps (its id columns are this wide). Ids the manager makes
+# itself (a delegated child's is its parent's plus the key) stay within it.
+MAX_TASK_ID_CHARS = 128
+
 
 class TaskState(enum.StrEnum):
     PENDING = "pending"

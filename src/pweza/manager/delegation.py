@@ -17,7 +17,7 @@ import structlog
 
 from pweza.domain.errors import InvalidInput, NotFound, PayloadTooLarge
 from pweza.domain.records import TaskFilter
-from pweza.domain.tasks import ErrorType, Task, TaskError, TaskState
+from pweza.domain.tasks import MAX_TASK_ID_CHARS, ErrorType, Task, TaskError, TaskState
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.intake import resolve_task
 from pweza.manager.registry import Registry
@@ -67,7 +67,7 @@ class Delegations:
         labels = {k: v for k, v in parent.labels.items() if k in ("run", "step")}
         labels.update({KEY_LABEL: key, "depth": str(depth)})
         suffix = "" if not same_key else f"~{uuid.uuid4().hex[:6]}"
-        child_id = f"{parent_id}:{_id_part(key)}{suffix}"
+        child_id = _child_id(parent_id, key, suffix)
         asked = TaskRequest(parent.namespace, pool, payload, labels=labels, parent_id=parent_id, id=child_id)
         try:
             child = await resolve_task(
@@ -94,6 +94,17 @@ class Delegations:
         for session in self._dispatcher.sessions():
             if session.id == agent_id:
                 session.link.send_delegate_result(request_id, result)
+
+
+def _child_id(parent_id: str, key: str, suffix: str) -> str:
+    """The parent's id and the key: readable, and within the store's id columns however deep."""
+    wanted = f"{parent_id}:{_id_part(key)}{suffix}"
+    if len(wanted) <= MAX_TASK_ID_CHARS:
+        return wanted
+    # Deep delegation with long keys: the start of it kept for people, a digest of all of it
+    # for uniqueness (children are found again by parent and key label, never by id).
+    digest = hashlib.sha256(wanted.encode()).hexdigest()[:32]
+    return f"{wanted[: MAX_TASK_ID_CHARS - len(digest) - 1]}~{digest}"
 
 
 def _id_part(key: str) -> str:

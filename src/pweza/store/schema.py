@@ -16,6 +16,8 @@ from sqlalchemy import (
     Text,
 )
 
+from pweza.domain.tasks import MAX_TASK_ID_CHARS
+
 metadata = MetaData()
 
 objects = Table(
@@ -34,7 +36,7 @@ objects = Table(
 tasks = Table(
     "tasks",
     metadata,
-    Column("id", String(128), primary_key=True),
+    Column("id", String(MAX_TASK_ID_CHARS), primary_key=True),
     Column("seq", Integer, nullable=False),
     Column("namespace", String(63), nullable=False),
     Column("pool", String(63), nullable=False),
@@ -51,7 +53,7 @@ tasks = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("agent_id", String(64)),
-    Column("parent_id", String(128)),
+    Column("parent_id", String(MAX_TASK_ID_CHARS)),
     Column("labels", Text, nullable=False),
     Column("cancel_requested", Boolean, nullable=False),
     Column("owner", String(64)),
@@ -70,7 +72,7 @@ Index("ix_tasks_claim", tasks.c.namespace, tasks.c.pool, tasks.c.state, tasks.c.
 attempts = Table(
     "attempts",
     metadata,
-    Column("task_id", String(128), nullable=False),
+    Column("task_id", String(MAX_TASK_ID_CHARS), nullable=False),
     Column("number", Integer, nullable=False),
     Column("agent_id", String(64), nullable=False),
     Column("state", String(16), nullable=False),

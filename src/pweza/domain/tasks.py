@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pweza.domain.manifests import RetryPolicy
+if TYPE_CHECKING:
+    # Only named in an annotation: the agent imports this module, and must not load pydantic
+    # (pweza.domain.manifests) for it (tests/integration/test_handler_code.py).
+    from pweza.domain.manifests import RetryPolicy
 
 # The longest task id the store keeps (its id columns are this wide). Ids the manager makes
 # itself (a delegated child's is its parent's plus the key) stay within it.

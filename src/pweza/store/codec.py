@@ -22,6 +22,7 @@ import orjson
 from pydantic import BaseModel
 from sqlalchemy import Table
 
+from pweza.domain.manifests import RetryPolicy
 from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepApproval, StepError, StepRun
 from pweza.domain.tasks import Attempt, Task, TaskError
@@ -107,7 +108,8 @@ class RowCodec(Generic[R]):
             raise TypeError(f"{record.__name__} and table {table.name} differ: {sorted(set(names) ^ set(columns))}")
         if not all(name.isidentifier() for name in names):
             raise TypeError(f"{record.__name__}: field names must be identifiers")
-        hints = typing.get_type_hints(record)
+        # domain.tasks imports RetryPolicy only for type checking (see there), so it is named here.
+        hints = typing.get_type_hints(record, localns={"RetryPolicy": RetryPolicy})
         generated = table.autoincrement_column
         # Written columns: all but a key the database generates (audit and event ids).
         self.written = tuple(name for name in names if generated is None or name != generated.name)

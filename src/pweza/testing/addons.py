@@ -181,12 +181,33 @@ def aggregator_apiserver_flags(pki_dir: pathlib.Path, *, endpoint_routing: bool 
 
 _COUNTERS: Final = re.compile(r"\[\d+:\d+\]")
 
+_UNTOUCHED_CHAIN: Final = re.compile(r":(INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ACCEPT")
+
 
 def iptables_snapshot(iptables_save: str = "iptables-save") -> str:
     """``iptables-save`` without counters and comment lines: equal text means equal rules."""
     result = subprocess.run([iptables_save], capture_output=True, text=True, timeout=30, check=True)
     lines = (_COUNTERS.sub("", line).rstrip() for line in result.stdout.splitlines())
-    return "\n".join(line for line in lines if line and not line.startswith("#"))
+    return "\n".join(_without_untouched_tables([line for line in lines if line and not line.startswith("#")]))
+
+
+def _without_untouched_tables(lines: list[str]) -> list[str]:
+    """Drop tables holding only their built-in chains, empty and accepting: that is what a table
+    no one had used shows once anything has looked at it (a fresh host prints no table at all)."""
+    kept: list[str] = []
+    table: list[str] = []
+    for line in lines:
+        if line.startswith("*"):
+            table = [line]
+        elif table and line == "COMMIT":
+            if not all(_UNTOUCHED_CHAIN.fullmatch(inner) for inner in table[1:]):
+                kept += [*table, line]
+            table = []
+        elif table:
+            table.append(line)
+        else:
+            kept.append(line)
+    return kept
 
 
 def ipset_names() -> list[str]:

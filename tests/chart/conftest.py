@@ -6,12 +6,12 @@ the tests that need them skip, naming the build command, and in CI (env CI set) 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, k8s_bin_dir
+from pweza.testing.waiting import eventually as testing_eventually
 from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,12 +186,5 @@ def checks_by_name(report: list[dict[str, str]]) -> dict[str, dict[str, str]]:
     return {check["check"]: check for check in report}
 
 
-def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+# The waits here ask kubectl or the API: more slowly than the harness's default.
+eventually = functools.partial(testing_eventually, interval=0.25)

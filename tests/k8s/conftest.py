@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, k8s_bin_dir
 from pweza.testing.platform import free_port
+from pweza.testing.waiting import eventually as testing_eventually
 from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,15 +88,8 @@ def get_json(cp: ControlPlane, *args: str) -> Any:
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
-def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+# The waits here ask kubectl or the API: more slowly than the harness's default.
+eventually = functools.partial(testing_eventually, interval=0.25)
 
 
 def apply_yaml(cp: ControlPlane, namespace: str, text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,7 @@ import base64
 import functools
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pytest
 
 from pweza.testing.images import CORE_IMAGE
 from pweza.testing.node import STORAGE_CLASS, NodeCluster, node_unavailable
+from pweza.testing.waiting import eventually as testing_eventually
 from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,15 +74,8 @@ def restricted_pod(
     }
 
 
-def eventually(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+# The waits here ask kubectl or the API: more slowly than the harness's default.
+eventually = functools.partial(testing_eventually, interval=0.5)
 
 
 @dataclass

@@ -12,7 +12,7 @@ T = TypeVar("T")
 
 
 def eventually(
-    check: Callable[[], T], *, timeout: float = 10.0, what: str = "the condition", interval: float = 0.05
+    check: Callable[[], T], timeout: float = 10.0, what: str = "the condition", *, interval: float = 0.05
 ) -> T:
     """Call `check` until it gives something true, and return that; AssertionError after
     `timeout` seconds, naming `what` and the last value seen."""

@@ -65,6 +65,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
+
+
 def test_a_child_dies_when_the_process_that_started_it_is_killed() -> None:
     parent = subprocess.Popen(
         [
@@ -80,7 +88,8 @@ def test_a_child_dies_when_the_process_that_started_it_is_killed() -> None:
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
-        assert _alive(child)
+        # setpriv sets the death signal, then execs the command: once the command runs, it is set.
+        eventually(lambda: _command(child).startswith("sleep"), timeout=10, what="setpriv to exec the command")
         parent.kill()
         parent.wait(timeout=10)
         eventually(lambda: not _alive(child), timeout=10, what=f"the child {child} to die with its parent")

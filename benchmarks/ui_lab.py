@@ -42,7 +42,12 @@ def _template(name: str, handler: str, concurrency: int = 8) -> dict[str, Any]:
 
 
 def _pool(name: str, template: str) -> dict[str, Any]:
-    return {"apiVersion": "pweza.ai/v1", "kind": "AgentPool", "metadata": {"name": name}, "spec": {"templateRef": template}}
+    return {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "AgentPool",
+        "metadata": {"name": name},
+        "spec": {"templateRef": template},
+    }
 
 
 def _workflow(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +61,11 @@ def wide_dag(steps: int = WIDE_DAG_STEPS) -> dict[str, Any]:
     spec_steps: list[dict[str, Any]] = []
     for index in range(steps):
         layer, slot = divmod(index, width)
-        depends = [] if layer == 0 else sorted({f"s{(layer - 1) * width + slot}", f"s{(layer - 1) * width + (slot * 7 + 3) % width}"})
+        depends = (
+            []
+            if layer == 0
+            else sorted({f"s{(layer - 1) * width + slot}", f"s{(layer - 1) * width + (slot * 7 + 3) % width}"})
+        )
         spec_steps.append({"name": f"s{index}", "depends": depends, "agent": {"pool": "lab-echo"}, "input": index})
     return _workflow("wide-dag", {"steps": spec_steps})
 
@@ -76,7 +85,12 @@ def lab_documents(flag: Path) -> list[dict[str, Any]]:
             {
                 "steps": [
                     {"name": "prepare", "agent": {"pool": "lab-echo"}, "input": "ready"},
-                    {"name": "fix_me", "depends": ["prepare"], "agent": {"pool": "lab-fragile"}, "input": {"flag": str(flag)}},
+                    {
+                        "name": "fix_me",
+                        "depends": ["prepare"],
+                        "agent": {"pool": "lab-fragile"},
+                        "input": {"flag": str(flag)},
+                    },
                 ]
             },
         ),
@@ -85,7 +99,13 @@ def lab_documents(flag: Path) -> list[dict[str, Any]]:
             {
                 "inputs": {"items": {"type": "array", "default": list(range(FAN_OUT_ITEMS))}},
                 "steps": [
-                    {"name": "each", "agent": {"pool": "lab-echo"}, "foreach": "${{ inputs.items }}", "parallelism": 64, "input": "${{ item }}"},
+                    {
+                        "name": "each",
+                        "agent": {"pool": "lab-echo"},
+                        "foreach": "${{ inputs.items }}",
+                        "parallelism": 64,
+                        "input": "${{ item }}",
+                    },
                     {"name": "after", "depends": ["each"], "agent": {"pool": "lab-echo"}, "input": "done"},
                 ],
             },

@@ -1,7 +1,7 @@
 """Screenshots of the web UI's pages (PNG, 1280 px wide) for README and docs/ui.md, taken from a real
-manager running the examples: `make screenshots` (writes docs/images/ui-*.png).
+manager running the examples: `make screenshots` (writes docs/ui-*.png).
 
-    python benchmarks/ui_screenshots.py [--out docs/images]
+    python benchmarks/ui_screenshots.py [--out docs]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def shoot(page: Page, hash_: str, ready: str, path: Path, click: str | None = No
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args()
     browser_path = chromium()
     if browser_path is None:

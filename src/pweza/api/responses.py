@@ -73,7 +73,6 @@ class TaskInfo(Out):
     attempt_history: list[AttemptInfo] | None = Field(default=None, description="only in GET /tasks/{id}")
 
 
-
 class TaskRef(Out):
     id: str
     state: TaskState
@@ -99,7 +98,6 @@ class AgentInfo(Out):
     connected_at: float
     last_seen: float
     replica: str | None = Field(description="the manager replica it is connected to (None: a single manager)")
-
 
 
 class ReplicaInfo(Out):
@@ -128,7 +126,6 @@ class NewToken(TokenInfo):
     token: str = Field(description="the secret: shown once, never stored")
 
 
-
 class Caller(Out):
     name: str
     role: Role
@@ -143,7 +140,6 @@ class AuditInfo(Out):
     action: str
     target: str
     detail: dict[str, Any]
-
 
 
 # -- runs ----------------------------------------------------------------------
@@ -191,8 +187,9 @@ class RunInfo(Out):
     deadline: float | None
     retries: int
     steps: list[StepInfo] | None = Field(default=None, description="in the views of one run")
-    spec: dict[str, Any] | None = Field(default=None, description="the workflow's spec the run follows, in the views of one run")
-
+    spec: dict[str, Any] | None = Field(
+        default=None, description="the workflow's spec the run follows, in the views of one run"
+    )
 
 
 class EventInfo(Out):
@@ -201,7 +198,6 @@ class EventInfo(Out):
     type: str
     step: str | None
     data: dict[str, Any]
-
 
 
 # -- objects -------------------------------------------------------------------
@@ -214,7 +210,6 @@ class ObjectDocument(Out):
     kind: str = Field(examples=["AgentPool"])
     metadata: dict[str, Any]
     spec: dict[str, Any] | None = None
-
 
 
 class Created(Out):

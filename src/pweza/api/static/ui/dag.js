@@ -6,11 +6,12 @@
 
 import { s } from "./dom.js";
 
-export const NODE_W = 168;
+export const NODE_W = 150;
 export const NODE_H = 46;
-const GAP_X = 64;
+const GAP_X = 44;
 const GAP_Y = 18;
 const SWEEPS = 8;
+const FIT_WIDTH = 1100;
 
 function layers(steps) {
   const index = new Map(steps.map((step, i) => [step.name, i]));
@@ -137,13 +138,15 @@ function path(points) {
  * Returns the svg and each step's group, for paint(). */
 export function draw(graph, steps, onSelect) {
   const svg = s("svg", {
-    class: "dag",
+    // A graph a little wider than its box is scaled down to fit; a bigger one scrolls.
+    class: graph.width <= FIT_WIDTH ? "dag fit" : "dag",
     width: graph.width,
     height: graph.height,
     viewBox: `0 0 ${graph.width} ${graph.height}`,
     role: "group",
     "aria-label": "the workflow's steps and their dependencies",
   });
+  svg.style.maxWidth = `${graph.width}px`;
   const edges = s("g", { class: "edges" });
   for (const edge of graph.edges) edges.append(s("path", { d: path(edge.points), "data-from": edge.from, "data-to": edge.to }));
   svg.append(edges);
@@ -155,7 +158,7 @@ export function draw(graph, steps, onSelect) {
       { class: "node state-pending", transform: `translate(${at.x},${at.y})`, tabindex: 0, role: "button", "data-step": step.name },
       s("rect", { width: NODE_W, height: NODE_H, rx: 6 }),
       step.foreach ? s("rect", { class: "stack", x: 4, y: -4, width: NODE_W, height: NODE_H, rx: 6 }) : null,
-      s("text", { class: "name", x: 10, y: 19 }, step.name.length > 22 ? `${step.name.slice(0, 21)}…` : step.name),
+      s("text", { class: "name", x: 10, y: 19 }, step.name.length > 19 ? `${step.name.slice(0, 18)}…` : step.name),
       s("text", { class: "detail", x: 10, y: 36 }, step.approval ? "approval" : step.foreach ? "foreach" : ""),
       s("title", {}, step.name),
     );

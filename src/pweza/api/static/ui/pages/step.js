@@ -37,6 +37,18 @@ function children(tree) {
   );
 }
 
+function approval(facts) {
+  const rows = [
+    ["Asks", facts.message],
+    ["Asked", when(facts.requestedAt)],
+    ["Deadline", when(facts.deadline)],
+    ["Decision", facts.decision],
+    ["By", facts.by],
+    ["Comment", facts.comment],
+  ].filter(([, value]) => value !== undefined && value !== null && value !== "");
+  return h("dl", { class: "facts", id: "approval" }, rows.map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]));
+}
+
 function decision(runId, step, onDone) {
   const comment = h("textarea", { id: "decision-comment", rows: 2, maxlength: 2000, placeholder: "a comment (optional)" });
   const message = h("div", { "aria-live": "polite" });
@@ -113,9 +125,7 @@ export async function stepPanel(run, step, session, onChange) {
     parts.push(section("Items by state", h("ul", { class: "counts" }, counts)));
   }
   if (step.error) parts.push(section("Error", h("pre", { class: "error value", id: "step-error" }, errorText(step.error))));
-  if (step.approval) {
-    parts.push(section("Approval", block(step.approval, "approval")));
-  }
+  if (step.approval) parts.push(section("Approval", approval(step.approval)));
   if (step.state === "waiting_approval" && session.canWrite) parts.push(decision(run.id, step, onChange));
   if (RETRYABLE.has(step.state) && session.canWrite) {
     parts.push(h("div", { class: "actions" }, h("button", { type: "button", id: "retry-step", onclick: retry }, "Retry this step"), status));

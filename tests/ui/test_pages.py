@@ -1,0 +1,158 @@
+"""The web UI in a real browser against a real manager: what a person does on its pages, and what
+they must not be able to do. Each test waits for what the page shows (Playwright's waits are
+bounded by the context's timeout), never for a fixed time."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from benchmarks.ui_lab import HOSTILE_OUTPUT, Lab
+
+from pweza.testing import eventually
+from tests.ui.conftest import expect, open_run, sign_in
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, Request
+
+pytestmark = [pytest.mark.ui, pytest.mark.timeout(120)]
+
+TRIAGE_STEPS = ("classify", "route", "escalate", "summarize", "report")
+
+
+def node(page: Page, step: str) -> str:
+    return f'.dag .node[data-step="{step}"]'
+
+
+def test_support_triage_started_from_its_form_reaches_succeeded_on_its_graph_without_a_reload(
+    page: Page, ui_lab: Lab
+) -> None:
+    requests: list[str] = []
+
+    def seen(request: Request) -> None:
+        requests.append(request.url)
+
+    page.on("request", seen)
+    sign_in(page, ui_lab, ui_lab.platform.admin_token)
+    page.click("nav >> text=Workflows")
+    page.click("a:text-is('support-triage')")
+    expect(page.locator("#input-tickets")).to_have_value(re.compile("T-1001"))
+    page.evaluate("window.notReloaded = true")
+    page.click("#start-run button[type=submit]")
+
+    page.wait_for_url("**/ui/#/runs/*")
+    for step in TRIAGE_STEPS:
+        expect(page.locator(node(page, step))).to_have_class("node state-succeeded", timeout=60_000)
+    expect(page.locator("#run-state .badge")).to_have_text("succeeded")
+    expect(page.locator(node(page, "classify") + " .detail")).to_have_text("12/12 done")
+    assert page.evaluate("window.notReloaded") is True
+
+    token = ui_lab.platform.admin_token
+    assert requests and all(token not in url for url in requests)
+    assert page.evaluate("sessionStorage.getItem('pweza.token')") == token
+    assert token not in ui_lab.platform.manager_log()
+
+
+def test_the_research_gate_is_approved_from_its_page_with_a_comment(page: Page, ui_lab: Lab) -> None:
+    run_id = ui_lab.start_run("research-pipeline")
+    sign_in(page, ui_lab, ui_lab.platform.admin_token)
+    open_run(page, run_id)
+    review = page.locator(node(page, "review"))
+    expect(review).to_have_class("node state-waiting_approval", timeout=60_000)
+    review.focus()
+    page.keyboard.press("Enter")  # the graph's steps are reachable by keyboard
+    page.fill("#decision-comment", "reads well, ship it")
+    page.click("#approve")
+
+    expect(page.locator(node(page, "publish"))).to_have_class("node state-succeeded", timeout=60_000)
+    expect(page.locator("#run-state .badge")).to_have_text("succeeded")
+    with ui_lab.platform.client() as client:
+        steps = {s["name"]: s for s in client.get(f"/api/v1/runs/{run_id}").json()["steps"]}
+    assert steps["review"]["approval"]["decision"] == "approved"
+    assert steps["review"]["approval"]["comment"] == "reads well, ship it"
+
+
+def test_a_failed_steps_error_is_shown_and_retrying_the_step_finishes_the_run(
+    page: Page, ui_lab: Lab, tmp_flag: object
+) -> None:
+    run_id = ui_lab.start_run("fragile")
+    sign_in(page, ui_lab, ui_lab.platform.admin_token)
+    open_run(page, run_id)
+    broken = page.locator(node(page, "fix_me"))
+    expect(broken).to_have_class("node state-failed", timeout=60_000)
+    broken.click()
+    expect(page.locator("#step-error")).to_contain_text("Broken: ")
+    expect(page.locator(".attempts .error").first).to_contain_text("is present")
+
+    ui_lab.flag.unlink()
+    page.click("#retry-step")
+    expect(broken).to_have_class("node state-succeeded selected", timeout=60_000)
+    expect(page.locator("#run-state .badge")).to_have_text("succeeded")
+
+
+def test_a_viewer_sees_no_approve_button_and_the_api_refuses_their_approval(page: Page, ui_lab: Lab) -> None:
+    run_id = ui_lab.start_run("research-pipeline")
+    viewer = ui_lab.token("viewer")
+    sign_in(page, ui_lab, viewer)
+    expect(page.locator("#who")).to_contain_text("(viewer)")
+    open_run(page, run_id)
+    review = page.locator(node(page, "review"))
+    expect(review).to_have_class("node state-waiting_approval", timeout=60_000)
+    review.click()
+    expect(page.locator("#step-panel")).to_contain_text("Approval")
+    expect(page.locator("#approve")).to_have_count(0)
+    expect(page.locator("#cancel-run")).to_have_count(0)
+
+    status = page.evaluate(
+        """async ([id, token]) => (await fetch(`/api/v1/runs/${id}/steps/review/approve`, {
+            method: 'POST', headers: {Authorization: `Bearer ${token}`, 'Content-Type': 'application/json'},
+            body: '{}'})).status""",
+        [run_id, viewer],
+    )
+    assert status == 403
+    with ui_lab.platform.client() as client:
+        assert client.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200  # tidy: it waits an hour
+
+
+def test_a_step_output_holding_html_is_shown_as_text_and_runs_nothing(page: Page, ui_lab: Lab) -> None:
+    run_id = ui_lab.start_run("hostile-output")
+    sign_in(page, ui_lab, ui_lab.platform.admin_token)
+    open_run(page, run_id)
+    shout = page.locator(node(page, "shout"))
+    expect(shout).to_have_class("node state-succeeded", timeout=60_000)
+    shout.click()
+    output = page.locator('#step-panel pre[aria-label="output"]')
+    expect(output).to_contain_text("<script>window.pwned = 1</script>")
+    assert HOSTILE_OUTPUT.replace('"', '\\"') in output.inner_text()
+    assert page.locator("#step-panel script, #step-panel img, #step-panel b").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+
+def test_the_page_forbids_inline_script_and_data_needs_the_token(ui_lab: Lab) -> None:
+    with httpx.Client(base_url=ui_lab.url, verify=ui_lab.platform.verify) as anonymous:
+        page = anonymous.get("/ui/")
+        assert page.status_code == 200
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert anonymous.get("/", follow_redirects=True).url.path == "/ui/"
+        assert anonymous.get("/ui/static/app.js").status_code == 200
+        assert anonymous.get("/api/v1/runs").status_code == 401
+        assert anonymous.get("/api/v1/whoami").status_code == 401
+
+
+def test_a_runs_view_carries_its_spec_and_its_fan_outs_item_counts(ui_lab: Lab) -> None:
+    run_id = ui_lab.start_run("support-triage")
+    with ui_lab.platform.client() as client:
+
+        def finished() -> dict[str, Any] | None:
+            found: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+            return None if found["state"] == "running" else found
+
+        run = eventually(finished, timeout=60, what="the triage run to finish")
+    assert run["state"] == "succeeded"
+    assert [step["name"] for step in run["spec"]["steps"]] == list(TRIAGE_STEPS)
+    steps = {step["name"]: step for step in run["steps"]}
+    assert steps["classify"]["itemStates"] == {"succeeded": 12}
+    assert "itemStates" not in steps["route"]

@@ -42,7 +42,8 @@ RESPONSIVENESS = """async (seconds) => {
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   clearInterval(probe);
   observer.disconnect();
-  return { worst_stall_ms: Math.round(worst), long_tasks: long.length, longest_task_ms: Math.round(Math.max(0, ...long)) };
+  const longest = Math.round(Math.max(0, ...long));
+  return { worst_stall_ms: Math.round(worst), long_tasks: long.length, longest_task_ms: longest };
 }"""
 LAYOUT = """async (runId) => {
   const { layout } = await import("./static/dag.js");

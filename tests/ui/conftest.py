@@ -25,16 +25,17 @@ def expect(target: Any) -> Any:
     return _expect(target)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with lab(tmp_path_factory.mktemp("ui-lab")) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(ui_lab: Lab) -> Iterator[Browser]:
     """Started after the lab: Playwright's sync API keeps an event loop running in this thread,
-    and the lab's set-up runs one of its own."""
+    and the lab's set-up runs one of its own. Closed when this package's tests are done, before
+    the async tests of other packages run their loops."""
     path = chromium()
     if path is None:
         missing("no Chromium for the UI tests: run hack/ensure-chromium.sh (Debian's chromium)")

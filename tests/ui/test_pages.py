@@ -15,15 +15,25 @@ from pweza.testing import eventually
 from tests.ui.conftest import expect, open_run, sign_in
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page, Request
+    from playwright.sync_api import Locator, Page, Request
 
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(120)]
 
 TRIAGE_STEPS = ("classify", "route", "escalate", "summarize", "report")
 
 
-def node(page: Page, step: str) -> str:
+def node(step: str) -> str:
     return f'.dag .node[data-step="{step}"]'
+
+
+def step_reaching(page: Page, lab: Lab, workflow: str, step: str, state: str, token: str = "") -> tuple[str, Locator]:
+    """Start a run of `workflow`, sign in, open the run's page and wait for `step` to show `state`."""
+    run_id = lab.start_run(workflow)
+    sign_in(page, lab, token or lab.platform.admin_token)
+    open_run(page, run_id)
+    found = page.locator(node(step))
+    expect(found).to_have_class(f"node state-{state}", timeout=60_000)
+    return run_id, found
 
 
 def test_support_triage_started_from_its_form_reaches_succeeded_on_its_graph_without_a_reload(
@@ -44,9 +54,9 @@ def test_support_triage_started_from_its_form_reaches_succeeded_on_its_graph_wit
 
     page.wait_for_url("**/ui/#/runs/*")
     for step in TRIAGE_STEPS:
-        expect(page.locator(node(page, step))).to_have_class("node state-succeeded", timeout=60_000)
+        expect(page.locator(node(step))).to_have_class("node state-succeeded", timeout=60_000)
     expect(page.locator("#run-state .badge")).to_have_text("succeeded")
-    expect(page.locator(node(page, "classify") + " .detail")).to_have_text("12/12 done")
+    expect(page.locator(node("classify") + " .detail")).to_have_text("12/12 done")
     assert page.evaluate("window.notReloaded") is True
 
     token = ui_lab.platform.admin_token
@@ -56,17 +66,13 @@ def test_support_triage_started_from_its_form_reaches_succeeded_on_its_graph_wit
 
 
 def test_the_research_gate_is_approved_from_its_page_with_a_comment(page: Page, ui_lab: Lab) -> None:
-    run_id = ui_lab.start_run("research-pipeline")
-    sign_in(page, ui_lab, ui_lab.platform.admin_token)
-    open_run(page, run_id)
-    review = page.locator(node(page, "review"))
-    expect(review).to_have_class("node state-waiting_approval", timeout=60_000)
+    run_id, review = step_reaching(page, ui_lab, "research-pipeline", "review", "waiting_approval")
     review.focus()
     page.keyboard.press("Enter")  # the graph's steps are reachable by keyboard
     page.fill("#decision-comment", "reads well, ship it")
     page.click("#approve")
 
-    expect(page.locator(node(page, "publish"))).to_have_class("node state-succeeded", timeout=60_000)
+    expect(page.locator(node("publish"))).to_have_class("node state-succeeded", timeout=60_000)
     expect(page.locator("#run-state .badge")).to_have_text("succeeded")
     with ui_lab.platform.client() as client:
         steps = {s["name"]: s for s in client.get(f"/api/v1/runs/{run_id}").json()["steps"]}
@@ -77,11 +83,7 @@ def test_the_research_gate_is_approved_from_its_page_with_a_comment(page: Page, 
 def test_a_failed_steps_error_is_shown_and_retrying_the_step_finishes_the_run(
     page: Page, ui_lab: Lab, tmp_flag: object
 ) -> None:
-    run_id = ui_lab.start_run("fragile")
-    sign_in(page, ui_lab, ui_lab.platform.admin_token)
-    open_run(page, run_id)
-    broken = page.locator(node(page, "fix_me"))
-    expect(broken).to_have_class("node state-failed", timeout=60_000)
+    _, broken = step_reaching(page, ui_lab, "fragile", "fix_me", "failed")
     broken.click()
     expect(page.locator("#step-error")).to_contain_text("Broken: ")
     expect(page.locator(".attempts .error").first).to_contain_text("is present")
@@ -93,13 +95,9 @@ def test_a_failed_steps_error_is_shown_and_retrying_the_step_finishes_the_run(
 
 
 def test_a_viewer_sees_no_approve_button_and_the_api_refuses_their_approval(page: Page, ui_lab: Lab) -> None:
-    run_id = ui_lab.start_run("research-pipeline")
     viewer = ui_lab.token("viewer")
-    sign_in(page, ui_lab, viewer)
+    run_id, review = step_reaching(page, ui_lab, "research-pipeline", "review", "waiting_approval", viewer)
     expect(page.locator("#who")).to_contain_text("(viewer)")
-    open_run(page, run_id)
-    review = page.locator(node(page, "review"))
-    expect(review).to_have_class("node state-waiting_approval", timeout=60_000)
     review.click()
     expect(page.locator("#step-panel")).to_contain_text("Approval")
     expect(page.locator("#approve")).to_have_count(0)
@@ -117,11 +115,7 @@ def test_a_viewer_sees_no_approve_button_and_the_api_refuses_their_approval(page
 
 
 def test_a_step_output_holding_html_is_shown_as_text_and_runs_nothing(page: Page, ui_lab: Lab) -> None:
-    run_id = ui_lab.start_run("hostile-output")
-    sign_in(page, ui_lab, ui_lab.platform.admin_token)
-    open_run(page, run_id)
-    shout = page.locator(node(page, "shout"))
-    expect(shout).to_have_class("node state-succeeded", timeout=60_000)
+    _, shout = step_reaching(page, ui_lab, "hostile-output", "shout", "succeeded")
     shout.click()
     output = page.locator('#step-panel pre[aria-label="output"]')
     expect(output).to_contain_text("<script>window.pwned = 1</script>")

@@ -49,8 +49,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pweza-ui-") as tmp, lab(Path(tmp)) as running:
         triage = running.start_run("support-triage")
         research = running.start_run("research-pipeline")
+        fragile = running.start_run("fragile")
+        wide = running.start_run("wide-dag")
         wait_run(running, triage, {"succeeded", "failed"})
         wait_run(running, research, {"waiting_approval"})
+        wait_run(running, fragile, {"failed"})
+        wait_run(running, wide, {"succeeded", "failed"})
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=browser_path, args=BROWSER_ARGS)
             page = browser.new_page(viewport=VIEWPORT)
@@ -63,6 +67,8 @@ def main() -> None:
                 ("runs", "#/runs", "#runs tbody tr", None),
                 ("run", f"#/runs/{triage}", ".dag .node.state-succeeded", '[data-step="summarize"]'),
                 ("approval", f"#/runs/{research}", ".dag .node.state-waiting_approval", '[data-step="review"]'),
+                ("failed-step", f"#/runs/{fragile}", ".dag .node.state-failed", '[data-step="fix_me"]'),
+                ("dag-300", f"#/runs/{wide}", ".dag .node.state-succeeded", None),
                 ("workflow", "#/workflows/default/support-triage", "#start-run", None),
                 ("agents", "#/agents", "#pools tbody tr", None),
             ]:

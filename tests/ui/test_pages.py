@@ -150,3 +150,29 @@ def test_a_runs_view_carries_its_spec_and_its_fan_outs_item_counts(ui_lab: Lab) 
     steps = {step["name"]: step for step in run["steps"]}
     assert steps["classify"]["itemStates"] == {"succeeded": 12}
     assert "itemStates" not in steps["route"]
+
+
+LAYOUT_OF = """async (steps) => {
+  const { layout } = await import("./static/dag.js");
+  const graph = layout(steps);
+  const at = Object.fromEntries([...graph.nodes].map(([name, p]) => [name, [p.layer, p.y]]));
+  return { at, crossings: graph.crossings };
+}"""
+
+
+def test_the_graph_puts_each_step_one_layer_past_its_longest_path_and_uncrosses_edges(page: Page, ui_lab: Lab) -> None:
+    sign_in(page, ui_lab, ui_lab.platform.admin_token)
+    # Listed so that drawn in this order a->d and b->c would cross; e waits on a and on d.
+    steps = [
+        {"name": "a"},
+        {"name": "b"},
+        {"name": "c", "depends": ["b"]},
+        {"name": "d", "depends": ["a"]},
+        {"name": "e", "depends": ["a", "d"]},
+    ]
+    found = page.evaluate(LAYOUT_OF, steps)
+    layers = {name: layer for name, (layer, _) in found["at"].items()}
+    assert layers == {"a": 0, "b": 0, "c": 1, "d": 1, "e": 2}
+    assert found["crossings"] == 0
+    y = {name: top for name, (_, top) in found["at"].items()}
+    assert (y["a"] < y["b"]) == (y["d"] < y["c"]), "d sits on a's side, c on b's"

@@ -123,14 +123,15 @@ function path(points) {
   const [first, ...rest] = points;
   let d = `M${first.x + NODE_W},${first.y + NODE_H / 2}`;
   let from = { x: first.x + NODE_W, y: first.y + NODE_H / 2 };
-  rest.forEach((point, i) => {
-    const last = i === rest.length - 1;
-    const to = { x: last ? point.x : point.x + NODE_W / 2, y: point.y + NODE_H / 2 };
+  // A curve into each point's left side; through a virtual point (a layer the edge crosses), a
+  // straight line across the slot to where the next curve starts.
+  for (const [i, point] of rest.entries()) {
+    const to = { x: point.x, y: point.y + NODE_H / 2 };
     const bend = (to.x - from.x) / 2;
     d += ` C${from.x + bend},${from.y} ${to.x - bend},${to.y} ${to.x},${to.y}`;
-    from = last ? to : { x: point.x + NODE_W / 2, y: to.y };
-    if (!last) d += ` L${from.x},${from.y}`;
-  });
+    from = { x: point.x + NODE_W, y: to.y };
+    if (i < rest.length - 1) d += ` L${from.x},${from.y}`;
+  }
   return d;
 }
 

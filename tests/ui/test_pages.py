@@ -65,6 +65,24 @@ def test_support_triage_started_from_its_form_reaches_succeeded_on_its_graph_wit
     assert token not in ui_lab.platform.manager_log()
 
 
+def test_the_runs_list_filters_by_workflow_and_state_and_shows_a_new_run_without_a_reload(
+    page: Page, ui_lab: Lab
+) -> None:
+    sign_in(page, ui_lab, ui_lab.platform.admin_token)
+    page.select_option("#filter-workflow", "hostile-output")
+    page.select_option("#filter-state", "succeeded")
+    page.evaluate("window.notReloaded = true")
+    run_id = ui_lab.start_run("hostile-output")
+    row = page.locator(f'#runs tr[data-run="{run_id}"]')
+    expect(row).to_contain_text("succeeded", timeout=30_000)
+    workflows = page.locator("#runs tbody tr td:nth-child(2)").all_inner_texts()
+    assert workflows and set(workflows) == {"hostile-output"}
+    assert page.evaluate("window.notReloaded") is True
+
+    page.select_option("#filter-state", "failed")
+    expect(row).to_have_count(0)
+
+
 def test_the_research_gate_is_approved_from_its_page_with_a_comment(page: Page, ui_lab: Lab) -> None:
     run_id, review = step_reaching(page, ui_lab, "research-pipeline", "review", "waiting_approval")
     review.focus()
@@ -176,3 +194,21 @@ def test_the_graph_puts_each_step_one_layer_past_its_longest_path_and_uncrosses_
     assert found["crossings"] == 0
     y = {name: top for name, (_, top) in found["at"].items()}
     assert (y["a"] < y["b"]) == (y["d"] < y["c"]), "d sits on a's side, c on b's"
+
+
+def test_the_agents_page_shows_pools_with_their_agents_templates_and_a_recent_failure(page: Page, ui_lab: Lab) -> None:
+    with ui_lab.platform.client() as client:
+        submitted = client.post("/api/v1/tasks", json={"pool": "lab-fragile", "input": {"flag": str(ui_lab.flag)}})
+        assert submitted.status_code == 201, submitted.text
+    failed = ui_lab.platform.wait_task(submitted.json()["id"])
+    assert failed["state"] == "failed"
+
+    sign_in(page, ui_lab, ui_lab.platform.admin_token)
+    page.click("nav >> text=Agents and pools")
+    classifiers = page.locator('#pools tr[data-pool="classifiers"] td')
+    expect(classifiers.nth(1)).to_have_text("ticket-classifier")
+    expect(classifiers.nth(2)).to_have_text("1")  # one agent connected
+    expect(classifiers.nth(3)).to_have_text(re.compile(r"^\d+ of 8$"))
+    expect(page.locator("#templates")).to_contain_text("triage_agents:classify")
+    failure = page.locator("#failures tr", has_text=failed["id"])
+    expect(failure).to_contain_text("Broken: ")

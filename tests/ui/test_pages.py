@@ -212,3 +212,12 @@ def test_the_agents_page_shows_pools_with_their_agents_templates_and_a_recent_fa
     expect(page.locator("#templates")).to_contain_text("triage_agents:classify")
     failure = page.locator("#failures tr", has_text=failed["id"])
     expect(failure).to_contain_text("Broken: ")
+
+
+def test_cancelling_a_run_from_its_page_cancels_its_waiting_step(page: Page, ui_lab: Lab) -> None:
+    _, review = step_reaching(page, ui_lab, "research-pipeline", "review", "waiting_approval")
+    page.click("#cancel-run")
+    expect(page.locator("#run-state .badge")).to_have_text("cancelled")
+    expect(review).to_have_class("node state-cancelled")
+    expect(page.locator("#cancel-run")).to_have_count(0)
+    expect(page.locator("#retry-run")).to_have_count(1)

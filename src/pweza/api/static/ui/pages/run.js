@@ -48,10 +48,8 @@ export async function render(main, [runId], session) {
 
   const act = (verb) => async () => {
     try {
-      run = await api(`runs/${encodeURIComponent(run.id)}/${verb}`, { method: "POST", body: verb === "retry" ? {} : undefined });
+      show(await api(`runs/${encodeURIComponent(run.id)}/${verb}`, { method: "POST", body: verb === "retry" ? {} : undefined }));
       status.replaceChildren();
-      repaint();
-      if (verb === "retry") watch();
     } catch (error) {
       status.replaceChildren(problem(error));
     }
@@ -105,14 +103,21 @@ export async function render(main, [runId], session) {
     if (selected) showPanel(false);
   }
 
+  // A finished run's stream has ended: once a retry makes it run again, follow it again.
+  function show(next) {
+    const resumed = run.state !== "running" && next.state === "running";
+    run = next;
+    repaint();
+    if (resumed && !stopped) watch();
+  }
+
   let pending = null;
   let stopped = false;
   async function refreshNow() {
     clearTimeout(pending);
     pending = null;
     try {
-      run = await api(`runs/${encodeURIComponent(run.id)}`);
-      repaint();
+      show(await api(`runs/${encodeURIComponent(run.id)}`));
     } catch (error) {
       status.replaceChildren(problem(error));
     }

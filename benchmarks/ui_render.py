@@ -96,11 +96,18 @@ def main() -> None:
             page.wait_for_selector("#runs")
 
             times = [drawn_ms(page, base, wide, WIDE_DAG_STEPS) for _ in range(args.repeat)]
+            layout = page.evaluate(LAYOUT, wide)
+            live_wide = running.start_run("wide-dag")
+            drawn_live = drawn_ms(page, base, live_wide, WIDE_DAG_STEPS)
+            wide_live = page.evaluate(RESPONSIVENESS, PROBE_SECONDS)
             result["dag_300_steps"] = {
                 "steps": WIDE_DAG_STEPS,
                 "drawn_ms": [round(t) for t in times],
                 "drawn_ms_median": round(statistics.median(times)),
-                **page.evaluate(LAYOUT, wide),
+                **layout,
+                "drawn_ms_while_running": round(drawn_live),
+                "while_live": {"probe_seconds": PROBE_SECONDS, **wide_live},
+                "run_state": wait_state(running, live_wide),
             }
 
             fan_out = running.start_run("fan-out")

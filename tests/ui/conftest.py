@@ -49,11 +49,19 @@ def browser(ui_lab: Lab) -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
+    """A page at 1280 px; the test fails if the page threw, or its CSP refused anything."""
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(30_000)
     opened = context.new_page()
+    troubles: list[str] = []
+    opened.on("pageerror", lambda error: troubles.append(f"uncaught: {error}"))
+    opened.on(
+        "console",
+        lambda message: troubles.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     yield opened
     context.close()
+    assert troubles == []
 
 
 def sign_in(page: Page, lab: Lab, token: str) -> None:

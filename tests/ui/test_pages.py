@@ -221,3 +221,46 @@ def test_cancelling_a_run_from_its_page_cancels_its_waiting_step(page: Page, ui_
     expect(review).to_have_class("node state-cancelled")
     expect(page.locator("#cancel-run")).to_have_count(0)
     expect(page.locator("#retry-run")).to_have_count(1)
+
+
+# WCAG's contrast ratio of every element's text against the background it sits on.
+LOW_CONTRAST = """() => {
+  const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const [R, G, B] = [r, g, b].map((c) => (c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+  };
+  const background = (element) => {
+    for (let at = element; at; at = at.parentElement) {
+      const colour = rgb(getComputedStyle(at).backgroundColor);
+      if (colour.length < 4 || colour[3] > 0) return colour;
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const element of document.querySelectorAll("body *:not(svg *)")) {
+    const own = [...element.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !element.checkVisibility()) continue;
+    const [a, b] = [luminance(rgb(getComputedStyle(element).color)), luminance(background(element))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push(`${element.tagName}.${element.className}: ${element.textContent.trim().slice(0, 30)} (${ratio.toFixed(2)})`);
+  }
+  return low;
+}"""
+
+
+def test_a_run_page_has_readable_contrast_and_its_steps_are_reached_with_the_tab_key(page: Page, ui_lab: Lab) -> None:
+    _, broken = step_reaching(page, ui_lab, "fragile", "fix_me", "failed")
+    broken.click()
+    expect(page.locator("#step-error")).to_be_visible()
+    assert page.evaluate(LOW_CONTRAST) == []
+
+    page.locator(".brand").focus()
+    for _ in range(40):  # bounded: the header's links and buttons come first
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.step") == "prepare":
+            break
+    else:
+        pytest.fail("Tab never reached the graph's first step")
+    page.keyboard.press("Enter")
+    expect(page.locator("#step-panel h2")).to_contain_text("prepare")

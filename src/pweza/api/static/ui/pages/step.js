@@ -5,7 +5,7 @@
 import { api, text } from "../api.js";
 import { badge, duration, h, pretty, problem, when } from "../dom.js";
 
-const RETRYABLE = new Set(["failed", "cancelled", "timed_out", "skipped"]);
+const RETRYABLE = new Set(["failed", "cancelled", "timed_out"]); // what the API retries
 
 function section(title, ...content) {
   return h("section", {}, h("h3", {}, title), ...content);
@@ -138,6 +138,9 @@ export async function stepPanel(run, step, session, onChange) {
     } catch (error) {
       parts.push(problem(error));
     }
+  } else {
+    // A fan-out (one task per item) or an approval has no one task to show: its spec says what it does.
+    parts.push(section("Spec", block(spec, "spec")));
   }
   return h("aside", { class: "step", id: "step-panel", "aria-label": `step ${step.name}` }, parts);
 }

@@ -48,6 +48,12 @@ def test_support_triage_started_from_its_form_reaches_succeeded_on_its_graph_wit
     sign_in(page, ui_lab, ui_lab.platform.admin_token)
     page.click("nav >> text=Workflows")
     page.click("a:text-is('support-triage')")
+    expect(page.locator(".dag .node")).to_have_count(len(TRIAGE_STEPS))  # the definition's DAG, from its spec
+    edges = page.locator(".dag .edges path")
+    expect(edges).to_have_count(5)
+    assert sorted(f"{e.get_attribute('data-from')}>{e.get_attribute('data-to')}" for e in edges.all()) == [
+        "classify>route", "escalate>report", "route>escalate", "route>summarize", "summarize>report"
+    ]  # fmt: skip
     expect(page.locator("#input-tickets")).to_have_value(re.compile("T-1001"))
     page.evaluate("window.notReloaded = true")
     page.click("#start-run button[type=submit]")

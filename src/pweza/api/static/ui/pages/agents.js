@@ -69,7 +69,9 @@ export async function render(main) {
   const again = async () => {
     try {
       const content = await draw();
-      if (!stopped) main.replaceChildren(...content);
+      // Only when something changed: a refresh would otherwise take the keyboard's focus away.
+      const text = content.map((element) => element.textContent).join("");
+      if (!stopped && text !== main.textContent) main.replaceChildren(...content);
     } catch (error) {
       if (!stopped) main.replaceChildren(problem(error));
     }

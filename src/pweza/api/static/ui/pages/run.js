@@ -55,19 +55,36 @@ export async function render(main, [runId], session) {
     }
   };
 
+  // The header is built once and updated in place, so a focused button keeps its focus.
+  const state = h("span", { id: "run-state" });
+  const took = h("span", {});
+  const failure = h("p", { class: "error" });
+  const actions = h("div", { class: "actions" });
+  const workflowLink = `#/workflows/${encodeURIComponent(run.namespace)}/${encodeURIComponent(run.workflow)}`;
+  header.append(
+    h("h1", {}, `Run ${run.id} `, state),
+    h("p", { class: "muted" }, h("a", { href: workflowLink }, run.workflow), ` · started ${when(run.createdAt)} · `, took),
+    failure,
+    actions,
+    status,
+  );
+  let headerState = null;
+
   function drawHeader() {
-    const actions = [];
-    if (session.canWrite && run.state === "running") actions.push(h("button", { type: "button", id: "cancel-run", class: "danger", onclick: act("cancel") }, "Cancel run"));
-    if (session.canWrite && run.state !== "running" && run.state !== "succeeded") actions.push(h("button", { type: "button", id: "retry-run", onclick: act("retry") }, "Retry run"));
-    header.replaceChildren(
-      ...[
-      h("h1", {}, `Run ${run.id} `, h("span", { id: "run-state" }, badge(run.state))),
-      h("p", { class: "muted" }, h("a", { href: `#/workflows/${encodeURIComponent(run.namespace)}/${encodeURIComponent(run.workflow)}` }, run.workflow), ` · started ${when(run.createdAt)} · ${duration(run.createdAt, run.finishedAt)}`),
-      run.error ? h("p", { class: "error" }, run.error) : null,
-      h("div", { class: "actions" }, actions),
-      status,
-    ].filter(Boolean),
-    );
+    took.textContent = duration(run.createdAt, run.finishedAt);
+    failure.textContent = run.error || "";
+    failure.hidden = !run.error;
+    if (headerState === run.state) return;
+    headerState = run.state;
+    state.replaceChildren(badge(run.state));
+    const buttons = [];
+    if (session.canWrite && run.state === "running") {
+      buttons.push(h("button", { type: "button", id: "cancel-run", class: "danger", onclick: act("cancel") }, "Cancel run"));
+    }
+    if (session.canWrite && run.state !== "running" && run.state !== "succeeded") {
+      buttons.push(h("button", { type: "button", id: "retry-run", onclick: act("retry") }, "Retry run"));
+    }
+    actions.replaceChildren(...buttons);
   }
 
   async function showPanel(force) {

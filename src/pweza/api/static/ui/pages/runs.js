@@ -64,7 +64,15 @@ export async function render(main) {
       const page = await api("runs", { params: { workflow: wanted.workflow, state: wanted.state, limit: LIMIT } });
       const since = wanted.age ? Date.now() / 1000 - Number(wanted.age) : 0;
       const shown = page.items.filter((run) => run.createdAt >= since);
-      body.replaceChildren(...shown.map(row));
+      // Rows whose text is unchanged stay as they are (and keep the keyboard's focus).
+      const current = new Map([...body.rows].map((tr) => [tr.dataset.run, tr]));
+      body.replaceChildren(
+        ...shown.map((run) => {
+          const fresh = row(run);
+          const old = current.get(run.id);
+          return old && old.textContent === fresh.textContent ? old : fresh;
+        }),
+      );
       status.textContent = shown.length ? `${shown.length} run(s)${page.continue ? `, newest ${LIMIT} read` : ""}` : "No runs match.";
     } catch (error) {
       status.replaceChildren(problem(error));

@@ -123,7 +123,7 @@ def test_a_viewer_sees_no_approve_button_and_the_api_refuses_their_approval(page
     run_id, review = step_reaching(page, ui_lab, "research-pipeline", "review", "waiting_approval", viewer)
     expect(page.locator("#who")).to_contain_text("(viewer)")
     review.click()
-    expect(page.locator("#step-panel")).to_contain_text("Approval")
+    expect(page.locator("#approval")).to_contain_text("approve it for publishing")  # the gate's message
     expect(page.locator("#approve")).to_have_count(0)
     expect(page.locator("#cancel-run")).to_have_count(0)
 

@@ -4,12 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds docs-assets lint test test-fast demo bench k8s-bin kube-score postgres images node-deps chromium clean
+.PHONY: help install proto crds docs-assets lint test test-fast demo bench bench-ui screenshots k8s-bin kube-score postgres images node-deps chromium clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
 	@echo "make test   - install what the tests need, lint, and run every test"
 	@echo "make bench  - run the benchmarks (JSON results)"
+	@echo "make bench-ui - time the web UI's run pages in headless Chromium (JSON)"
+	@echo "make screenshots - write the web UI's screenshots into docs/ (ui-*.png)"
 	@echo "make proto  - regenerate gRPC code from proto/"
 	@echo "make crds   - regenerate the pweza.ai CRDs from the models"
 	@echo "make docs-assets - copy Swagger UI and ReDoc from npm into the package (only to change their versions)"
@@ -52,6 +54,13 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compare.py
+
+# The web UI against a real manager running the examples, in Debian's Chromium (make chromium).
+bench-ui: $(STAMP) chromium
+	$(BIN)/python benchmarks/ui_render.py
+
+screenshots: $(STAMP) chromium
+	$(BIN)/python benchmarks/ui_screenshots.py --out docs
 
 # The Kubernetes test binaries, built from the Go module proxy into ~/.cache/pweza (cold: ~20 min).
 k8s-bin:

@@ -1,4 +1,4 @@
-"""Tokens and the audit log: admins only."""
+"""Who the caller is (any reader), tokens and the audit log (admins only)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from pweza.api.responses import AuditInfo, NewToken, Page, TokenInfo
+from pweza.api.responses import AuditInfo, Caller, NewToken, Page, TokenInfo
 from pweza.api.routing import GuardedRoute
 from pweza.api.schemas import MAX_STORED_INT, TokenCreation, page, token_json
-from pweza.api.security import Admin, ManagerDep
+from pweza.api.security import Admin, ManagerDep, Reader
+from pweza.domain.roles import GRANTS
 from pweza.manager.auth import pool_ref
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], route_class=GuardedRoute)
+
+
+@router.get("/whoami", response_model=Caller)
+async def whoami(who: Reader) -> dict[str, Any]:
+    """The caller's token: its name, role and what the role may do (the web UI hides what it may not)."""
+    allowed = sorted(permission.value for permission in GRANTS[who.role])
+    return {"name": who.name, "role": who.role.value, "permissions": allowed, "expiresAt": who.expires_at}
 
 
 @router.post("/tokens", status_code=201, response_model=NewToken)

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from pweza import __version__
-from pweza.api import admin, docs, objects, problems, runs, tasks
+from pweza.api import admin, docs, objects, problems, runs, tasks, ui
 from pweza.api.middleware import BodyLimit, RequestMetrics
 from pweza.api.responses import Status
 from pweza.manager.service import Manager
@@ -33,6 +33,7 @@ def create_app(manager: Manager) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(objects.router)
     docs.install(app)
+    ui.install(app)
 
     @app.get("/health/live", tags=["health"], response_model=Status)
     async def live() -> dict[str, str]:

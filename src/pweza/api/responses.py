@@ -126,6 +126,13 @@ class NewToken(TokenInfo):
     token: str = Field(description="the secret: shown once, never stored")
 
 
+class Caller(Out):
+    name: str
+    role: Role
+    permissions: list[str] = Field(examples=[["read", "write"]])
+    expires_at: float | None
+
+
 class AuditInfo(Out):
     id: int
     at: float
@@ -161,6 +168,9 @@ class StepInfo(Out):
     approval: dict[str, Any] | None
     task_id: str | None = Field(default=None, description="the step's task, once a one-task step has started")
     children: list[ChildTask] | None = None
+    item_states: dict[str, int] | None = Field(
+        default=None, description="a foreach step's item tasks counted by state (items not yet submitted are absent)"
+    )
 
 
 class RunInfo(Out):
@@ -177,6 +187,9 @@ class RunInfo(Out):
     deadline: float | None
     retries: int
     steps: list[StepInfo] | None = Field(default=None, description="in the views of one run")
+    spec: dict[str, Any] | None = Field(
+        default=None, description="the workflow's spec the run follows, in the views of one run"
+    )
 
 
 class EventInfo(Out):

@@ -87,6 +87,8 @@ def _step_json(view: StepView) -> dict[str, Any]:
         "items": step.items,
         "approval": None if step.approval is None else step.approval.to_dict(),
     }
+    if view.item_states is not None:
+        body["itemStates"] = view.item_states
     if view.task_id is not None:
         body["taskId"] = view.task_id
         body["children"] = _tree_json(view.children)
@@ -95,7 +97,7 @@ def _step_json(view: StepView) -> dict[str, Any]:
 
 async def load_run(manager: Manager, run_id: str) -> dict[str, Any]:
     view = await manager.queries.run(run_id)
-    return run_json(view.run, [_step_json(step) for step in view.steps])
+    return run_json(view.run, [_step_json(step) for step in view.steps]) | {"spec": view.run.spec}
 
 
 @router.post("/workflows/{name}/runs", status_code=201, response_model=RunInfo)

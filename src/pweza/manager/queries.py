@@ -52,6 +52,8 @@ class StepView:
     task_id: str | None
     attempts: int
     children: list[TaskTree]
+    # A fan-out's item tasks counted by state (items not yet submitted are not counted).
+    item_states: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +124,27 @@ class Queries:
         steps = [stored[name] for name in order if name in stored]
         task_ids = {step.name: _step_task_id(run, step) for step in steps}
         trees = await self._trees([task_id for task_id in task_ids.values() if task_id is not None])
+        item_states = await self._item_states(run, steps)
         views = []
         for step in steps:
             task_id = task_ids[step.name]
             live = None if task_id is None else self._dispatcher.live(task_id)
             attempts = step.attempts if live is None else live.attempts
-            views.append(StepView(step, task_id, attempts, [] if task_id is None else trees[task_id]))
+            children = [] if task_id is None else trees[task_id]
+            views.append(StepView(step, task_id, attempts, children, item_states.get(step.name)))
         return RunView(run, views)
+
+    async def _item_states(self, run: Run, steps: list[StepRun]) -> dict[str, dict[str, int]]:
+        """The states of every fan-out's item tasks, in one read for all of the run's fan-outs."""
+        fanned = [step for step in steps if step.items]
+        ids = [f"{run.id}.{step.name}.{index}.{step.retries}" for step in fanned for index in range(step.items or 0)]
+        counts: dict[str, dict[str, int]] = {step.name: {} for step in fanned}
+        for task in await self._store.get_tasks(ids) if ids else []:
+            step_name = task.id[len(run.id) + 1 :].rsplit(".", 2)[0]
+            state = self._live(task).state.value
+            if step_name in counts:
+                counts[step_name][state] = counts[step_name].get(state, 0) + 1
+        return counts
 
     async def _trees(self, roots: list[str]) -> dict[str, list[TaskTree]]:
         """The delegated tasks below each root, CHILD_DEPTH levels deep: one read per level."""

@@ -15,6 +15,7 @@ from pweza.cli.listings import (
     desired_replicas,
     object_path,
     split_kind_name,
+    tool_server_target,
 )
 from pweza.cli.options import Namespace, Server, Token, client
 from pweza.cli.output import age, error_text, moment, table
@@ -37,7 +38,9 @@ def register(app: typer.Typer) -> None:
 
 
 def describe(
-    kind: Annotated[str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf) or agent.")],
+    kind: Annotated[
+        str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf), toolserver (ts) or agent.")
+    ],
     name: Annotated[str | None, typer.Argument(help="The object (KIND/NAME works too).")] = None,
     namespace: Namespace = "default",
     server: Server = None,
@@ -58,6 +61,8 @@ def describe(
             _describe_pool(api, item)
         elif resolved == "AgentTemplate":
             _describe_template(api, item)
+        elif resolved == "ToolServer":
+            _describe_tool_server(item)
         else:
             _describe_workflow(api, item)
 
@@ -199,6 +204,37 @@ def _describe_workflow(api: ApiClient, workflow: dict[str, Any]) -> None:
         ["AGE", "TYPE", "STEP", "DETAIL"],
         [[age(e["at"]), e["type"], e.get("step") or "", _detail(e.get("data") or {})] for e in events[-RECENT:]],
     )
+
+
+def _describe_tool_server(server: dict[str, Any]) -> None:
+    spec, status = server["spec"], server.get("status") or {}
+    headers = [
+        h["name"] + (f" (from ${h['valueFrom']['env']})" if h.get("valueFrom") else "")
+        for h in spec.get("headers") or []
+    ]
+    refreshed = status.get("lastRefreshed")
+    _fields(
+        [
+            ("Transport", spec["transport"]),
+            ("Target", tool_server_target(server)),
+            ("Headers", ", ".join(headers)),
+            ("Timeout", f"{spec.get('timeout', '60s')} a call, {spec.get('connectTimeout', '10s')} to connect"),
+            ("Refresh", spec.get("refreshInterval", "5m")),
+            ("Listed", f"{moment(refreshed)} ({age(refreshed)} ago)" if refreshed else None),
+            ("Last error", status.get("lastError")),
+        ]
+    )
+    conditions = status.get("conditions") or []
+    _conditions([(c["type"], c["status"] == "True", c.get("message", "")) for c in conditions])
+    tools = status.get("tools") or []
+    _section(f"Tools ({len(tools)})")
+    if tools:
+        table(["NAME", "ARGUMENTS", "DESCRIPTION"], [_tool_row(tool) for tool in tools])
+
+
+def _tool_row(tool: dict[str, Any]) -> list[Any]:
+    arguments = ", ".join((tool.get("inputSchema") or {}).get("properties") or {})
+    return [tool["name"], arguments, " ".join(str(tool.get("description") or "").split())[:80]]
 
 
 def _describe_agent(api: ApiClient, agent_id: str) -> None:

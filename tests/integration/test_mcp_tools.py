@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from pweza.agent.tools import CombinedTools, McpTools, ToolNameClash, ToolServerUnavailable, read_tool_server
+from pweza.agent import TaskContext
+from pweza.agent.template import TemplateError
+from pweza.agent.tools import (
+    CombinedTools,
+    McpTools,
+    ToolNameClash,
+    ToolServerUnavailable,
+    read_tool_server,
+    tools_for_attempt,
+)
 from pweza.testing.processes import free_port
 from tests.integration.notes_servers import notes_over_http, stdio_spec
 
@@ -154,3 +163,42 @@ async def test_combined_servers_show_every_tool_and_a_clash_names_both(http_url:
             await clashing.list_tools()
     finally:
         await clashing.aclose()
+
+
+async def test_an_attempts_tools_come_from_the_welcomes_spec(log: Path) -> None:
+    delegated: list[tuple[str, object, str | None]] = []
+
+    async def delegator(pool: str, payload: object, key: str | None) -> object:
+        delegated.append((pool, payload, key))
+        return {"draft": "ok"}
+
+    spec = {
+        "tools": {
+            "servers": [
+                {"toolServer": "notes", "allow": ["search_notes", "append_note"], "requireApproval": ["append_note"]}
+            ],
+            "agents": [{"pool": "writers", "name": "write_draft", "requireApproval": True}],
+        },
+        "toolServers": {"notes": stdio_spec(log)},
+    }
+    tools = tools_for_attempt(spec, TaskContext({}, task_id="t1", delegator=delegator))
+    try:
+        assert sorted(tool.name for tool in await tools.list_tools()) == ["append_note", "search_notes", "write_draft"]
+        assert [name for name in ("search_notes", "append_note", "write_draft") if tools.requires_approval(name)] == [
+            "append_note",
+            "write_draft",
+        ]
+        assert not (await tools.call_tool("write_draft", {"topic": "tides"})).is_error
+        assert not (await tools.call_tool("write_draft", {"topic": "reefs"})).is_error
+    finally:
+        await tools.aclose()
+    assert delegated == [
+        ("writers", {"topic": "tides"}, "tool-write_draft-1"),
+        ("writers", {"topic": "reefs"}, "tool-write_draft-2"),
+    ]
+
+
+def test_a_template_naming_a_missing_tool_server_is_refused() -> None:
+    spec = {"tools": {"servers": [{"toolServer": "absent"}]}, "toolServers": {}}
+    with pytest.raises(TemplateError, match="ToolServer 'absent' does not exist"):
+        tools_for_attempt(spec, TaskContext({}))

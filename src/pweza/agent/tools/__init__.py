@@ -39,3 +39,7 @@ def __getattr__(name: str) -> Any:
 
         return McpTools
     raise AttributeError(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -58,7 +58,7 @@ class Manager:
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )
-        self.tool_catalog = ToolCatalog(self.registry)
+        self.tool_catalog = ToolCatalog(self.registry, enabled=settings.tool_discovery)
         self.queries = Queries(
             store, self.dispatcher, self.workflows, self.registry, self.tokens, self.housekeeping, self.tool_catalog
         )

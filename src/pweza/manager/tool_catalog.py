@@ -4,7 +4,8 @@ The manager connects to every ToolServer (a stdio one's command runs on the mana
 it does next to agents under `pweza up`), lists its tools, and keeps the listing in memory: a
 status is what this manager saw, rediscovered after a restart, and each replica keeps its own.
 A server is listed again every `refreshInterval`, and at once when it is applied here; a change
-made through another replica is seen at the next sweep (SWEEP_SECONDS).
+made through another replica is seen at the next sweep (SWEEP_SECONDS). The setting
+`tool_discovery: false` turns it off, for a manager that must not connect out or run commands.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class _Seen:
 
 
 class ToolCatalog:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, *, enabled: bool = True) -> None:
         self._registry = registry
+        self._enabled = enabled
         self._seen: dict[tuple[str, str], _Seen] = {}
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -50,6 +52,8 @@ class ToolCatalog:
         return None if seen is None else seen.status
 
     async def start(self) -> None:
+        if not self._enabled:
+            return  # the setting tool_discovery: false; statuses stay empty
         self._task = asyncio.create_task(self._run(), name="tool-catalog")
 
     async def stop(self) -> None:

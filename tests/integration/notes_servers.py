@@ -23,9 +23,9 @@ def stdio_spec(log: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def notes_over_http(log: Path, token: str | None = None) -> Iterator[str]:
+def notes_over_http(log: Path, token: str | None = None, port: int | None = None) -> Iterator[str]:
     """The notes server on a loopback port, its MCP endpoint's URL; `token` makes it ask for one."""
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "NOTES_TOKEN": token or ""}
     command = [sys.executable, str(NOTES_SERVER), "--http", "--port", str(port), "--log", str(log)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

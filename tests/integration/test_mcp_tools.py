@@ -202,3 +202,23 @@ def test_a_template_naming_a_missing_tool_server_is_refused() -> None:
     spec = {"tools": {"servers": [{"toolServer": "absent"}]}, "toolServers": {}}
     with pytest.raises(TemplateError, match="ToolServer 'absent' does not exist"):
         tools_for_attempt(spec, TaskContext({}))
+
+
+async def test_a_server_back_after_a_restart_is_reconnected_to(tmp_path: Path) -> None:
+    port = free_port()
+    with notes_over_http(tmp_path / "first.log", port=port) as url:
+        tools = McpTools(read_tool_server("notes", {"transport": "http", "url": url, "connectTimeout": "5s"}))
+        assert not (await tools.call_tool("append_note", {"text": "before"})).is_error
+    with pytest.raises(ToolServerUnavailable, match="ToolServer notes"):
+        await tools.call_tool("append_note", {"text": "while it is away"})
+    with notes_over_http(tmp_path / "second.log", port=port):
+        try:
+            assert not (await tools.call_tool("append_note", {"text": "after"})).is_error
+        finally:
+            await tools.aclose()
+    assert (tmp_path / "second.log").read_text().count("\n") == 1
+
+
+def test_credentials_in_a_url_stay_out_of_messages() -> None:
+    config = read_tool_server("notes", {"transport": "http", "url": "http://user:pa55@127.0.0.1:1/mcp?key=k"})
+    assert config.target == "http://127.0.0.1:1/mcp"

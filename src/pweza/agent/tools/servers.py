@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pweza.agent.template import TemplateError
 
@@ -50,8 +51,13 @@ class ToolServerConfig:
 
     @property
     def target(self) -> str:
-        """What the server is, for messages: its URL or its program (never a header or env value)."""
-        return self.url or (self.command[0] if self.command else "?")
+        """What the server is, for messages: its URL without credentials, or its program (never a
+        header or env value)."""
+        if self.url:
+            parts = urlsplit(self.url)
+            host = parts.netloc.rpartition("@")[2]
+            return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return self.command[0] if self.command else "?"
 
     def resolved_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         source = os.environ if environ is None else environ

@@ -100,7 +100,7 @@ class ToolCatalog:
 
     async def _refresh(self, server: StoredObject) -> None:
         from pweza.agent.tools.mcp_tools import McpTools  # the MCP SDK loads once a ToolServer exists
-        from pweza.agent.tools.servers import ToolServerUnavailable, read_tool_server
+        from pweza.agent.tools.servers import read_tool_server
 
         config = read_tool_server(server.name, server.body["spec"])
         tools = McpTools(config)
@@ -109,8 +109,8 @@ class ToolCatalog:
         try:
             async with asyncio.timeout(config.connect_timeout + config.timeout + 5.0):
                 listed = await tools.list_tools()
-        except (ToolServerUnavailable, TimeoutError) as error:
-            message = str(error) or f"listing the tools took longer than {config.connect_timeout + config.timeout:g}s"
+        except Exception as error:  # noqa: BLE001 - whatever it was, the status says it and the sweep goes on
+            message = _reason(error, config.connect_timeout + config.timeout)
             _log.warning("ToolServer unreachable", namespace=server.namespace, name=server.name, error=message)
             wait = min(wait, RETRY_SECONDS)
             previous = self._seen.get((server.namespace, server.name))
@@ -133,6 +133,16 @@ class ToolCatalog:
             await tools.aclose()
         status["observedGeneration"] = server.generation
         self._seen[(server.namespace, server.name)] = _Seen(server.generation, status, time.monotonic() + wait)
+
+
+def _reason(error: Exception, bound: float) -> str:
+    from pweza.agent.tools.servers import ToolServerUnavailable
+
+    if isinstance(error, ToolServerUnavailable):
+        return str(error)
+    if isinstance(error, TimeoutError):
+        return f"listing the tools took longer than {bound:g}s"
+    return f"listing the tools failed: {type(error).__name__}: {error}"
 
 
 def _ready(ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ unreachable server says."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from pweza.agent import TaskContext
 from pweza.agent.template import TemplateError
 from pweza.agent.tools import (
+    AgentTools,
     CombinedTools,
     McpTools,
     ToolNameClash,
@@ -222,3 +224,24 @@ async def test_a_server_back_after_a_restart_is_reconnected_to(tmp_path: Path) -
 def test_credentials_in_a_url_stay_out_of_messages() -> None:
     config = read_tool_server("notes", {"transport": "http", "url": "http://user:pa55@127.0.0.1:1/mcp?key=k"})
     assert config.target == "http://127.0.0.1:1/mcp"
+
+
+async def test_attempts_of_one_agent_share_its_sessions_and_one_closing_leaves_the_other_working(log: Path) -> None:
+    spec = {"tools": {"servers": [{"toolServer": "notes"}]}, "toolServers": {"notes": stdio_spec(log)}}
+    agent_tools = AgentTools(spec)
+    first = agent_tools.for_attempt(TaskContext({}, task_id="t1"))
+    second = agent_tools.for_attempt(TaskContext({}, task_id="t2"))
+    try:
+        results = await asyncio.gather(
+            first.call_tool("append_note", {"text": "from t1"}), second.call_tool("append_note", {"text": "from t2"})
+        )
+        assert not any(result.is_error for result in results), results
+        await first.aclose()
+        assert not (await second.call_tool("append_note", {"text": "t2 again"})).is_error
+    finally:
+        await agent_tools.aclose()
+    assert sorted(json.loads(line)["text"] for line in log.read_text().splitlines()) == [
+        "from t1",
+        "from t2",
+        "t2 again",
+    ]

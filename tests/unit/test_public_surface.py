@@ -13,6 +13,7 @@ import pytest
 PUBLIC = {
     "pweza.agent": ["Delegator", "TaskCancelled", "TaskContext", "TaskFailure"],
     "pweza.agent.tools": [
+        "AgentTools",
         "CombinedTools",
         "McpTools",
         "PoolTool",

@@ -3,14 +3,15 @@
 `McpTools` speaks MCP (streamable HTTP or stdio, through the official SDK) to one ToolServer,
 keeping to a template's allow-list; `PoolTools` turns calls into durable delegations to other
 pools; `CombinedTools` shows several providers as one set with unique names.
-`tools_for_attempt` builds all three from the spec a Welcome carries.
+`AgentTools` builds them from the spec a Welcome carries, once per agent (MCP sessions
+shared by its attempts); `for_attempt(ctx)` gives one attempt's tools.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pweza.agent.tools.building import tools_for_attempt
+from pweza.agent.tools.building import AgentTools, tools_for_attempt
 from pweza.agent.tools.combined import CombinedTools, ToolNameClash
 from pweza.agent.tools.pools import PoolTool, PoolTools, read_pool_tools
 from pweza.agent.tools.servers import ToolServerConfig, ToolServerUnavailable, read_tool_server
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from pweza.agent.tools.mcp_tools import McpTools
 
 __all__ = [
+    "AgentTools",
     "CombinedTools",
     "McpTools",
     "PoolTool",

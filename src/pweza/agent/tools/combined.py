@@ -8,7 +8,7 @@ message saying which to narrow with `allow`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -25,6 +25,11 @@ class CombinedTools:
         self._providers = dict(providers)
         self._owner: dict[str, Tools] = {}
         self._approval = frozenset(require_approval)
+        self._on_close: list[Callable[[], Awaitable[None]]] = []
+
+    def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Something more to do in `aclose`, after the providers are closed."""
+        self._on_close.append(callback)
 
     def requires_approval(self, name: str) -> bool:
         """Whether a call of the tool must wait for a person's approval (the template's requireApproval)."""
@@ -58,3 +63,6 @@ class CombinedTools:
         for provider in self._providers.values():
             with suppress(Exception):
                 await provider.aclose()
+        for callback in self._on_close:
+            with suppress(Exception):
+                await callback()

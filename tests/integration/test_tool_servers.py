@@ -86,9 +86,13 @@ def test_an_agents_welcome_carries_the_tool_servers_its_template_names(platform:
     header = {"name": "Authorization", "valueFrom": {"env": "NOTES_BEARER"}}
     secret_free = {"transport": "http", "url": "http://127.0.0.1:9/mcp", "headers": [header]}
     tools = {"servers": [{"toolServer": "notes", "allow": ["search_notes"]}], "agents": [{"pool": "writers"}]}
-    platform.apply(
-        tool_server("notes", secret_free), template(name="researcher", tools=tools), pool("research", "researcher")
-    )
+    with platform.client() as client:
+        early = client.put("/api/v1/agenttemplates/researcher", json=template(name="researcher", tools=tools)).json()
+    assert early["warnings"] == [
+        "spec.tools.servers[0].toolServer: ToolServer 'notes' does not exist yet; attempts fail until it does",
+        "spec.tools.agents[0].pool: AgentPool 'writers' does not exist yet",
+    ]
+    platform.apply(tool_server("notes", secret_free), pool("research", "researcher"))
 
     async def welcome() -> dict[str, Any]:
         async with RawAgent(platform.grpc_address, platform.agent_token, "research", slots=1) as agent:

@@ -14,6 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
+from pweza.operator.handlers import Context
+from pweza.operator.resources import OperatorConfig
+from pweza.operator.syncing import ManagerSync
+from pweza.operator.tool_servers import reconcile_tool_server
 from pweza.testing.platform import Platform
 from pweza.testing.processes import free_port
 from pweza.testing.waiting import eventually
@@ -143,3 +147,52 @@ def test_a_pool_called_as_a_tool_is_a_durable_delegation(platform: Platform, tmp
     # machinery replaces a failed child) and failed again.
     assert sorted(child["state"] for child in children) == ["failed", "failed", "succeeded"]
     assert all(child["parentId"] == task_id for child in children)
+
+
+class ResourceOnly:
+    """The Kubernetes API as the operator's ToolServer reconcile uses it: one resource, its status patches."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.patches: list[dict[str, Any]] = []
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        return self.body
+
+    async def patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str, status: dict[str, Any]
+    ) -> None:
+        self.patches.append(status)
+        merged = {**(self.body.get("status") or {}), **status}
+        self.body["status"] = {key: value for key, value in merged.items() if value is not None}
+
+
+def test_the_operator_mirrors_a_tool_server_and_copies_the_listing_to_its_status(
+    platform: Platform, tmp_path: Path
+) -> None:
+    resource = {**tool_server("local-notes", stdio_spec(tmp_path / "stdio.log")), "metadata": {
+        "name": "local-notes", "namespace": "default", "generation": 3,
+    }}  # fmt: skip
+    kube = ResourceOnly(resource)
+
+    async def reconcile() -> dict[str, Any]:
+        sync = ManagerSync(platform.url, platform.admin_token)
+        try:
+            ctx = Context(kube=kube, config=OperatorConfig(), manager=sync)  # type: ignore[arg-type]
+            await reconcile_tool_server(ctx, "default", "local-notes")
+        finally:
+            await sync.close()
+        return dict(resource.get("status") or {})
+
+    def listed() -> dict[str, Any] | None:
+        status = asyncio.run(reconcile())
+        return status if status.get("toolCount") else None
+
+    status = eventually(listed, timeout=30, what="the operator to copy the manager's listing")
+    assert sorted(tool["name"] for tool in status["tools"]) == ["append_note", "search_notes"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("True", "ToolsListed", 3)
+    assert status_of(platform, "local-notes")["toolCount"] == 2  # registered with the manager by the operator
+    patches = len(kube.patches)
+    asyncio.run(reconcile())
+    assert len(kube.patches) == patches, "a pass that changes nothing patches nothing"

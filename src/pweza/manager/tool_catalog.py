@@ -3,7 +3,7 @@
 The manager connects to every ToolServer (a stdio one's command runs on the manager's host, as
 it does next to agents under `pweza up`), lists its tools, and keeps the listing in memory: a
 status is what this manager saw, rediscovered after a restart, and each replica keeps its own.
-A server is listed again every `refreshInterval`, and at once when it is applied here; a change
+A server is listed again every `refreshInterval`, and at once when a change is applied here; one
 made through another replica is seen at the next sweep (SWEEP_SECONDS). The setting
 `tool_discovery: false` turns it off, for a manager that must not connect out or run commands.
 """
@@ -64,8 +64,9 @@ class ToolCatalog:
                 await task
 
     def _changed(self, kind: str, namespace: str, name: str) -> None:
+        # The sweep finds what changed by the generation: applying an unchanged object (as the
+        # operator does every pass) keeps the listing.
         if kind == KIND:
-            self._seen.pop((namespace, name), None)
             self._poke.set()
 
     async def _run(self) -> None:

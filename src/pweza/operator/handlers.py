@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from pweza.domain.kinds import validation_problem
 from pweza.domain.manifests import AgentPool, AgentTemplate
-from pweza.operator import metrics, resources
+from pweza.operator import metrics, resources, tool_servers
 from pweza.operator.conditions import condition, merge
 from pweza.operator.kube import Kube
 from pweza.operator.syncing import ManagerRejected, ManagerSync
@@ -323,13 +323,4 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         if ctx.manager is not None:
             await ctx.manager.delete("Workflow", namespace or "default", name)
 
-    @kopf.on.resume(GROUP, VERSION, "toolservers", registry=registry)
-    @kopf.on.create(GROUP, VERSION, "toolservers", registry=registry)
-    @kopf.on.update(GROUP, VERSION, "toolservers", registry=registry)
-    async def tool_server_changed(namespace: str | None, name: str, **_: Any) -> None:
-        await reconcile_tool_server(ctx, namespace or "default", name)
-
-    @kopf.on.delete(GROUP, VERSION, "toolservers", optional=True, registry=registry)
-    async def tool_server_deleted(namespace: str | None, name: str, **_: Any) -> None:
-        if ctx.manager is not None:
-            await ctx.manager.delete("ToolServer", namespace or "default", name)
+    tool_servers.register(registry, ctx)

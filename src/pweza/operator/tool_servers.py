@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import kopf
+
 from pweza.operator import metrics
 from pweza.operator.conditions import condition, merge
 from pweza.operator.syncing import ManagerRejected
@@ -17,8 +19,9 @@ from pweza.operator.syncing import ManagerRejected
 if TYPE_CHECKING:
     from pweza.operator.handlers import Context
 
-KIND = "ToolServer"
-API = "pweza.ai/v1"
+KIND, PLURAL = "ToolServer", "toolservers"
+GROUP, VERSION = "pweza.ai", "v1"
+API = f"{GROUP}/{VERSION}"
 # Copied from the manager's status; a key it no longer has is cleared (null in a merge patch).
 LISTING_KEYS = ("tools", "toolCount", "lastRefreshed", "lastError")
 
@@ -28,8 +31,7 @@ async def reconcile_tool_server(ctx: Context, namespace: str, name: str) -> None
     body = await ctx.kube.get(API, KIND, name, namespace)
     if body is None or ctx.manager is None or body["metadata"].get("deletionTimestamp"):
         return
-    generation = body["metadata"].get("generation")
-    status = body.get("status") or {}
+    status, generation = body.get("status") or {}, body["metadata"].get("generation")
     new_status: dict[str, Any] = {"observedGeneration": generation}
     try:
         await ctx.manager.put(body)
@@ -37,14 +39,11 @@ async def reconcile_tool_server(ctx: Context, namespace: str, name: str) -> None
         new_status.update({key: listing.get(key) for key in LISTING_KEYS})
         ready = _listed(listing, generation)
         result = "ok"
-    except ManagerRejected as error:
-        ready = condition("Ready", False, "Invalid", str(error), generation)
-        metrics.reconcile_errors.labels(kind=KIND, reason="Invalid").inc()
-        result = "invalid"
-    except Exception as error:  # noqa: BLE001 - retried by the resync timer
-        ready = condition("Ready", False, "ManagerUnreachable", str(error), generation)
-        metrics.reconcile_errors.labels(kind=KIND, reason="ManagerUnreachable").inc()
-        result = "error"
+    except Exception as error:  # noqa: BLE001 - refused: says why; unreachable: retried by the resync pass
+        refused = isinstance(error, ManagerRejected)
+        reason, result = ("Invalid", "invalid") if refused else ("ManagerUnreachable", "error")
+        ready = condition("Ready", False, reason, str(error), generation)
+        metrics.reconcile_errors.labels(kind=KIND, reason=reason).inc()
     new_status["conditions"] = merge(status.get("conditions"), [ready])
     if {key: status.get(key) for key in new_status} != new_status:
         await ctx.kube.patch_status(API, KIND, name, namespace, new_status)
@@ -58,3 +57,18 @@ def _listed(listing: dict[str, Any], generation: int | None) -> dict[str, Any]:
     if ready is None:
         return condition("Ready", False, "Listing", "the manager has not listed the tools yet", generation)
     return condition("Ready", ready.get("status") == "True", ready["reason"], ready.get("message", ""), generation)
+
+
+def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
+    """Reconcile a ToolServer on every change (and at the operator's start); forget it in the manager when deleted."""
+
+    async def tool_server_changed(namespace: str | None, name: str, **_: Any) -> None:
+        await reconcile_tool_server(ctx, namespace or "default", name)
+
+    async def tool_server_deleted(namespace: str | None, name: str, **_: Any) -> None:
+        if ctx.manager is not None:
+            await ctx.manager.delete(KIND, namespace or "default", name)
+
+    for event in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        event(GROUP, VERSION, PLURAL, registry=registry)(tool_server_changed)
+    kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)(tool_server_deleted)

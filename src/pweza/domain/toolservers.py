@@ -75,7 +75,8 @@ class ToolServerSpec(SpecModel):
     env: list[EnvVar] | None = Field(
         default=None,
         max_length=64,
-        description="stdio: environment variables added to the command's (which inherits the agent's).",
+        description="stdio: the command's environment variables. Of the agent's own it gets only HOME, LOGNAME, "
+        "PATH, SHELL, TERM and USER (as the MCP SDK starts servers), so the agent's secrets stay with it.",
     )
     working_dir: str | None = Field(
         default=None, max_length=4096, description="stdio: the directory the command runs in."

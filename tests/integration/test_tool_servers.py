@@ -110,6 +110,8 @@ def test_an_agents_welcome_carries_the_tool_servers_its_template_names(platform:
     }
     assert spec["toolServers"]["notes"]["url"] == "http://127.0.0.1:9/mcp"
     assert spec["toolServers"]["notes"]["headers"] == [{"name": "Authorization", "valueFrom": {"env": "NOTES_BEARER"}}]
+    described = cli(platform, "describe", "at", "researcher")
+    assert "Tools:         ToolServer notes [search_notes]; pool writers" in described
 
 
 def test_a_pool_called_as_a_tool_is_a_durable_delegation(platform: Platform, tmp_path: Path) -> None:

@@ -166,6 +166,7 @@ def _describe_template(api: ApiClient, template: dict[str, Any]) -> None:
             ("Timeout", spec.get("timeout")),
             ("Retry", json.dumps(spec["retry"]) if spec.get("retry") else None),
             ("Capabilities", ", ".join(spec.get("capabilities") or [])),
+            ("Tools", _tools_text(spec.get("tools") or {})),
         ]
     )
     pools = api.request("GET", "/api/v1/agentpools", params={"namespace": namespace})["items"]
@@ -176,6 +177,20 @@ def _describe_template(api: ApiClient, template: dict[str, Any]) -> None:
         a for a in api.request("GET", "/api/v1/agents")["items"] if a["namespace"] == namespace and a["pool"] in users
     ]
     _agents(agents)
+
+
+def _tools_text(tools: dict[str, Any]) -> str:
+    """The template's tools block on one line: ToolServers with their allow-lists, pools as tools."""
+    parts = []
+    for ref in tools.get("servers") or []:
+        allow = ref.get("allow")
+        parts.append(f"ToolServer {ref['toolServer']}" + (f" [{', '.join(allow)}]" if allow is not None else " [all]"))
+    for agent in tools.get("agents") or []:
+        name = agent.get("name") or agent["pool"]
+        parts.append(f"pool {agent['pool']}" + (f" as {name}" if name != agent["pool"] else ""))
+    approval = [name for ref in tools.get("servers") or [] for name in ref.get("requireApproval") or []]
+    approval += [a.get("name") or a["pool"] for a in tools.get("agents") or [] if a.get("requireApproval")]
+    return "; ".join(parts) + (f" (approval: {', '.join(approval)})" if approval else "")
 
 
 def _describe_workflow(api: ApiClient, workflow: dict[str, Any]) -> None:

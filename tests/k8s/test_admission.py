@@ -127,7 +127,7 @@ def webhook_configuration(name: str, namespace: str, port: int, ca: Path) -> dic
                         "apiGroups": ["pweza.ai"],
                         "apiVersions": ["v1"],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": ["agenttemplates", "agentpools", "workflows"],
+                        "resources": ["agenttemplates", "agentpools", "workflows", "toolservers"],
                         "scope": "Namespaced",
                     }
                 ],

@@ -12,6 +12,19 @@ import pytest
 
 PUBLIC = {
     "pweza.agent": ["Delegator", "TaskCancelled", "TaskContext", "TaskFailure"],
+    "pweza.agent.tools": [
+        "AgentTools",
+        "CombinedTools",
+        "McpTools",
+        "PoolTool",
+        "PoolTools",
+        "ToolNameClash",
+        "ToolServerConfig",
+        "ToolServerUnavailable",
+        "read_pool_tools",
+        "read_tool_server",
+        "tools_for_attempt",
+    ],
     "pweza.testing": [
         "Cluster",
         "ControlPlane",

@@ -15,6 +15,7 @@ from pweza.cli.listings import (
     desired_replicas,
     object_path,
     split_kind_name,
+    tool_server_target,
 )
 from pweza.cli.options import Namespace, Server, Token, client
 from pweza.cli.output import age, error_text, moment, table
@@ -37,7 +38,9 @@ def register(app: typer.Typer) -> None:
 
 
 def describe(
-    kind: Annotated[str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf) or agent.")],
+    kind: Annotated[
+        str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf), toolserver (ts) or agent.")
+    ],
     name: Annotated[str | None, typer.Argument(help="The object (KIND/NAME works too).")] = None,
     namespace: Namespace = "default",
     server: Server = None,
@@ -58,6 +61,8 @@ def describe(
             _describe_pool(api, item)
         elif resolved == "AgentTemplate":
             _describe_template(api, item)
+        elif resolved == "ToolServer":
+            _describe_tool_server(item)
         else:
             _describe_workflow(api, item)
 
@@ -161,6 +166,7 @@ def _describe_template(api: ApiClient, template: dict[str, Any]) -> None:
             ("Timeout", spec.get("timeout")),
             ("Retry", json.dumps(spec["retry"]) if spec.get("retry") else None),
             ("Capabilities", ", ".join(spec.get("capabilities") or [])),
+            ("Tools", _tools_text(spec.get("tools") or {})),
         ]
     )
     pools = api.request("GET", "/api/v1/agentpools", params={"namespace": namespace})["items"]
@@ -171,6 +177,20 @@ def _describe_template(api: ApiClient, template: dict[str, Any]) -> None:
         a for a in api.request("GET", "/api/v1/agents")["items"] if a["namespace"] == namespace and a["pool"] in users
     ]
     _agents(agents)
+
+
+def _tools_text(tools: dict[str, Any]) -> str:
+    """The template's tools block on one line: ToolServers with their allow-lists, pools as tools."""
+    parts = []
+    for ref in tools.get("servers") or []:
+        allow = ref.get("allow")
+        parts.append(f"ToolServer {ref['toolServer']}" + (f" [{', '.join(allow)}]" if allow is not None else " [all]"))
+    for agent in tools.get("agents") or []:
+        name = agent.get("name") or agent["pool"]
+        parts.append(f"pool {agent['pool']}" + (f" as {name}" if name != agent["pool"] else ""))
+    approval = [name for ref in tools.get("servers") or [] for name in ref.get("requireApproval") or []]
+    approval += [a.get("name") or a["pool"] for a in tools.get("agents") or [] if a.get("requireApproval")]
+    return "; ".join(parts) + (f" (approval: {', '.join(approval)})" if approval else "")
 
 
 def _describe_workflow(api: ApiClient, workflow: dict[str, Any]) -> None:
@@ -199,6 +219,37 @@ def _describe_workflow(api: ApiClient, workflow: dict[str, Any]) -> None:
         ["AGE", "TYPE", "STEP", "DETAIL"],
         [[age(e["at"]), e["type"], e.get("step") or "", _detail(e.get("data") or {})] for e in events[-RECENT:]],
     )
+
+
+def _describe_tool_server(server: dict[str, Any]) -> None:
+    spec, status = server["spec"], server.get("status") or {}
+    headers = [
+        h["name"] + (f" (from ${h['valueFrom']['env']})" if h.get("valueFrom") else "")
+        for h in spec.get("headers") or []
+    ]
+    refreshed = status.get("lastRefreshed")
+    _fields(
+        [
+            ("Transport", spec["transport"]),
+            ("Target", tool_server_target(server)),
+            ("Headers", ", ".join(headers)),
+            ("Timeout", f"{spec.get('timeout', '60s')} a call, {spec.get('connectTimeout', '10s')} to connect"),
+            ("Refresh", spec.get("refreshInterval", "5m")),
+            ("Listed", f"{moment(refreshed)} ({age(refreshed)} ago)" if refreshed else None),
+            ("Last error", status.get("lastError")),
+        ]
+    )
+    conditions = status.get("conditions") or []
+    _conditions([(c["type"], c["status"] == "True", c.get("message", "")) for c in conditions])
+    tools = status.get("tools") or []
+    _section(f"Tools ({len(tools)})")
+    if tools:
+        table(["NAME", "ARGUMENTS", "DESCRIPTION"], [_tool_row(tool) for tool in tools])
+
+
+def _tool_row(tool: dict[str, Any]) -> list[Any]:
+    arguments = ", ".join((tool.get("inputSchema") or {}).get("properties") or {})
+    return [tool["name"], arguments, " ".join(str(tool.get("description") or "").split())[:80]]
 
 
 def _describe_agent(api: ApiClient, agent_id: str) -> None:

@@ -12,7 +12,7 @@ from pweza.domain.kind_names import KIND_NAMES, plural_of
 __all__ = ["load_documents", "manifest_paths", "plural_of"]
 
 # Templates before pools before workflows, so references resolve on first apply.
-_ORDER = {"AgentTemplate": 0, "AgentPool": 1, "Workflow": 2}
+_ORDER = {"ToolServer": 0, "AgentTemplate": 0, "AgentPool": 1, "Workflow": 2}
 
 
 def manifest_paths(target: Path) -> list[Path]:
@@ -53,7 +53,10 @@ def load_documents(target: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def _code_from(path: Path, document: dict[str, Any]) -> dict[str, Any]:
     """The document with its template's relative `pythonPath` entries made absolute from the
-    manifest's folder: the code travels with the manifest, whichever directory agents start in."""
+    manifest's folder: the code travels with the manifest, whichever directory agents start in.
+    A ToolServer's relative `workingDir` counts from the manifest's folder too."""
+    if document.get("kind") == "ToolServer":
+        return _working_dir_from(path, document)
     runtime = document.get("spec", {}).get("runtime", {}) if document.get("kind") == "AgentTemplate" else {}
     entries = runtime.get("pythonPath")
     if not entries:
@@ -62,3 +65,12 @@ def _code_from(path: Path, document: dict[str, Any]) -> dict[str, Any]:
     resolved = [entry if Path(entry).is_absolute() else str((folder / entry).resolve()) for entry in entries]
     spec = {**document["spec"], "runtime": {**runtime, "pythonPath": resolved}}
     return {**document, "spec": spec}
+
+
+def _working_dir_from(path: Path, document: dict[str, Any]) -> dict[str, Any]:
+    spec = document.get("spec", {})
+    working_dir = spec.get("workingDir")
+    if not working_dir or Path(working_dir).is_absolute():
+        return document
+    resolved = str((path.resolve().parent / working_dir).resolve())
+    return {**document, "spec": {**spec, "workingDir": resolved}}

@@ -61,6 +61,19 @@ def _runtime_detail(template: dict[str, Any]) -> str:
     return " ".join(runtime.get("command") or [])
 
 
+def tool_server_target(server: dict[str, Any]) -> str:
+    """Its URL or its command: never a header or environment value, which may be secrets."""
+    spec = server["spec"]
+    return str(spec.get("url") or " ".join(spec.get("command") or []))
+
+
+def tool_server_ready(server: dict[str, Any]) -> str:
+    """Whether the manager could list its tools: yes, no, or unknown before it tried."""
+    conditions = (server.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    return "unknown" if ready is None else ("yes" if ready.get("status") == "True" else "no")
+
+
 def object_columns(kind: str, ready: Counter[tuple[str, str]]) -> list[Column]:
     first = [Column("NAMESPACE", lambda i: i["metadata"]["namespace"]), Column("NAME", lambda i: i["metadata"]["name"])]
     last = [Column("AGE", lambda i: age(created_at(i))), Column("GEN", lambda i: i["metadata"].get("generation"), True)]
@@ -83,6 +96,15 @@ def object_columns(kind: str, ready: Counter[tuple[str, str]]) -> list[Column]:
             Column("MIN", lambda i: i["spec"].get("scaling", {}).get("minReplicas")),
             Column("MAX", lambda i: i["spec"].get("scaling", {}).get("maxReplicas")),
             *last,
+        ]
+    if kind == "ToolServer":
+        return [
+            *first,
+            Column("TRANSPORT", lambda i: i["spec"]["transport"]),
+            Column("TOOLS", lambda i: (i.get("status") or {}).get("toolCount", "")),
+            Column("READY", tool_server_ready),
+            *last,
+            Column("TARGET", tool_server_target, True),
         ]
     return [
         *first,

@@ -84,7 +84,9 @@ _GET_EXAMPLES = """Examples:
 
 
 def get(
-    kind: Annotated[str, typer.Argument(help="agenttemplates (at), agentpools (ap), workflows (wf) or agents.")],
+    kind: Annotated[
+        str, typer.Argument(help="agenttemplates (at), agentpools (ap), workflows (wf), toolservers (ts) or agents.")
+    ],
     name: Annotated[str | None, typer.Argument(help="One object (KIND/NAME works too).")] = None,
     namespace: AnyNamespace = None,
     output: Output = "table",

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from pweza.domain.manifests import AgentPool, AgentTemplate, Manifest
+from pweza.domain.toolservers import ToolServer
 from pweza.domain.workflows import Workflow
 
 GROUP = "pweza.ai"
@@ -49,6 +50,15 @@ _RULES: dict[str, dict[str, list[dict[str, str]]]] = {
             },
         ]
     },
+    "ToolServer": {
+        "spec": [
+            {"rule": "self.transport != 'http' || has(self.url)", "message": "transport http needs url"},
+            {"rule": "self.transport != 'stdio' || has(self.command)", "message": "transport stdio needs command"},
+        ],
+        "spec.headers[]": [
+            {"rule": "has(self.value) != has(self.valueFrom)", "message": "give exactly one of value or valueFrom"},
+        ],
+    },
     "Workflow": {
         "spec.steps[]": [
             {"rule": "has(self.agent) || has(self.approval)", "message": "a step needs an agent, an approval, or both"},
@@ -68,6 +78,11 @@ _COLUMNS: dict[str, list[dict[str, str]]] = {
         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
         {"name": "Min", "type": "integer", "jsonPath": ".spec.scaling.minReplicas", "priority": "1"},
         {"name": "Max", "type": "integer", "jsonPath": ".spec.scaling.maxReplicas", "priority": "1"},
+        {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].reason"},
+    ],
+    "ToolServer": [
+        {"name": "Transport", "type": "string", "jsonPath": ".spec.transport"},
+        {"name": "Tools", "type": "integer", "jsonPath": ".status.toolCount"},
         {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].reason"},
     ],
     "Workflow": [
@@ -117,6 +132,30 @@ _STATUS: dict[str, dict[str, Any]] = {
             "type": "string",
             "description": "The AgentTemplate and generation rolled out, as NAME@GENERATION.",
         },
+    },
+    "ToolServer": {
+        "tools": {
+            "type": "array",
+            "description": "The tools the server lists, as last discovered.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "description": "The tool's name."},
+                    "description": {"type": "string", "description": "What the tool does."},
+                    "inputSchema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                        "description": "The JSON schema of its arguments.",
+                    },
+                },
+            },
+        },
+        "toolCount": {"type": "integer", "description": "How many tools the server lists."},
+        "lastRefreshed": {
+            "type": "number",
+            "description": "When the tools were last listed (seconds since the epoch).",
+        },
+        "lastError": {"type": "string", "description": "Why the last listing failed, if it did."},
     },
     "Workflow": {
         "registeredGeneration": {
@@ -337,4 +376,5 @@ def all_crds() -> dict[str, dict[str, Any]]:
         "agent-template-crd.yaml": crd(AgentTemplate, "agenttemplates", ["at"]),
         "agent-pool-crd.yaml": crd(AgentPool, "agentpools", ["ap"]),
         "workflow-crd.yaml": crd(Workflow, "workflows", ["wf"]),
+        "tool-server-crd.yaml": crd(ToolServer, "toolservers", ["ts"]),
     }

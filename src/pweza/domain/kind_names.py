@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from pweza.domain.errors import InvalidInput
 
-KIND_NAMES = ("AgentTemplate", "AgentPool", "Workflow")
-PLURALS: dict[str, str] = {"agenttemplates": "AgentTemplate", "agentpools": "AgentPool", "workflows": "Workflow"}
+KIND_NAMES = ("AgentTemplate", "AgentPool", "Workflow", "ToolServer")
+PLURALS: dict[str, str] = {
+    "agenttemplates": "AgentTemplate",
+    "agentpools": "AgentPool",
+    "workflows": "Workflow",
+    "toolservers": "ToolServer",
+}
 # Names a person types on the command line, kubectl style.
 ALIASES: dict[str, str] = {
     "agenttemplate": "AgentTemplate",
@@ -22,6 +27,8 @@ ALIASES: dict[str, str] = {
     "ap": "AgentPool",
     "workflow": "Workflow",
     "wf": "Workflow",
+    "toolserver": "ToolServer",
+    "ts": "ToolServer",
 }
 
 

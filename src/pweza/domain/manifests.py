@@ -181,6 +181,71 @@ class RetryPolicy(SpecModel):
     )
 
 
+# -- tools: what an `agent` runtime may call (ToolServers, other pools); see docs/agents.md "Tools" --
+ToolName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class ToolServerRef(SpecModel):
+    """Tools of one ToolServer the template's agents may call."""
+
+    tool_server: Name = Field(description="The ToolServer (in the template's namespace).")
+    allow: list[ToolName] | None = Field(
+        default=None,
+        max_length=256,
+        description="The only tools of the server the agents are shown and may call (default: all of them).",
+    )
+    require_approval: list[ToolName] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Tools whose every call waits for a person's approval before it runs.",
+    )
+
+
+class PoolToolRef(SpecModel):
+    """Another AgentPool offered as a tool: a call becomes a durable delegated task on that pool."""
+
+    pool: Name = Field(description="The AgentPool (in the template's namespace) that does the calls.")
+    name: ToolName | None = Field(
+        default=None, description="The tool's name as the model sees it (default: the pool's)."
+    )
+    description: str = Field(default="", max_length=4096, description="What the tool does, for the model.")
+    input_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"},
+        description="The JSON schema of the tool's arguments; the arguments are the delegated task's input.",
+    )
+    require_approval: bool = Field(default=False, description="Whether each call waits for a person's approval.")
+
+
+class TemplateTools(SpecModel):
+    servers: list[ToolServerRef] = Field(
+        default_factory=list, max_length=64, description="ToolServers whose tools the agents may call."
+    )
+    agents: list[PoolToolRef] = Field(
+        default_factory=list, max_length=64, description="AgentPools the agents may delegate to, each as one tool."
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> TemplateTools:
+        seen: dict[str, str] = {}
+        for index, ref in enumerate(self.servers):
+            where = f"servers[{index}]"
+            if ref.tool_server in seen:
+                raise ValueError(
+                    f"{where}.toolServer: {ref.tool_server!r} is listed twice (also {seen[ref.tool_server]})"
+                )
+            seen[ref.tool_server] = where
+            unknown = sorted(set(ref.require_approval) - set(ref.allow)) if ref.allow is not None else []
+            if unknown:
+                raise ValueError(f"{where}.requireApproval: {', '.join(unknown)} not in allow")
+        names: dict[str, str] = {}
+        for index, agent in enumerate(self.agents):
+            name = agent.name or agent.pool
+            if name in names:
+                raise ValueError(f"agents[{index}]: tool name {name!r} is used twice (also {names[name]})")
+            names[name] = f"agents[{index}]"
+        return self
+
+
 class AgentTemplateSpec(SpecModel):
     runtime: Runtime = Field(description="How the template's agents do a task: the runtime kind and its settings.")
     concurrency: int = Field(default=1, ge=1, le=1000, description="How many tasks one agent works on at once.")
@@ -222,6 +287,10 @@ class AgentTemplateSpec(SpecModel):
             "On Kubernetes: environment variables of the agent container. A pool's template.environment adds to them, "
             "replacing those of the same name."
         ),
+    )
+    tools: TemplateTools | None = Field(
+        default=None,
+        description="What an `agent` runtime may call as tools: ToolServers' tools (allow-listed) and other pools.",
     )
 
 

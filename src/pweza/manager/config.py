@@ -61,6 +61,10 @@ class Settings(BaseModel):
     replica_ttl_seconds: float = Field(
         default=15.0, gt=0, description="a replica silent this long is presumed dead; its work is taken over"
     )
+    tool_discovery: bool = Field(
+        default=True,
+        description="list every ToolServer's tools for its status (connecting to its URL, running its command)",
+    )
 
     @property
     def tls_enabled(self) -> bool:

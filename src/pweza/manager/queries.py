@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ from pweza.manager.auth import TokenService
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
 from pweza.manager.registry import Registry, with_server_fields
+from pweza.manager.tool_catalog import KIND as TOOL_SERVER
+from pweza.manager.tool_catalog import ToolCatalog
 from pweza.manager.workflows import WorkflowEngine
 from pweza.store.protocol import Store
 
@@ -84,8 +87,10 @@ class Queries:
         registry: Registry,
         tokens: TokenService,
         housekeeping: Housekeeping,
+        tool_catalog: ToolCatalog | None = None,
     ) -> None:
         self._store = store
+        self._tool_catalog = tool_catalog
         self._dispatcher = dispatcher
         self._workflows = workflows
         self._registry = registry
@@ -215,10 +220,17 @@ class Queries:
 
     # -- objects, tokens, audit, replicas ----------------------------------------
     async def objects(self, kind: str, namespace: str | None, limit: int, after: str | None) -> list[StoredObject]:
-        return await self._registry.list(kind, namespace, limit, after)
+        return [self._with_status(item) for item in await self._registry.list(kind, namespace, limit, after)]
 
     async def object(self, kind: str, namespace: str, name: str) -> StoredObject:
-        return await self._registry.get(kind, namespace, name)
+        return self._with_status(await self._registry.get(kind, namespace, name))
+
+    def _with_status(self, stored: StoredObject) -> StoredObject:
+        """A ToolServer with the tools this manager listed on it as its status."""
+        if stored.kind != TOOL_SERVER or self._tool_catalog is None:
+            return stored
+        status = self._tool_catalog.status(stored.namespace, stored.name)
+        return stored if status is None else dataclasses.replace(stored, body={**stored.body, "status": status})
 
     async def tokens(self) -> list[TokenRecord]:
         return await self._tokens.list()

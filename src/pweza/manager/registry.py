@@ -74,6 +74,8 @@ class Registry:
                 )
         if isinstance(manifest, Workflow):
             warnings.extend(await self._workflow_warnings(manifest))
+        if isinstance(manifest, AgentTemplate) and manifest.spec.tools is not None:
+            warnings.extend(await self._tools_warnings(manifest))
         kind = manifest.kind_name
         stored = await self._store.put_object(
             kind, manifest.metadata.namespace, manifest.metadata.name, manifest_body(manifest)
@@ -97,6 +99,21 @@ class Registry:
                 warnings.append(
                     f"spec.steps[{index}].agent.template: no AgentPool uses template {agent.template!r} yet"
                 )
+        return warnings
+
+    async def _tools_warnings(self, template: AgentTemplate) -> list[str]:
+        """ToolServers and pools a template's tools block names that do not exist yet."""
+        assert template.spec.tools is not None
+        namespace, warnings = template.metadata.namespace, []
+        for index, ref in enumerate(template.spec.tools.servers):
+            if await self._store.get_object("ToolServer", namespace, ref.tool_server) is None:
+                warnings.append(
+                    f"spec.tools.servers[{index}].toolServer: ToolServer {ref.tool_server!r} does not exist yet; "
+                    "attempts fail until it does"
+                )
+        for index, agent in enumerate(template.spec.tools.agents):
+            if await self._store.get_object("AgentPool", namespace, agent.pool) is None:
+                warnings.append(f"spec.tools.agents[{index}].pool: AgentPool {agent.pool!r} does not exist yet")
         return warnings
 
     async def get(self, kind: str, namespace: str, name: str) -> StoredObject:

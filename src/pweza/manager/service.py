@@ -27,6 +27,7 @@ from pweza.manager.queries import Queries
 from pweza.manager.registry import PoolPolicy, Registry
 from pweza.manager.replicas import replicas_for
 from pweza.manager.sessions import AgentEvents, TaskRequest
+from pweza.manager.tool_catalog import ToolCatalog
 from pweza.manager.workflows import WorkflowEngine
 from pweza.store.protocol import Store
 
@@ -57,7 +58,10 @@ class Manager:
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )
-        self.queries = Queries(store, self.dispatcher, self.workflows, self.registry, self.tokens, self.housekeeping)
+        self.tool_catalog = ToolCatalog(self.registry, enabled=settings.tool_discovery)
+        self.queries = Queries(
+            store, self.dispatcher, self.workflows, self.registry, self.tokens, self.housekeeping, self.tool_catalog
+        )
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -65,8 +69,10 @@ class Manager:
         await self.dispatcher.start()
         await self.workflows.start()
         await self.housekeeping.start()
+        await self.tool_catalog.start()
 
     async def stop(self) -> None:
+        await self.tool_catalog.stop()
         await self.housekeeping.stop()
         await self.workflows.stop()
         await self.dispatcher.stop()
@@ -205,7 +211,18 @@ class Manager:
         # Tasks stored before they carried their policy fall back on the pool's (see Dispatcher._policy).
         self.dispatcher.remember_retry_policy((namespace, pool), policy.template.retry)
         spec: dict[str, Any] = template.body["spec"]
-        return policy, spec
+        return policy, await self._with_tool_servers(namespace, spec)
+
+    async def _with_tool_servers(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The template's spec with the ToolServers its tools block names (name -> spec), which the
+        agent connects to itself; one that does not exist is left out (the agent's attempt says so)."""
+        names = [ref["toolServer"] for ref in (spec.get("tools") or {}).get("servers") or []]
+        servers = {}
+        for name in names:
+            found = await self.registry.find("ToolServer", namespace, name)
+            if found is not None:
+                servers[name] = found.body["spec"]
+        return {**spec, "toolServers": servers} if names else spec
 
     async def delegate(self, agent_id: str, request_id: str, parent_id: str, pool: str, payload: Any, key: str) -> None:
         """A handler's request for a child task on `pool`; the agent is answered when the child is done."""

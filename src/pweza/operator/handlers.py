@@ -19,10 +19,11 @@ from pydantic import ValidationError
 
 from pweza.domain.kinds import validation_problem
 from pweza.domain.manifests import AgentPool, AgentTemplate
-from pweza.operator import metrics, resources
+from pweza.operator import metrics, resources, tool_servers
 from pweza.operator.conditions import condition, merge
 from pweza.operator.kube import Kube
 from pweza.operator.syncing import ManagerRejected, ManagerSync
+from pweza.operator.tool_servers import reconcile_tool_server
 
 log = structlog.get_logger(__name__)
 GROUP, VERSION = "pweza.ai", "v1"
@@ -239,13 +240,17 @@ async def reconcile_workflow(ctx: Context, namespace: str, name: str, *, with_ru
 
 
 async def resync_forever(ctx: Context, namespaces: list[str]) -> None:
-    """Level-triggered repair: every pass reconciles every pool and workflow, whatever events
+    """Level-triggered repair: every pass reconciles every pool, workflow and ToolServer, whatever events
     were missed. (A loop here rather than kopf timers: timers put finalizers on every object.)"""
     targets: list[str | None] = list(namespaces) or [None]
     while True:
         await asyncio.sleep(ctx.resync_seconds)
         for namespace in targets:
-            for kind, reconcile in (("AgentPool", reconcile_pool), ("Workflow", _reconcile_workflow_with_runs)):
+            for kind, reconcile in (
+                ("AgentPool", reconcile_pool),
+                ("Workflow", _reconcile_workflow_with_runs),
+                ("ToolServer", reconcile_tool_server),
+            ):
                 try:
                     items = await ctx.kube.list(API, kind, namespace)
                 except Exception as error:  # noqa: BLE001 - the API may be briefly away; try next pass
@@ -317,3 +322,5 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     async def workflow_deleted(namespace: str | None, name: str, **_: Any) -> None:
         if ctx.manager is not None:
             await ctx.manager.delete("Workflow", namespace or "default", name)
+
+    tool_servers.register(registry, ctx)

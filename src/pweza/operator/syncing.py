@@ -11,7 +11,12 @@ from typing import Any
 
 import httpx
 
-PLURALS = {"AgentTemplate": "agenttemplates", "AgentPool": "agentpools", "Workflow": "workflows"}
+PLURALS = {
+    "AgentTemplate": "agenttemplates",
+    "AgentPool": "agentpools",
+    "Workflow": "workflows",
+    "ToolServer": "toolservers",
+}
 GENERATION_ANNOTATION = "pweza.ai/cr-generation"
 
 
@@ -63,6 +68,15 @@ class ManagerSync:
         response = await self._http.delete(f"/api/v1/{PLURALS[kind]}/{name}", params={"namespace": namespace})
         if response.status_code not in (204, 404, 409):
             response.raise_for_status()
+
+    async def status_of(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """The status the manager serves for the object as it is now ({} when it has none, or one
+        made for an earlier generation)."""
+        response = await self._http.get(f"/api/v1/{PLURALS[kind]}/{name}", params={"namespace": namespace})
+        response.raise_for_status()
+        document = response.json()
+        status: dict[str, Any] = document.get("status") or {}
+        return status if status.get("observedGeneration") == document["metadata"].get("generation") else {}
 
     async def recent_runs(self, namespace: str, workflow: str, limit: int = 5) -> list[dict[str, Any]]:
         response = await self._http.get(

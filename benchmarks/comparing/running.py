@@ -15,6 +15,7 @@ from peers import common
 
 from comparing.console import log
 from comparing.paths import PEERS, ROOT
+from comparing.systems import REGISTRY
 
 
 @dataclass
@@ -35,8 +36,9 @@ def run_system(
     workdir: Path,
     extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    script = PEERS / f"{system}_bench.py"
-    command = [str(python), str(script), "--workdir", str(workdir), "--scenarios", *scenarios]
+    spec = REGISTRY[system]
+    script = PEERS / f"{spec.script}_bench.py"
+    command = [str(python), str(script), "--workdir", str(workdir), "--scenarios", *scenarios, *spec.options]
     command += ["--tasks", str(args.tasks), "--chain", str(args.chain), "--fan", str(args.fan)]
     command += ["--latency-samples", str(args.latency_samples), "--latency-interval", str(args.latency_interval)]
     command += ["--workers", str(args.workers), *(extra or [])]
@@ -57,6 +59,7 @@ def run_system(
     for line in done.stdout.splitlines():
         if line.startswith(common.MARK):
             result: dict[str, Any] = json.loads(line[len(common.MARK) :])
+            result["system"] = system  # the variant (dbos-sqlite-queue), not the script's name (dbos)
             return result
     tail = log_path.read_text(errors="replace")[-1500:]
     return {

@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds docs-assets lint test test-fast demo bench k8s-bin kube-score postgres images node-deps chromium clean
+.PHONY: help install proto crds docs-assets lint test test-fast demo bench temporal-bin k8s-bin kube-score postgres images node-deps chromium clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
 	@echo "make test   - install what the tests need, lint, and run every test"
-	@echo "make bench  - run the benchmarks (JSON results)"
+	@echo "make bench  - run the benchmarks against the peers (JSON results, docs/benchmarks.md)"
 	@echo "make proto  - regenerate gRPC code from proto/"
 	@echo "make crds   - regenerate the pweza.ai CRDs from the models"
 	@echo "make docs-assets - copy Swagger UI and ReDoc from npm into the package (only to change their versions)"
@@ -50,8 +50,16 @@ test: $(STAMP) lint postgres node-deps chromium
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-bench: $(STAMP)
+# PostgreSQL for the DBOS-on-PostgreSQL peers, the Temporal server for the Temporal peers; the
+# peers themselves go into their own virtualenvs under ~/.cache/pweza (compare.py installs them).
+bench: $(STAMP) postgres temporal-bin
 	$(BIN)/python benchmarks/compare.py
+
+# The Temporal server of the Temporal peers, built from the Go module proxy into ~/.cache/pweza
+# (cold: tens of minutes, niced, one core). Only `make bench` needs it, never `make test`.
+temporal-bin:
+	@if command -v go >/dev/null 2>&1; then hack/build-temporal.sh >/dev/null; \
+	else echo "warning: no Go toolchain, so the Temporal peers will not run (install Go, then run hack/build-temporal.sh)" >&2; fi
 
 # The Kubernetes test binaries, built from the Go module proxy into ~/.cache/pweza (cold: ~20 min).
 k8s-bin:

@@ -71,10 +71,18 @@ def names(text: str) -> list[str]:
 
 def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", "--rounds", dest="reps", type=int, default=3)
+    parser.add_argument("--reps", "--rounds", dest="reps", type=int, default=3, help="repetitions of every turn")
     parser.add_argument("--recovery-reps", type=int, default=2)
-    parser.add_argument("--systems", nargs="+", type=names, default=[SYSTEMS], help=", ".join(SYSTEMS))
-    parser.add_argument("--scenarios", nargs="+", default=common.SCENARIOS, choices=common.SCENARIOS)
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        type=names,
+        default=[SYSTEMS],
+        help="comma- or space-separated, of: " + ", ".join(SYSTEMS),
+    )
+    parser.add_argument(
+        "--scenarios", nargs="+", default=common.SCENARIOS, choices=common.SCENARIOS, help="only these scenarios"
+    )
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--chain", type=int, default=40)
     parser.add_argument("--fan", type=int, default=1000)

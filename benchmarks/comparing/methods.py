@@ -60,4 +60,26 @@ def methods(data: dict[str, Any], results: Results) -> list[str]:
         "Redis is idle again. Server start-up is never counted.",
         f"- Recovery ran {data['recovery_repetitions']} time(s) per system, as the last scenario of the first "
         "repetition(s); the process killed is the one that coordinates the run (the recovery table says which).",
+        *DURABLE_PEERS,
     ]
+
+
+DURABLE_PEERS = [
+    "- The durable peers' variants: `dbos-sqlite` (in-process), `dbos-sqlite-queue` (work through a DBOS queue "
+    "to 2 worker processes), `dbos-sqlite-shipped` (in-process, SQLite as DBOS ships it), `dbos-postgres` and "
+    "`dbos-postgres-queue` (the same on PostgreSQL), `langgraph` and `langgraph-shipped` (chains, fan-out and "
+    "recovery; no plain tasks), `temporal` and `temporal-shipped` (the server's SQLite tuned or as its "
+    "development config ships it). DBOS polls its queue and its handles every 10 ms (its defaults are 1 s); "
+    'LangGraph checkpoints with `durability="sync"`; Temporal\'s activities have a 10 s start-to-close timeout.',
+    "- The Temporal server: `hack/build-temporal.sh` builds `go.temporal.io/server/cmd/server` v1.32.1 from the Go "
+    "module proxy (pure-Go SQLite store) into `~/.cache/pweza/temporal-v1.32.1/`, once (cold: tens of minutes, "
+    "niced, one core); `make bench` runs it, `make test` never does. The `temporal` CLI's dev server cannot be "
+    "built from the module proxy (its go.mod replaces `cliext` with a directory the proxy's zip lacks), and "
+    "server v1.32.2 needs Go 1.26.10 (1.26.8 here). Each Temporal turn writes a development config (one SQLite "
+    "file, 1 history shard, archival off, loopback ports), starts the server with `--allow-no-auth`, and "
+    "registers the `default` namespace through the SDK's workflow service (the server binary creates none).",
+    "- A quick run, e.g. to see that a peer works: `.venv/bin/python benchmarks/compare.py --systems "
+    "dbos-sqlite,langgraph --rounds 1 --no-profile` (`--scenarios chain-noop fan-out` for fewer scenarios; "
+    "`--tasks 500 --fan 200 --latency-samples 50` for smaller ones; `--out /tmp/x --docs /tmp/x` to leave "
+    "docs/ alone).",
+]

@@ -265,3 +265,54 @@ def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> s
     return subprocess.Popen(
         command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
     )
+
+
+def measure_driver_recovery(report: Report, log: Path, driver: list[str], output: Path) -> None:
+    """Recovery where the victim is a driver process (`driver` runs the chain; with `--resume` added
+    it picks the same run up again and exits 0 once it has the right result)."""
+    first = spawn(driver, output)
+    restarted: list[subprocess.Popen[bytes]] = []
+    measure_recovery(
+        report,
+        log,
+        first,
+        lambda: restarted.append(spawn([*driver, "--resume"], output)),
+        lambda: exits_ok(restarted[0]),
+    )
+
+
+def measure_all(
+    report: Report,
+    args: argparse.Namespace,
+    chain: Callable[[int, float], int],
+    fan: Callable[[int], int],
+    recovery: Callable[[], None],
+    noop: tuple[Callable[[int], None], Callable[[], Callable[[], float]]] | None = None,
+) -> None:
+    """Every scenario asked for, in the usual order; `noop` is (many, one) of measure_noop."""
+    if noop is not None:
+        report.run(NOOP, args.scenarios, lambda: measure_noop(report, args, *noop))
+    measure_chains(report, args, chain)
+    measure_fan_out(report, args, fan)
+    report.run(RECOVERY, args.scenarios, recovery)
+
+
+def run_turn(report: Report, start: Callable[[], None], body: Callable[[], None], stop: Callable[[], None]) -> None:
+    """Start the system, run the scenarios, stop it and print the result line, whatever fails."""
+    try:
+        start()
+        body()
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        report.fail("start", error)
+    finally:
+        stop()
+        report.emit()
+
+
+def run_durable(report: Report, args: argparse.Namespace, bench: Any, tasks: bool = True) -> None:
+    """A durable peer's turn: `bench` has start, stop, chain, fan and recovery (and many and one,
+    of measure_noop, when the peer has plain tasks)."""
+    noop = (bench.many, bench.one) if tasks else None
+    run_turn(
+        report, bench.start, lambda: measure_all(report, args, bench.chain, bench.fan, bench.recovery, noop), bench.stop
+    )

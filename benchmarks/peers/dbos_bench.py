@@ -36,7 +36,6 @@ from dbos import DBOS, SetWorkflowID
 
 QUEUE = "bench"
 POLL = 0.01  # seconds: the queue's polling interval and the handles'
-REMOTE = {"value": False}  # queue mode: steps and items go through the queue
 
 
 @DBOS.step()
@@ -130,7 +129,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, report: common.Report) -> None:
         self.args = args
         self.report = report
-        self.url = store_url(args)
+        self.url = ""
         self.remote = args.mode == "queue"
         self.workers: list[Any] = []
 
@@ -139,6 +138,7 @@ class Bench:
         return [sys.executable, __file__, "--url", self.url, "--sqlite", self.args.sqlite, *extra]
 
     def start(self) -> None:
+        self.url = store_url(self.args)
         launch(self.url, "bench", self.args.sqlite == "tuned", [] if self.remote else None)
         if self.remote:
             for i in range(self.args.workers):
@@ -175,16 +175,7 @@ class Bench:
         log = self.args.workdir / "recovery.log"
         key = uuid.uuid4().hex
         driver = self.role("--driver", key, str(log), "--mode", self.args.mode)
-        output = self.args.workdir / "driver.log"
-        first = common.spawn(driver, output)
-        restarted: list[Any] = []
-        common.measure_recovery(
-            self.report,
-            log,
-            first,
-            lambda: restarted.append(common.spawn([*driver, "--resume"], output)),
-            lambda: common.exits_ok(restarted[0]),
-        )
+        common.measure_driver_recovery(self.report, log, driver, self.args.workdir / "driver.log")
         self.report.notes["recovery"] = (
             "the process running the chain's workflow SIGKILLed after 20 of 40 steps and started again with "
             "the same executor id: DBOS recovered the pending workflow at launch and replayed it from its "
@@ -233,18 +224,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     report = common.Report("dbos", importlib.metadata.version("dbos"))
     report.notes["store"] = f"{args.store} ({args.sqlite} SQLite settings)" if args.store == "sqlite" else args.store
-    bench = Bench(args, report)
-    try:
-        bench.start()
-        report.run(common.NOOP, args.scenarios, lambda: common.measure_noop(report, args, bench.many, bench.one))
-        common.measure_chains(report, args, bench.chain)
-        common.measure_fan_out(report, args, bench.fan)
-        report.run(common.RECOVERY, args.scenarios, bench.recovery)
-    except Exception as error:  # noqa: BLE001 - reported, not raised
-        report.fail("start", error)
-    finally:
-        bench.stop()
-        report.emit()
+    common.run_durable(report, args, Bench(args, report))
 
 
 if __name__ == "__main__":

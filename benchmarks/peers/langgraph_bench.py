@@ -90,9 +90,14 @@ class Bench:
         self.args = args
         self.report = report
         self.store = args.workdir / "langgraph.sqlite"
-        self.checkpointer = saver(self.store, args.sqlite == "tuned")
         self.chains: dict[int, Any] = {}
+
+    def start(self) -> None:
+        self.checkpointer = saver(self.store, self.args.sqlite == "tuned")
         self.fan_graph = fan_graph(self.checkpointer)
+
+    def stop(self) -> None:
+        pass  # nothing runs outside this process
 
     def chain(self, n: int, ms: float) -> int:
         graph = self.chains.setdefault(n, chain_graph(n, self.checkpointer))
@@ -106,16 +111,7 @@ class Bench:
     def recovery(self) -> None:
         log = self.args.workdir / "recovery.log"
         driver = [sys.executable, __file__, "--driver", str(self.store), uuid.uuid4().hex, str(log), self.args.sqlite]
-        output = self.args.workdir / "driver.log"
-        first = common.spawn(driver, output)
-        restarted: list[Any] = []
-        common.measure_recovery(
-            self.report,
-            log,
-            first,
-            lambda: restarted.append(common.spawn([*driver, "--resume"], output)),
-            lambda: common.exits_ok(restarted[0]),
-        )
+        common.measure_driver_recovery(self.report, log, driver, self.args.workdir / "driver.log")
         self.report.notes["recovery"] = (
             "the process running the graph SIGKILLed after 20 of 40 steps and started again: it resumed the "
             "same thread from its last checkpoint (`invoke(None, config)`)"
@@ -142,17 +138,9 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     report = common.Report("langgraph", importlib.metadata.version("langgraph"))
     report.notes["store"] = f"SqliteSaver {importlib.metadata.version('langgraph-checkpoint-sqlite')}, {args.sqlite}"
-    try:
-        bench = Bench(args, report)
-        common.measure_chains(report, args, bench.chain)
-        common.measure_fan_out(report, args, bench.fan)
-        report.run(common.RECOVERY, args.scenarios, bench.recovery)
-        if common.NOOP in args.scenarios:
-            report.notes[common.NOOP] = "not run: LangGraph runs graphs in-process, it has no tasks to submit"
-    except Exception as error:  # noqa: BLE001 - reported, not raised
-        report.fail("start", error)
-    finally:
-        report.emit()
+    if common.NOOP in args.scenarios:
+        report.notes[common.NOOP] = "not run: LangGraph runs graphs in-process, it has no tasks to submit"
+    common.run_durable(report, args, Bench(args, report), tasks=False)
 
 
 if __name__ == "__main__":

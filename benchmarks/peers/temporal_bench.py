@@ -281,18 +281,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     report = common.Report("temporal", importlib.metadata.version("temporalio"))
     report.notes["server"] = f"{os.environ.get('BENCH_TEMPORAL_SERVER', '')} ({args.sqlite} SQLite settings)"
-    bench = Bench(args, report)
-    try:
-        bench.start()
-        report.run(common.NOOP, args.scenarios, lambda: common.measure_noop(report, args, bench.many, bench.one))
-        common.measure_chains(report, args, bench.chain)
-        common.measure_fan_out(report, args, bench.fan)
-        report.run(common.RECOVERY, args.scenarios, bench.recovery)
-    except Exception as error:  # noqa: BLE001 - reported, not raised
-        report.fail("start", error)
-    finally:
-        bench.stop()
-        report.emit()
+    common.run_durable(report, args, Bench(args, report))
 
 
 if __name__ == "__main__":

@@ -42,19 +42,20 @@ def run_system(
     command += ["--tasks", str(args.tasks), "--chain", str(args.chain), "--fan", str(args.fan)]
     command += ["--latency-samples", str(args.latency_samples), "--latency-interval", str(args.latency_interval)]
     command += ["--workers", str(args.workers), *(extra or [])]
+    timeout = round(args.turn_timeout * spec.slow)
     log_path = workdir.with_suffix(".log")
     workdir.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as stderr:
         try:
             done = subprocess.run(
                 command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                timeout=args.turn_timeout, cwd=ROOT,
+                timeout=timeout, cwd=ROOT,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             return {
                 "system": system,
                 "figures": [],
-                "errors": [{"scenario": "all", "error": f"timed out after {args.turn_timeout}s"}],
+                "errors": [{"scenario": "all", "error": f"timed out after {timeout}s"}],
             }
     for line in done.stdout.splitlines():
         if line.startswith(common.MARK):

@@ -35,10 +35,11 @@ class System:
     scenarios: tuple[str, ...] = tuple(PERF)
     options: tuple[str, ...] = ()  # passed to the script: which variant of the peer
     needs: str = ""  # a service compare.py starts: "redis", "prefect", "postgres" or "temporal"
+    slow: float = 1.0  # its turn may take this many times --turn-timeout (10,000 tasks at ~40/s)
 
 
-def _dbos(*options: str, needs: str = "") -> System:
-    return System("dbos", "dbos", "dbos", options=options, needs=needs)
+def _dbos(*options: str, needs: str = "", slow: float = 1.0) -> System:
+    return System("dbos", "dbos", "dbos", options=options, needs=needs, slow=slow)
 
 
 REGISTRY: dict[str, System] = {
@@ -48,13 +49,15 @@ REGISTRY: dict[str, System] = {
     "prefect": System("prefect", "peers", "prefect", tuple(CHAINS_AND_FAN), needs="prefect"),  # issue #7: no 1.
     "dbos-sqlite": _dbos("--store", "sqlite", "--sqlite", "tuned", "--mode", "inprocess"),
     "dbos-sqlite-queue": _dbos("--store", "sqlite", "--sqlite", "tuned", "--mode", "queue"),
-    "dbos-sqlite-shipped": _dbos("--store", "sqlite", "--sqlite", "shipped", "--mode", "inprocess"),
+    "dbos-sqlite-shipped": _dbos("--store", "sqlite", "--sqlite", "shipped", "--mode", "inprocess", slow=2),
     "dbos-postgres": _dbos("--store", "postgres", "--mode", "inprocess", needs="postgres"),
     "dbos-postgres-queue": _dbos("--store", "postgres", "--mode", "queue", needs="postgres"),
     "langgraph": System("langgraph", "langgraph", "langgraph", tuple(CHAINS_AND_FAN), ("--sqlite", "tuned")),
     "langgraph-shipped": System("langgraph", "langgraph", "langgraph", tuple(CHAINS_AND_FAN), ("--sqlite", "shipped")),
-    "temporal": System("temporal", "temporal", "temporal", options=("--sqlite", "tuned"), needs="temporal"),
-    "temporal-shipped": System("temporal", "temporal", "temporal", options=("--sqlite", "shipped"), needs="temporal"),
+    "temporal": System("temporal", "temporal", "temporal", options=("--sqlite", "tuned"), needs="temporal", slow=2.5),
+    "temporal-shipped": System(
+        "temporal", "temporal", "temporal", options=("--sqlite", "shipped"), needs="temporal", slow=2.5
+    ),
 }
 SYSTEMS = list(REGISTRY)
 SCENARIOS_OF = {name: list(system.scenarios) for name, system in REGISTRY.items()}

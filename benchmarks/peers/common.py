@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -260,7 +261,11 @@ def exits_ok(process: subprocess.Popen[Any], timeout: float = 180) -> bool:
 
 
 def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """A helper process in its own session (so kill_group reaches its children), output to `log`."""
+    """A helper process in its own session (so kill_group reaches its children), output to `log`.
+    It dies with this process (setpriv's parent-death signal, where there is setpriv): a turn that
+    compare.py kills when it overruns leaves no worker or server behind."""
+    if shutil.which("setpriv"):
+        command = ["setpriv", "--pdeathsig", "KILL", "--", *command]
     output = log.open("ab")
     return subprocess.Popen(
         command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}

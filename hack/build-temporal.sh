@@ -38,7 +38,7 @@ trap 'rm -rf "${WORK_DIR}"' EXIT
 cd "${WORK_DIR}"  # away from any go.mod of the caller's directory
 log "building go.temporal.io/server/cmd/server@${VERSION} (GOMAXPROCS=${GOMAXPROCS:-1}, nice 15)"
 START_SECONDS=${SECONDS}
-GOMAXPROCS="${GOMAXPROCS:-1}" CGO_ENABLED=0 GOFLAGS=-mod=mod GOBIN="${WORK_DIR}/bin" \
+GOMAXPROCS="${GOMAXPROCS:-1}" GOFLAGS=-mod=mod GOBIN="${WORK_DIR}/bin" \
   nice -n 15 go install "go.temporal.io/server/cmd/server@${VERSION}"
 install -m 0755 "${WORK_DIR}/bin/server" "${BINARY}.tmp"
 mv -f "${BINARY}.tmp" "${BINARY}"

@@ -9,6 +9,10 @@ GUARANTEES = {
         "retries with backoff by default (3); at-least-once with an idempotency key per attempt; "
         "a run resumes by itself when the manager restarts"
     ),
+    "pweza-postgres": (
+        "as pweza, on PostgreSQL: one manager replica, tasks, runs and steps committed (SKIP LOCKED claims, "
+        "group commit) before they are acknowledged"
+    ),
     "celery": (
         "as configured here: at-least-once (acks_late + reject_on_worker_lost; Celery's default acks on "
         "receipt, at-most-once); retries only where a task asks (autoretry_for / self.retry); state lives "
@@ -63,6 +67,7 @@ _LANGGRAPH = "in-process: the graph in the client's process; a super-step's send
 _TEMPORAL = "a Temporal server on loopback; 2 worker processes (Python SDK, 64 activity threads each)"
 WORKERS_TEXT = {
     "pweza": "2 agent processes (one pool; template concurrency 64, as benchmarks/dispatch.py)",
+    "pweza-postgres": "2 agent processes (one pool; template concurrency 64), one manager replica",
     "celery": "1 worker with 2 prefork processes (prefetch multiplier 4, the default)",
     "ray": "`ray.init(num_cpus=2)`: 2 task worker processes",
     "prefect": "flow in one process; fan-out on `ThreadPoolTaskRunner(max_workers=2)`; chain steps in the flow",
@@ -81,6 +86,7 @@ WORKERS_TEXT = {
 # Which process the recovery scenario kills, per system.
 KILLED = {
     "pweza": "the manager",
+    "pweza-postgres": "the manager (its only replica)",
     "celery": "the worker (it sends a chain's next task)",
     "ray": "the driver (it owns the tasks)",
     "prefect": "the flow process",
@@ -99,6 +105,7 @@ KILLED = {
 # The store each system keeps its state in, as configured here (beside the figures).
 STORES = {
     "pweza": "SQLite: WAL, synchronous=NORMAL, group commit",
+    "pweza-postgres": "PostgreSQL on loopback: fsync=on, full_page_writes=on, synchronous_commit=on",
     "celery": "Redis in memory (--save '', no AOF)",
     "ray": "memory (the driver's object store)",
     "prefect": "the Prefect server's SQLite (as Prefect ships it)",

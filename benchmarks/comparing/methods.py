@@ -65,6 +65,8 @@ def methods(data: dict[str, Any], results: Results) -> list[str]:
 
 
 DURABLE_PEERS = [
+    "- `pweza-postgres`: pweza with one manager replica on the PostgreSQL server below "
+    "(`pweza.testing.cluster.Cluster`), the same agents, scenarios and client.",
     "- The durable peers' variants: `dbos-sqlite` (in-process), `dbos-sqlite-queue` (work through a DBOS queue "
     "to 2 worker processes), `dbos-sqlite-shipped` (in-process, SQLite as DBOS ships it), `dbos-postgres` and "
     "`dbos-postgres-queue` (the same on PostgreSQL), `langgraph` and `langgraph-shipped` (chains, fan-out and "

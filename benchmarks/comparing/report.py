@@ -19,7 +19,7 @@ from comparing.descriptions import GUARANTEES, KILLED, STORES, WORKERS_TEXT
 from comparing.methods import methods
 from comparing.paths import PEERS, shown
 from comparing.running import Results
-from comparing.systems import METRICS, PERF, SCENARIOS_OF
+from comparing.systems import METRICS, OURS, PERF, SCENARIOS_OF
 
 NOTES_BEGIN = "<!-- notes:begin (kept by compare.py when it rewrites this file) -->"
 NOTES_END = "<!-- notes:end -->"
@@ -101,7 +101,7 @@ def medians_tables(
 def markdown(data: dict[str, Any], results: Results, previous_notes: str) -> str:
     systems: list[str] = data["systems"]
     values = medians(results)
-    peers = [s for s in systems if s != "pweza"]
+    peers = [s for s in systems if s not in OURS]
     out = ["# Benchmarks: pweza, Celery, Ray, Prefect, DBOS, LangGraph and Temporal", ""]
     out += [
         f"One run of `{data['command']}` on one machine, {data['started_at']} "

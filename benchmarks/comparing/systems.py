@@ -44,6 +44,7 @@ def _dbos(*options: str, needs: str = "", slow: float = 1.0) -> System:
 
 REGISTRY: dict[str, System] = {
     "pweza": System("pweza", "project", "tools"),
+    "pweza-postgres": System("pweza", "project", "tools", options=("--store", "postgres"), needs="postgres"),
     "celery": System("celery", "peers", "celery", needs="redis"),
     "ray": System("ray", "peers", "ray"),
     "prefect": System("prefect", "peers", "prefect", tuple(CHAINS_AND_FAN), needs="prefect"),  # issue #7: no 1.
@@ -60,6 +61,7 @@ REGISTRY: dict[str, System] = {
     ),
 }
 SYSTEMS = list(REGISTRY)
+OURS = [name for name in SYSTEMS if name.startswith("pweza")]  # never a peer in the ratios
 SCENARIOS_OF = {name: list(system.scenarios) for name, system in REGISTRY.items()}
 
 # (scenario, metric, label, higher is better)

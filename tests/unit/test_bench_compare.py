@@ -27,7 +27,7 @@ def test_an_unknown_system_is_refused_with_the_names_compare_knows() -> None:
     done = compare("--systems", "dbos-sqlite,langgraph,temporall", "--rounds", "1")
     assert done.returncode == 2
     assert "unknown system(s) temporall" in done.stderr
-    for known in ("pweza", "dbos-sqlite-queue", "dbos-postgres", "langgraph", "temporal-shipped"):
+    for known in ("pweza", "pweza-postgres", "dbos-sqlite-queue", "dbos-postgres", "langgraph", "temporal-shipped"):
         assert known in done.stderr
 
 

@@ -74,7 +74,12 @@ def medians_tables(
     peers: list[str],
 ) -> list[str]:
     """One row per system (its figures, then its store), and one per peer with pweza's ratio to it."""
-    out = ["| | " + " | ".join(label for _, _, label, _ in METRICS) + " | store, as configured |"]
+    # The labels name the default sizes; a quick run with other sizes says its own.
+    labels = " | ".join(
+        label.replace("10,000", f"{data['tasks']:,}").replace("1,000 steps", f"{data['fan']:,} steps")
+        for _, _, label, _ in METRICS
+    )
+    out = [f"| | {labels} | store, as configured |"]
     out.append("|---" * (len(METRICS) + 2) + "|")
     for system in systems:
         name = f"{system} {results.versions.get(system, '')}".strip()
@@ -83,7 +88,7 @@ def medians_tables(
     if "pweza" not in systems or not peers:
         return out
     out += ["", "pweza's median against each peer's:", ""]
-    out.append("| pweza vs | " + " | ".join(label for _, _, label, _ in METRICS) + " |")
+    out.append(f"| pweza vs | {labels} |")
     out.append("|---" * (len(METRICS) + 1) + "|")
     for peer in peers:
         ratios = []

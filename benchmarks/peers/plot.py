@@ -65,7 +65,7 @@ def main() -> None:
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
         if sum(len(s) for s in shown) > 32:  # the durable peers' variants: long names side by side
-            ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+            plt.setp(ax.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
     axes.flat[-1].axis("off")
     machine = data["machine"]
     axes.flat[-1].text(

@@ -10,7 +10,7 @@
 # proxy's zip does not hold. Server v1.32.2 needs go >= 1.26.10; v1.32.1 builds with 1.26.8.
 #
 # Re-running is cheap: nothing is built when the binary of this version is there. The last
-# line on stdout is the binary's path; progress goes to stderr. Cold: tens of minutes on 2
+# line on stdout is the binary's path; progress goes to stderr. Cold: ~27 min on 2
 # busy cores; it runs niced on one core (GOMAXPROCS=1) unless told otherwise.
 set -euo pipefail
 

@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds docs-assets lint test test-fast demo bench bench-ui screenshots k8s-bin kube-score postgres images node-deps chromium clean
+.PHONY: help install proto crds docs-assets lint test test-fast demo bench bench-ui screenshots temporal-bin k8s-bin kube-score postgres images node-deps chromium clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
 	@echo "make test   - install what the tests need, lint, and run every test"
-	@echo "make bench  - run the benchmarks (JSON results)"
+	@echo "make bench  - run the benchmarks against the peers (JSON results, docs/benchmarks.md)"
 	@echo "make bench-ui - time the web UI's run pages in headless Chromium (JSON)"
 	@echo "make screenshots - write the web UI's screenshots into docs/ (ui-*.png)"
 	@echo "make proto  - regenerate gRPC code from proto/"
@@ -52,7 +52,9 @@ test: $(STAMP) lint postgres node-deps chromium
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-bench: $(STAMP)
+# PostgreSQL for the DBOS-on-PostgreSQL peers, the Temporal server for the Temporal peers; the
+# peers themselves go into their own virtualenvs under ~/.cache/pweza (compare.py installs them).
+bench: $(STAMP) postgres temporal-bin
 	$(BIN)/python benchmarks/compare.py
 
 # The web UI against a real manager running the examples, in Debian's Chromium (make chromium).
@@ -61,6 +63,12 @@ bench-ui: $(STAMP) chromium
 
 screenshots: $(STAMP) chromium
 	$(BIN)/python benchmarks/ui_screenshots.py --out docs
+
+# The Temporal server of the Temporal peers, built from the Go module proxy into ~/.cache/pweza
+# (cold: tens of minutes, niced, one core). Only `make bench` needs it, never `make test`.
+temporal-bin:
+	@if command -v go >/dev/null 2>&1; then hack/build-temporal.sh >/dev/null; \
+	else echo "warning: no Go toolchain, so the Temporal peers will not run (install Go, then run hack/build-temporal.sh)" >&2; fi
 
 # The Kubernetes test binaries, built from the Go module proxy into ~/.cache/pweza (cold: ~20 min).
 k8s-bin:

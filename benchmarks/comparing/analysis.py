@@ -6,7 +6,7 @@ import statistics
 from collections import defaultdict
 
 from comparing.running import Results
-from comparing.systems import METRICS
+from comparing.systems import METRICS, OURS
 
 
 def medians(results: Results) -> dict[tuple[str, str, str], list[float]]:
@@ -33,7 +33,7 @@ def behind(results: Results, systems: list[str]) -> dict[str, list[str]]:
             continue
         for peer in systems:
             theirs = values.get((peer, scenario, metric))
-            if peer == "pweza" or not theirs:
+            if peer in OURS or not theirs:
                 continue
             if (
                 advantage(statistics.median(ours), statistics.median(theirs), higher) < 1

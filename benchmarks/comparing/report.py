@@ -15,9 +15,11 @@ from peers import common
 
 from comparing.analysis import advantage, medians
 from comparing.console import log
+from comparing.descriptions import GUARANTEES, KILLED, STORES, WORKERS_TEXT
+from comparing.methods import methods
 from comparing.paths import PEERS, shown
 from comparing.running import Results
-from comparing.systems import GUARANTEES, KILLED, METRICS, PERF, SCENARIOS_OF, WORKERS_TEXT
+from comparing.systems import METRICS, OURS, PERF, SCENARIOS_OF
 
 NOTES_BEGIN = "<!-- notes:begin (kept by compare.py when it rewrites this file) -->"
 NOTES_END = "<!-- notes:end -->"
@@ -51,11 +53,61 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+def cell(
+    data: dict[str, Any], values: dict[tuple[str, str, str], list[float]], system: str, scenario: str, metric: str
+) -> str:
+    got = values.get((system, scenario, metric))
+    if got:
+        return f"{fmt(statistics.median(got))} ({fmt(min(got))}-{fmt(max(got))})"
+    if scenario not in [*SCENARIOS_OF.get(system, PERF), common.RECOVERY]:
+        return "not in this scenario"
+    if scenario not in data.get("scenarios", common.SCENARIOS):
+        return "not run"
+    return "**no figure** (see errors)"
+
+
+def medians_tables(
+    data: dict[str, Any],
+    results: Results,
+    values: dict[tuple[str, str, str], list[float]],
+    systems: list[str],
+    peers: list[str],
+) -> list[str]:
+    """One row per system (its figures, then its store), and one per peer with pweza's ratio to it."""
+    # The labels name the default sizes; a quick run with other sizes says its own.
+    labels = " | ".join(
+        label.replace("10,000", f"{data['tasks']:,}").replace("1,000 steps", f"{data['fan']:,} steps")
+        for _, _, label, _ in METRICS
+    )
+    out = [f"| | {labels} | store, as configured |"]
+    out.append("|---" * (len(METRICS) + 2) + "|")
+    for system in systems:
+        name = f"{system} {results.versions.get(system, '')}".strip()
+        cells = [cell(data, values, system, scenario, metric) for scenario, metric, _, _ in METRICS]
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {STORES.get(system, '')} |")
+    if "pweza" not in systems or not peers:
+        return out
+    out += ["", "pweza's median against each peer's:", ""]
+    out.append(f"| pweza vs | {labels} |")
+    out.append("|---" * (len(METRICS) + 1) + "|")
+    for peer in peers:
+        ratios = []
+        for scenario, metric, _, higher in METRICS:
+            ours, theirs = values.get(("pweza", scenario, metric)), values.get((peer, scenario, metric))
+            if ours and theirs:
+                factor = advantage(statistics.median(ours), statistics.median(theirs), higher)
+                ratios.append(f"{factor:.2f}x better" if factor >= 1 else f"**{1 / factor:.2f}x worse**")
+            else:
+                ratios.append("-")
+        out.append(f"| {peer} | " + " | ".join(ratios) + " |")
+    return out
+
+
 def markdown(data: dict[str, Any], results: Results, previous_notes: str) -> str:
     systems: list[str] = data["systems"]
     values = medians(results)
-    peers = [s for s in systems if s != "pweza"]
-    out = ["# Benchmarks: pweza, Celery, Ray and Prefect", ""]
+    peers = [s for s in systems if s not in OURS]
+    out = ["# Benchmarks: pweza, Celery, Ray, Prefect, DBOS, LangGraph and Temporal", ""]
     out += [
         f"One run of `{data['command']}` on one machine, {data['started_at']} "
         f"({data['wall_seconds'] / 60:.1f} min end to end). Every figure is the **median of "
@@ -68,29 +120,7 @@ def markdown(data: dict[str, Any], results: Results, previous_notes: str) -> str
         "## Medians",
         "",
     ]
-    header = "| | " + " | ".join(f"{s} {results.versions.get(s, '')}".strip() for s in systems) + " | "
-    header += " | ".join(f"pweza vs {p}" for p in peers) + " |"
-    out += [header, "|---" * (1 + len(systems) + len(peers)) + "|"]
-    for scenario, metric, label, higher in METRICS:
-        cells = []
-        for system in systems:
-            got = values.get((system, scenario, metric))
-            if got:
-                cells.append(f"{fmt(statistics.median(got))} ({fmt(min(got))}-{fmt(max(got))})")
-            elif scenario not in [*SCENARIOS_OF.get(system, PERF), common.RECOVERY]:
-                cells.append("not in this scenario")
-            else:
-                cells.append("**no figure** (see errors)")
-        ratios = []
-        ours = values.get(("pweza", scenario, metric))
-        for peer in peers:
-            theirs = values.get((peer, scenario, metric))
-            if ours and theirs:
-                factor = advantage(statistics.median(ours), statistics.median(theirs), higher)
-                ratios.append(f"{factor:.2f}x better" if factor >= 1 else f"**{1 / factor:.2f}x worse**")
-            else:
-                ratios.append("-")
-        out.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    out += medians_tables(data, results, values, systems, peers)
     out += [
         "",
         "“pweza vs X”: how many times better (or worse) pweza's median is than X's, in the metric's own "
@@ -127,42 +157,7 @@ def markdown(data: dict[str, Any], results: Results, previous_notes: str) -> str
     else:
         out.append("Nothing: every system installed, started and produced every figure asked of it.")
     out += ["", "## How it was measured", ""]
-    out += [
-        f"- Command: `{data['command']}` from the repository root (`make bench` runs "
-        "`.venv/bin/python benchmarks/compare.py`, with no arguments).",
-        f"- Machine: {data['machine']['cpus']} CPUs ({data['machine']['cpu_model']}), "
-        f"{data['machine']['memory_gib']} GiB, Linux {data['machine']['kernel']}, Python "
-        f"{data['machine']['python']}. The machine was shared with other work: load average "
-        f"{data['machine']['load_start']} at the start, {data['machine']['load_end']} at the end "
-        "(1, 5, 15 min), so the spread in brackets is mostly that.",
-        "- Versions: "
-        + ", ".join(f"{s} {v}" for s, v in results.versions.items())
-        + (f", Redis {results.notes['celery']['redis']}" if "redis" in results.notes.get("celery", {}) else "")
-        + ". Peers installed with pip into their own virtualenv, pinned (benchmarks/comparing/systems.py `PINS`).",
-        "- Same handler work everywhere (benchmarks/peers/work.py): the no-op returns the time it started; a "
-        "chain step returns its input + 1 (after 10 ms of `time.sleep` in the 10 ms variant), so a chain must "
-        "return 40; a fan-out element returns i + 1 and the gather must sum to 500,500.",
-        f"- Throughput: {data['tasks']:,} tasks submitted as fast as the client can (pweza: batches of 1,000 "
-        "through `POST /api/v1/tasks:batch`; Celery: one `group`; Ray: a list of `.remote()`), clock stopped "
-        "when the client knows all have succeeded (pweza: its succeeded-tasks counter, polled every 50 ms; "
-        "Celery: `join_native`, polling every 50 ms; Ray: `ray.get`), after a 500-task warm-up.",
-        f"- Submit-to-start latency: {data['latency_samples']} tasks submitted one at a time, one every "
-        f"{data['latency_interval'] * 1000:g} ms (below every system's throughput here, so no queue builds up); "
-        "per task, the time the handler started "
-        "(its own `time.time()`) minus the client's `time.time()` just before submitting. For pweza the "
-        "submit includes the durable commit the API waits for before it answers.",
-        "- Chains: the client's wall time from submitting the run to holding its result, divided by 40 "
-        "(minus 10 ms for the 10 ms variant), after a warm-up run. pweza: a Workflow whose steps depend on "
-        "the previous one and take its output; Celery: `chain`; Ray: each step's ObjectRef passed to the "
-        "next; Prefect: 40 task calls in one flow.",
-        "- Fan-out: pweza `foreach` over 1,000 items, Celery `chord` with a summing callback, Ray 1,000 "
-        "`.remote()` and `ray.get`, Prefect `task.map` and `.result()`.",
-        "- Services on loopback: Redis (`--save ''`, no AOF) for the whole run; a Prefect server (SQLite) "
-        "started for each Prefect turn and stopped after it, since it works off its event backlog for minutes "
-        "after a fan-out. After each turn the run waits (60 s at most) until Redis is idle again.",
-        f"- Recovery ran {data['recovery_repetitions']} time(s) per system, as the last scenario of the first "
-        "repetition(s). Each Prefect turn has its own fresh Prefect server (start-up not counted).",
-    ]
+    out += methods(data, results)
     if data.get("profiles"):
         out += ["", "## Where pweza is behind: profiles (the causes and plans are in the notes below)", ""]
         out += [

@@ -15,6 +15,7 @@ from peers import common
 
 from comparing.console import log
 from comparing.paths import PEERS, ROOT
+from comparing.systems import REGISTRY
 
 
 @dataclass
@@ -35,28 +36,31 @@ def run_system(
     workdir: Path,
     extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    script = PEERS / f"{system}_bench.py"
-    command = [str(python), str(script), "--workdir", str(workdir), "--scenarios", *scenarios]
+    spec = REGISTRY[system]
+    script = PEERS / f"{spec.script}_bench.py"
+    command = [str(python), str(script), "--workdir", str(workdir), "--scenarios", *scenarios, *spec.options]
     command += ["--tasks", str(args.tasks), "--chain", str(args.chain), "--fan", str(args.fan)]
     command += ["--latency-samples", str(args.latency_samples), "--latency-interval", str(args.latency_interval)]
     command += ["--workers", str(args.workers), *(extra or [])]
+    timeout = round(args.turn_timeout * spec.slow)
     log_path = workdir.with_suffix(".log")
     workdir.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as stderr:
         try:
             done = subprocess.run(
                 command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                timeout=args.turn_timeout, cwd=ROOT,
+                timeout=timeout, cwd=ROOT,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             return {
                 "system": system,
                 "figures": [],
-                "errors": [{"scenario": "all", "error": f"timed out after {args.turn_timeout}s"}],
+                "errors": [{"scenario": "all", "error": f"timed out after {timeout}s"}],
             }
     for line in done.stdout.splitlines():
         if line.startswith(common.MARK):
             result: dict[str, Any] = json.loads(line[len(common.MARK) :])
+            result["system"] = system  # the variant (dbos-sqlite-queue), not the script's name (dbos)
             return result
     tail = log_path.read_text(errors="replace")[-1500:]
     return {

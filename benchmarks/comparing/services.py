@@ -1,4 +1,6 @@
-"""What the peers need running on loopback: Redis for Celery, a Prefect server for Prefect."""
+"""What the peers need running on loopback: Redis for Celery, a Prefect server for Prefect, a
+PostgreSQL server for DBOS on PostgreSQL, and the Temporal server's binary (each Temporal turn
+starts its own server from it)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pathlib import Path
 from peers import common
 
 from comparing.console import log
+from comparing.paths import ROOT
+from pweza.testing.postgres import PostgresServer
 
 
 def free_port() -> int:
@@ -126,3 +130,24 @@ def wait_quiet(services: list[Service], limit: float = 60.0) -> float:
         if sum(s.cpu_seconds() for s in services) - before < 0.15:
             break
     return time.monotonic() - started
+
+
+def start_postgres() -> PostgresServer:
+    """Debian's PostgreSQL on a free loopback port, flushing as a real database does (the test
+    servers of pweza.testing run with fsync off); every turn gets a fresh database on it."""
+    server = PostgresServer(settings={"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"})
+    server.__enter__()
+    return server
+
+
+def temporal_server() -> str:
+    """The Temporal server binary, built by hack/build-temporal.sh when it is not cached yet."""
+    log("Temporal server: hack/build-temporal.sh (cached in ~/.cache/pweza; a cold build takes tens of minutes)")
+    script = ROOT / "hack" / "build-temporal.sh"
+    try:
+        done = subprocess.run([str(script)], capture_output=True, text=True, timeout=3 * 3600)
+    except subprocess.TimeoutExpired as error:
+        raise RuntimeError(f"{script.name} did not finish within 3 h") from error
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+    return done.stdout.strip().splitlines()[-1]

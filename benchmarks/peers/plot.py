@@ -26,7 +26,11 @@ PANELS = [
     ("fan-out", "wall_s", "fan-out 1,000 + gather\nwall time (s)"),
     ("recovery", "kill_to_done_s", "coordinator killed mid-chain\nkill to result (s)"),
 ]
-COLOURS = {"pweza": "#1b7837", "celery": "#762a83", "ray": "#2166ac", "prefect": "#d6604d"}
+# By family: a peer's variants (dbos-sqlite-queue, temporal-shipped) share its colour.
+COLOURS = {
+    "pweza": "#1b7837", "celery": "#762a83", "ray": "#2166ac", "prefect": "#d6604d",
+    "dbos": "#b8860b", "langgraph": "#4d4d4d", "temporal": "#35978f",
+}  # fmt: skip
 
 
 def main() -> None:
@@ -36,7 +40,7 @@ def main() -> None:
     values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for row in data["figures"]:
         values[(row["system"], row["scenario"], row["metric"])].append(float(row["value"]))
-    figure, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    figure, axes = plt.subplots(2, 4, figsize=(16, 7.5 if sum(len(s) for s in systems) <= 32 else 10))
     for ax, (scenario, metric, title) in zip(axes.flat, PANELS, strict=False):
         shown = [s for s in systems if values.get((s, scenario, metric))]
         medians = [statistics.median(values[(s, scenario, metric)]) for s in shown]
@@ -45,7 +49,7 @@ def main() -> None:
             labels = [
                 s if min(values.get((s, scenario, "resumed"), [1])) else f"{s}\n(not resumed:\nre-run)" for s in shown
             ]
-        ax.bar(labels, medians, color=[COLOURS.get(s, "grey") for s in shown], alpha=0.75)
+        ax.bar(labels, medians, color=[COLOURS.get(s.split("-")[0], "grey") for s in shown], alpha=0.75)
         if medians and min(medians) > 0 and max(medians) / min(medians) > 10:
             ax.set_yscale("log")
             title += " - log scale"
@@ -60,6 +64,8 @@ def main() -> None:
                     fontsize=7, color="grey")  # fmt: skip
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
+        if sum(len(s) for s in shown) > 32:  # the durable peers' variants: long names side by side
+            plt.setp(ax.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
     axes.flat[-1].axis("off")
     machine = data["machine"]
     axes.flat[-1].text(

@@ -3,10 +3,13 @@
 A real manager (embedded default: SQLite, durable, group commit) and 2 agent processes on
 loopback, through `pweza.testing.platform.Platform`; one pool serves every scenario with
 `work:pweza_run`. The client is this process, over the REST API, as a user's would be.
+With `--store postgres`, the manager is one replica of `pweza.testing.cluster.Cluster` on the
+PostgreSQL database in $BENCH_POSTGRES_URL (compare.py's server, fsync on) instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 import re
@@ -17,6 +20,7 @@ from typing import Any
 import common
 import httpx
 
+from pweza.testing.cluster import Cluster
 from pweza.testing.platform import Platform
 
 HERE = Path(__file__).resolve().parent
@@ -74,12 +78,56 @@ def manifests(chain: int) -> list[dict[str, Any]]:
     return [template, pool, chain_workflow, fan_workflow]
 
 
+class OnPostgres:
+    """What Bench uses of Platform, from a one-replica Cluster on PostgreSQL."""
+
+    def __init__(self, workdir: Path, database_url: str, env: dict[str, str]) -> None:
+        self.cluster = Cluster(workdir, database_url, replicas=1, lease_seconds=30, env=env)
+        self.agents = self.cluster.agents
+
+    @property
+    def manager(self) -> Any:
+        return self.cluster.managers[0].process
+
+    @property
+    def metrics_port(self) -> int:
+        return self.cluster.managers[0].metrics_port
+
+    def start_manager(self) -> None:
+        self.cluster.start_manager(0)
+
+    def kill_manager(self) -> None:
+        self.cluster.kill_manager(0)
+
+    def apply(self, *documents: dict[str, Any]) -> None:
+        self.cluster.apply(*documents)
+
+    def start_agent(self, pool: str, extra: list[str]) -> None:
+        self.cluster.start_agent(pool, extra=extra)
+
+    def wait_for_agents(self, count: int) -> None:
+        self.cluster.wait_for_agents(count)
+
+    def client(self, timeout: float) -> httpx.Client:
+        return self.cluster.client(0, timeout=timeout)
+
+    def wait_task(self, task_id: str, timeout: float) -> dict[str, Any]:
+        return self.cluster.wait_task(task_id, timeout, manager=0)
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
 class Bench:
     def __init__(self, args: Any, report: common.Report) -> None:
         self.args = args
         self.report = report
         env = {"LOG_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-        self.platform = Platform(args.workdir, lease_seconds=30, env=env)
+        self.platform: Platform | OnPostgres
+        if args.store == "postgres":
+            self.platform = OnPostgres(args.workdir, os.environ["BENCH_POSTGRES_URL"], env)
+        else:
+            self.platform = Platform(args.workdir, lease_seconds=30, env=env)
         self.metrics = ""
         self.client: httpx.Client | None = None
 
@@ -247,8 +295,12 @@ class Bench:
         return "; " + "; ".join(found) if found else ""
 
 
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+
+
 def main() -> None:
-    args = common.arguments(__doc__.split("\n")[0])
+    args = common.arguments(__doc__.split("\n")[0], options)
     args.workdir.mkdir(parents=True, exist_ok=True)
     report = common.Report("pweza", importlib.metadata.version("pweza-core"))
     bench = Bench(args, report)

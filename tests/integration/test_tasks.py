@@ -229,3 +229,20 @@ def test_metrics_are_exported(platform: Platform) -> None:
         "agent_coordination_requests_total",
     ):
         assert name in text, name
+
+
+def test_the_agents_metric_shows_an_agent_busy_while_its_task_runs(platform: Platform, tmp_path: Path) -> None:
+    # Counted when scraped: kept up on connects only, it said idle all along (and cost a pass
+    # over every session per connect).
+    platform.apply(template(handler="pweza.testing.handlers:block_then_record"), pool())
+    platform.start_agent("echo")
+    platform.wait_for_agents(1)
+    marker = tmp_path / "started"
+    metrics = f"http://127.0.0.1:{platform.metrics_port}/metrics"
+    with platform.client() as client:
+        task_id = client.post("/api/v1/tasks", json={"pool": "echo", "input": {"started": str(marker)}}).json()["id"]
+        wait_until(marker.exists, 30, "the handler to start")
+        assert 'pweza_agents{pool="default/echo",state="busy"} 1.0' in httpx.get(metrics).text
+        client.post(f"/api/v1/tasks/{task_id}/cancel").raise_for_status()
+    platform.wait_task(task_id)
+    wait_until(lambda: 'pweza_agents{pool="default/echo",state="idle"} 1.0' in httpx.get(metrics).text, 30, "idle")

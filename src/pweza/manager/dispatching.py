@@ -54,6 +54,7 @@ class Dispatcher:
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
+        metrics.agents.source = self._agent_states
         self._tasks: dict[str, Task] = {}
         self._pending: dict[PoolKey, list[tuple[int, int, str]]] = defaultdict(list)
         self._leases: dict[str, Lease] = {}
@@ -689,14 +690,12 @@ class Dispatcher:
 
     def _sessions_changed(self) -> None:
         """An agent connected, left or began draining: the gauge and the agent directory follow."""
-        self._update_agent_gauge()
         self._queue.sessions_changed()
 
-    def _update_agent_gauge(self) -> None:
-        self._metrics.agents.clear()
-        for session in self._sessions.values():
-            pool = f"{session.namespace}/{session.pool}"
-            self._metrics.agents.labels(pool=pool, state=session.state).inc()
+    def _agent_states(self) -> list[tuple[str, str]]:
+        """(pool, state) of every connected agent, for `pweza_agents` (called on a scrape's thread:
+        `list()` copies the sessions in one step under the GIL, so the loop cannot change them midway)."""
+        return [(f"{session.namespace}/{session.pool}", session.state) for session in list(self._sessions.values())]
 
 
 def _log_failed_attempt(task: Task, attempt: Attempt, error: TaskError, outcome: str, retry_in: float | None) -> None:

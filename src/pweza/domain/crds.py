@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from pweza.domain.manifests import AgentPool, AgentTemplate, Manifest
+from pweza.domain.model_configs import ModelConfig
 from pweza.domain.workflows import Workflow
 
 GROUP = "pweza.ai"
@@ -47,7 +48,19 @@ _RULES: dict[str, dict[str, list[dict[str, str]]]] = {
                 "rule": "self.kind != 'llm' || (has(self.baseUrl) && has(self.model))",
                 "message": "runtime kind llm needs baseUrl and model",
             },
+            {"rule": "self.kind != 'agent' || has(self.modelRef)", "message": "runtime kind agent needs modelRef"},
         ]
+    },
+    "ModelConfig": {
+        "spec.apiKey": [
+            {"rule": "has(self.env) != has(self.secretKeyRef)", "message": "give exactly one of env or secretKeyRef"},
+        ],
+        "spec": [
+            {
+                "rule": "!has(self.fallbacks) || self.fallbacks.all(f, self.fallbacks.exists_one(g, g == f))",
+                "message": "a fallback is named twice",
+            },
+        ],
     },
     "Workflow": {
         "spec.steps[]": [
@@ -69,6 +82,11 @@ _COLUMNS: dict[str, list[dict[str, str]]] = {
         {"name": "Min", "type": "integer", "jsonPath": ".spec.scaling.minReplicas", "priority": "1"},
         {"name": "Max", "type": "integer", "jsonPath": ".spec.scaling.maxReplicas", "priority": "1"},
         {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].reason"},
+    ],
+    "ModelConfig": [
+        {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+        {"name": "URL", "type": "string", "jsonPath": ".spec.baseUrl"},
+        {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
     ],
     "Workflow": [
         {"name": "Registered", "type": "integer", "jsonPath": ".status.registeredGeneration"},
@@ -117,6 +135,16 @@ _STATUS: dict[str, dict[str, Any]] = {
             "type": "string",
             "description": "The AgentTemplate and generation rolled out, as NAME@GENERATION.",
         },
+    },
+    "ModelConfig": {
+        "reachable": {"type": "boolean", "description": "Whether the endpoint answered its model list last time."},
+        "models": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The models the endpoint listed (GET /models).",
+        },
+        "lastError": {"type": "string", "description": "Why the endpoint could not be reached, when it could not."},
+        "checkedAt": {"type": "string", "format": "date-time", "description": "When the endpoint was last asked."},
     },
     "Workflow": {
         "registeredGeneration": {
@@ -337,4 +365,5 @@ def all_crds() -> dict[str, dict[str, Any]]:
         "agent-template-crd.yaml": crd(AgentTemplate, "agenttemplates", ["at"]),
         "agent-pool-crd.yaml": crd(AgentPool, "agentpools", ["ap"]),
         "workflow-crd.yaml": crd(Workflow, "workflows", ["wf"]),
+        "model-config-crd.yaml": crd(ModelConfig, "modelconfigs", ["mc"]),
     }

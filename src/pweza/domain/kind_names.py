@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pweza.domain.errors import InvalidInput
 
-KIND_NAMES = ("AgentTemplate", "AgentPool", "Workflow")
+KIND_NAMES = ("AgentTemplate", "AgentPool", "Workflow", "ModelConfig")
 PLURALS: dict[str, str] = {"agenttemplates": "AgentTemplate", "agentpools": "AgentPool", "workflows": "Workflow"}
+PLURALS["modelconfigs"] = "ModelConfig"
 # Names a person types on the command line, kubectl style.
 ALIASES: dict[str, str] = {
     "agenttemplate": "AgentTemplate",
@@ -23,6 +24,7 @@ ALIASES: dict[str, str] = {
     "workflow": "Workflow",
     "wf": "Workflow",
 }
+ALIASES.update({"modelconfig": "ModelConfig", "mc": "ModelConfig"})
 
 
 def resolve_kind(text: str) -> str:

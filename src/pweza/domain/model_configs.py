@@ -19,11 +19,6 @@ _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", 
 MAX_FALLBACKS = 8
 
 
-def secret_env_name(model_config: str) -> str:
-    """The agent's environment variable that holds a Secret-backed key (set from the Secret on Kubernetes)."""
-    return "PWEZA_MODEL_KEY_" + model_config.upper().replace("-", "_")
-
-
 class SecretKeyRef(SpecModel):
     name: Name = Field(description="The Secret, in the ModelConfig's namespace.")
     key: str = Field(min_length=1, max_length=253, description="The entry of the Secret that holds the key.")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pweza.domain.durations import parse_duration
 from pweza.manager.registry import Registry
+
+DEFAULT_TIMEOUT = "60s"
 
 
 async def with_models(registry: Registry, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -29,5 +32,7 @@ async def with_models(registry: Registry, namespace: str, spec: dict[str, Any]) 
         if stored is None:
             missing.append(name)
         else:
-            models.append({"name": name, "spec": stored.body["spec"]})
+            # The agent reads no durations (that would load pydantic): it gets the timeout in seconds.
+            timeout = parse_duration(stored.body["spec"].get("timeout") or DEFAULT_TIMEOUT)
+            models.append({"name": name, "spec": stored.body["spec"], "timeoutSeconds": timeout})
     return {**spec, "runtime": {**runtime, "models": models, "missingModels": missing}}

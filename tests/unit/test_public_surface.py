@@ -18,6 +18,7 @@ PUBLIC = {
         "Fail",
         "FakeClock",
         "Hang",
+        "LocalModel",
         "MockLLM",
         "NodeCluster",
         "Platform",

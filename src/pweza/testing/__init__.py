@@ -7,7 +7,8 @@ wait on a condition with a bound.
 
 As processes: `Platform` starts a manager and agents as subprocesses; `Cluster` several manager replicas on
 one PostgreSQL database (`PostgresServer` runs a throwaway one); `ControlPlane` a Kubernetes
-control plane and `NodeCluster` a real kubelet joined to it; `MockLLM` an OpenAI-style endpoint; `LocalModel` a real small language model (llama.cpp's server).
+control plane and `NodeCluster` a real kubelet joined to it; `MockLLM` an OpenAI-style endpoint;
+`LocalModel` a real small language model (llama.cpp's server).
 Each is imported on first use, so `import pweza.testing` stays cheap.
 """
 

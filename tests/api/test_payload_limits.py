@@ -26,7 +26,9 @@ def doubling_workflow(name: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "inputs": {"s": {"type": "string"}},
-            "steps": [{"name": "twice", "agent": {"pool": "echo"}, "input": {"a": "${{ inputs.s }}", "b": "${{ inputs.s }}"}}],
+            "steps": [
+                {"name": "twice", "agent": {"pool": "echo"}, "input": {"a": "${{ inputs.s }}", "b": "${{ inputs.s }}"}}
+            ],
         },
     }
 
@@ -75,9 +77,14 @@ def test_a_submitted_task_input_over_the_limit_is_refused_in_the_words_of_every_
     big = "x" * PAYLOAD_LIMIT
     with live.client() as client:
         single = client.post("/api/v1/tasks", json={"pool": "echo", "input": big})
-        batch = client.post("/api/v1/tasks:batch", json={"tasks": [{"pool": "echo", "input": 1}, {"pool": "echo", "input": big}]})
+        batch = client.post(
+            "/api/v1/tasks:batch", json={"tasks": [{"pool": "echo", "input": 1}, {"pool": "echo", "input": big}]}
+        )
     size = PAYLOAD_LIMIT + 2  # the quotes
     assert single.status_code == 413, single.text
     assert single.json()["detail"] == f"tasks.input is {size} bytes; {LIMIT_WORDS}"
     assert batch.status_code == 413, batch.text
-    assert (batch.json()["field"], batch.json()["detail"]) == ("tasks[1].input", f"tasks[1].input is {size} bytes; {LIMIT_WORDS}")
+    assert (batch.json()["field"], batch.json()["detail"]) == (
+        "tasks[1].input",
+        f"tasks[1].input is {size} bytes; {LIMIT_WORDS}",
+    )

@@ -59,7 +59,9 @@ def parse_stream(text: str) -> list[tuple[int | None, str]]:
     return events
 
 
-async def follow(client: httpx.AsyncClient, path: str, headers: dict[str, str] | None = None) -> list[tuple[int | None, str]]:
+async def follow(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str] | None = None
+) -> list[tuple[int | None, str]]:
     async with client.stream("GET", path, headers=headers) as response:
         assert response.status_code == 200
         return parse_stream((await response.aread()).decode())

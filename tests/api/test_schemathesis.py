@@ -30,6 +30,8 @@ def bounded(examples: int) -> hypothesis.settings:
         phases=[Phase.explicit, Phase.generate],  # no shrinking: its time has no bound
         suppress_health_check=list(HealthCheck),
     )
+
+
 Check = Callable[[schemathesis.Case], None]
 
 

@@ -238,7 +238,9 @@ def test_postgres_initialises_as_999_and_answers(containerd: Containerd) -> None
         server = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             pid = containerd.wait_running("postgres", server)
-            uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
+            uid_line = next(
+                line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
+            )
             assert uid_line.split()[1:3] == [str(POSTGRES_UID)] * 2
             deadline = time.monotonic() + 60
             ready = containerd.ctr("tasks", "exec", "--exec-id", "ready0", "postgres", "pg_isready", check=False)

@@ -398,9 +398,7 @@ async def test_sequence_blocks_never_overlap_and_start_above_existing_numbers(re
     a, b = replicas
     await a.store.insert_tasks([make_task(n) for n in (3, 500, 41)])
     async with asyncio.timeout(30):
-        starts = await asyncio.gather(
-            *(database.next_block("tasks", 100) for _ in range(10) for database in (a, b))
-        )
+        starts = await asyncio.gather(*(database.next_block("tasks", 100) for _ in range(10) for database in (a, b)))
     blocks = sorted((range(start, start + 100) for start in starts), key=lambda block: block.start)
     assert blocks[0].start == 501
     for earlier, later in itertools.pairwise(blocks):

@@ -32,7 +32,9 @@ def collected(*args: str) -> list[str]:
     ("marker", "directories"),
     [("node", HEAVY), ("k8s", ("tests/k8s", "tests/chart")), ("chart", ("tests/k8s", "tests/chart"))],
 )
-def test_a_marker_selects_the_tests_of_its_directories_and_only_those(marker: str, directories: tuple[str, ...]) -> None:
+def test_a_marker_selects_the_tests_of_its_directories_and_only_those(
+    marker: str, directories: tuple[str, ...]
+) -> None:
     selected = collected("-m", marker, *directories)
     assert selected, f"-m {marker} selects something"
     assert [i for i in selected if not i.startswith(MARKED[marker])] == []

@@ -73,7 +73,6 @@ class TaskInfo(Out):
     attempt_history: list[AttemptInfo] | None = Field(default=None, description="only in GET /tasks/{id}")
 
 
-
 class TaskRef(Out):
     id: str
     state: TaskState
@@ -99,7 +98,6 @@ class AgentInfo(Out):
     connected_at: float
     last_seen: float
     replica: str | None = Field(description="the manager replica it is connected to (None: a single manager)")
-
 
 
 class ReplicaInfo(Out):
@@ -128,7 +126,6 @@ class NewToken(TokenInfo):
     token: str = Field(description="the secret: shown once, never stored")
 
 
-
 class AuditInfo(Out):
     id: int
     at: float
@@ -136,7 +133,6 @@ class AuditInfo(Out):
     action: str
     target: str
     detail: dict[str, Any]
-
 
 
 # -- runs ----------------------------------------------------------------------
@@ -183,14 +179,12 @@ class RunInfo(Out):
     steps: list[StepInfo] | None = Field(default=None, description="in the views of one run")
 
 
-
 class EventInfo(Out):
     id: int | None
     at: float
     type: str
     step: str | None
     data: dict[str, Any]
-
 
 
 # -- objects -------------------------------------------------------------------
@@ -203,7 +197,6 @@ class ObjectDocument(Out):
     kind: str = Field(examples=["AgentPool"])
     metadata: dict[str, Any]
     spec: dict[str, Any] | None = None
-
 
 
 class Created(Out):

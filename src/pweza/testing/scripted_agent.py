@@ -278,6 +278,3 @@ def _per_step(script: Script) -> dict[str, StepScript]:
     if isinstance(script, Mapping):
         return dict(script)
     return {"*": script}
-
-
-

@@ -49,7 +49,8 @@ class RateLimit(SpecModel):
     requests_per_minute: int = Field(
         ge=1,
         le=1_000_000,
-        description="The most requests one agent sends to this model per minute; more wait for their turn.",
+        description="The most requests one agent sends to this model in any minute; more go to the next "
+        "fallback, or wait for their turn when there is none.",
     )
 
 
@@ -74,8 +75,8 @@ class ModelConfigSpec(SpecModel):
     )
     timeout: Duration = Field(
         default="60s",
-        description="How long one request may take, waiting for a free slot included; past it the next "
-        "fallback is tried.",
+        description="How long one request may take; past it the next fallback is tried. The last model "
+        "left also waits this long for room within its concurrency and rate limits.",
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
@@ -91,7 +92,8 @@ class ModelConfigSpec(SpecModel):
         default=None,
         ge=1,
         le=10_000,
-        description="The most requests one agent has in flight to this model at once (default: no limit).",
+        description="The most requests one agent has in flight to this model at once (default: no limit); "
+        "a request beyond it goes to the next fallback at once, or waits when there is none.",
     )
     rate_limit: RateLimit | None = Field(default=None, description="How often one agent may call this model.")
 

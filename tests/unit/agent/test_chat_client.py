@@ -4,6 +4,7 @@ ModelConfig and which do not, limits, streaming put back together, the key kept 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -80,7 +81,7 @@ async def test_an_unreachable_model_falls_back() -> None:
     assert result.endpoint == "up" and result.failures[0]["endpoint"] == "gone"
 
 
-async def test_with_its_one_slot_busy_a_model_sends_the_next_request_to_the_fallback() -> None:
+async def test_with_its_one_slot_busy_a_model_sends_the_next_request_to_the_fallback_at_once() -> None:
     slow = lambda _n, _b: Reply(body=chat_reply("slow").body, delay=1.5)  # noqa: E731
     with provider(slow) as busy, provider(lambda _n, _b: chat_reply("spare")) as spare:
         client = ChatClient(
@@ -93,10 +94,32 @@ async def test_with_its_one_slot_busy_a_model_sends_the_next_request_to_the_fall
             first_result = await first
         finally:
             await client.aclose()
-    assert second.endpoint == "spare" and "slots stayed busy" in second.failures[0]["error"]
+    assert second.endpoint == "spare" and "slots are busy" in second.failures[0]["error"]
     assert len(busy.requests) == 1, "the busy model got only the request it had room for"
     # The first request itself outlived busy's timeout, so it ended on the spare too.
     assert first_result.endpoint == "spare"
+
+
+async def test_the_last_model_left_waits_for_its_slot() -> None:
+    in_flight, peak = [0], [0]
+
+    def slow(_n: int, _b: dict[str, Any]) -> Reply:
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        try:
+            time.sleep(0.2)
+        finally:
+            in_flight[0] -= 1
+        return chat_reply("one at a time")
+
+    with provider(slow) as only:
+        client = ChatClient([endpoint("only", only.base_url, concurrency=1, timeout=10.0)])
+        try:
+            results = await asyncio.gather(*(client.complete(HELLO) for _ in range(3)))
+        finally:
+            await client.aclose()
+    assert [r.content for r in results] == ["one at a time"] * 3
+    assert peak == [1], "never more than its concurrency in flight"
 
 
 async def test_the_rate_limit_counts_requests_in_a_sliding_minute() -> None:

@@ -1,7 +1,8 @@
 """One model's chat completions, sent to its endpoint or, when that one cannot serve, its fallbacks.
 
-An endpoint that answers 408, 429 or 5xx, cannot be reached, times out or whose limits keep a
-request waiting past its timeout is skipped for the next one; any other error (a 400 on the
+An endpoint that answers 408, 429 or 5xx, cannot be reached or times out is skipped for the next
+one, and so is one whose own limits (concurrency, rate) leave no room now, as if it had said 429;
+the last one left is waited for, up to its timeout; any other error (a 400 on the
 request itself) is the request's fault and ends the call. A streamed call falls back only until
 the first chunk arrives: what was shown of one model's reply is not continued by another.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +115,9 @@ class ChatClient:
         content = self._body(endpoint, request, stream)
         return self._http.build_request("POST", endpoint.chat_url, content=content, headers=headers, timeout=timeout)
 
+    def _slot(self, endpoint: Endpoint) -> AbstractAsyncContextManager[None]:
+        return self.limiters[endpoint.name].slot(endpoint.timeout, wait=endpoint is self.endpoints[-1])
+
     async def _checked(self, endpoint: Endpoint, response: httpx.Response) -> None:
         """Raise _Skip or ModelError for an answer that is not a success."""
         status = response.status_code
@@ -130,7 +135,7 @@ class ChatClient:
         for endpoint in self.endpoints:
             started = time.monotonic()
             try:
-                async with self.limiters[endpoint.name].slot(endpoint.timeout):
+                async with self._slot(endpoint):
                     response = await self._http.send(self._request(endpoint, request, stream=False))
                     await self._checked(endpoint, response)
                     reply = _json(endpoint, response.content)
@@ -147,7 +152,7 @@ class ChatClient:
             started = time.monotonic()
             assembly = _Assembly()
             try:
-                async with self.limiters[endpoint.name].slot(endpoint.timeout):
+                async with self._slot(endpoint):
                     response = await self._http.send(self._request(endpoint, request, stream=True), stream=True)
                     try:
                         await self._checked(endpoint, response)

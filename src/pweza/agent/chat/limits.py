@@ -15,8 +15,9 @@ class Limiter:
     """A concurrency limit and a sliding one-minute window of request starts; None: no limit.
 
     `slot(timeout)` waits for both, at most `timeout` seconds, else raises TimeoutError (the
-    client then tries the next fallback, as it would on a 429). The clock and sleep are
-    parameters so tests can move time by hand.
+    client then tries the next fallback, as it would on a 429); `slot(timeout, wait=False)`
+    raises at once when there is no room now. The clock and sleep are parameters so tests can
+    move time by hand.
     """
 
     def __init__(
@@ -45,7 +46,12 @@ class Limiter:
             return 0.0
         return self._starts[0] + WINDOW_SECONDS - now
 
-    async def _acquire(self, deadline: float) -> None:
+    async def _acquire(self, deadline: float, wait: bool) -> None:
+        if not wait:
+            if self._slots is not None and self._slots.locked():
+                raise TimeoutError(f"all {self.in_flight} request slots are busy")
+            if self._rate_wait() > 0:
+                raise TimeoutError(f"the rate limit of {self._per_minute} requests per minute is reached")
         if self._slots is not None:
             await asyncio.wait_for(self._slots.acquire(), max(0.0, deadline - self._clock()))
         try:
@@ -61,9 +67,9 @@ class Limiter:
             self._starts.append(self._clock())
 
     @asynccontextmanager
-    async def slot(self, timeout: float) -> AsyncIterator[None]:
+    async def slot(self, timeout: float, *, wait: bool = True) -> AsyncIterator[None]:
         try:
-            await self._acquire(self._clock() + timeout)
+            await self._acquire(self._clock() + timeout, wait)
         except TimeoutError as error:
             reason = str(error) or f"all {self.in_flight} request slots stayed busy for {timeout:g}s"
             raise TimeoutError(reason) from None

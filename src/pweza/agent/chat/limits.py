@@ -55,10 +55,10 @@ class Limiter:
         if self._slots is not None:
             await asyncio.wait_for(self._slots.acquire(), max(0.0, deadline - self._clock()))
         try:
-            while (wait := self._rate_wait()) > 0:
-                if self._clock() + wait > deadline:
+            while (pause := self._rate_wait()) > 0:
+                if self._clock() + pause > deadline:
                     raise TimeoutError(f"the rate limit of {self._per_minute} requests per minute is reached")
-                await self._sleep(wait)
+                await self._sleep(pause)
         except BaseException:
             if self._slots is not None:
                 self._slots.release()

@@ -29,6 +29,7 @@ DIRECTORY_MARKERS = {
     "k8s": "k8s",
     "chart": "chart",
     "node": "node",
+    "llm": "llm",
     "images": "node",  # the node's container images, built and run as root like the node's
 }
 

@@ -1,0 +1,72 @@
+"""The ModelConfig kind: what it refuses (naming the field), and what an agent of a template
+that uses it is sent in its welcome (the configs, never a key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pweza.domain.errors import InvalidInput
+from pweza.domain.kinds import parse_manifest
+from pweza.domain.roles import Role
+from pweza.manager.auth import Principal
+from pweza.manager.service import Manager
+
+ADMIN = Principal("test", "test", Role.ADMIN)
+
+
+def model_config(name: str = "main", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "ModelConfig",
+        "metadata": {"name": name},
+        "spec": {"baseUrl": "https://api.example.com/v1", "model": "gpt-x", **spec},
+    }
+
+
+def agent_template(**runtime: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "AgentTemplate",
+        "metadata": {"name": "thinker"},
+        "spec": {"runtime": {"kind": "agent", **runtime}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "words"),
+    [
+        (model_config(fallbacks=["main"]), "spec.fallbacks", "its own fallback"),
+        (model_config(fallbacks=["b", "b"]), "spec.fallbacks", "named twice"),
+        (model_config(headers={"Authorization": "Bearer sk-1"}), "spec.headers", "use apiKey"),
+        (model_config(apiKey={"env": "K", "secretKeyRef": {"name": "s", "key": "k"}}), "spec.apiKey", "exactly one"),
+        (model_config(baseUrl="ftp://x"), "spec.baseUrl", "pattern"),
+        (model_config(timeout="soon"), "spec.timeout", "not a duration"),
+        (model_config(rateLimit={"requestsPerMinute": 0}), "spec.rateLimit.requestsPerMinute", "greater than"),
+        (agent_template(), "spec.runtime", "needs modelRef"),
+        (agent_template(modelRef="main", outputSchema={"type": 3}), "spec.runtime.outputSchema", "not a JSON Schema"),
+        (agent_template(modelRef="main", handler="a:b"), "spec.runtime", "not allowed for runtime kind 'agent'"),
+    ],
+)
+def test_a_wrong_setting_is_refused_naming_its_field(document: dict[str, Any], field: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_manifest(document)
+    assert caught.value.field == field and words in caught.value.detail
+
+
+async def test_an_agents_welcome_carries_its_model_and_fallbacks_in_order(manager: Manager) -> None:
+    for document in (
+        model_config("main", fallbacks=["spare", "gone"], apiKey={"env": "MAIN_KEY"}, timeout="1m30s"),
+        model_config("spare"),
+        agent_template(modelRef="main", maxTurns=3),
+        {"apiVersion": "pweza.ai/v1", "kind": "AgentPool", "metadata": {"name": "thinkers"},
+         "spec": {"templateRef": "thinker"}},
+    ):  # fmt: skip
+        await manager.apply_object(ADMIN, parse_manifest(document))
+    _, spec = await manager.agent_pool("default", "thinkers")
+    runtime = spec["runtime"]
+    assert [m["name"] for m in runtime["models"]] == ["main", "spare"]
+    assert runtime["missingModels"] == ["gone"]
+    assert runtime["models"][0]["spec"]["apiKey"] == {"env": "MAIN_KEY"}, "where the key is, not the key"
+    assert [m["timeoutSeconds"] for m in runtime["models"]] == [90.0, 60.0]

@@ -41,9 +41,21 @@ class StandInProvider:
     """Answers POST …/chat/completions with `script(request_number, body)`; records what it got."""
 
     script: Callable[[int, dict[str, Any]], Reply]
+    # What GET …/models lists; None: it answers 503 there too.
+    models: list[str] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     base_url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def list_models(self, handler: BaseHTTPRequestHandler) -> None:
+        self.requests.append({"path": handler.path, "headers": dict(handler.headers), "body": None})
+        listed = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models or []]}
+        data = json.dumps(listed if self.models is not None else {"error": "overloaded"}).encode()
+        handler.send_response(200 if self.models is not None else 503)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
     def answer(self, handler: BaseHTTPRequestHandler) -> None:
         body = json.loads(handler.rfile.read(int(handler.headers.get("content-length", 0))))
@@ -70,12 +82,17 @@ class StandInProvider:
 
 
 @contextmanager
-def provider(script: Callable[[int, dict[str, Any]], Reply]) -> Iterator[StandInProvider]:
-    stand_in = StandInProvider(script)
+def provider(
+    script: Callable[[int, dict[str, Any]], Reply], models: list[str] | None = None
+) -> Iterator[StandInProvider]:
+    stand_in = StandInProvider(script, models)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             stand_in.answer(self)
+
+        def do_GET(self) -> None:
+            stand_in.list_models(self)
 
         def log_message(self, *_: Any) -> None:
             pass

@@ -98,11 +98,16 @@ def test_a_failing_first_model_falls_back_to_the_second(platform: Platform, loca
         platform.start_agent("resilient")
         platform.wait_for_agents(1)
         task = answer_task(platform, "resilient", "Name a colour.")
+        with platform.client() as http:
+            listed = {o["metadata"]["name"]: o["status"] for o in http.get("/api/v1/modelconfigs").json()["items"]}
+    assert listed["local"]["reachable"] is True and listed["local"]["models"] == [LocalModel.model]
+    assert listed["flaky"]["reachable"] is False and "503" in listed["flaky"]["lastError"]
     assert task["state"] == "succeeded", task.get("error")
     call = task["output"]["calls"][0]["response"]
     assert call["endpoint"] == "local"
     assert [f["endpoint"] for f in call["failures"]] == ["flaky"] and "503" in call["failures"][0]["error"]
-    assert len(flaky.requests) == 1 and flaky.requests[0]["body"]["model"] == LocalModel.model
+    chats = [r for r in flaky.requests if r["path"].endswith("/chat/completions")]
+    assert len(chats) == 1 and chats[0]["body"]["model"] == LocalModel.model
 
 
 async def test_the_client_streams_the_reply_token_by_token(client: ChatClient) -> None:

@@ -12,6 +12,7 @@ from pweza.domain.kinds import parse_manifest
 from pweza.domain.roles import Role
 from pweza.manager.auth import Principal
 from pweza.manager.service import Manager
+from tests.model_providers import chat_reply, failing_provider, provider
 
 ADMIN = Principal("test", "test", Role.ADMIN)
 
@@ -70,3 +71,25 @@ async def test_an_agents_welcome_carries_its_model_and_fallbacks_in_order(manage
     assert runtime["missingModels"] == ["gone"]
     assert runtime["models"][0]["spec"]["apiKey"] == {"env": "MAIN_KEY"}, "where the key is, not the key"
     assert [m["timeoutSeconds"] for m in runtime["models"]] == [90.0, 60.0]
+
+
+async def test_a_listing_says_whether_each_endpoint_is_reachable_and_what_it_lists(
+    manager: Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UP_KEY", "sk-listing-secret")
+    with provider(lambda _n, _b: chat_reply("hi"), models=["m-1", "m-2"]) as up, failing_provider(503) as down:
+        await manager.apply_object(
+            ADMIN, parse_manifest(model_config("up", baseUrl=up.base_url, apiKey={"env": "UP_KEY"}))
+        )
+        await manager.apply_object(ADMIN, parse_manifest(model_config("down", baseUrl=down.base_url)))
+        listed = {o.name: o.body["status"] for o in await manager.queries.objects("ModelConfig", None, 10, None)}
+        again = await manager.queries.object("ModelConfig", "default", "up")
+    assert listed["up"]["reachable"] is True and listed["up"]["models"] == ["m-1", "m-2"]
+    assert "lastError" not in listed["up"]
+    assert listed["down"]["reachable"] is False and "503" in listed["down"]["lastError"]
+    assert (
+        up.requests[0]["path"] == "/v1/models"
+        and up.requests[0]["headers"]["authorization"] == "Bearer sk-listing-secret"
+    )
+    assert "sk-" not in str(listed)
+    assert again.body["status"] == listed["up"] and len(up.requests) == 1, "remembered, not asked again at once"

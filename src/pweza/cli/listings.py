@@ -55,10 +55,15 @@ def _key(item: dict[str, Any]) -> tuple[str, str]:
 
 def _runtime_detail(template: dict[str, Any]) -> str:
     runtime = template["spec"]["runtime"]
-    for key in ("handler", "url", "model"):
+    for key in ("handler", "url", "model", "modelRef"):
         if runtime.get(key):
             return str(runtime[key])
     return " ".join(runtime.get("command") or [])
+
+
+def _reachable(model_config: dict[str, Any]) -> str:
+    reachable = (model_config.get("status") or {}).get("reachable")
+    return "?" if reachable is None else ("yes" if reachable else "no")
 
 
 def object_columns(kind: str, ready: Counter[tuple[str, str]]) -> list[Column]:
@@ -83,6 +88,16 @@ def object_columns(kind: str, ready: Counter[tuple[str, str]]) -> list[Column]:
             Column("MIN", lambda i: i["spec"].get("scaling", {}).get("minReplicas")),
             Column("MAX", lambda i: i["spec"].get("scaling", {}).get("maxReplicas")),
             *last,
+        ]
+    if kind == "ModelConfig":
+        return [
+            *first,
+            Column("MODEL", lambda i: i["spec"]["model"]),
+            Column("URL", lambda i: i["spec"]["baseUrl"]),
+            Column("REACHABLE", _reachable),
+            *last,
+            Column("FALLBACKS", lambda i: ",".join(i["spec"].get("fallbacks") or []), True),
+            Column("LAST-ERROR", lambda i: (i.get("status") or {}).get("lastError", ""), True),
         ]
     return [
         *first,

@@ -22,6 +22,7 @@ from pweza.domain.tasks import Attempt, Task
 from pweza.manager.auth import TokenService
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
+from pweza.manager.model_status import ModelStatus
 from pweza.manager.registry import Registry, with_server_fields
 from pweza.manager.workflows import WorkflowEngine
 from pweza.store.protocol import Store
@@ -89,6 +90,7 @@ class Queries:
         self._registry = registry
         self._tokens = tokens
         self._housekeeping = housekeeping
+        self.model_status = ModelStatus()
 
     # -- tasks -----------------------------------------------------------------
     async def task(self, task_id: str) -> Task:
@@ -199,10 +201,11 @@ class Queries:
 
     # -- objects, tokens, audit, replicas ----------------------------------------
     async def objects(self, kind: str, namespace: str | None, limit: int, after: str | None) -> list[StoredObject]:
-        return await self._registry.list(kind, namespace, limit, after)
+        return await self.model_status.with_status(await self._registry.list(kind, namespace, limit, after))
 
     async def object(self, kind: str, namespace: str, name: str) -> StoredObject:
-        return await self._registry.get(kind, namespace, name)
+        [found] = await self.model_status.with_status([await self._registry.get(kind, namespace, name)])
+        return found
 
     async def tokens(self) -> list[TokenRecord]:
         return await self._tokens.list()

@@ -2,9 +2,10 @@
 
 Asked on read (`GET /api/v1/modelconfigs`, `pweza get mc`) and remembered for a while, so a
 listing costs at most one `GET {baseUrl}/models` per object per interval, all at once and each
-bounded by a short timeout. The key comes from the manager's environment, as the agent's does
-from its own (embedded, they share it); it is sent, never shown: an error says the status and
-the URL only.
+bounded by a short timeout. A manager whose writers must not make it send requests to URLs of
+their choosing turns this off (`model_status_probes: false`). The key comes from the manager's
+environment, as the agent's does from its own (embedded, they share it); it is sent, never
+shown: an error says the status and the URL only.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ def _stamp(at: float) -> str:
 
 class ModelStatus:
     def __init__(
-        self, *, transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time
+        self,
+        *,
+        enabled: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.enabled = enabled
         self._transport = transport
         self._clock = clock
         # (namespace, name, generation) -> (checked at, status)
@@ -80,7 +86,7 @@ class ModelStatus:
 
     async def with_status(self, objects: list[StoredObject]) -> list[StoredObject]:
         """The ModelConfigs with their `status`; other kinds as they are."""
-        configs = [o for o in objects if o.kind == "ModelConfig"]
+        configs = [o for o in objects if o.kind == "ModelConfig"] if self.enabled else []
         statuses = dict(zip(map(id, configs), await asyncio.gather(*map(self._status, configs)), strict=True))
         return [
             StoredObject(o.kind, o.namespace, o.name, o.generation, {**o.body, "status": statuses[id(o)]},

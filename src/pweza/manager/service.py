@@ -59,6 +59,7 @@ class Manager:
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )
         self.queries = Queries(store, self.dispatcher, self.workflows, self.registry, self.tokens, self.housekeeping)
+        self.queries.model_status.enabled = settings.model_status_probes
         self.started_at = time.time()
 
     async def start(self) -> None:

@@ -3,6 +3,7 @@ that uses it is sent in its welcome (the configs, never a key)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,9 @@ from pweza.domain.errors import InvalidInput
 from pweza.domain.kinds import parse_manifest
 from pweza.domain.roles import Role
 from pweza.manager.auth import Principal
+from pweza.manager.config import Settings
 from pweza.manager.service import Manager
+from pweza.store.sqlite import SqliteStore
 from tests.model_providers import chat_reply, failing_provider, provider
 
 ADMIN = Principal("test", "test", Role.ADMIN)
@@ -93,3 +96,16 @@ async def test_a_listing_says_whether_each_endpoint_is_reachable_and_what_it_lis
     )
     assert "sk-" not in str(listed)
     assert again.body["status"] == listed["up"] and len(up.requests) == 1, "remembered, not asked again at once"
+
+
+async def test_with_probes_off_a_listing_asks_no_endpoint(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'pweza.db'}", model_status_probes=False)
+    manager = Manager(SqliteStore(tmp_path / "pweza.db"), settings)
+    await manager.start()
+    try:
+        with provider(lambda _n, _b: chat_reply("hi"), models=["m-1"]) as up:
+            await manager.apply_object(ADMIN, parse_manifest(model_config("up", baseUrl=up.base_url)))
+            [listed] = await manager.queries.objects("ModelConfig", None, 10, None)
+    finally:
+        await manager.stop()
+    assert "status" not in listed.body and up.requests == []

@@ -11,7 +11,12 @@ from typing import Any
 
 import httpx
 
-PLURALS = {"AgentTemplate": "agenttemplates", "AgentPool": "agentpools", "Workflow": "workflows"}
+PLURALS = {
+    "AgentTemplate": "agenttemplates",
+    "AgentPool": "agentpools",
+    "Workflow": "workflows",
+    "ModelConfig": "modelconfigs",
+}
 GENERATION_ANNOTATION = "pweza.ai/cr-generation"
 
 
@@ -63,6 +68,13 @@ class ManagerSync:
         response = await self._http.delete(f"/api/v1/{PLURALS[kind]}/{name}", params={"namespace": namespace})
         if response.status_code not in (204, 404, 409):
             response.raise_for_status()
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """The manager's view of an object (a ModelConfig's with its status)."""
+        response = await self._http.get(f"/api/v1/{PLURALS[kind]}/{name}", params={"namespace": namespace})
+        response.raise_for_status()
+        found: dict[str, Any] = response.json()
+        return found
 
     async def recent_runs(self, namespace: str, workflow: str, limit: int = 5) -> list[dict[str, Any]]:
         response = await self._http.get(

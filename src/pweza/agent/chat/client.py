@@ -9,6 +9,7 @@ the first chunk arrives: what was shown of one model's reply is not continued by
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -136,9 +137,11 @@ class ChatClient:
             started = time.monotonic()
             try:
                 async with self._slot(endpoint):
-                    response = await self._http.send(self._request(endpoint, request, stream=False))
-                    await self._checked(endpoint, response)
-                    reply = _json(endpoint, response.content)
+                    # httpx bounds each read; this bounds the whole reply (a server that trickles).
+                    async with asyncio.timeout(endpoint.timeout):
+                        response = await self._http.send(self._request(endpoint, request, stream=False))
+                        await self._checked(endpoint, response)
+                        reply = _json(endpoint, response.content)
             except (_Skip, TimeoutError, httpx.TransportError) as error:
                 failures.append({"endpoint": endpoint.name, "error": _reason(error)})
                 continue
@@ -249,6 +252,8 @@ def _result(endpoint: Endpoint, reply: dict[str, Any], failures: list[dict[str, 
 def _reason(error: BaseException) -> str:
     if isinstance(error, httpx.TimeoutException):
         return f"timed out ({type(error).__name__})"
+    if isinstance(error, TimeoutError) and not str(error):
+        return "timed out (no whole reply within its timeout)"
     if isinstance(error, httpx.TransportError):
         return f"{type(error).__name__}: {error}"
     if isinstance(error, TimeoutError):

@@ -4,6 +4,9 @@ reliable: these tests assert structure, not wisdom."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -100,6 +103,14 @@ def test_a_failing_first_model_falls_back_to_the_second(platform: Platform, loca
         task = answer_task(platform, "resilient", "Name a colour.")
         with platform.client() as http:
             listed = {o["metadata"]["name"]: o["status"] for o in http.get("/api/v1/modelconfigs").json()["items"]}
+        shown = subprocess.run(
+            [sys.executable, "-m", "pweza", "get", "mc", "-o", "wide"],
+            env={**os.environ, "PWEZA_URL": platform.url, "PWEZA_TOKEN": platform.admin_token},
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    rows = {line.split()[1]: line.split() for line in shown.splitlines()[1:]}
+    assert rows["local"][2:5] == [LocalModel.model, local_model.base_url, "yes"]
+    assert rows["flaky"][4] == "no" and "local" in rows["flaky"], "unreachable, falling back to local"
     assert listed["local"]["reachable"] is True and listed["local"]["models"] == [LocalModel.model]
     assert listed["flaky"]["reachable"] is False and "503" in listed["flaky"]["lastError"]
     assert task["state"] == "succeeded", task.get("error")

@@ -117,12 +117,12 @@ def missing(message: str) -> NoReturn:
 
 
 @pytest.fixture(scope="session")
-def local_model() -> Iterator[LocalModel]:
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModel]:
     """One real local model server for the session (SmolLM2 on llama.cpp, one thread).
     Not installed: the tests that need it skip, except in CI, where they fail."""
     if local_model_dir() is None:
         missing(f"the local model is not installed; run {LOCAL_MODEL_COMMAND}")
-    with LocalModel() as model:
+    with LocalModel(log_path=tmp_path_factory.mktemp("local-model") / "server.log") as model:
         yield model
 
 

@@ -18,18 +18,12 @@ from typing import Any
 
 import httpx
 
-from pweza.domain.model_keys import secret_env_name
+from pweza.domain.model_keys import key_variable
 from pweza.domain.records import StoredObject
 
 CHECK_EVERY_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 3.0
 _TAIL = 200
-
-
-def _key(name: str, spec: dict[str, Any]) -> str | None:
-    where = spec.get("apiKey") or {}
-    variable = where.get("env") or (secret_env_name(name) if where.get("secretKeyRef") else None)
-    return os.environ.get(variable) if variable else None
 
 
 def _stamp(at: float) -> str:
@@ -55,7 +49,8 @@ class ModelStatus:
         spec = stored.body["spec"]
         url = str(spec["baseUrl"]).rstrip("/") + "/models"
         headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
-        key = _key(stored.name, spec)
+        variable = key_variable(stored.name, spec)
+        key = os.environ.get(variable) if variable else None
         if key:
             headers["authorization"] = f"Bearer {key}"
         status: dict[str, Any] = {"checkedAt": _stamp(self._clock())}

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pweza.domain.model_keys import secret_env_name
+from pweza.domain.model_keys import key_variable
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 
@@ -31,25 +31,17 @@ class Endpoint:
         return self.base_url.rstrip("/") + "/chat/completions"
 
 
-def _api_key(name: str, spec: Mapping[str, Any]) -> str | None:
-    where = spec.get("apiKey") or {}
-    if where.get("env"):
-        return os.environ.get(str(where["env"])) or None
-    if where.get("secretKeyRef"):
-        return os.environ.get(secret_env_name(name)) or None
-    return None
-
-
 def endpoint_from(config: Mapping[str, Any]) -> Endpoint:
     """One `{"name", "spec", "timeoutSeconds"}` entry of a welcome's `runtime.models`."""
     name = str(config["name"])
     spec: Mapping[str, Any] = config["spec"]
     rate = spec.get("rateLimit") or {}
+    variable = key_variable(name, spec)
     return Endpoint(
         name=name,
         base_url=str(spec["baseUrl"]),
         model=str(spec["model"]),
-        api_key=_api_key(name, spec),
+        api_key=(os.environ.get(variable) or None) if variable else None,
         headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
         temperature=spec.get("temperature"),
         max_tokens=spec.get("maxTokens"),

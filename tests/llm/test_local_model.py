@@ -60,6 +60,13 @@ async def client(local_model: LocalModel) -> AsyncIterator[ChatClient]:
     await chat.aclose()
 
 
+def pweza_cli(platform: Platform, *args: str) -> str:
+    env = {**os.environ, "PWEZA_URL": platform.url, "PWEZA_TOKEN": platform.admin_token}
+    done = subprocess.run([sys.executable, "-m", "pweza", *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def answer_task(platform: Platform, pool_name: str, text: str) -> dict[str, Any]:
     with platform.client() as http:
         task_id = http.post("/api/v1/tasks", json={"pool": pool_name, "input": text}).json()["id"]
@@ -103,14 +110,14 @@ def test_a_failing_first_model_falls_back_to_the_second(platform: Platform, loca
         task = answer_task(platform, "resilient", "Name a colour.")
         with platform.client() as http:
             listed = {o["metadata"]["name"]: o["status"] for o in http.get("/api/v1/modelconfigs").json()["items"]}
-        shown = subprocess.run(
-            [sys.executable, "-m", "pweza", "get", "mc", "-o", "wide"],
-            env={**os.environ, "PWEZA_URL": platform.url, "PWEZA_TOKEN": platform.admin_token},
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
+        shown = pweza_cli(platform, "get", "mc", "-o", "wide")
+        described = pweza_cli(platform, "describe", "mc", "flaky")
     rows = {line.split()[1]: line.split() for line in shown.splitlines()[1:]}
     assert rows["local"][2:5] == [LocalModel.model, local_model.base_url, "yes"]
     assert rows["flaky"][4] == "no" and "local" in rows["flaky"], "unreachable, falling back to local"
+    fields = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in described.splitlines() if ":" in line}
+    assert (fields["Fallbacks"], fields["Reachable"], fields["API key"]) == ("local", "no", "<none>")
+    assert "503" in fields["Last error"] and described.rstrip().endswith("resilient"), "used by the template"
     assert listed["local"]["reachable"] is True and listed["local"]["models"] == [LocalModel.model]
     assert listed["flaky"]["reachable"] is False and "503" in listed["flaky"]["lastError"]
     assert task["state"] == "succeeded", task.get("error")

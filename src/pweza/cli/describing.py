@@ -37,7 +37,9 @@ def register(app: typer.Typer) -> None:
 
 
 def describe(
-    kind: Annotated[str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf) or agent.")],
+    kind: Annotated[
+        str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf), modelconfig (mc) or agent.")
+    ],
     name: Annotated[str | None, typer.Argument(help="The object (KIND/NAME works too).")] = None,
     namespace: Namespace = "default",
     server: Server = None,
@@ -58,6 +60,8 @@ def describe(
             _describe_pool(api, item)
         elif resolved == "AgentTemplate":
             _describe_template(api, item)
+        elif resolved == "ModelConfig":
+            _describe_model_config(api, item)
         else:
             _describe_workflow(api, item)
 
@@ -171,6 +175,40 @@ def _describe_template(api: ApiClient, template: dict[str, Any]) -> None:
         a for a in api.request("GET", "/api/v1/agents")["items"] if a["namespace"] == namespace and a["pool"] in users
     ]
     _agents(agents)
+
+
+def _key_location(spec: dict[str, Any]) -> str | None:
+    where = spec.get("apiKey") or {}
+    if where.get("env"):
+        return f"env {where['env']}"
+    secret = where.get("secretKeyRef")
+    return f"secret {secret['name']}/{secret['key']}" if secret else None
+
+
+def _describe_model_config(api: ApiClient, model_config: dict[str, Any]) -> None:
+    namespace, name = model_config["metadata"]["namespace"], model_config["metadata"]["name"]
+    spec, status = model_config["spec"], model_config.get("status") or {}
+    rate = (spec.get("rateLimit") or {}).get("requestsPerMinute")
+    reachable = status.get("reachable")
+    _fields(
+        [
+            ("Model", spec["model"]),
+            ("URL", spec["baseUrl"]),
+            ("API key", _key_location(spec)),  # where it is: the key itself is never in the object
+            ("Fallbacks", ", ".join(spec.get("fallbacks") or [])),
+            ("Timeout", spec.get("timeout")),
+            ("Concurrency", spec.get("concurrency")),
+            ("Rate limit", f"{rate}/min" if rate else None),
+            ("Reachable", None if reachable is None else ("yes" if reachable else "no")),
+            ("Models", ", ".join(status.get("models") or [])),
+            ("Last error", status.get("lastError")),
+            ("Checked", status.get("checkedAt")),
+        ]
+    )
+    templates = api.request("GET", "/api/v1/agenttemplates", params={"namespace": namespace})["items"]
+    users = [t["metadata"]["name"] for t in templates if t["spec"]["runtime"].get("modelRef") == name]
+    _section("Used by templates")
+    print("  " + (", ".join(users) if users else "<none>"))
 
 
 def _describe_workflow(api: ApiClient, workflow: dict[str, Any]) -> None:

@@ -76,6 +76,9 @@ class Recorder:
     def send_delegate_result(self, request_id: str, task: DelegatedResult) -> None:
         pass
 
+    def send_results_ack(self, attempts: list[tuple[str, int]]) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -8,6 +8,11 @@ flush-per-tick alone still ping-pongs single results when handlers finish instan
 
 A batch is bounded in bytes by the manager's payload limit (learned from its Welcome), so a
 burst of large outputs leaves as several messages, each within the stream's message limit.
+
+A result sent to a manager that acknowledges results (its Welcome says so) is kept until the
+manager's ResultsAck says it is written: a manager killed between reading a result and writing
+it would otherwise lose it, and the attempt would run again. The next stream lists every
+result still held (unacknowledged or never sent) as in flight and sends it again first.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ class Outbox:
     def __init__(self) -> None:
         self._started: list[pb.AttemptRef] = []
         self._results: list[pb.TaskResult] = []
+        # Sent, not yet acknowledged: (task id, attempt) -> result, oldest first.
+        self._unacked: dict[tuple[str, int], pb.TaskResult] = {}
+        # Whether the manager of the current stream acknowledges results (from its Welcome).
+        self.acknowledged_results = False
         self._credit = 0
         self._heartbeat: list[pb.AttemptRef] | None = None
         self._delegates: list[pb.DelegateRequest] = []
@@ -64,17 +73,29 @@ class Outbox:
         self._heartbeat = refs  # only the latest list matters
         self._ready.set()
 
-    def new_stream(self) -> None:
-        """Retire the current stream's iterator; keep only the results it never sent.
+    def acknowledge(self, refs: list[pb.AttemptRef]) -> None:
+        """The manager wrote these results: they need not be sent again."""
+        for ref in refs:
+            self._unacked.pop((ref.task_id, ref.attempt), None)
+
+    def new_stream(self, *, hand_back_slots: bool = True) -> list[pb.AttemptRef]:
+        """Retire the current stream's iterator and keep every result the manager may not have
+        written (sent but unacknowledged, or never sent): returns their attempts, for the
+        Hello's `in_flight`.
 
         Call it in the same tick as the Hello's `in_flight` snapshot: the manager then counts
         its credits afresh (slots minus in-flight), so pending credit would count twice and
-        is dropped, as are stale starts and heartbeats.
+        is dropped, as are stale starts and heartbeats; each kept result is in flight again,
+        so it hands its slot back when it is sent (not while draining: no new work is wanted).
         """
         self._generation += 1
-        self._started, self._credit, self._heartbeat, self._status = [], 0, None, None
+        self._results = [*self._unacked.values(), *self._results]
+        self._unacked = {}
+        self._started, self._heartbeat, self._status = [], None, None
+        self._credit = len(self._results) if hand_back_slots else 0
         self._delegates = []  # unanswered ones are re-sent after the next welcome
         self._ready.set()  # wakes the old iterator so it sees it is retired
+        return [pb.AttemptRef(task_id=result.task_id, attempt=result.attempt) for result in self._results]
 
     def close(self) -> None:
         """End the current stream once what is pending is sent: a clean half-close."""
@@ -130,4 +151,7 @@ class Outbox:
                 break
             count += 1
         taken, self._results = self._results[:count], self._results[count:]
+        if self.acknowledged_results:
+            for result in taken:
+                self._unacked[(result.task_id, result.attempt)] = result
         return taken

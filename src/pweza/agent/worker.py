@@ -29,6 +29,7 @@ from pweza.agent.running import TaskRunner
 from pweza.agent.runtimes import AgentRuntime, build_runtime
 from pweza.agent.template import TemplateError, read_template
 from pweza.domain.limits import grpc_message_limit
+from pweza.domain.reconnecting import AGENT_RECONNECT_MAX_SECONDS
 from pweza.domain.tasks import ErrorType, TaskError
 from pweza.v1 import agent_pb2 as pb
 from pweza.v1 import agent_pb2_grpc as pb_grpc
@@ -46,7 +47,7 @@ _REJECTED = frozenset(
     }
 )
 _BACKOFF_START = 0.2
-_BACKOFF_MAX = 5.0
+_BACKOFF_MAX = AGENT_RECONNECT_MAX_SECONDS
 # The pause before trying the next replica in the same round: short, so a dead replica is left
 # quickly, yet not zero, so a list of dead addresses is not spun through.
 _HOP_DELAY = 0.1
@@ -221,7 +222,7 @@ class AgentWorker:
     async def _session(self, stub: pb_grpc.AgentChannelAsyncStub) -> None:
         """Run one stream until it ends."""
         # The in-flight snapshot and the new queue are taken in the same tick (see Outbox).
-        self._outbox.new_stream()
+        resent = self._outbox.new_stream(hand_back_slots=not self._runner.draining)
         # Once known, send our slot count so the manager's credits match our runner's. Before the
         # first welcome, and while the runtime cannot serve, none: the Ready sent after the
         # welcome says how many once the handler imported (so no task reaches an agent that
@@ -234,7 +235,7 @@ class AgentWorker:
             agent_id=self.agent_id,
             hostname=socket.gethostname(),
             pid=os.getpid(),
-            in_flight=self._runner.refs(),
+            in_flight=[*self._runner.refs(), *resent],
             free_slots=self._runner.slots if serving else 0,
         )
         metadata = (("authorization", f"Bearer {self._token}"),)
@@ -268,6 +269,7 @@ class AgentWorker:
         self._managers.connected()
         # Every welcome: replicas (or a restarted manager) may be configured differently.
         self._outbox.payload_limit = welcome.max_payload_bytes or None
+        self._outbox.acknowledged_results = welcome.acknowledges_results
         if self._runtime is None:
             try:
                 spec = read_template(welcome.template_json)
@@ -316,6 +318,8 @@ class AgentWorker:
             self._begin_drain(message.drain.grace_seconds or self.drain_grace)
         elif body == "delegate_result":
             self._delegations.resolve(message.delegate_result)
+        elif body == "results_ack":
+            self._outbox.acknowledge(list(message.results_ack.attempts))
         else:
             self._log.warning("unexpected manager message", kind=body)
 

@@ -27,7 +27,7 @@ from pweza.domain.kinds import parse_manifest
 from pweza.domain.manifests import AgentPool
 from pweza.domain.roles import Role
 from pweza.manager.auth import Principal
-from pweza.manager.children import die_with_parent
+from pweza.manager.children import dies_with_parent
 from pweza.manager.config import Settings
 from pweza.manager.service import Manager
 
@@ -101,11 +101,11 @@ class AgentSupervisor:
         env["PYTHONPATH"] = os.pathsep.join([*self.python_path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         log_file = (self.log_dir / f"{namespace}-{pool}-{index}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pweza.agent",  # the agent's own entry: no CLI imports
+            # The agent's own entry (no CLI imports); a killed `pweza up` takes its agents with it.
+            *dies_with_parent([sys.executable, "-m", "pweza.agent"]),
             "--pool", pool, "--namespace", namespace, "--manager", self.grpc,
             "--agent-id", f"{pool}-{index}-{os.getpid()}-{int(time.time()) % 100000}",
             env=env, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent(),  # a killed `pweza up` takes its agents with it
         )  # fmt: skip
         log_file.close()
         return process

@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
+import functools
+import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 
-_PR_SET_PDEATHSIG = 1
+__all__ = ["dies_with_parent"]
 
 
-def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
-    """A `preexec_fn` that has the kernel send `sig` to the child when this process dies.
+@functools.cache
+def _setpriv() -> str | None:
+    return shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
-    Linux only (prctl PR_SET_PDEATHSIG); None elsewhere, where the child has to notice on its
-    own (an agent watches the pid in PWEZA_PARENT_PID). The signal follows the death of the *thread* that forked, so
-    call this from the thread that lives as long as the process (the event loop's).
+
+def dies_with_parent(command: Sequence[str], sig: signal.Signals = signal.SIGTERM) -> list[str]:
+    """`command`, prefixed so that the kernel sends `sig` to it when this process dies.
+
+    util-linux's `setpriv --pdeathsig` sets PR_SET_PDEATHSIG and then execs the command (the
+    setting survives the exec). It is not done with a `preexec_fn` on purpose: that makes
+    Python fork instead of vfork and run code in the child, and gRPC's fork handlers then
+    abort the child about one start in three while the process's gRPC threads are busy
+    (tests/unit/test_child_processes.py). Where there is no setpriv the command is returned
+    as is and the child has to notice on its own (an agent watches PWEZA_PARENT_PID).
+    The signal follows the death of the *thread* that started the child, so start it from a
+    thread that lives as long as the process (the event loop's).
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    # Resolved here, in the parent: after fork the child should call, not load, anything.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def in_child() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
-            os._exit(1)
-
-    return in_child
+    setpriv = _setpriv()
+    if setpriv is None:
+        return list(command)
+    return [setpriv, f"--pdeathsig={sig.name.removeprefix('SIG')}", "--", *command]

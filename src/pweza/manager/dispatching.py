@@ -27,6 +27,7 @@ import structlog
 
 from pweza.domain.errors import Conflict, NotFound
 from pweza.domain.manifests import RetryPolicy
+from pweza.domain.reconnecting import RECOVERED_LEASE_MIN_SECONDS
 from pweza.domain.retrying import decide
 from pweza.domain.tasks import ACTIVE_STATES, Attempt, ErrorType, Task, TaskError, TaskState
 from pweza.manager.clock import SYSTEM_CLOCK, Clock
@@ -82,9 +83,11 @@ class Dispatcher:
         for task in recovered:
             self._tasks[task.id] = task
             if task.state in ACTIVE_STATES and task.agent_id is not None:
-                # The agent may still be running it: give it one lease to reconnect and claim it.
+                # The agent may still be running it, or hold its result: give it time to reconnect
+                # and claim it (its backoff is bounded: see pweza.domain.reconnecting).
                 attempt = Attempt(task.id, task.attempts, task.agent_id, task.started_at or now)
-                self._leases[task.id] = Lease(attempt, now + self._settings.lease_seconds, None)
+                wait = max(self._settings.lease_seconds, RECOVERED_LEASE_MIN_SECONDS)
+                self._leases[task.id] = Lease(attempt, now + wait, None)
             else:
                 task.state = TaskState.PENDING
                 self.queue_at(task, task.not_before)
@@ -426,6 +429,14 @@ class Dispatcher:
             self._queue.hold_back(task_id, lambda: self.on_result(session, task_id, number, output, error))
             return
         session.last_seen = self._clock.time()
+        self._take_result(session, task_id, number, output, error)
+        # The agent keeps the result until told it is written (see Outbox): told once what this
+        # call queued is durable, a manager that dies first loses nothing the agent won't re-send.
+        self.writes.when_durable(functools.partial(session.link.send_results_ack, [(task_id, number)]))
+
+    def _take_result(
+        self, session: AgentSession, task_id: str, number: int, output: object, error: TaskError | None
+    ) -> None:
         lease = self._held(session, task_id, number, "result")
         if lease is None:
             lease = self._leases.get(task_id)

@@ -23,7 +23,7 @@ import structlog
 
 from pweza.domain import expressions
 from pweza.domain.expressions import ExpressionError
-from pweza.manager.children import die_with_parent
+from pweza.manager.children import dies_with_parent
 
 log = structlog.get_logger(__name__)
 DEADLINE_SECONDS = 2.0
@@ -95,9 +95,8 @@ class _Worker:
     async def start(cls) -> _Worker:
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pweza.manager.expression_worker",
+                *dies_with_parent([sys.executable, "-m", "pweza.manager.expression_worker"], signal.SIGKILL),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                preexec_fn=die_with_parent(signal.SIGKILL),
             )  # fmt: skip
         except OSError as error:
             raise ExpressionError(f"the process that evaluates expressions could not start: {error}") from None

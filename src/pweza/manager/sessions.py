@@ -41,6 +41,9 @@ class AgentLink(Protocol):
 
     def send_delegate_result(self, request_id: str, task: DelegatedResult) -> None: ...
 
+    def send_results_ack(self, attempts: list[tuple[str, int]]) -> None:
+        """These results are written (or were known already): the agent may forget them."""
+
     def close(self) -> None:
         """End the stream (the manager gave up on it)."""
 

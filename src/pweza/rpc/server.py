@@ -31,6 +31,7 @@ from pweza.v1 import agent_pb2_grpc as pb_grpc
 
 log = structlog.get_logger(__name__)
 _CLOSE = object()
+_ACKS = object()  # in a link's queue: send the acknowledgements gathered so far, in one message
 Context = grpc.aio.ServicerContext[pb.AgentMessage, pb.ManagerMessage]
 # What an agent id may be (it is stored with each attempt, in a column of 64 characters).
 _AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -42,6 +43,7 @@ class StreamLink:
         # Bytes of assignments per message: a batch of large inputs leaves as several messages,
         # each within the agent's message limit (set from the manager's max_payload_bytes).
         self.batch_bytes = 1 << 20
+        self._acks: list[pb.AttemptRef] = []
 
     def send_assignments(self, items: list[AssignmentMessage]) -> None:
         batch: list[pb.Assignment] = []
@@ -86,6 +88,20 @@ class StreamLink:
         )
         self.queue.put_nowait(pb.ManagerMessage(delegate_result=message))
 
+    def send_results_ack(self, attempts: list[tuple[str, int]]) -> None:
+        # Every write's acknowledgements arrive in one loop tick: they leave as one message.
+        if not self._acks:
+            self.queue.put_nowait(_ACKS)
+        self._acks.extend(pb.AttemptRef(task_id=task_id, attempt=number) for task_id, number in attempts)
+
+    def message(self, item: object) -> pb.ManagerMessage:
+        """The message a queue item stands for."""
+        if item is _ACKS:
+            acks, self._acks = self._acks, []
+            return pb.ManagerMessage(results_ack=pb.ResultsAck(attempts=acks))
+        assert isinstance(item, pb.ManagerMessage)
+        return item
+
     def close(self) -> None:
         self.queue.put_nowait(_CLOSE)
 
@@ -128,16 +144,16 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     heartbeat_interval_seconds=manager.settings.heartbeat_seconds,
                     lease_seconds=manager.settings.lease_seconds,
                     max_payload_bytes=manager.settings.max_payload_bytes,
+                    acknowledges_results=True,
                 )
             )
             reader = asyncio.create_task(self._read(session, request_iterator))
             reader.add_done_callback(lambda _: link.close())
             while True:
-                message = await link.queue.get()
-                if message is _CLOSE:
+                item = await link.queue.get()
+                if item is _CLOSE:
                     break
-                assert isinstance(message, pb.ManagerMessage)
-                yield message
+                yield link.message(item)
             failure = None if reader.cancelled() or not reader.done() else reader.exception()
             if failure is not None:
                 # Anything the reader did not expect ends this stream loudly, never as a silent OK:

@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
 
+from pweza.manager.children import dies_with_parent
 from pweza.testing import certificates
-from pweza.testing.child_processes import LOG_TAIL_LINES, log_tail, parent_death_signal
+from pweza.testing.child_processes import LOG_TAIL_LINES, log_tail
 from pweza.testing.kubeconfigs import write_kubeconfig
 
 __all__ = [
@@ -373,14 +374,12 @@ class _HostProcess:
             self._prepare()
             with self.log.open("ab") as out:
                 self.process = subprocess.Popen(
-                    [str(self.bin_dir / self.binary), *self._args()],
+                    dies_with_parent([str(self.bin_dir / self.binary), *self._args()], signal.SIGKILL),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=self.workdir,
                     env={**os.environ, "HOME": str(self.workdir)},
-                    # The child only calls prctl(); it takes no lock another thread holds.
-                    preexec_fn=parent_death_signal(),
                 )
             self._wait(f"{self.name} to be ready", deadline, self._ready)
             self._started(deadline)

@@ -124,3 +124,16 @@ async def record_runs(ctx: Any) -> dict[str, Any]:
     with log.open("a") as handle:
         handle.write(f"end {ctx.idempotency_key} {os.getpid()}\n")
     return {"key": ctx.idempotency_key, "pid": os.getpid()}
+
+
+async def record_when_told(ctx: Any) -> dict[str, Any]:
+    """Write the `input.started` marker, wait (at most `input.seconds`, 60 by default) for the
+    file `input.go`, then append `KEY PID` to `input.log`: a test decides when the handler ends."""
+    Path(ctx.input["started"]).write_text(str(os.getpid()))
+    go = Path(ctx.input["go"])
+    deadline = time.monotonic() + float(ctx.input.get("seconds", 60.0))
+    while not go.exists() and time.monotonic() < deadline:  # noqa: ASYNC110 - a file has no event to await
+        await asyncio.sleep(0.02)
+    with Path(ctx.input["log"]).open("a") as handle:
+        handle.write(f"{ctx.idempotency_key} {os.getpid()}\n")
+    return {"attempt": ctx.attempt, "pid": os.getpid()}

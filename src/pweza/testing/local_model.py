@@ -10,6 +10,7 @@ Its judgement is poor and its structure reliable: assert structure, not wisdom.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ from typing import Final, Self
 
 import httpx
 
-from pweza.testing.child_processes import log_tail, parent_death_signal
+from pweza.manager.children import dies_with_parent
+from pweza.testing.child_processes import log_tail
 from pweza.testing.local_model_server import MODEL_ALIAS
 from pweza.testing.processes import free_port
 
@@ -69,7 +71,8 @@ class LocalModel:
         inherited = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.folder), *([inherited] if inherited else [])])}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log, preexec_fn=parent_death_signal())
+            # SIGKILL: the server holds no state worth a clean stop, and must not outlive a killed test run.
+            self.process = subprocess.Popen(dies_with_parent(command, signal.SIGKILL), env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=5.0) as client:
             while time.monotonic() < deadline:

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Self
 
+from pweza.manager.children import dies_with_parent
 from pweza.testing.addons import KubeRouterFirewall, remove_kube_router_firewall_state
-from pweza.testing.child_processes import log_tail, parent_death_signal
+from pweza.testing.child_processes import log_tail
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, ControlPlaneError, k8s_bin_dir
 from pweza.testing.controlplane.components import SERVICE_CLUSTER_IP_RANGE
 from pweza.testing.images import BUILD_IMAGES_COMMAND, PAUSE_IMAGE, image_archives, import_images
@@ -677,14 +678,13 @@ oom_score = 0
         log = self.log(name)
         with log.open("wb") as out:
             process = subprocess.Popen(
-                list(cmd),
+                # Gone with the test process even if it is killed before its teardown runs.
+                dies_with_parent(cmd, signal.SIGKILL),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
-                # Gone with the test process even if it is killed before its teardown runs.
-                preexec_fn=parent_death_signal(),
             )
         self._processes.append(_Process(name, process, log))
 

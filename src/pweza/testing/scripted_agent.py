@@ -109,6 +109,7 @@ class ScriptedAgent:
         self.tasks: list[ScriptedTask] = []
         self.peak_running = 0
         self.cancels: list[tuple[str, str]] = []
+        self.acknowledged: list[tuple[str, int]] = []  # results the manager said it wrote
         self._running: dict[str, tuple[ScriptedTask, asyncio.Task[None]]] = {}
         self._silent: set[tuple[str, int]] = set()  # attempts that stopped heartbeating (Vanish)
         self._session: AgentSession | None = None
@@ -197,6 +198,9 @@ class ScriptedAgent:
 
     def send_delegate_result(self, request_id: str, task: DelegatedResult) -> None:
         raise NotImplementedError("scripted agents do not delegate")
+
+    def send_results_ack(self, attempts: list[tuple[str, int]]) -> None:
+        self.acknowledged.extend(attempts)
 
     def close(self) -> None:
         asyncio.get_running_loop().create_task(self.disconnect())

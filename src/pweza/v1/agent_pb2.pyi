@@ -103,6 +103,8 @@ class Hello(_message.Message):
     def in_flight(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptRef]:
         """Tasks still running after a reconnect: the manager keeps their leases, if this agent id
         (connected with a token of this pool) holds them; a lease held by another agent stays there.
+        Attempts whose result was sent to a manager that never acknowledged it are listed too:
+        their results are re-sent right after the hello (each handing back its slot's credit).
         """
 
     def __init__(
@@ -368,6 +370,7 @@ class ManagerMessage(_message.Message):
     CANCEL_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
     DELEGATE_RESULT_FIELD_NUMBER: _builtins.int
+    RESULTS_ACK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -378,6 +381,8 @@ class ManagerMessage(_message.Message):
     def drain(self) -> Global___Drain: ...
     @_builtins.property
     def delegate_result(self) -> Global___DelegateResult: ...
+    @_builtins.property
+    def results_ack(self) -> Global___ResultsAck: ...
     def __init__(
         self,
         *,
@@ -386,12 +391,13 @@ class ManagerMessage(_message.Message):
         cancel: Global___Cancel | None = ...,
         drain: Global___Drain | None = ...,
         delegate_result: Global___DelegateResult | None = ...,
+        results_ack: Global___ResultsAck | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "body", b"body", "cancel", b"cancel", "delegate_result", b"delegate_result", "drain", b"drain", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "body", b"body", "cancel", b"cancel", "delegate_result", b"delegate_result", "drain", b"drain", "results_ack", b"results_ack", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "body", b"body", "cancel", b"cancel", "delegate_result", b"delegate_result", "drain", b"drain", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "body", b"body", "cancel", b"cancel", "delegate_result", b"delegate_result", "drain", b"drain", "results_ack", b"results_ack", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["welcome", "assignments", "cancel", "drain", "delegate_result"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["welcome", "assignments", "cancel", "drain", "delegate_result", "results_ack"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -406,6 +412,7 @@ class Welcome(_message.Message):
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_PAYLOAD_BYTES_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGES_RESULTS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     template_json: _builtins.bytes
     """The AgentTemplate spec as JSON: agents need no local copy of the manifests."""
@@ -415,6 +422,11 @@ class Welcome(_message.Message):
     """The manager's `max_payload_bytes`: a result whose output_json is larger fails as
     OutputTooLarge, so the agent checks before sending; its gRPC message limits follow it.
     """
+    acknowledges_results: _builtins.bool
+    """This manager acknowledges every result once it is written (ResultsAck): until then the
+    agent keeps it and re-sends it on its next stream, so a manager that dies before the
+    write loses no result and the attempt is not run again.
+    """
     def __init__(
         self,
         *,
@@ -423,10 +435,11 @@ class Welcome(_message.Message):
         heartbeat_interval_seconds: _builtins.float = ...,
         lease_seconds: _builtins.float = ...,
         max_payload_bytes: _builtins.int = ...,
+        acknowledges_results: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_seconds", b"lease_seconds", "max_payload_bytes", b"max_payload_bytes", "template_json", b"template_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledges_results", b"acknowledges_results", "agent_id", b"agent_id", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "lease_seconds", b"lease_seconds", "max_payload_bytes", b"max_payload_bytes", "template_json", b"template_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -548,6 +561,30 @@ class Drain(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Drain: _TypeAlias = Drain  # noqa: Y015
+
+@_typing.final
+class ResultsAck(_message.Message):
+    """Results now written to the store (or known already: a late or repeated result), which the
+    agent may forget.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptRef]: ...
+    def __init__(
+        self,
+        *,
+        attempts: _abc.Iterable[Global___AttemptRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResultsAck: _TypeAlias = ResultsAck  # noqa: Y015
 
 @_typing.final
 class DelegateResult(_message.Message):

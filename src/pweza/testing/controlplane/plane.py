@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
-from pweza.testing.child_processes import LOG_TAIL_LINES, log_tail, parent_death_signal
+from pweza.manager.children import dies_with_parent
+from pweza.testing.child_processes import LOG_TAIL_LINES, log_tail
 from pweza.testing.controlplane import kwok
 from pweza.testing.controlplane.binaries import BUILD_COMMAND, REQUIRED_BINARIES, has_binaries, k8s_bin_dir
 from pweza.testing.controlplane.components import (
@@ -328,14 +329,12 @@ class ControlPlane:
         log = self.workdir / "logs" / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [str(self.bin_dir / name), *args],
+                dies_with_parent([str(self.bin_dir / name), *args], signal.SIGKILL),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env={**os.environ, "HOME": str(self.workdir)},
-                # The child only calls prctl(); it takes no lock another thread could hold.
-                preexec_fn=parent_death_signal(),
             )
         self._components.append(_Component(name, process, log))
 

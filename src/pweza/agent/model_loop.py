@@ -165,8 +165,9 @@ class AgentLoop:
         if tools:
             request["tools"] = tools
         elif settings.output_schema is not None:
-            # Tools and a grammar for the answer do not mix (llama.cpp refuses both): a schema
-            # constrains the turns that offer no tools.
+            # Tools and a grammar for the answer do not mix (given both, llama.cpp's grammar
+            # replaces its tool-call format and calls come back as text): a schema constrains
+            # the turns that offer no tools.
             schema = {"name": "answer", "schema": dict(settings.output_schema), "strict": True}
             request["response_format"] = {"type": "json_schema", "json_schema": schema}
         return request

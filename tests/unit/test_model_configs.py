@@ -109,3 +109,16 @@ async def test_with_probes_off_a_listing_asks_no_endpoint(tmp_path: Path) -> Non
     finally:
         await manager.stop()
     assert "status" not in listed.body and up.requests == []
+
+
+async def test_applying_a_template_or_fallback_before_its_model_config_warns_which_is_missing(manager: Manager) -> None:
+    template = await manager.apply_object(ADMIN, parse_manifest(agent_template(modelRef="main")))
+    assert template.warnings == [
+        "spec.runtime.modelRef: ModelConfig 'main' does not exist yet in namespace 'default'; "
+        "its agents cannot serve until it does"
+    ]
+    main = await manager.apply_object(ADMIN, parse_manifest(model_config("main", fallbacks=["spare"])))
+    assert [w.split(":")[0] for w in main.warnings] == ["spec.fallbacks[0]"]
+    await manager.apply_object(ADMIN, parse_manifest(model_config("spare")))
+    again = await manager.apply_object(ADMIN, parse_manifest(agent_template(modelRef="main", maxTurns=2)))
+    assert again.warnings == []

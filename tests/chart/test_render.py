@@ -439,7 +439,12 @@ def test_helpers_label_every_object_with_app_kubernetes_io_labels() -> None:
 
 def test_the_chart_crds_are_the_generated_ones_with_the_seeds_short_name_and_bounds() -> None:
     crds = {doc["metadata"]["name"]: doc for doc in render(include_crds=True).of("CustomResourceDefinition")}
-    assert set(crds) == {"agentpools.pweza.ai", "agenttemplates.pweza.ai", "workflows.pweza.ai"}
+    assert set(crds) == {
+        "agentpools.pweza.ai",
+        "agenttemplates.pweza.ai",
+        "workflows.pweza.ai",
+        "modelconfigs.pweza.ai",
+    }
     pools = crds["agentpools.pweza.ai"]["spec"]
     assert pools["names"]["shortNames"] == ["ap"]
     spec = pools["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]

@@ -77,6 +77,6 @@ def test_descriptions_state_the_bounds_and_defaults_the_schema_checks() -> None:
     assert "Default: 70." in scaling["properties"]["targetUtilization"]["description"]
     template = all_crds()["agent-template-crd.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     runtime = template["properties"]["spec"]["properties"]["runtime"]["properties"]
-    assert "One of python, http, shell, llm." in runtime["kind"]["description"]
+    assert "One of python, http, shell, llm, agent." in runtime["kind"]["description"]
     assert "Default: OPENAI_API_KEY." in runtime["apiKeyEnv"]["description"]
     assert "\n" not in runtime["kind"]["description"], "line breaks are joined; kubectl wraps the text"

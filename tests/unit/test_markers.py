@@ -42,3 +42,9 @@ def test_a_marker_selects_the_tests_of_its_directories_and_only_those(
 
 def test_deselecting_the_heavy_markers_leaves_none_of_their_tests() -> None:
     assert collected("-m", "not node and not k8s and not chart", *HEAVY) == []
+
+
+def test_the_llm_marker_selects_the_real_model_tests_and_only_those() -> None:
+    selected = collected("-m", "llm", "tests/llm", "tests/unit/agent")
+    assert selected and all(item.startswith("tests/llm/") for item in selected)
+    assert collected("-m", "not llm", "tests/llm") == []

@@ -31,6 +31,7 @@ PUBLIC = {
         "Fail",
         "FakeClock",
         "Hang",
+        "LocalModel",
         "MockLLM",
         "NodeCluster",
         "Platform",

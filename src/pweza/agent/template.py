@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-RUNTIME_KINDS = ("python", "http", "shell", "llm")
+RUNTIME_KINDS = ("python", "http", "shell", "llm", "agent")
 
 
 class TemplateError(ValueError):
@@ -36,6 +36,16 @@ class RuntimeSettings:
     prompt: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float | None = None
+    model_ref: str | None = None
+    system_prompt: str | None = None
+    max_turns: int | None = None
+    max_tokens: int | None = None
+    output_schema: dict[str, Any] | None = None
+    # agent: the ModelConfigs the manager resolved for modelRef, the model's own first, then its
+    # fallbacks in order, each {"name": ..., "spec": {...}}; names it found no object for are in
+    # `missing_models`.
+    models: tuple[dict[str, Any], ...] = ()
+    missing_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +82,21 @@ def read_template(template_json: bytes) -> AgentTemplateView:
         prompt=_text(runtime, "prompt"),
         api_key_env=_text(runtime, "apiKeyEnv") or "OPENAI_API_KEY",
         temperature=None if temperature is None else float(temperature),
+        model_ref=_text(runtime, "modelRef"),
+        system_prompt=_text(runtime, "systemPrompt"),
+        max_turns=_count(runtime, "maxTurns"),
+        max_tokens=_count(runtime, "maxTokens"),
+        output_schema=_mapping(runtime["outputSchema"], "runtime.outputSchema") if "outputSchema" in runtime else None,
+        models=tuple(_mapping(model, "runtime.models[]") for model in runtime.get("models") or []),
+        missing_models=tuple(_texts(runtime, "missingModels")),
     )
-    needed = {"python": settings.handler, "http": settings.url, "shell": settings.command, "llm": settings.base_url}
+    needed = {
+        "python": settings.handler,
+        "http": settings.url,
+        "shell": settings.command,
+        "llm": settings.base_url,
+        "agent": settings.model_ref,
+    }
     if not needed[kind]:
         raise TemplateError(f"runtime kind {kind!r} lacks its settings")
     concurrency = spec.get("concurrency", 1)
@@ -96,6 +119,13 @@ def _text(block: dict[str, Any], key: str) -> str | None:
     value = block.get(key)
     if value is not None and not isinstance(value, str):
         raise TemplateError(f"runtime.{key}: expected a string")
+    return value
+
+
+def _count(block: dict[str, Any], key: str) -> int | None:
+    value = block.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise TemplateError(f"runtime.{key}: expected a positive integer")
     return value
 
 

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
 def describe(
     kind: Annotated[
-        str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf), toolserver (ts) or agent.")
+        str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf), toolserver (ts), modelconfig (mc) or agent.")
     ],
     name: Annotated[str | None, typer.Argument(help="The object (KIND/NAME works too).")] = None,
     namespace: Namespace = "default",
@@ -63,6 +63,8 @@ def describe(
             _describe_template(api, item)
         elif resolved == "ToolServer":
             _describe_tool_server(item)
+        elif resolved == "ModelConfig":
+            _describe_model_config(api, item)
         else:
             _describe_workflow(api, item)
 
@@ -191,6 +193,40 @@ def _tools_text(tools: dict[str, Any]) -> str:
     approval = [name for ref in tools.get("servers") or [] for name in ref.get("requireApproval") or []]
     approval += [a.get("name") or a["pool"] for a in tools.get("agents") or [] if a.get("requireApproval")]
     return "; ".join(parts) + (f" (approval: {', '.join(approval)})" if approval else "")
+
+
+def _key_location(spec: dict[str, Any]) -> str | None:
+    where = spec.get("apiKey") or {}
+    if where.get("env"):
+        return f"env {where['env']}"
+    secret = where.get("secretKeyRef")
+    return f"secret {secret['name']}/{secret['key']}" if secret else None
+
+
+def _describe_model_config(api: ApiClient, model_config: dict[str, Any]) -> None:
+    namespace, name = model_config["metadata"]["namespace"], model_config["metadata"]["name"]
+    spec, status = model_config["spec"], model_config.get("status") or {}
+    rate = (spec.get("rateLimit") or {}).get("requestsPerMinute")
+    reachable = status.get("reachable")
+    _fields(
+        [
+            ("Model", spec["model"]),
+            ("URL", spec["baseUrl"]),
+            ("API key", _key_location(spec)),  # where it is: the key itself is never in the object
+            ("Fallbacks", ", ".join(spec.get("fallbacks") or [])),
+            ("Timeout", spec.get("timeout")),
+            ("Concurrency", spec.get("concurrency")),
+            ("Rate limit", f"{rate}/min" if rate else None),
+            ("Reachable", None if reachable is None else ("yes" if reachable else "no")),
+            ("Models", ", ".join(status.get("models") or [])),
+            ("Last error", status.get("lastError")),
+            ("Checked", status.get("checkedAt")),
+        ]
+    )
+    templates = api.request("GET", "/api/v1/agenttemplates", params={"namespace": namespace})["items"]
+    users = [t["metadata"]["name"] for t in templates if t["spec"]["runtime"].get("modelRef") == name]
+    _section("Used by templates")
+    print("  " + (", ".join(users) if users else "<none>"))
 
 
 def _describe_workflow(api: ApiClient, workflow: dict[str, Any]) -> None:

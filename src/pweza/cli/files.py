@@ -11,8 +11,9 @@ from pweza.domain.kind_names import KIND_NAMES, plural_of
 
 __all__ = ["load_documents", "manifest_paths", "plural_of"]
 
-# Templates before pools before workflows, so references resolve on first apply.
-_ORDER = {"ToolServer": 0, "AgentTemplate": 0, "AgentPool": 1, "Workflow": 2}
+# Models and tool servers before templates before pools before workflows, so references resolve
+# on first apply (an agent's welcome carries its template's ModelConfigs as they are when it connects).
+_ORDER = {"ModelConfig": -1, "ToolServer": 0, "AgentTemplate": 0, "AgentPool": 1, "Workflow": 2}
 
 
 def manifest_paths(target: Path) -> list[Path]:

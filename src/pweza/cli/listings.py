@@ -55,7 +55,7 @@ def _key(item: dict[str, Any]) -> tuple[str, str]:
 
 def _runtime_detail(template: dict[str, Any]) -> str:
     runtime = template["spec"]["runtime"]
-    for key in ("handler", "url", "model"):
+    for key in ("handler", "url", "model", "modelRef"):
         if runtime.get(key):
             return str(runtime[key])
     return " ".join(runtime.get("command") or [])
@@ -72,6 +72,11 @@ def tool_server_ready(server: dict[str, Any]) -> str:
     conditions = (server.get("status") or {}).get("conditions") or []
     ready = next((c for c in conditions if c.get("type") == "Ready"), None)
     return "unknown" if ready is None else ("yes" if ready.get("status") == "True" else "no")
+
+
+def _reachable(model_config: dict[str, Any]) -> str:
+    reachable = (model_config.get("status") or {}).get("reachable")
+    return "?" if reachable is None else ("yes" if reachable else "no")
 
 
 def object_columns(kind: str, ready: Counter[tuple[str, str]]) -> list[Column]:
@@ -105,6 +110,16 @@ def object_columns(kind: str, ready: Counter[tuple[str, str]]) -> list[Column]:
             Column("READY", tool_server_ready),
             *last,
             Column("TARGET", tool_server_target, True),
+        ]
+    if kind == "ModelConfig":
+        return [
+            *first,
+            Column("MODEL", lambda i: i["spec"]["model"]),
+            Column("URL", lambda i: i["spec"]["baseUrl"]),
+            Column("REACHABLE", _reachable),
+            *last,
+            Column("FALLBACKS", lambda i: ",".join(i["spec"].get("fallbacks") or []), True),
+            Column("LAST-ERROR", lambda i: (i.get("status") or {}).get("lastError", ""), True),
         ]
     return [
         *first,

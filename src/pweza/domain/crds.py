@@ -16,6 +16,7 @@ from typing import Any
 
 from pweza.domain.manifests import AgentPool, AgentTemplate, Manifest
 from pweza.domain.toolservers import ToolServer
+from pweza.domain.model_configs import ModelConfig
 from pweza.domain.workflows import Workflow
 
 GROUP = "pweza.ai"
@@ -48,6 +49,7 @@ _RULES: dict[str, dict[str, list[dict[str, str]]]] = {
                 "rule": "self.kind != 'llm' || (has(self.baseUrl) && has(self.model))",
                 "message": "runtime kind llm needs baseUrl and model",
             },
+            {"rule": "self.kind != 'agent' || has(self.modelRef)", "message": "runtime kind agent needs modelRef"},
         ]
     },
     "ToolServer": {
@@ -57,6 +59,17 @@ _RULES: dict[str, dict[str, list[dict[str, str]]]] = {
         ],
         "spec.headers[]": [
             {"rule": "has(self.value) != has(self.valueFrom)", "message": "give exactly one of value or valueFrom"},
+        ],
+    },
+    "ModelConfig": {
+        "spec.apiKey": [
+            {"rule": "has(self.env) != has(self.secretKeyRef)", "message": "give exactly one of env or secretKeyRef"},
+        ],
+        "spec": [
+            {
+                "rule": "!has(self.fallbacks) || self.fallbacks.all(f, self.fallbacks.exists_one(g, g == f))",
+                "message": "a fallback is named twice",
+            },
         ],
     },
     "Workflow": {
@@ -84,6 +97,11 @@ _COLUMNS: dict[str, list[dict[str, str]]] = {
         {"name": "Transport", "type": "string", "jsonPath": ".spec.transport"},
         {"name": "Tools", "type": "integer", "jsonPath": ".status.toolCount"},
         {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].reason"},
+    ],
+    "ModelConfig": [
+        {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+        {"name": "URL", "type": "string", "jsonPath": ".spec.baseUrl"},
+        {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
     ],
     "Workflow": [
         {"name": "Registered", "type": "integer", "jsonPath": ".status.registeredGeneration"},
@@ -156,6 +174,16 @@ _STATUS: dict[str, dict[str, Any]] = {
             "description": "When the tools were last listed (seconds since the epoch).",
         },
         "lastError": {"type": "string", "description": "Why the last listing failed, if it did."},
+    },
+    "ModelConfig": {
+        "reachable": {"type": "boolean", "description": "Whether the endpoint answered its model list last time."},
+        "models": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The models the endpoint listed (GET /models).",
+        },
+        "lastError": {"type": "string", "description": "Why the endpoint could not be reached, when it could not."},
+        "checkedAt": {"type": "string", "format": "date-time", "description": "When the endpoint was last asked."},
     },
     "Workflow": {
         "registeredGeneration": {
@@ -377,4 +405,5 @@ def all_crds() -> dict[str, dict[str, Any]]:
         "agent-pool-crd.yaml": crd(AgentPool, "agentpools", ["ap"]),
         "workflow-crd.yaml": crd(Workflow, "workflows", ["wf"]),
         "tool-server-crd.yaml": crd(ToolServer, "toolservers", ["ts"]),
+        "model-config-crd.yaml": crd(ModelConfig, "modelconfigs", ["mc"]),
     }

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pweza.domain.errors import InvalidInput
 
-KIND_NAMES = ("AgentTemplate", "AgentPool", "Workflow", "ToolServer")
+KIND_NAMES = ("AgentTemplate", "AgentPool", "Workflow", "ToolServer", "ModelConfig")
 PLURALS: dict[str, str] = {
     "agenttemplates": "AgentTemplate",
     "agentpools": "AgentPool",
     "workflows": "Workflow",
     "toolservers": "ToolServer",
+    "modelconfigs": "ModelConfig",
 }
 # Names a person types on the command line, kubectl style.
 ALIASES: dict[str, str] = {
@@ -30,6 +31,7 @@ ALIASES: dict[str, str] = {
     "toolserver": "ToolServer",
     "ts": "ToolServer",
 }
+ALIASES.update({"modelconfig": "ModelConfig", "mc": "ModelConfig"})
 
 
 def resolve_kind(text: str) -> str:

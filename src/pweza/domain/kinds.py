@@ -12,7 +12,7 @@ from pweza.domain.kind_names import ALIASES, PLURALS, resolve_kind
 from pweza.domain.manifests import API_VERSION, AgentPool, AgentTemplate, Manifest
 from pweza.domain.safe_yaml import MAX_DEPTH
 
-_INNER_PATH = re.compile(r"^((?:steps|outputs|inputs|servers|agents)[\w.\[\]]*): (.*)$", re.S)
+_INNER_PATH = re.compile(r"^((?:steps|outputs|inputs|servers|agents|spec)[\w.\[\]]*): (.*)$", re.S)
 KINDS: dict[str, type[Manifest]] = {"AgentTemplate": AgentTemplate, "AgentPool": AgentPool}
 __all__ = [
     "ALIASES",
@@ -105,4 +105,5 @@ def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manife
 
 # Last, once `register_kind` exists: whoever looks kinds up finds Workflow among them.
 from pweza.domain import toolservers as _toolservers  # noqa: E402, F401 - registers the ToolServer kind
+from pweza.domain import model_configs as _model_configs  # noqa: E402, F401 - registers the ModelConfig kind
 from pweza.domain import workflows as _workflows  # noqa: E402, F401 - registers the Workflow kind

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from pweza.domain.durations import Duration
@@ -63,7 +63,7 @@ class Resources(SpecModel):
     )
 
 
-RuntimeKind = Literal["python", "http", "shell", "llm"]
+RuntimeKind = Literal["python", "http", "shell", "llm", "agent"]
 
 # Which settings each runtime kind needs and which it accepts.
 _RUNTIME_FIELDS: dict[str, tuple[set[str], set[str]]] = {
@@ -71,6 +71,7 @@ _RUNTIME_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "http": ({"url"}, {"url", "headers"}),
     "shell": ({"command"}, {"command", "workingDir"}),
     "llm": ({"baseUrl", "model"}, {"baseUrl", "model", "prompt", "apiKeyEnv", "temperature"}),
+    "agent": ({"modelRef"}, {"modelRef", "systemPrompt", "maxTurns", "maxTokens", "temperature", "outputSchema"}),
 }
 
 
@@ -85,7 +86,8 @@ class Runtime(SpecModel):
         description=(
             "How a task is done: python calls `handler` in the agent's process; http POSTs the input as JSON to `url` "
             "and takes the JSON reply; shell runs `command` with the input as JSON on stdin and takes JSON from "
-            "stdout; llm asks the chat completions API at `baseUrl`. Each kind needs its own fields and accepts no "
+            "stdout; llm asks the chat completions API at `baseUrl`; agent runs a model loop (model calls, tool "
+            "calls, until an answer) on the ModelConfig `modelRef`. Each kind needs its own fields and accepts no "
             "other kind's."
         ),
     )
@@ -126,7 +128,31 @@ class Runtime(SpecModel):
         default=None,
         ge=0,
         le=2,
-        description="llm: the sampling temperature (default: the API's own).",
+        description="llm, agent: the sampling temperature (default: the API's, or for agent the ModelConfig's).",
+    )
+    model_ref: Name | None = Field(
+        default=None,
+        description="agent (needed): the ModelConfig (same namespace) the agent's model calls go to; its "
+        "fallbacks come with it.",
+    )
+    system_prompt: str | None = Field(default=None, description="agent: the system message that starts each task.")
+    max_turns: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="agent: the most model calls of one attempt (default 8); the last one is offered no tools, "
+        "so it gives an answer.",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="agent: the most tokens one model reply may have (default: the ModelConfig's maxTokens).",
+    )
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="agent: a JSON Schema the final answer must follow; the model is asked for it as structured "
+        "output, the answer is checked and, when it does not follow it, asked for once more with the error.",
     )
     python_path: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
         default=None,
@@ -135,6 +161,19 @@ class Runtime(SpecModel):
         "`pweza up -f` make relative ones absolute from the manifest file's folder, otherwise they count "
         "from the agent's working directory (on Kubernetes: paths inside the agent image).",
     )
+
+    @field_validator("output_schema")
+    @classmethod
+    def _is_a_json_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            # Imported here: only templates with a schema pay for it.
+            from jsonschema import Draft202012Validator, SchemaError
+
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as error:
+                raise ValueError(f"not a JSON Schema: {error.message}") from None
+        return schema
 
     @model_validator(mode="after")
     def _settings_match_kind(self) -> Runtime:

@@ -36,6 +36,9 @@ class Settings(BaseModel):
     grpc_port: int = Field(default=9090, ge=0, le=65535)
     metrics_port: int = Field(default=2112, ge=0, le=65535)
     metrics_enabled: bool = True
+    model_status_probes: bool = Field(
+        default=True, description="whether reading a ModelConfig asks its endpoint for GET /models (its status)"
+    )
     log_level: str = Field(default="INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     tls_cert_file: Path | None = None
     agent_log_dir: Path | None = Field(

@@ -23,6 +23,7 @@ from pweza.domain.tasks import Attempt, Task
 from pweza.manager.auth import TokenService
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
+from pweza.manager.model_status import ModelStatus
 from pweza.manager.registry import Registry, with_server_fields
 from pweza.manager.tool_catalog import KIND as TOOL_SERVER
 from pweza.manager.tool_catalog import ToolCatalog
@@ -96,6 +97,7 @@ class Queries:
         self._registry = registry
         self._tokens = tokens
         self._housekeeping = housekeeping
+        self.model_status = ModelStatus()
 
     # -- tasks -----------------------------------------------------------------
     async def task(self, task_id: str) -> Task:
@@ -220,10 +222,12 @@ class Queries:
 
     # -- objects, tokens, audit, replicas ----------------------------------------
     async def objects(self, kind: str, namespace: str | None, limit: int, after: str | None) -> list[StoredObject]:
-        return [self._with_status(item) for item in await self._registry.list(kind, namespace, limit, after)]
+        items = [self._with_status(item) for item in await self._registry.list(kind, namespace, limit, after)]
+        return await self.model_status.with_status(items)
 
     async def object(self, kind: str, namespace: str, name: str) -> StoredObject:
-        return self._with_status(await self._registry.get(kind, namespace, name))
+        [found] = await self.model_status.with_status([self._with_status(await self._registry.get(kind, namespace, name))])
+        return found
 
     def _with_status(self, stored: StoredObject) -> StoredObject:
         """A ToolServer with the tools this manager listed on it as its status."""

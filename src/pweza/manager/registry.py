@@ -11,6 +11,7 @@ from pweza.domain.durations import parse_duration
 from pweza.domain.errors import Conflict, InvalidInput, NotFound
 from pweza.domain.kinds import KINDS
 from pweza.domain.manifests import AgentPool, AgentTemplate, AgentTemplateSpec, Manifest
+from pweza.domain.model_configs import ModelConfig
 from pweza.domain.records import StoredObject
 from pweza.domain.workflows import Workflow
 from pweza.store.protocol import Store
@@ -76,12 +77,29 @@ class Registry:
             warnings.extend(await self._workflow_warnings(manifest))
         if isinstance(manifest, AgentTemplate) and manifest.spec.tools is not None:
             warnings.extend(await self._tools_warnings(manifest))
+        warnings.extend(await self._model_warnings(manifest))
         kind = manifest.kind_name
         stored = await self._store.put_object(
             kind, manifest.metadata.namespace, manifest.metadata.name, manifest_body(manifest)
         )
         self._changed(kind, manifest.metadata.namespace, manifest.metadata.name)
         return stored, warnings
+
+    async def _model_warnings(self, manifest: Manifest) -> list[str]:
+        """ModelConfigs a template or a ModelConfig names that do not exist yet."""
+        namespace = manifest.metadata.namespace
+        named: list[tuple[str, str, str]] = []  # (field, name, what then)
+        if isinstance(manifest, AgentTemplate) and manifest.spec.runtime.model_ref is not None:
+            then = "its agents cannot serve until it does"
+            named.append(("spec.runtime.modelRef", manifest.spec.runtime.model_ref, then))
+        if isinstance(manifest, ModelConfig):
+            then = "it is skipped as a fallback until it does"
+            named += [(f"spec.fallbacks[{i}]", name, then) for i, name in enumerate(manifest.spec.fallbacks)]
+        warnings = []
+        for field, name, then in named:
+            if await self._store.get_object("ModelConfig", namespace, name) is None:
+                warnings.append(f"{field}: ModelConfig {name!r} does not exist yet in namespace {namespace!r}; {then}")
+        return warnings
 
     async def _workflow_warnings(self, workflow: Workflow) -> list[str]:
         """Pools and templates a workflow names that do not exist yet: fine now, an error at run time."""

@@ -23,6 +23,7 @@ from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
 from pweza.manager.intake import resolve_task
 from pweza.manager.metrics import Metrics
+from pweza.manager.model_refs import with_models
 from pweza.manager.queries import Queries
 from pweza.manager.registry import PoolPolicy, Registry
 from pweza.manager.replicas import replicas_for
@@ -62,6 +63,7 @@ class Manager:
         self.queries = Queries(
             store, self.dispatcher, self.workflows, self.registry, self.tokens, self.housekeeping, self.tool_catalog
         )
+        self.queries.model_status.enabled = settings.model_status_probes
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -210,7 +212,7 @@ class Manager:
         template = await self.registry.get("AgentTemplate", namespace, policy.template_name)
         # Tasks stored before they carried their policy fall back on the pool's (see Dispatcher._policy).
         self.dispatcher.remember_retry_policy((namespace, pool), policy.template.retry)
-        spec: dict[str, Any] = template.body["spec"]
+        spec: dict[str, Any] = await with_models(self.registry, namespace, template.body["spec"])
         return policy, await self._with_tool_servers(namespace, spec)
 
     async def _with_tool_servers(self, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -26,3 +26,16 @@ def merge(previous: list[dict[str, Any]] | None, current: list[dict[str, Any]]) 
         stamp = old.get("lastTransitionTime") if old and old.get("status") == item["status"] else None
         merged.append({**item, "lastTransitionTime": stamp or now})
     return merged
+
+
+def differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether writing `new` would change the status, transition times aside."""
+
+    def strip(status: dict[str, Any]) -> dict[str, Any]:
+        data = dict(status)
+        data["conditions"] = [
+            {k: v for k, v in item.items() if k != "lastTransitionTime"} for item in data.get("conditions") or []
+        ]
+        return data
+
+    return strip({k: old.get(k) for k in new}) != strip(new)

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from pweza.domain.kinds import validation_problem
 from pweza.domain.manifests import AgentPool, AgentTemplate
 from pweza.operator import metrics, resources, tool_servers
-from pweza.operator.conditions import condition, merge
+from pweza.operator.conditions import condition, differs, merge
 from pweza.operator.kube import Kube
+from pweza.operator.model_configs import key_variables, models_of, reconcile_model_config, sync_models
 from pweza.operator.syncing import ManagerRejected, ManagerSync
 from pweza.operator.tool_servers import reconcile_tool_server
 
@@ -75,8 +76,11 @@ async def _reconcile_pool(ctx: Context, namespace: str, name: str) -> str:
     template = AgentTemplate.model_validate(_clean(template_body))
     uid = body["metadata"]["uid"]
     template_generation = int(template_body["metadata"].get("generation", 1))
+    models = await models_of(ctx, template, namespace)
     await ctx.kube.apply(resources.service_account(pool, uid))
-    deployment = await ctx.kube.apply(resources.deployment(pool, template, template_generation, uid, ctx.config))
+    deployment = await ctx.kube.apply(
+        resources.deployment(pool, template, template_generation, uid, ctx.config, key_variables(models))
+    )
     hpa = resources.autoscaler(pool, uid)
     if hpa is not None:
         if pool.spec.replicas is None:
@@ -90,6 +94,7 @@ async def _reconcile_pool(ctx: Context, namespace: str, name: str) -> str:
     sync_problem = None
     if ctx.manager is not None:
         try:
+            await sync_models(ctx, models)
             await ctx.manager.put(template_body)
             await ctx.manager.put(body)
         except ManagerRejected as error:
@@ -132,20 +137,9 @@ async def _reconcile_pool(ctx: Context, namespace: str, name: str) -> str:
         "observedGeneration": generation,
         "conditions": merge(status.get("conditions"), conditions),
     }
-    if _differs(status, new_status):
+    if differs(status, new_status):
         await ctx.kube.patch_status(API, "AgentPool", name, namespace, new_status)
     return "ok"
-
-
-def _differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    def strip(status: dict[str, Any]) -> dict[str, Any]:
-        data = dict(status)
-        data["conditions"] = [
-            {k: v for k, v in item.items() if k != "lastTransitionTime"} for item in data.get("conditions") or []
-        ]
-        return data
-
-    return strip({k: old.get(k) for k in new}) != strip(new)
 
 
 async def _pool_broken(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
@@ -165,7 +159,7 @@ async def _pool_broken(ctx: Context, body: dict[str, Any], reason: str, message:
         "selector": resources.selector_string(meta["name"]),
         "conditions": merge(status.get("conditions"), conditions),
     }
-    if _differs(status, new_status):
+    if differs(status, new_status):
         await ctx.kube.patch_status(API, "AgentPool", meta["name"], meta["namespace"], new_status)
     log.warning("agent pool not reconciled", pool=f"{meta['namespace']}/{meta['name']}", reason=reason, detail=message)
 
@@ -194,7 +188,7 @@ async def reconcile_template(ctx: Context, namespace: str, name: str) -> None:
             "observedGeneration": generation,
             "conditions": merge(status.get("conditions"), conditions),
         }
-        if _differs(status, new_status):
+        if differs(status, new_status):
             await ctx.kube.patch_status(API, "AgentTemplate", name, namespace, new_status)
     metrics.reconciles.labels(kind="AgentTemplate", result="ok").inc()
     metrics.reconcile_duration.labels(kind="AgentTemplate").observe(time.perf_counter() - started)
@@ -233,7 +227,7 @@ async def reconcile_workflow(ctx: Context, namespace: str, name: str, *, with_ru
         metrics.reconcile_errors.labels(kind="Workflow", reason="ManagerUnreachable").inc()
         result = "error"
     new_status["conditions"] = merge(status.get("conditions"), [ready])
-    if _differs(status, new_status):
+    if differs(status, new_status):
         await ctx.kube.patch_status(API, "Workflow", name, namespace, new_status)
     metrics.reconciles.labels(kind="Workflow", result=result).inc()
     metrics.reconcile_duration.labels(kind="Workflow").observe(time.perf_counter() - started)
@@ -247,6 +241,7 @@ async def resync_forever(ctx: Context, namespaces: list[str]) -> None:
         await asyncio.sleep(ctx.resync_seconds)
         for namespace in targets:
             for kind, reconcile in (
+                ("ModelConfig", reconcile_model_config),
                 ("AgentPool", reconcile_pool),
                 ("Workflow", _reconcile_workflow_with_runs),
                 ("ToolServer", reconcile_tool_server),
@@ -311,6 +306,21 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
                 await reconcile_pool(ctx, ns, pool["metadata"]["name"])
         if ctx.manager is not None:
             await ctx.manager.delete("AgentTemplate", ns, name)
+
+    @kopf.on.resume(GROUP, VERSION, "modelconfigs", registry=registry)
+    @kopf.on.create(GROUP, VERSION, "modelconfigs", registry=registry)
+    @kopf.on.update(GROUP, VERSION, "modelconfigs", registry=registry)
+    async def model_config_changed(namespace: str | None, name: str, **_: Any) -> None:
+        ns = namespace or "default"
+        await reconcile_model_config(ctx, ns, name)
+        # Its key's Secret reference is in the pods of the pools whose templates use it.
+        for pool in await ctx.kube.list(API, "AgentPool", ns):
+            await reconcile_pool(ctx, ns, pool["metadata"]["name"])
+
+    @kopf.on.delete(GROUP, VERSION, "modelconfigs", optional=True, registry=registry)
+    async def model_config_deleted(namespace: str | None, name: str, **_: Any) -> None:
+        if ctx.manager is not None:
+            await ctx.manager.delete("ModelConfig", namespace or "default", name)
 
     @kopf.on.resume(GROUP, VERSION, "workflows", registry=registry)
     @kopf.on.create(GROUP, VERSION, "workflows", registry=registry)

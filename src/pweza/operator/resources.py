@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +103,14 @@ def service_account(pool: AgentPool, uid: str) -> dict[str, Any]:
 
 
 def deployment(
-    pool: AgentPool, template: AgentTemplate, template_generation: int, uid: str, config: OperatorConfig
+    pool: AgentPool,
+    template: AgentTemplate,
+    template_generation: int,
+    uid: str,
+    config: OperatorConfig,
+    model_keys: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
+    """The pool's agents; `model_keys`: env entries with the Secret-backed keys of its models."""
     name = pool.metadata.name
     image = pool.spec.template.image or template.spec.image or config.default_image
     env: list[dict[str, Any]] = list(merged_environment(template.spec.environment, pool.spec.template.environment))
@@ -113,6 +120,7 @@ def deployment(
             "valueFrom": {"secretKeyRef": {"name": config.agent_token_secret, "key": config.agent_token_key}},
         }
     )
+    env.extend(model_keys)
     container: dict[str, Any] = {
         "name": "agent",
         "image": image,

@@ -16,6 +16,7 @@ PLURALS = {
     "AgentPool": "agentpools",
     "Workflow": "workflows",
     "ToolServer": "toolservers",
+    "ModelConfig": "modelconfigs",
 }
 GENERATION_ANNOTATION = "pweza.ai/cr-generation"
 
@@ -77,6 +78,13 @@ class ManagerSync:
         document = response.json()
         status: dict[str, Any] = document.get("status") or {}
         return status if status.get("observedGeneration") == document["metadata"].get("generation") else {}
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """The manager's view of an object (a ModelConfig's with its status)."""
+        response = await self._http.get(f"/api/v1/{PLURALS[kind]}/{name}", params={"namespace": namespace})
+        response.raise_for_status()
+        found: dict[str, Any] = response.json()
+        return found
 
     async def recent_runs(self, namespace: str, workflow: str, limit: int = 5) -> list[dict[str, Any]]:
         response = await self._http.get(

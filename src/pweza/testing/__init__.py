@@ -7,7 +7,8 @@ wait on a condition with a bound.
 
 As processes: `Platform` starts a manager and agents as subprocesses; `Cluster` several manager replicas on
 one PostgreSQL database (`PostgresServer` runs a throwaway one); `ControlPlane` a Kubernetes
-control plane and `NodeCluster` a real kubelet joined to it; `MockLLM` an OpenAI-style endpoint.
+control plane and `NodeCluster` a real kubelet joined to it; `MockLLM` an OpenAI-style endpoint;
+`LocalModel` a real small language model (llama.cpp's server).
 Each is imported on first use, so `import pweza.testing` stays cheap.
 """
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from pweza.testing.controlplane import ControlPlane
     from pweza.testing.environment import WorkflowEnvironment
     from pweza.testing.fake_clock import FakeClock
+    from pweza.testing.local_model import LocalModel
     from pweza.testing.mock_llm import MockLLM
     from pweza.testing.node import NodeCluster
     from pweza.testing.platform import Platform, running_platform
@@ -34,6 +36,7 @@ _HOMES = {
     "Fail": "scripted_agent",
     "FakeClock": "fake_clock",
     "Hang": "scripted_agent",
+    "LocalModel": "local_model",
     "MockLLM": "mock_llm",
     "NodeCluster": "node",
     "Platform": "platform",
@@ -54,6 +57,7 @@ __all__ = [
     "Fail",
     "FakeClock",
     "Hang",
+    "LocalModel",
     "MockLLM",
     "NodeCluster",
     "Platform",

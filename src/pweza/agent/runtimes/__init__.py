@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pweza.agent.sdk import TaskContext
 from pweza.agent.template import AgentTemplateView
+from pweza.agent.tooling import Tools
 
 
 class AgentRuntime(Protocol):
@@ -25,7 +26,8 @@ class AgentRuntime(Protocol):
     async def aclose(self) -> None: ...
 
 
-def build_runtime(spec: AgentTemplateView, *, concurrency: int) -> AgentRuntime:
+def build_runtime(spec: AgentTemplateView, *, concurrency: int, tools: Tools | None = None) -> AgentRuntime:
+    """The template's runtime; `tools` serves an agent runtime's model (MCP servers, pools), if any."""
     runtime = spec.runtime
     # Imported per kind so an agent only loads what its kind needs.
     if runtime.kind == "python":
@@ -40,6 +42,10 @@ def build_runtime(spec: AgentTemplateView, *, concurrency: int) -> AgentRuntime:
         from pweza.agent.runtimes.http import LlmRuntime
 
         return LlmRuntime(runtime, concurrency=concurrency)
+    if runtime.kind == "agent":
+        from pweza.agent.runtimes.agent import AgentLoopRuntime
+
+        return AgentLoopRuntime(runtime, tools=tools)
     if runtime.kind == "shell":
         from pweza.agent.runtimes.shell import ShellRuntime
 

@@ -1,0 +1,93 @@
+"""The steps of an agent loop as records: each model call and tool call, what was asked and answered.
+
+Every call the `agent` runtime makes goes through a `Journal`: the loop asks it whether the call
+at this position, with this request, was made before (and then uses the recorded answer instead
+of paying for it again), and otherwise makes the call and hands it the record. A record holds
+the digest of the request, not the request: the loop is deterministic given the answers, so the
+same position and digest mean the same call. `MemoryJournal` keeps the records of one attempt;
+a durable journal (through the agent channel into the store) is the next step, and it only has
+to implement these two methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import orjson
+
+CallKind = Literal["model", "tool"]
+
+
+def digest(kind: CallKind, request: Any) -> str:
+    """The request's identity: SHA-256 of its canonical JSON (sorted keys), with its kind."""
+    canonical = orjson.dumps({"kind": kind, "request": request}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    index: int
+    kind: CallKind
+    digest: str
+    # model: {"message", "finishReason", "model", "endpoint", "failures"}; tool: {"name", "content", "isError"}
+    response: dict[str, Any]
+    usage: dict[str, int] | None = None
+    seconds: float = 0.0
+    replayed: bool = field(default=False, compare=False)
+
+    def as_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "index": self.index,
+            "kind": self.kind,
+            "requestDigest": self.digest,
+            "response": self.response,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.usage is not None:
+            record["usage"] = self.usage
+        if self.replayed:
+            record["replayed"] = True
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> CallRecord:
+        return cls(
+            index=int(record["index"]),
+            kind=record["kind"],
+            digest=str(record["requestDigest"]),
+            response=dict(record["response"]),
+            usage=record.get("usage"),
+            seconds=float(record.get("seconds", 0.0)),
+        )
+
+
+class Journal(Protocol):
+    def recorded(self, index: int, digest: str) -> CallRecord | None:
+        """The record of the call at `index` if it was made with this request digest, else None."""
+
+    async def record(self, record: CallRecord) -> None:
+        """Keep a call's record; the loop uses the answer only once this returns."""
+
+
+class MemoryJournal:
+    """One attempt's records in memory, optionally starting from an earlier attempt's to replay."""
+
+    def __init__(self, earlier: Sequence[CallRecord] = ()) -> None:
+        self._earlier = list(earlier)
+        self.records: list[CallRecord] = []
+
+    def recorded(self, index: int, digest: str) -> CallRecord | None:
+        if index < len(self._earlier) and self._earlier[index].digest == digest:
+            return self._earlier[index]
+        # Past a difference nothing recorded applies any more: the conversation went elsewhere.
+        del self._earlier[index:]
+        return None
+
+    async def record(self, record: CallRecord) -> None:
+        self.records.append(record)
+
+
+__all__ = ["CallKind", "CallRecord", "Journal", "MemoryJournal", "digest"]

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -126,6 +127,34 @@ def test_a_failing_first_model_falls_back_to_the_second(platform: Platform, loca
     assert [f["endpoint"] for f in call["failures"]] == ["flaky"] and "503" in call["failures"][0]["error"]
     chats = [r for r in flaky.requests if r["path"].endswith("/chat/completions")]
     assert len(chats) == 1 and chats[0]["body"]["model"] == LocalModel.model
+
+
+@pytest.mark.integration
+def test_an_agent_pool_calls_a_tool_of_an_mcp_tool_server(
+    platform: Platform, local_model: LocalModel, tmp_path: Path
+) -> None:
+    # The example's notes server over stdio, started by the agent from the ToolServer's command.
+    log = tmp_path / "appended.log"
+    server = Path(__file__).parents[2] / "examples" / "llm-research" / "notes_server.py"
+    tool_server = {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "ToolServer",
+        "metadata": {"name": "notes"},
+        "spec": {"transport": "stdio", "command": [sys.executable, str(server), "--stdio"],
+                 "env": [{"name": "NOTES_LOG", "value": str(log)}], "timeout": "60s"},
+    }  # fmt: skip
+    template = agent_template("noter", "local", systemPrompt="Use the tools.", maxTurns=2, maxTokens=48)
+    template["spec"]["tools"] = {"servers": [{"toolServer": "notes", "allow": ["append_note"]}]}
+    platform.apply(model_config("local", local_model.base_url), tool_server, template, pool("notes", "noter"))
+    platform.start_agent("notes")
+    platform.wait_for_agents(1)
+    task = answer_task(platform, "notes", "Append the note: the sky is blue.")
+    assert task["state"] == "succeeded", task.get("error")
+    kinds = [call["kind"] for call in task["output"]["calls"]]
+    assert kinds == ["model", "tool", "model"], task["output"]
+    tool_call = task["output"]["calls"][1]
+    assert tool_call["response"]["name"] == "append_note" and not tool_call["response"]["isError"], tool_call
+    assert len(log.read_text().splitlines()) == 1  # the side effect happened once, in the MCP server
 
 
 async def test_the_client_streams_the_reply_token_by_token(client: ChatClient) -> None:

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import grpc
+import orjson
 import structlog
 
 from pweza.agent.delegating import DelegationClient
@@ -282,7 +283,8 @@ class AgentWorker:
             if self.concurrency is not None and self.concurrency > spec.concurrency:
                 self._log.warning("--concurrency is above the template's; using the template's",
                                   concurrency=self.concurrency, template_concurrency=spec.concurrency)  # fmt: skip
-            self._runtime = build_runtime(spec, concurrency=slots)
+            raw_spec = orjson.loads(welcome.template_json)  # with the ToolServers its tools name
+            self._runtime = build_runtime(spec, concurrency=slots, raw_spec=raw_spec)
             self._runner.runtime = self._runtime
             self._runner.slots = slots
             self._template_json = welcome.template_json

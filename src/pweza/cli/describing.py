@@ -39,7 +39,10 @@ def register(app: typer.Typer) -> None:
 
 def describe(
     kind: Annotated[
-        str, typer.Argument(help="agenttemplate (at), agentpool (ap), workflow (wf), toolserver (ts), modelconfig (mc) or agent.")
+        str,
+        typer.Argument(
+            help="agenttemplate (at), agentpool (ap), workflow (wf), toolserver (ts), modelconfig (mc) or agent."
+        ),
     ],
     name: Annotated[str | None, typer.Argument(help="The object (KIND/NAME works too).")] = None,
     namespace: Namespace = "default",

@@ -15,8 +15,8 @@ import json
 from typing import Any
 
 from pweza.domain.manifests import AgentPool, AgentTemplate, Manifest
-from pweza.domain.toolservers import ToolServer
 from pweza.domain.model_configs import ModelConfig
+from pweza.domain.toolservers import ToolServer
 from pweza.domain.workflows import Workflow
 
 GROUP = "pweza.ai"

@@ -104,6 +104,6 @@ def parse_manifest(document: Any, *, expected_kind: str | None = None) -> Manife
 
 
 # Last, once `register_kind` exists: whoever looks kinds up finds Workflow among them.
-from pweza.domain import toolservers as _toolservers  # noqa: E402, F401 - registers the ToolServer kind
 from pweza.domain import model_configs as _model_configs  # noqa: E402, F401 - registers the ModelConfig kind
+from pweza.domain import toolservers as _toolservers  # noqa: E402, F401 - registers the ToolServer kind
 from pweza.domain import workflows as _workflows  # noqa: E402, F401 - registers the Workflow kind

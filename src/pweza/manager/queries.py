@@ -226,7 +226,9 @@ class Queries:
         return await self.model_status.with_status(items)
 
     async def object(self, kind: str, namespace: str, name: str) -> StoredObject:
-        [found] = await self.model_status.with_status([self._with_status(await self._registry.get(kind, namespace, name))])
+        [found] = await self.model_status.with_status(
+            [self._with_status(await self._registry.get(kind, namespace, name))]
+        )
         return found
 
     def _with_status(self, stored: StoredObject) -> StoredObject:

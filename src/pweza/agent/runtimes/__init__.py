@@ -9,6 +9,7 @@ raises is classified by the worker.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from pweza.agent.sdk import TaskContext
@@ -26,8 +27,11 @@ class AgentRuntime(Protocol):
     async def aclose(self) -> None: ...
 
 
-def build_runtime(spec: AgentTemplateView, *, concurrency: int, tools: Tools | None = None) -> AgentRuntime:
-    """The template's runtime; `tools` serves an agent runtime's model (MCP servers, pools), if any."""
+def build_runtime(
+    spec: AgentTemplateView, *, concurrency: int, tools: Tools | None = None, raw_spec: Mapping[str, Any] | None = None
+) -> AgentRuntime:
+    """The template's runtime. An agent runtime's model gets `tools` if given, else the tools
+    block of `raw_spec` (the Welcome's template spec, with the ToolServers it names)."""
     runtime = spec.runtime
     # Imported per kind so an agent only loads what its kind needs.
     if runtime.kind == "python":
@@ -45,7 +49,7 @@ def build_runtime(spec: AgentTemplateView, *, concurrency: int, tools: Tools | N
     if runtime.kind == "agent":
         from pweza.agent.runtimes.agent import AgentLoopRuntime
 
-        return AgentLoopRuntime(runtime, tools=tools)
+        return AgentLoopRuntime(runtime, tools=tools, raw_spec=None if tools is not None else raw_spec)
     if runtime.kind == "shell":
         from pweza.agent.runtimes.shell import ShellRuntime
 

@@ -259,10 +259,12 @@ def test_rbac_is_least_privilege() -> None:
         "agentpools",
         "workflows",
         "toolservers",
+        "modelconfigs",
         "agenttemplates/status",
         "agentpools/status",
         "workflows/status",
         "toolservers/status",
+        "modelconfigs/status",
         "deployments",
         "serviceaccounts",
         "horizontalpodautoscalers",
@@ -444,6 +446,7 @@ def test_the_chart_crds_are_the_generated_ones_with_the_seeds_short_name_and_bou
         "agenttemplates.pweza.ai",
         "workflows.pweza.ai",
         "modelconfigs.pweza.ai",
+        "toolservers.pweza.ai",
     }
     pools = crds["agentpools.pweza.ai"]["spec"]
     assert pools["names"]["shortNames"] == ["ap"]

@@ -76,7 +76,7 @@ def test_the_webhook_configuration_the_service_port_and_the_mounts_render() -> N
             "apiGroups": ["pweza.ai"],
             "apiVersions": ["v1"],
             "operations": ["CREATE", "UPDATE"],
-            "resources": ["agenttemplates", "agentpools", "workflows", "toolservers"],
+            "resources": ["agenttemplates", "agentpools", "workflows", "toolservers", "modelconfigs"],
             "scope": "Namespaced",
         }
     ]

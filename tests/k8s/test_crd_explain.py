@@ -30,7 +30,7 @@ def test_explain_agentpool_spec_scaling_describes_each_field(control_plane: Cont
         ("agentpool.spec", "The name of the AgentTemplate"),
         ("agentpool.status", "How many of its agents' pods are ready."),
         ("agenttemplate.spec", "How many tasks one agent works on at once."),
-        ("agenttemplate.spec.runtime", "One of python, http, shell, llm."),
+        ("agenttemplate.spec.runtime", "One of python, http, shell, llm, agent."),
         ("agenttemplate.spec.retry", "The wait before the first retry"),
         ("workflow.spec.steps", "A CEL expression: when it is false the step is skipped"),
         ("workflow.spec.inputs", "The JSON type a run's value must have."),

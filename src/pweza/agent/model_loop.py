@@ -214,12 +214,15 @@ class AgentLoop:
 
     def _output(self, answer: Any) -> dict[str, Any]:
         models = [r for r in self.records if r.kind == "model"]
+        paid = [r for r in models if not r.replayed]  # a replayed call's tokens were paid by an earlier attempt
         usage = {
-            "promptTokens": sum((r.usage or {}).get("promptTokens", 0) for r in models),
-            "completionTokens": sum((r.usage or {}).get("completionTokens", 0) for r in models),
+            "promptTokens": sum((r.usage or {}).get("promptTokens", 0) for r in paid),
+            "completionTokens": sum((r.usage or {}).get("completionTokens", 0) for r in paid),
             "modelCalls": len(models),
             "toolCalls": len(self.records) - len(models),
         }
+        if replayed := sum(1 for r in self.records if r.replayed):
+            usage["replayedCalls"] = replayed
         return {"answer": answer, "usage": usage, "calls": [r.as_json() for r in self.records]}
 
 

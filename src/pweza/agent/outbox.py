@@ -37,7 +37,8 @@ class Outbox:
         self.acknowledged_results = False
         self._credit = 0
         self._heartbeat: list[pb.AttemptRef] | None = None
-        self._delegates: list[pb.DelegateRequest] = []
+        # Delegations and journal calls: requests the manager answers by their request id.
+        self._requests: list[pb.AgentMessage] = []
         self._status: pb.Ready | None = None
         self._ready = asyncio.Event()
         self._generation = 0
@@ -66,7 +67,10 @@ class Outbox:
             self._ready.set()
 
     def delegate(self, request: pb.DelegateRequest) -> None:
-        self._delegates.append(request)
+        self.request(pb.AgentMessage(delegate=request))
+
+    def request(self, message: pb.AgentMessage) -> None:
+        self._requests.append(message)
         self._ready.set()
 
     def heartbeat(self, refs: list[pb.AttemptRef]) -> None:
@@ -93,7 +97,7 @@ class Outbox:
         self._unacked = {}
         self._started, self._heartbeat, self._status = [], None, None
         self._credit = len(self._results) if hand_back_slots else 0
-        self._delegates = []  # unanswered ones are re-sent after the next welcome
+        self._requests = []  # unanswered ones are re-sent after the next welcome
         self._ready.set()  # wakes the old iterator so it sees it is retired
         return [pb.AttemptRef(task_id=result.task_id, attempt=result.attempt) for result in self._results]
 
@@ -127,8 +131,8 @@ class Outbox:
         if self._started:
             started, self._started = self._started, []
             return pb.AgentMessage(started=pb.Started(attempts=started))
-        if self._delegates:
-            return pb.AgentMessage(delegate=self._delegates.pop(0))
+        if self._requests:
+            return self._requests.pop(0)
         if self._results:
             results = self._take_results()
             credit, self._credit = self._credit, 0

@@ -13,6 +13,7 @@ back in line.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import orjson
 import structlog
 
 from pweza.agent.delegating import DelegationClient
+from pweza.agent.journaling import JournalClient
 from pweza.agent.outbox import Outbox
 from pweza.agent.runtimes import AgentRuntime
 from pweza.agent.sdk import TaskContext, TaskFailure
@@ -44,7 +46,12 @@ class _Attempt:
 
 class TaskRunner:
     def __init__(
-        self, outbox: Outbox, *, cancel_grace: float = 2.0, delegations: DelegationClient | None = None
+        self,
+        outbox: Outbox,
+        *,
+        cancel_grace: float = 2.0,
+        delegations: DelegationClient | None = None,
+        journals: JournalClient | None = None,
     ) -> None:
         self.runtime: AgentRuntime | None = None
         self.slots = 1
@@ -52,6 +59,7 @@ class TaskRunner:
         self._outbox = outbox
         self._cancel_grace = cancel_grace
         self._delegations = delegations
+        self._journals = journals
         self._running: dict[Key, _Attempt] = {}
         self._latest: dict[str, _Attempt] = {}  # task id -> its newest running attempt
         self._backlog: deque[pb.Assignment] = deque()
@@ -123,7 +131,10 @@ class TaskRunner:
             idempotency_key=item.idempotency_key or None,
             labels=dict(item.labels),
             delegator=None if self._delegations is None else self._delegations.for_attempt(item.task_id, item.attempt),
-        )
+            journal_opener=None if self._journals is None else functools.partial(
+                self._journals.open, item.task_id, item.attempt
+            ),
+        )  # fmt: skip
         attempt = _Attempt(ctx)
         key = (item.task_id, item.attempt)
         self._running[key] = attempt

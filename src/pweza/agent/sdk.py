@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from pweza.domain.tasks import ErrorType
 
+if TYPE_CHECKING:
+    from pweza.agent.calls import Journal
+
 # (pool, input, key) -> the child task's output; wired by the worker once workflows exist.
 Delegator = Callable[[str, Any, str | None], Awaitable[Any]]
+# () -> the attempt's durable call journal (the worker's, through the manager).
+JournalOpener = Callable[[], Awaitable["Journal"]]
 
 
 class TaskFailure(Exception):
@@ -42,6 +47,7 @@ class TaskContext:
     # Slots and a lazily bound logger: the worker creates one context per task, thousands a second.
     __slots__ = (
         "_delegator",
+        "_journal_opener",
         "_logger",
         "attempt",
         "cancel_reason",
@@ -61,6 +67,7 @@ class TaskContext:
         idempotency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
         delegator: Delegator | None = None,
+        journal_opener: JournalOpener | None = None,
     ) -> None:
         self.input = input
         self.task_id = task_id
@@ -72,6 +79,7 @@ class TaskContext:
         self.cancelled = asyncio.Event()
         self.cancel_reason: str | None = None
         self._delegator = delegator
+        self._journal_opener = journal_opener
         self._logger: Any = None
 
     @property
@@ -97,6 +105,15 @@ class TaskContext:
         if self._delegator is None:
             raise NotImplementedError("delegation arrives with workflows")
         return await self._delegator(pool, input, key)
+
+    async def open_journal(self) -> Journal:
+        """This attempt's call journal: kept by the manager when the agent serves one (a retried
+        attempt gets the earlier attempts' records to replay), else in memory."""
+        if self._journal_opener is None:
+            from pweza.agent.calls import MemoryJournal
+
+            return MemoryJournal()
+        return await self._journal_opener()
 
     def __repr__(self) -> str:
         return f"TaskContext(task_id={self.task_id!r}, attempt={self.attempt})"

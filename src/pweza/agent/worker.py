@@ -25,6 +25,7 @@ import structlog
 
 from pweza.agent.delegating import DelegationClient
 from pweza.agent.failover import ManagerRotation, parse_manager_addresses
+from pweza.agent.journaling import JournalClient
 from pweza.agent.outbox import Outbox
 from pweza.agent.running import TaskRunner
 from pweza.agent.runtimes import AgentRuntime, build_runtime
@@ -95,7 +96,10 @@ class AgentWorker:
         self._tls_ca = tls_ca
         self._outbox = Outbox()
         self._delegations = DelegationClient(self._outbox)
-        self._runner = TaskRunner(self._outbox, cancel_grace=cancel_grace, delegations=self._delegations)
+        self._journals = JournalClient(self._outbox)
+        self._runner = TaskRunner(
+            self._outbox, cancel_grace=cancel_grace, delegations=self._delegations, journals=self._journals
+        )
         self._runtime: AgentRuntime | None = None
         self._template_json: bytes | None = None
         self._call: grpc.aio.StreamStreamCall[pb.AgentMessage, pb.ManagerMessage] | None = None
@@ -308,6 +312,7 @@ class AgentWorker:
             self._outbox.status(0, self._runtime.load_error)  # every session: each manager lists it
         if self._welcomes > 1:
             self._delegations.resend_all()
+            self._journals.resend_all()
         return welcome.heartbeat_interval_seconds or 5.0
 
     def _handle(self, message: pb.ManagerMessage) -> None:
@@ -320,6 +325,8 @@ class AgentWorker:
             self._begin_drain(message.drain.grace_seconds or self.drain_grace)
         elif body == "delegate_result":
             self._delegations.resolve(message.delegate_result)
+        elif body == "journal_reply":
+            self._journals.resolve(message.journal_reply)
         elif body == "results_ack":
             self._outbox.acknowledge(list(message.results_ack.attempts))
         else:

@@ -52,6 +52,23 @@ class AttemptInfo(Out):
     error: ErrorInfo | None
 
 
+class CallInfo(Out):
+    """One model or tool call of an `agent` attempt, from the task's journal."""
+
+    attempt: int
+    index: int = Field(description="the call's place in the attempt's conversation, from 0")
+    kind: str = Field(description="model or tool")
+    replayed: bool = Field(description="answered from an earlier attempt's record instead of being made again")
+    seconds: float
+    recorded_at: float
+    tool: str | None = Field(default=None, description="a tool call's tool")
+    is_error: bool | None = Field(default=None, description="a tool call's answer was an error")
+    model: str | None = Field(default=None, description="the model that answered a model call")
+    endpoint: str | None = Field(default=None, description="the ModelConfig endpoint that answered")
+    usage: dict[str, int] | None = Field(default=None, description="a model call's reported tokens")
+    response: dict[str, Any] | None = Field(default=None, description="the recorded answer, in GET /tasks/{id}")
+
+
 class TaskInfo(Out):
     id: str
     namespace: str
@@ -71,6 +88,9 @@ class TaskInfo(Out):
     timeout_seconds: float | None
     cancel_requested: bool
     attempt_history: list[AttemptInfo] | None = Field(default=None, description="only in GET /tasks/{id}")
+    journal: list[CallInfo] | None = Field(
+        default=None, description="only in GET /tasks/{id}: the model and tool calls its attempts made"
+    )
 
 
 class TaskRef(Out):
@@ -170,6 +190,9 @@ class StepInfo(Out):
     children: list[ChildTask] | None = None
     item_states: dict[str, int] | None = Field(
         default=None, description="a foreach step's item tasks counted by state (items not yet submitted are absent)"
+    )
+    journal: list[CallInfo] | None = Field(
+        default=None, description="the model and tool calls of the step's task, when its runtime journals them"
     )
 
 

@@ -13,7 +13,7 @@ from pydantic import Field
 from pweza.api import problems
 from pweza.api.responses import EventInfo, Page, RunInfo
 from pweza.api.routing import GuardedRoute
-from pweza.api.schemas import MAX_STORED_INT, Body, Continue, page
+from pweza.api.schemas import MAX_STORED_INT, Body, Continue, call_json, page
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput
 from pweza.domain.manifests import Name
@@ -92,6 +92,8 @@ def _step_json(view: StepView) -> dict[str, Any]:
     if view.task_id is not None:
         body["taskId"] = view.task_id
         body["children"] = _tree_json(view.children)
+    if view.calls:
+        body["journal"] = [call_json(entry, with_response=False) for entry in view.calls]
     return body
 
 

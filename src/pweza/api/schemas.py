@@ -12,7 +12,7 @@ from pweza.domain.durations import DEFAULT_TOKEN_TTL, Duration, parse_duration, 
 from pweza.domain.manifests import Name
 from pweza.domain.records import TokenRecord
 from pweza.domain.roles import Role
-from pweza.domain.tasks import Attempt, Task
+from pweza.domain.tasks import Attempt, CallEntry, Task
 from pweza.manager.sessions import TaskRequest
 
 # Keys and ids that are compared with stored integers: the store's integers are 64-bit signed,
@@ -89,7 +89,33 @@ def page(items: list[Any], next_key: str | int | None) -> dict[str, Any]:
     return {"items": items, "continue": None if next_key is None else str(next_key)}
 
 
-def task_json(task: Task, attempts: list[Attempt] | None = None) -> dict[str, Any]:
+def call_json(entry: CallEntry, *, with_response: bool) -> dict[str, Any]:
+    """A journal entry as the API shows it: what was called, how long, its tokens (and its answer)."""
+    record = entry.record
+    response = record.get("response") or {}
+    body: dict[str, Any] = {
+        "attempt": entry.attempt,
+        "index": entry.position,
+        "kind": entry.kind,
+        "replayed": bool(record.get("replayed", False)),
+        "seconds": record.get("seconds", 0.0),
+        "recordedAt": entry.recorded_at,
+    }
+    if entry.kind == "tool":
+        body["tool"] = response.get("name")
+        body["isError"] = bool(response.get("isError", False))
+    else:
+        body["model"] = response.get("model")
+        body["endpoint"] = response.get("endpoint")
+        body["usage"] = record.get("usage")
+    if with_response:
+        body["response"] = response
+    return body
+
+
+def task_json(
+    task: Task, attempts: list[Attempt] | None = None, calls: list[CallEntry] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": task.id,
         "namespace": task.namespace,
@@ -122,4 +148,6 @@ def task_json(task: Task, attempts: list[Attempt] | None = None) -> dict[str, An
             }
             for attempt in attempts
         ]
+    if calls is not None:
+        body["journal"] = [call_json(entry, with_response=True) for entry in calls]
     return body

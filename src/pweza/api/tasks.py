@@ -57,7 +57,7 @@ async def list_tasks(
 @router.get("/tasks/{task_id}", response_model=TaskInfo)
 async def get_task(task_id: str, manager: ManagerDep, _: Reader) -> dict[str, Any]:
     view = await manager.queries.task_with_attempts(task_id)
-    return task_json(view.task, view.attempts)
+    return task_json(view.task, view.attempts, view.calls)
 
 
 @router.get("/tasks/{task_id}/wait", response_model=TaskInfo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -30,6 +31,8 @@ _EXAMPLES = """Examples:
   pweza describe wf/support-triage              # steps, recent runs, the latest run's events
 
   pweza describe agent classifiers-0-1234-567   # one connected agent
+
+  pweza describe task TASK_ID                   # attempts and the model/tool calls it journaled
 """
 
 
@@ -41,7 +44,7 @@ def describe(
     kind: Annotated[
         str,
         typer.Argument(
-            help="agenttemplate (at), agentpool (ap), workflow (wf), toolserver (ts), modelconfig (mc) or agent."
+            help="agenttemplate (at), agentpool (ap), workflow (wf), toolserver (ts), modelconfig (mc), agent or task."
         ),
     ],
     name: Annotated[str | None, typer.Argument(help="The object (KIND/NAME works too).")] = None,
@@ -56,6 +59,9 @@ def describe(
     with client(server, token) as api:
         if kind.lower() in AGENT_NAMES:
             _describe_agent(api, name)
+            return
+        if kind.lower() in ("task", "tasks"):
+            _describe_task(api, name)
             return
         resolved = resolve_kind(kind)
         item = api.request("GET", object_path(resolved, name), params={"namespace": namespace})
@@ -312,6 +318,51 @@ def _describe_agent(api: ApiClient, agent_id: str) -> None:
             ("Running tasks", ", ".join(agent.get("running") or [])),
         ]
     )
+
+
+def _describe_task(api: ApiClient, task_id: str) -> None:
+    task = api.request("GET", f"/api/v1/tasks/{quote(task_id, safe='')}")
+    _fields(
+        [
+            ("ID", task["id"]),
+            ("Namespace", task["namespace"]),
+            ("Pool", task["pool"]),
+            ("State", task["state"]),
+            ("Attempts", task["attempts"]),
+            ("Labels", ", ".join(f"{k}={v}" for k, v in (task.get("labels") or {}).items())),
+            ("Created", moment(task.get("createdAt"))),
+            ("Error", error_text(task["error"]) if task.get("error") else None),
+        ]
+    )
+    _section("Attempts")
+    history = task.get("attemptHistory") or []
+    table(
+        ["ATTEMPT", "AGENT", "STATE", "DURATION", "ERROR"],
+        [
+            [a["number"], a["agentId"], a["state"], _duration(a["startedAt"], a.get("finishedAt")),
+             error_text(a["error"]) if a.get("error") else ""]
+            for a in history
+        ],
+    )  # fmt: skip
+    journal = task.get("journal") or []
+    if not journal:
+        return
+    _section("Journal (model and tool calls; replayed: answered from an earlier attempt's record)")
+    table(["ATTEMPT", "CALL", "KIND", "WHAT", "TOKENS", "SECONDS", "REPLAYED"], [_call_row(c) for c in journal])
+    models = [c for c in journal if c["kind"] == "model" and not c.get("replayed")]
+    prompt = sum((c.get("usage") or {}).get("promptTokens", 0) for c in models)
+    completion = sum((c.get("usage") or {}).get("completionTokens", 0) for c in models)
+    print(f"\nPaid for: {len(models)} model call(s), {prompt} prompt + {completion} completion tokens")
+
+
+def _call_row(call: dict[str, Any]) -> list[Any]:
+    if call["kind"] == "model":
+        usage = call.get("usage") or {}
+        what, tokens = call.get("model") or "", f"{usage.get('promptTokens', 0)}+{usage.get('completionTokens', 0)}"
+    else:
+        what, tokens = (call.get("tool") or "") + (" (error)" if call.get("isError") else ""), ""
+    return [call["attempt"], call["index"], call["kind"], what, tokens, f"{call.get('seconds', 0.0):.2f}",
+            "yes" if call.get("replayed") else ""]  # fmt: skip
 
 
 def _exists(api: ApiClient, kind: str, name: str, namespace: str) -> bool:

@@ -125,6 +125,7 @@ def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, n
             line.append(f"  {step['error'].get('message', '')}"[:160], "red")
         branch = tree.add(line)
         _add_children(branch, step.get("children") or [])
+        _add_journal(branch, step.get("journal") or [])
     parts: list[Any] = [tree]
     if run.get("error"):
         parts.append(Text(f"error: {run['error']}", "red"))
@@ -138,6 +139,23 @@ def _add_children(branch: Tree, children: list[dict[str, Any]]) -> None:
             Text.assemble((f"{icon} ", style), f"delegated to {child['pool']}  ", (child["state"], style))
         )
         _add_children(node, child.get("children") or [])
+
+
+def _add_journal(branch: Tree, calls: list[dict[str, Any]]) -> None:
+    """A step's model and tool calls, attempt by attempt; a replayed call was answered from the
+    journal, not made again."""
+    for call in calls:
+        if call["kind"] == "model":
+            usage = call.get("usage") or {}
+            tokens = f"{usage.get('promptTokens', 0)}+{usage.get('completionTokens', 0)} tokens"
+            what = f"model {call.get('model') or '?'}  {tokens}"
+        else:
+            what = f"tool {call.get('tool') or '?'}" + ("  error" if call.get("isError") else "")
+        line = Text.assemble(("· ", "dim"), f"attempt {call['attempt']} call {call['index']}: {what}")
+        line.append(f"  {call.get('seconds', 0.0):.1f}s", "dim")
+        if call.get("replayed"):
+            line.append("  replayed from the journal", "cyan")
+        branch.add(line)
 
 
 class RunView:

@@ -80,6 +80,19 @@ class Attempt:
 
 
 @dataclass(slots=True)
+class CallEntry:
+    """One model or tool call of an `agent` attempt, as its journal keeps it: the record the agent
+    sent (request digest, response, usage) at its position in the attempt's conversation."""
+
+    task_id: str
+    attempt: int
+    position: int
+    kind: str
+    record: dict[str, Any]
+    recorded_at: float
+
+
+@dataclass(slots=True)
 class Task:
     id: str
     namespace: str

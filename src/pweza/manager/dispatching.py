@@ -293,6 +293,10 @@ class Dispatcher:
             return False
         return True
 
+    def holds(self, session: AgentSession, task_id: str, number: int, message: str) -> bool:
+        """Whether `session` runs attempt `number` of the task now (a refusal is counted under `message`)."""
+        return self._held(session, task_id, number, message) is not None
+
     def _held(self, session: AgentSession, task_id: str, number: int, message: str) -> Lease | None:
         """The lease of attempt `number` of the task if `session` holds it; else None (counted)."""
         lease = self._leases.get(task_id)

@@ -13,13 +13,13 @@ import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pweza.domain.errors import NotFound
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun, StepState
-from pweza.domain.tasks import Attempt, Task
+from pweza.domain.tasks import Attempt, CallEntry, Task
 from pweza.manager.auth import TokenService
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
@@ -58,6 +58,8 @@ class StepView:
     children: list[TaskTree]
     # A fan-out's item tasks counted by state (items not yet submitted are not counted).
     item_states: dict[str, int] | None = None
+    # The model and tool calls its task's attempts journaled (an `agent` runtime's).
+    calls: list[CallEntry] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class RunView:
 class TaskView:
     task: Task
     attempts: list[Attempt]
+    calls: list[CallEntry]
 
 
 def object_document(stored: StoredObject) -> dict[str, Any]:
@@ -104,7 +107,8 @@ class Queries:
         return await self._dispatcher.get(task_id)
 
     async def task_with_attempts(self, task_id: str) -> TaskView:
-        return TaskView(await self._dispatcher.get(task_id), await self._store.list_attempts(task_id))
+        task = await self._dispatcher.get(task_id)
+        return TaskView(task, await self._store.list_attempts(task_id), await self._store.list_calls([task_id]))
 
     async def tasks(self, where: TaskFilter, limit: int, after_seq: int | None) -> list[Task]:
         stored = await self._store.list_tasks(where, limit, after_seq)
@@ -132,13 +136,17 @@ class Queries:
         task_ids = {step.name: _step_task_id(run, step) for step in steps}
         trees = await self._trees([task_id for task_id in task_ids.values() if task_id is not None])
         item_states = await self._item_states(run, steps)
+        calls: dict[str, list[CallEntry]] = defaultdict(list)
+        for entry in await self._store.list_calls([task_id for task_id in task_ids.values() if task_id is not None]):
+            calls[entry.task_id].append(entry)
         views = []
         for step in steps:
             task_id = task_ids[step.name]
             live = None if task_id is None else self._dispatcher.live(task_id)
             attempts = step.attempts if live is None else live.attempts
             children = [] if task_id is None else trees[task_id]
-            views.append(StepView(step, task_id, attempts, children, item_states.get(step.name)))
+            journal = [] if task_id is None else calls.get(task_id, [])
+            views.append(StepView(step, task_id, attempts, children, item_states.get(step.name), journal))
         return RunView(run, views)
 
     async def _item_states(self, run: Run, steps: list[StepRun]) -> dict[str, dict[str, int]]:

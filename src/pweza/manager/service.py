@@ -22,6 +22,7 @@ from pweza.manager.delegation import Delegations
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
 from pweza.manager.intake import resolve_task
+from pweza.manager.journal import CallJournal
 from pweza.manager.metrics import Metrics
 from pweza.manager.model_refs import with_models
 from pweza.manager.queries import Queries
@@ -56,6 +57,7 @@ class Manager:
             clock=clock,
         )
         self.delegations = Delegations(store, self.dispatcher, self.registry, payload_limit=settings.max_payload_bytes)
+        self.journal = CallJournal(store, self.dispatcher, clock)
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )

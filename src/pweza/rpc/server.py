@@ -11,7 +11,7 @@ import math
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 import orjson
@@ -22,6 +22,7 @@ from pweza.domain.errors import Conflict, PwezaError
 from pweza.domain.limits import cut_error_text, cut_error_type, grpc_message_limit
 from pweza.domain.roles import Permission
 from pweza.domain.tasks import ErrorType, TaskError
+from pweza.manager.journal import JournalRefused
 from pweza.manager.service import Manager
 from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedResult
 from pweza.rpc.guards import FrameGuard, read_delegate_input, read_output
@@ -87,6 +88,15 @@ class StreamLink:
             error=error,
         )
         self.queue.put_nowait(pb.ManagerMessage(delegate_result=message))
+
+    def send_journal_reply(self, request_id: str, error: str | None, records: list[Any] | None = None) -> None:
+        reply = pb.JournalReply(
+            request_id=request_id,
+            ok=error is None,
+            error=error or "",
+            records_json=orjson.dumps(records) if records is not None else b"",
+        )
+        self.queue.put_nowait(pb.ManagerMessage(journal_reply=reply))
 
     def send_results_ack(self, attempts: list[tuple[str, int]]) -> None:
         # Every write's acknowledgements arrive in one loop tick: they leave as one message.
@@ -270,10 +280,36 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     await self._manager.delegate(
                         session.id, request.request_id, request.parent_task_id, request.pool, payload, request.key
                     )
+                elif body == "journal_append":
+                    await self._journal_append(session, message.journal_append)
+                elif body == "journal_load":
+                    await self._journal_load(session, message.journal_load)
                 else:
                     log.warning("unexpected agent message", agent=session.id, kind=body)
         except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.CancelledError):
             pass  # the stream ended (an abort was logged by whoever aborted it)
+
+    async def _journal_append(self, session: AgentSession, request: pb.JournalAppend) -> None:
+        link = session.link
+        assert isinstance(link, StreamLink)
+        try:
+            await self._manager.journal.append(session, request.task_id, request.attempt, request.record_json)
+        except JournalRefused as refused:
+            log.warning("journal record refused", agent=session.id, task_id=request.task_id,
+                        attempt=request.attempt, reason=str(refused))  # fmt: skip
+            link.send_journal_reply(request.request_id, str(refused))
+            return
+        link.send_journal_reply(request.request_id, None)
+
+    async def _journal_load(self, session: AgentSession, request: pb.JournalLoad) -> None:
+        link = session.link
+        assert isinstance(link, StreamLink)
+        try:
+            records = await self._manager.journal.load(session, request.task_id, request.attempt)
+        except JournalRefused as refused:
+            link.send_journal_reply(request.request_id, str(refused))
+            return
+        link.send_journal_reply(request.request_id, None, records)
 
 
 async def _refuse(context: Context, hello: pb.Hello | None, code: grpc.StatusCode, detail: str) -> NoReturn:

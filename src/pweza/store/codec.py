@@ -25,7 +25,7 @@ from sqlalchemy import Table
 from pweza.domain.manifests import RetryPolicy
 from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepApproval, StepError, StepRun
-from pweza.domain.tasks import Attempt, Task, TaskError
+from pweza.domain.tasks import Attempt, CallEntry, Task, TaskError
 from pweza.store import schema
 
 R = TypeVar("R")
@@ -161,6 +161,7 @@ def _or_default(decode: Convert | None, default: Callable[[], Any]) -> Convert:
 
 TASKS: typing.Final = RowCodec(Task, schema.tasks)
 ATTEMPTS: typing.Final = RowCodec(Attempt, schema.attempts)
+CALLS: typing.Final = RowCodec(CallEntry, schema.calls)
 OBJECTS: typing.Final = RowCodec(StoredObject, schema.objects)
 TOKENS: typing.Final = RowCodec(TokenRecord, schema.tokens)
 AUDIT: typing.Final = RowCodec(AuditEntry, schema.audit)

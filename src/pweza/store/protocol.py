@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
-from pweza.domain.tasks import Attempt, Task
+from pweza.domain.tasks import Attempt, CallEntry, Task
 
 if TYPE_CHECKING:
     from pweza.store.postgres.replicas import ReplicaDatabase
@@ -66,6 +66,12 @@ class Store(Protocol):
 
     async def list_attempts(self, task_id: str) -> list[Attempt]: ...
 
+    async def save_calls(self, calls: Sequence[CallEntry]) -> None:
+        """Insert or replace journal entries by (task_id, attempt, position); durable on return."""
+
+    async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
+        """The journals of `task_ids`: by task, attempt, then position."""
+
     async def load_unfinished_tasks(self) -> list[Task]:
         """Every task not in a terminal state, for recovery after a restart."""
 
@@ -114,7 +120,7 @@ class Store(Protocol):
     # Retention.
     async def prune_finished(self, before: float, limit: int) -> int:
         """Delete, in one transaction, up to `limit` finished runs (with their steps and events)
-        and up to `limit` finished tasks (with their attempts) that finished before `before`.
+        and up to `limit` finished tasks (with their attempts and journals) that finished before `before`.
 
         A task is kept while the run named by its "run" label is running or its parent task is
         unfinished. Returns how many runs and tasks were deleted.

@@ -40,7 +40,7 @@ from pweza.domain.runs import Run, RunEvent, RunState, StepRun
 from pweza.domain.tasks import TERMINAL_STATES, Task
 from pweza.store import codec
 from pweza.store.dialects import byte_order, json_text, unindexed
-from pweza.store.schema import attempts, audit, objects, run_events, run_steps, runs, tasks, tokens
+from pweza.store.schema import attempts, audit, calls, objects, run_events, run_steps, runs, tasks, tokens
 
 TERMINAL: Final = tuple(state.value for state in TERMINAL_STATES)
 RUNNING: Final = RunState.RUNNING.value
@@ -145,6 +145,14 @@ def task_update_row(task: Task, columns: Sequence[str] = TASK_MUTABLE) -> dict[s
 
 
 UPSERT_ATTEMPT: Final = _upsert(attempts, ("task_id", "number"), ("agent_id", "state", "finished_at", "error"))
+# A call record sent again (the stream dropped before its acknowledgement) replaces itself.
+UPSERT_CALL: Final = _upsert(calls, ("task_id", "attempt", "position"), ("kind", "record", "recorded_at"))
+# Bind `ids` (at most ID_CHUNK tasks).
+SELECT_CALLS: Final = (
+    select(calls)
+    .where(calls.c.task_id.in_(bindparam("ids", expanding=True)))
+    .order_by(calls.c.task_id, calls.c.attempt, calls.c.position)
+)
 SELECT_TASK: Final = select(tasks).where(tasks.c.id == bindparam("id"))
 SELECT_TASKS: Final = select(tasks).where(tasks.c.id.in_(bindparam("ids", expanding=True)))
 # Newest first, like `list_tasks`; bind `ids` (at most ID_CHUNK parents) and `limit`.
@@ -310,7 +318,9 @@ PRUNE_TASKS: Final = _prune_tasks()
 PRUNE_WITH_RUNS: Final = tuple(
     delete(table).where(table.c.run_id.in_(bindparam("ids", expanding=True))) for table in (run_steps, run_events)
 )
-PRUNE_WITH_TASKS: Final = (delete(attempts).where(attempts.c.task_id.in_(bindparam("ids", expanding=True))),)
+PRUNE_WITH_TASKS: Final = tuple(
+    delete(table).where(table.c.task_id.in_(bindparam("ids", expanding=True))) for table in (attempts, calls)
+)
 
 
 def newest(found: Sequence[Task], limit: int) -> list[Task]:

@@ -82,6 +82,19 @@ attempts = Table(
     PrimaryKeyConstraint("task_id", "number"),
 )
 
+# The journal of `agent` attempts: every model and tool call, kept before the agent uses its answer.
+calls = Table(
+    "calls",
+    metadata,
+    Column("task_id", String(MAX_TASK_ID_CHARS), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("record", Text, nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    PrimaryKeyConstraint("task_id", "attempt", "position"),
+)
+
 tokens = Table(
     "tokens",
     metadata,

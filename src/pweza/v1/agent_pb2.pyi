@@ -36,6 +36,8 @@ class AgentMessage(_message.Message):
     CREDIT_FIELD_NUMBER: _builtins.int
     DELEGATE_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
+    JOURNAL_APPEND_FIELD_NUMBER: _builtins.int
+    JOURNAL_LOAD_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -50,6 +52,10 @@ class AgentMessage(_message.Message):
     def delegate(self) -> Global___DelegateRequest: ...
     @_builtins.property
     def ready(self) -> Global___Ready: ...
+    @_builtins.property
+    def journal_append(self) -> Global___JournalAppend: ...
+    @_builtins.property
+    def journal_load(self) -> Global___JournalLoad: ...
     def __init__(
         self,
         *,
@@ -60,12 +66,14 @@ class AgentMessage(_message.Message):
         credit: Global___Credit | None = ...,
         delegate: Global___DelegateRequest | None = ...,
         ready: Global___Ready | None = ...,
+        journal_append: Global___JournalAppend | None = ...,
+        journal_load: Global___JournalLoad | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -362,6 +370,68 @@ class DelegateRequest(_message.Message):
 Global___DelegateRequest: _TypeAlias = DelegateRequest  # noqa: Y015
 
 @_typing.final
+class JournalAppend(_message.Message):
+    """One model or tool call of an `agent` attempt, for the task's journal. The runtime uses the
+    call's answer only once the JournalReply says it is durable; unanswered, it is sent again on
+    the next stream, and the same (task, attempt, record index) replaces itself.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    RECORD_JSON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    task_id: _builtins.str
+    attempt: _builtins.int
+    record_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        record_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "record_json", b"record_json", "request_id", b"request_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JournalAppend: _TypeAlias = JournalAppend  # noqa: Y015
+
+@_typing.final
+class JournalLoad(_message.Message):
+    """A retried or resumed attempt asks for the calls its task's earlier attempts recorded, to
+    replay them instead of paying for them again.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    task_id: _builtins.str
+    attempt: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "request_id", b"request_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JournalLoad: _TypeAlias = JournalLoad  # noqa: Y015
+
+@_typing.final
 class ManagerMessage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -371,6 +441,7 @@ class ManagerMessage(_message.Message):
     DRAIN_FIELD_NUMBER: _builtins.int
     DELEGATE_RESULT_FIELD_NUMBER: _builtins.int
     RESULTS_ACK_FIELD_NUMBER: _builtins.int
+    JOURNAL_REPLY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -383,6 +454,8 @@ class ManagerMessage(_message.Message):
     def delegate_result(self) -> Global___DelegateResult: ...
     @_builtins.property
     def results_ack(self) -> Global___ResultsAck: ...
+    @_builtins.property
+    def journal_reply(self) -> Global___JournalReply: ...
     def __init__(
         self,
         *,
@@ -392,12 +465,13 @@ class ManagerMessage(_message.Message):
         drain: Global___Drain | None = ...,
         delegate_result: Global___DelegateResult | None = ...,
         results_ack: Global___ResultsAck | None = ...,
+        journal_reply: Global___JournalReply | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "body", b"body", "cancel", b"cancel", "delegate_result", b"delegate_result", "drain", b"drain", "results_ack", b"results_ack", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "body", b"body", "cancel", b"cancel", "delegate_result", b"delegate_result", "drain", b"drain", "journal_reply", b"journal_reply", "results_ack", b"results_ack", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "body", b"body", "cancel", b"cancel", "delegate_result", b"delegate_result", "drain", b"drain", "results_ack", b"results_ack", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "body", b"body", "cancel", b"cancel", "delegate_result", b"delegate_result", "drain", b"drain", "journal_reply", b"journal_reply", "results_ack", b"results_ack", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["welcome", "assignments", "cancel", "drain", "delegate_result", "results_ack"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["welcome", "assignments", "cancel", "drain", "delegate_result", "results_ack", "journal_reply"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -617,3 +691,35 @@ class DelegateResult(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DelegateResult: _TypeAlias = DelegateResult  # noqa: Y015
+
+@_typing.final
+class JournalReply(_message.Message):
+    """The answer to a JournalAppend (ok: the record is durable) or a JournalLoad (records_json: a
+    JSON list of the records to replay, in call order).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RECORDS_JSON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    ok: _builtins.bool
+    error: _builtins.str
+    records_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        error: _builtins.str = ...,
+        records_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ok", b"ok", "records_json", b"records_json", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JournalReply: _TypeAlias = JournalReply  # noqa: Y015

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from pweza.agent.calls import Journal
 from pweza.agent.chat import ChatClient, endpoints_from
 from pweza.agent.model_loop import DEFAULT_MAX_TURNS, AgentLoop, LoopSettings
 from pweza.agent.sdk import TaskContext, TaskFailure
@@ -61,18 +62,22 @@ class AgentLoopRuntime:
     def load_error(self) -> str | None:
         return self._error
 
-    def loop(self, tools: Tools | None = None) -> AgentLoop:
+    def loop(self, tools: Tools | None = None, journal: Journal | None = None) -> AgentLoop:
         if self._client is None:
             raise TaskFailure(self._error or "no model", type=ErrorType.CONFIG, retryable=False)
-        return AgentLoop(self._client, tools or self.tools, self.settings)
+        return AgentLoop(self._client, tools or self.tools, self.settings, journal=journal)
 
     async def run(self, ctx: TaskContext) -> Any:
+        if self._client is None:
+            raise TaskFailure(self._error or "no model", type=ErrorType.CONFIG, retryable=False)
+        # Before any call: a retried attempt replays what the earlier ones recorded.
+        journal = await ctx.open_journal()
         if self._agent_tools is None:
-            output = await self.loop().run(ctx.input)
+            output = await self.loop(journal=journal).run(ctx.input)
         else:
             attempt_tools = self._agent_tools.for_attempt(ctx)
             try:
-                output = await self.loop(attempt_tools).run(ctx.input)
+                output = await self.loop(attempt_tools, journal).run(ctx.input)
             finally:
                 await attempt_tools.aclose()  # the attempt's own; the shared MCP sessions stay open
         usage = output["usage"]

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
-from pweza.domain.tasks import Attempt, Task
+from pweza.domain.tasks import Attempt, CallEntry, Task
 from pweza.store import codec, migrating, queries
 from pweza.store.postgres.urls import driver_url
 from pweza.store.postgres.writer import Writer, as_unavailable
@@ -224,6 +224,15 @@ class PostgresStore:
     async def list_attempts(self, task_id: str) -> list[Attempt]:
         rows = await self._all(queries.SELECT_ATTEMPTS, {"task_id": task_id})
         return [codec.ATTEMPTS.record(row) for row in rows]
+
+    async def save_calls(self, calls: Sequence[CallEntry]) -> None:
+        await self._bulk(queries.UPSERT_CALL, [codec.CALLS.row(call) for call in calls])
+
+    async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
+        found: list[CallEntry] = []
+        for chunk in queries.chunks(task_ids):
+            found.extend(codec.CALLS.record(row) for row in await self._all(queries.SELECT_CALLS, {"ids": chunk}))
+        return found
 
     async def load_unfinished_tasks(self) -> list[Task]:
         return [codec.TASKS.record(row) for row in await self._all(queries.SELECT_UNFINISHED_TASKS)]

@@ -18,7 +18,7 @@ from sqlalchemy import Executable, create_engine
 
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
-from pweza.domain.tasks import Attempt, Task
+from pweza.domain.tasks import Attempt, CallEntry, Task
 from pweza.store import codec, migrating, queries
 from pweza.store.codec import RowCodec
 from pweza.store.protocol import Store
@@ -149,6 +149,15 @@ class SqliteStore:
 
     async def list_attempts(self, task_id: str) -> list[Attempt]:
         return await self._select(codec.ATTEMPTS, queries.SELECT_ATTEMPTS, {"task_id": task_id})
+
+    async def save_calls(self, calls: Sequence[CallEntry]) -> None:
+        await self._write_many(queries.UPSERT_CALL, [codec.CALLS.row(call) for call in calls])
+
+    async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
+        found: list[CallEntry] = []
+        for chunk in queries.chunks(task_ids):
+            found.extend(await self._select(codec.CALLS, queries.SELECT_CALLS, {"ids": chunk}))
+        return found
 
     async def load_unfinished_tasks(self) -> list[Task]:
         return await self._select(codec.TASKS, queries.SELECT_UNFINISHED_TASKS, {})

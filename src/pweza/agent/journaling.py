@@ -1,0 +1,85 @@
+"""The durable journal of an `agent` attempt: its call records kept by the manager, in the store.
+
+`ChannelJournal` is the `Journal` the model loop writes to when the agent runs under a manager:
+each record goes up the stream as a JournalAppend, and `record` returns only when the manager's
+JournalReply says it is stored, so an answer is never used before it would survive a crash. A
+retried or resumed attempt first loads what its task's earlier attempts recorded and replays
+it. A request still unanswered when the stream drops is sent again after the next Welcome
+(an append is keyed by task, attempt and record index, so a repeat replaces itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+
+from pweza.agent.calls import CallRecord, MemoryJournal
+from pweza.agent.outbox import Outbox
+from pweza.agent.sdk import TaskFailure
+from pweza.v1 import agent_pb2 as pb
+
+
+class JournalClient:
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._pending: dict[str, tuple[asyncio.Future[pb.JournalReply], pb.AgentMessage]] = {}
+
+    async def open(self, task_id: str, attempt: int) -> ChannelJournal:
+        """The attempt's journal, holding the earlier attempts' records to replay (none for a first attempt)."""
+        earlier: list[CallRecord] = []
+        if attempt > 1:
+            request = pb.JournalLoad(request_id=uuid.uuid4().hex, task_id=task_id, attempt=attempt)
+            reply = await self._ask(request.request_id, pb.AgentMessage(journal_load=request))
+            earlier = [CallRecord.from_json(item) for item in orjson.loads(reply.records_json or b"[]")]
+        return ChannelJournal(self, task_id, attempt, earlier)
+
+    async def append(self, task_id: str, attempt: int, record: CallRecord) -> None:
+        request = pb.JournalAppend(
+            request_id=uuid.uuid4().hex, task_id=task_id, attempt=attempt, record_json=orjson.dumps(record.as_json())
+        )
+        await self._ask(request.request_id, pb.AgentMessage(journal_append=request))
+
+    async def _ask(self, request_id: str, message: pb.AgentMessage) -> pb.JournalReply:
+        future: asyncio.Future[pb.JournalReply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = (future, message)
+        self._outbox.request(message)
+        try:
+            reply = await future
+        finally:
+            self._pending.pop(request_id, None)
+        if not reply.ok:
+            # The manager refused (the attempt is no longer ours, a malformed record): the answer
+            # cannot be kept, so it must not be used. Retryable: a later attempt replays what was kept.
+            raise TaskFailure(f"the call journal refused: {reply.error}", type="JournalRefused", retryable=True)
+        return reply
+
+    def resolve(self, reply: pb.JournalReply) -> None:
+        entry = self._pending.get(reply.request_id)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(reply)
+
+    def resend_all(self) -> None:
+        for future, message in self._pending.values():
+            if not future.done():
+                self._outbox.request(message)
+
+
+class ChannelJournal(MemoryJournal):
+    """An attempt's records, each stored through the manager before the loop uses it."""
+
+    def __init__(self, client: JournalClient, task_id: str, attempt: int, earlier: list[CallRecord]) -> None:
+        super().__init__(earlier)
+        self._client = client
+        self._task_id = task_id
+        self._attempt = attempt
+
+    @property
+    def replayable(self) -> int:
+        """How many records the earlier attempts left to replay."""
+        return len(self._earlier)
+
+    async def record(self, record: CallRecord) -> None:
+        await self._client.append(self._task_id, self._attempt, record)
+        await super().record(record)

@@ -19,10 +19,12 @@ from typing import Any
 
 import grpc
 import httpx
+import orjson
 import pytest
 
 from pweza.testing import eventually_async
 from pweza.testing.platform import Platform
+from pweza.v1 import agent_pb2 as pb
 from tests.conftest import pool, template
 from tests.integration.hostile_agent import HostileAgent
 
@@ -276,3 +278,63 @@ async def test_zero_slots_means_none_and_credits_never_exceed_the_slots(echo: Pl
     assert len(got) == 2
     assert [m for m in await unset.quiet_for(0.5) if m.HasField("assignments")] == []
     await unset.close()
+
+
+# -- the call journal -------------------------------------------------------------------------
+async def journal_reply(agent: HostileAgent, message: pb.AgentMessage) -> pb.JournalReply:
+    agent.send(message)
+    while True:
+        got = await agent.next_message()
+        assert got is not None, f"the stream ended: {agent.ended}"
+        if got.HasField("journal_reply"):
+            return got.journal_reply
+
+
+def append(task_id: str, attempt: int, record: Any, request_id: str = "r") -> pb.AgentMessage:
+    body = record if isinstance(record, bytes) else orjson.dumps(record)
+    request = pb.JournalAppend(request_id=request_id, task_id=task_id, attempt=attempt, record_json=body)
+    return pb.AgentMessage(journal_append=request)
+
+
+def load(task_id: str, attempt: int) -> pb.AgentMessage:
+    return pb.AgentMessage(journal_load=pb.JournalLoad(request_id="load", task_id=task_id, attempt=attempt))
+
+
+GOOD_RECORD = {"index": 0, "kind": "tool", "requestDigest": "ab" * 32, "response": {"name": "t", "content": "x"}}
+
+
+async def test_only_the_holder_writes_or_reads_an_attempts_journal_and_only_well_formed_records(
+    echo: Platform,
+) -> None:
+    token = agent_token(echo, "default/echo")
+    async with HostileAgent(echo.grpc_address) as holder, HostileAgent(echo.grpc_address) as mallory:
+        await holder.hello(token=token, pool="echo", agent_id="holder", free_slots=1)
+        task_id = submit(echo)
+        item = (await holder.assignments())[0]
+        await mallory.hello(token=token, pool="echo", agent_id="mallory", free_slots=0)
+        forged = await journal_reply(mallory, append(task_id, item.attempt, GOOD_RECORD))
+        assert not forged.ok and "not running on this agent" in forged.error
+        peek = await journal_reply(mallory, load(task_id, item.attempt))
+        assert not peek.ok and peek.records_json == b""
+        ahead = await journal_reply(holder, append(task_id, item.attempt + 1, GOOD_RECORD))
+        assert not ahead.ok, "an attempt not yet given out"
+        for bad, words in [
+            (b"not json", "not JSON"),
+            ([1, 2], "JSON object"),
+            ({**GOOD_RECORD, "index": -1}, "index must be"),
+            ({**GOOD_RECORD, "index": True}, "index must be"),
+            ({**GOOD_RECORD, "kind": "shell"}, "kind must be"),
+            ({**GOOD_RECORD, "requestDigest": "x" * 500}, "requestDigest"),
+            ({**GOOD_RECORD, "response": "text"}, "response must be"),
+            ({**GOOD_RECORD, "usage": {"promptTokens": "many"}}, "usage must be"),
+        ]:
+            reply = await journal_reply(holder, append(task_id, item.attempt, bad))
+            assert not reply.ok and words in reply.error, (bad, reply.error)
+        kept = await journal_reply(holder, append(task_id, item.attempt, GOOD_RECORD, request_id="mine"))
+        assert (kept.request_id, kept.ok, kept.error) == ("mine", True, "")
+        # Its own attempt has no earlier one: nothing to replay.
+        nothing = await journal_reply(holder, load(task_id, item.attempt))
+        assert nothing.ok and orjson.loads(nothing.records_json) == []
+    journal = task(echo, task_id)["journal"]
+    assert [(c["attempt"], c["index"], c["kind"], c["tool"]) for c in journal] == [(1, 0, "tool", "t")]
+    assert refusals(echo)[("journal", "not_holder")] == 2

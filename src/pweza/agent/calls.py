@@ -5,8 +5,8 @@ at this position, with this request, was made before (and then uses the recorded
 of paying for it again), and otherwise makes the call and hands it the record. A record holds
 the digest of the request, not the request: the loop is deterministic given the answers, so the
 same position and digest mean the same call. `MemoryJournal` keeps the records of one attempt;
-a durable journal (through the agent channel into the store) is the next step, and it only has
-to implement these two methods.
+the durable one (`pweza.agent.journaling`) stores each record through the agent channel and asks
+the manager before each model call whether a budget allows it.
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ class Journal(Protocol):
     async def record(self, record: CallRecord) -> None:
         """Keep a call's record; the loop uses the answer only once this returns."""
 
+    async def before_model_call(self, request: dict[str, Any]) -> None:
+        """Called before a model call is made (not before a replay): raises to stop it (a budget)."""
+
 
 class MemoryJournal:
     """One attempt's records in memory, optionally starting from an earlier attempt's to replay."""
@@ -88,6 +91,9 @@ class MemoryJournal:
 
     async def record(self, record: CallRecord) -> None:
         self.records.append(record)
+
+    async def before_model_call(self, request: dict[str, Any]) -> None:
+        return None  # no budgets outside a manager
 
 
 __all__ = ["CallKind", "CallRecord", "Journal", "MemoryJournal", "digest"]

@@ -5,13 +5,16 @@ each record goes up the stream as a JournalAppend, and `record` returns only whe
 JournalReply says it is stored, so an answer is never used before it would survive a crash. A
 retried or resumed attempt first loads what its task's earlier attempts recorded and replays
 it. A request still unanswered when the stream drops is sent again after the next Welcome
-(an append is keyed by task, attempt and record index, so a repeat replaces itself).
+(an append is keyed by task, attempt and record index, so a repeat replaces itself). Before each
+model call the journal asks the manager for a permit: a used-up budget fails the attempt with
+BudgetExceeded, which is not retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import orjson
 
@@ -41,6 +44,12 @@ class JournalClient:
         )
         await self._ask(request.request_id, pb.AgentMessage(journal_append=request))
 
+    async def permit(self, task_id: str, attempt: int, max_tokens: int) -> None:
+        request = pb.CallPermit(
+            request_id=uuid.uuid4().hex, task_id=task_id, attempt=attempt, max_tokens=max(0, min(max_tokens, 2**32 - 1))
+        )
+        await self._ask(request.request_id, pb.AgentMessage(call_permit=request))
+
     async def _ask(self, request_id: str, message: pb.AgentMessage) -> pb.JournalReply:
         future: asyncio.Future[pb.JournalReply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (future, message)
@@ -49,6 +58,8 @@ class JournalClient:
             reply = await future
         finally:
             self._pending.pop(request_id, None)
+        if not reply.ok and reply.error_type == "BudgetExceeded":
+            raise TaskFailure(reply.error, type="BudgetExceeded", retryable=False)
         if not reply.ok:
             # The manager refused (the attempt is no longer ours, a malformed record): the answer
             # cannot be kept, so it must not be used. Retryable: a later attempt replays what was kept.
@@ -83,3 +94,7 @@ class ChannelJournal(MemoryJournal):
     async def record(self, record: CallRecord) -> None:
         await self._client.append(self._task_id, self._attempt, record)
         await super().record(record)
+
+    async def before_model_call(self, request: dict[str, Any]) -> None:
+        limit = request.get("max_tokens")
+        await self._client.permit(self._task_id, self._attempt, limit if isinstance(limit, int) else 0)

@@ -97,6 +97,7 @@ class AgentLoop:
         if earlier is not None:
             await self._step(CallRecord(index, "model", key, earlier.response, earlier.usage, replayed=True))
             return _chat_result(earlier)
+        await self.journal.before_model_call(request)
         started = time.monotonic()
         try:
             result = await (self._streamed(request) if self._on_chunk else self._client.complete(request))

@@ -69,6 +69,19 @@ class CallInfo(Out):
     response: dict[str, Any] | None = Field(default=None, description="the recorded answer, in GET /tasks/{id}")
 
 
+class UsageInfo(Out):
+    """The model calls a task's (or a step's) attempts paid for and their tokens, as the endpoints reported."""
+
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RunUsage(Out):
+    tokens: int = Field(description="the model tokens the run's calls paid for, its delegated tasks' included")
+    budget_tokens: int | None = Field(description="the Workflow's budget.tokens, if it has one")
+
+
 class TaskInfo(Out):
     id: str
     namespace: str
@@ -91,6 +104,7 @@ class TaskInfo(Out):
     journal: list[CallInfo] | None = Field(
         default=None, description="only in GET /tasks/{id}: the model and tool calls its attempts made"
     )
+    usage: UsageInfo | None = Field(default=None, description="only in GET /tasks/{id}: what the journal paid for")
 
 
 class TaskRef(Out):
@@ -194,6 +208,7 @@ class StepInfo(Out):
     journal: list[CallInfo] | None = Field(
         default=None, description="the model and tool calls of the step's task, when its runtime journals them"
     )
+    usage: UsageInfo | None = Field(default=None, description="what the step task's journal paid for")
 
 
 class RunInfo(Out):
@@ -213,6 +228,7 @@ class RunInfo(Out):
     spec: dict[str, Any] | None = Field(
         default=None, description="the workflow's spec the run follows, in the views of one run"
     )
+    usage: RunUsage | None = Field(default=None, description="in the views of one run: model tokens and budget")
 
 
 class EventInfo(Out):

@@ -113,6 +113,17 @@ def call_json(entry: CallEntry, *, with_response: bool) -> dict[str, Any]:
     return body
 
 
+def usage_json(calls: list[CallEntry]) -> dict[str, int]:
+    """The tokens the calls paid for (replayed calls were paid by an earlier attempt)."""
+    paid = [entry for entry in calls if entry.kind == "model" and not entry.record.get("replayed", False)]
+    usages = [entry.record.get("usage") or {} for entry in paid]
+    return {
+        "modelCalls": len(paid),
+        "promptTokens": sum(usage.get("promptTokens", 0) for usage in usages),
+        "completionTokens": sum(usage.get("completionTokens", 0) for usage in usages),
+    }
+
+
 def task_json(
     task: Task, attempts: list[Attempt] | None = None, calls: list[CallEntry] | None = None
 ) -> dict[str, Any]:
@@ -150,4 +161,5 @@ def task_json(
         ]
     if calls is not None:
         body["journal"] = [call_json(entry, with_response=True) for entry in calls]
+        body["usage"] = usage_json(calls)
     return body

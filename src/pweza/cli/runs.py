@@ -127,6 +127,10 @@ def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, n
         _add_children(branch, step.get("children") or [])
         _add_journal(branch, step.get("journal") or [])
     parts: list[Any] = [tree]
+    usage = run.get("usage") or {}
+    if usage.get("tokens") or usage.get("budgetTokens"):
+        budget = f" of a budget of {usage['budgetTokens']}" if usage.get("budgetTokens") else ""
+        parts.append(Text(f"model tokens: {usage.get('tokens', 0)}{budget}", "dim"))
     if run.get("error"):
         parts.append(Text(f"error: {run['error']}", "red"))
     return Group(*parts)

@@ -383,6 +383,33 @@ class Scaling(SpecModel):
         return self
 
 
+MAX_BUDGET_TOKENS = 10**12
+
+
+class RunBudget(SpecModel):
+    tokens: int = Field(
+        ge=1,
+        le=MAX_BUDGET_TOKENS,
+        description="The most model tokens (prompt and completion) one run's agent calls may use, its "
+        "delegated tasks included. A call is refused before it is made once the run has used them, or "
+        "when its maxTokens would go past them; the step fails with BudgetExceeded, not retried.",
+    )
+
+
+class PoolBudget(SpecModel):
+    tokens: int = Field(
+        ge=1,
+        le=MAX_BUDGET_TOKENS,
+        description="The most model tokens (prompt and completion) the pool's agent calls may use within "
+        "each period. A call is refused before it is made once they are used, or when its maxTokens "
+        "would go past them; the task fails with BudgetExceeded, not retried.",
+    )
+    period: Duration = Field(
+        default="24h",
+        description="The window the tokens count over, up to now (a duration such as 1h or 168h).",
+    )
+
+
 class AgentPoolSpec(SpecModel):
     template_ref: Name = Field(
         description="The name of the AgentTemplate (in the pool's namespace) whose agents the pool runs.",
@@ -392,6 +419,9 @@ class AgentPoolSpec(SpecModel):
         description="On Kubernetes: this pool's changes to the template's pod settings.",
     )
     scaling: Scaling = Field(default_factory=Scaling, description="How many agents the pool runs.")
+    budget: PoolBudget | None = Field(
+        default=None, description="A limit on the model tokens the pool's agents use (agent runtime)."
+    )
     replicas: int | None = Field(
         default=None,
         ge=1,

@@ -90,6 +90,12 @@ class CallEntry:
     kind: str
     record: dict[str, Any]
     recorded_at: float
+    # Where the tokens count, for budgets: the task's namespace, pool and run ("" outside a run).
+    namespace: str = "default"
+    pool: str = ""
+    run_id: str = ""
+    # The tokens this call paid for: a model call's prompt and completion; 0 for tools and replays.
+    tokens: int = 0
 
 
 @dataclass(slots=True)

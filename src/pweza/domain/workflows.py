@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pweza.domain import expressions
 from pweza.domain.durations import Duration
 from pweza.domain.kinds import register_kind
-from pweza.domain.manifests import Manifest, Name, RetryPolicy, SpecModel
+from pweza.domain.manifests import Manifest, Name, RetryPolicy, RunBudget, SpecModel
 
 # Step names are CEL identifiers so that `steps.<name>.output` reads naturally.
 StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -171,6 +171,9 @@ class WorkflowSpec(SpecModel):
         ge=1,
         le=10_000,
         description="How many steps of one run are in flight at once (default: no limit).",
+    )
+    budget: RunBudget | None = Field(
+        default=None, description="A limit on the model tokens each run's agent calls use (agent runtime)."
     )
 
     @model_validator(mode="after")

@@ -103,6 +103,27 @@ class Metrics:
             ["workflow", "state"],
             registry=self.registry,
         )
+        # From the `agent` runtime's call journal: what each pool's model calls paid for (replays
+        # count nothing). `model_config` is the pool's modelRef, whichever fallback answered (the
+        # journal names the endpoint); `type`: prompt or completion.
+        self.model_tokens = Counter(
+            "pweza_model_tokens",
+            "Model tokens the agent runtime's calls used, as the endpoints reported them.",
+            ["namespace", "pool", "model_config", "type"],
+            registry=self.registry,
+        )
+        self.model_calls = Counter(
+            "pweza_model_calls",
+            "Model calls the agent runtime made (replays of recorded calls not counted).",
+            ["namespace", "pool", "model_config"],
+            registry=self.registry,
+        )
+        self.budget_refusals = Counter(
+            "pweza_budget_refusals",
+            "Model calls refused before they were made because a budget was used up; scope: run or pool.",
+            ["namespace", "scope"],
+            registry=self.registry,
+        )
         self.pruned = Counter(
             "pweza_pruned",
             "Finished runs and tasks deleted by retention.",

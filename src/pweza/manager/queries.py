@@ -66,6 +66,8 @@ class StepView:
 class RunView:
     run: Run
     steps: list[StepView]
+    # The model tokens its tasks' calls paid for (delegated tasks included), what its budget counts.
+    tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,7 @@ class Queries:
             children = [] if task_id is None else trees[task_id]
             journal = [] if task_id is None else calls.get(task_id, [])
             views.append(StepView(step, task_id, attempts, children, item_states.get(step.name), journal))
-        return RunView(run, views)
+        return RunView(run, views, await self._store.run_tokens(run_id))
 
     async def _item_states(self, run: Run, steps: list[StepRun]) -> dict[str, dict[str, int]]:
         """The states of every fan-out's item tasks, in one read for all of the run's fan-outs."""

@@ -10,7 +10,7 @@ from typing import Any
 from pweza.domain.durations import parse_duration
 from pweza.domain.errors import Conflict, InvalidInput, NotFound
 from pweza.domain.kinds import KINDS
-from pweza.domain.manifests import AgentPool, AgentTemplate, AgentTemplateSpec, Manifest
+from pweza.domain.manifests import AgentPool, AgentTemplate, AgentTemplateSpec, Manifest, PoolBudget
 from pweza.domain.model_configs import ModelConfig
 from pweza.domain.records import StoredObject
 from pweza.domain.workflows import Workflow
@@ -30,6 +30,7 @@ class PoolPolicy:
     pool: str
     template_name: str
     template: AgentTemplateSpec
+    budget: PoolBudget | None = None
 
     @property
     def timeout_seconds(self) -> float:
@@ -180,7 +181,7 @@ class Registry:
                 field="pool",
             )
         template = AgentTemplate.model_validate(stored_template.body)
-        policy = PoolPolicy(namespace, pool, ref, template.spec)
+        policy = PoolPolicy(namespace, pool, ref, template.spec, pool_model.spec.budget)
         self._policies[key] = (now, policy)
         return policy
 

@@ -57,7 +57,7 @@ class Manager:
             clock=clock,
         )
         self.delegations = Delegations(store, self.dispatcher, self.registry, payload_limit=settings.max_payload_bytes)
-        self.journal = CallJournal(store, self.dispatcher, clock)
+        self.journal = CallJournal(store, self.dispatcher, self.registry, self.metrics, clock)
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )

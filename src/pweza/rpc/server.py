@@ -89,11 +89,14 @@ class StreamLink:
         )
         self.queue.put_nowait(pb.ManagerMessage(delegate_result=message))
 
-    def send_journal_reply(self, request_id: str, error: str | None, records: list[Any] | None = None) -> None:
+    def send_journal_reply(
+        self, request_id: str, refused: JournalRefused | None, records: list[Any] | None = None
+    ) -> None:
         reply = pb.JournalReply(
             request_id=request_id,
-            ok=error is None,
-            error=error or "",
+            ok=refused is None,
+            error="" if refused is None else str(refused),
+            error_type="" if refused is None else refused.error_type,
             records_json=orjson.dumps(records) if records is not None else b"",
         )
         self.queue.put_nowait(pb.ManagerMessage(journal_reply=reply))
@@ -284,6 +287,8 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     await self._journal_append(session, message.journal_append)
                 elif body == "journal_load":
                     await self._journal_load(session, message.journal_load)
+                elif body == "call_permit":
+                    await self._call_permit(session, message.call_permit)
                 else:
                     log.warning("unexpected agent message", agent=session.id, kind=body)
         except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.CancelledError):
@@ -297,7 +302,17 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         except JournalRefused as refused:
             log.warning("journal record refused", agent=session.id, task_id=request.task_id,
                         attempt=request.attempt, reason=str(refused))  # fmt: skip
-            link.send_journal_reply(request.request_id, str(refused))
+            link.send_journal_reply(request.request_id, refused)
+            return
+        link.send_journal_reply(request.request_id, None)
+
+    async def _call_permit(self, session: AgentSession, request: pb.CallPermit) -> None:
+        link = session.link
+        assert isinstance(link, StreamLink)
+        try:
+            await self._manager.journal.permit(session, request.task_id, request.attempt, request.max_tokens)
+        except JournalRefused as refused:
+            link.send_journal_reply(request.request_id, refused)
             return
         link.send_journal_reply(request.request_id, None)
 
@@ -307,7 +322,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         try:
             records = await self._manager.journal.load(session, request.task_id, request.attempt)
         except JournalRefused as refused:
-            link.send_journal_reply(request.request_id, str(refused))
+            link.send_journal_reply(request.request_id, refused)
             return
         link.send_journal_reply(request.request_id, None, records)
 

@@ -69,6 +69,12 @@ class Store(Protocol):
     async def save_calls(self, calls: Sequence[CallEntry]) -> None:
         """Insert or replace journal entries by (task_id, attempt, position); durable on return."""
 
+    async def run_tokens(self, run_id: str) -> int:
+        """The tokens the calls of a run's tasks paid for (replays count nothing)."""
+
+    async def pool_tokens(self, namespace: str, pool: str, since: float) -> int:
+        """The tokens the calls of a pool's tasks recorded at or after `since` paid for."""
+
     async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
         """The journals of `task_ids`: by task, attempt, then position."""
 

@@ -146,12 +146,19 @@ def task_update_row(task: Task, columns: Sequence[str] = TASK_MUTABLE) -> dict[s
 
 UPSERT_ATTEMPT: Final = _upsert(attempts, ("task_id", "number"), ("agent_id", "state", "finished_at", "error"))
 # A call record sent again (the stream dropped before its acknowledgement) replaces itself.
-UPSERT_CALL: Final = _upsert(calls, ("task_id", "attempt", "position"), ("kind", "record", "recorded_at"))
+UPSERT_CALL: Final = _upsert(calls, ("task_id", "attempt", "position"), ("kind", "record", "recorded_at", "tokens"))
 # Bind `ids` (at most ID_CHUNK tasks).
 SELECT_CALLS: Final = (
     select(calls)
     .where(calls.c.task_id.in_(bindparam("ids", expanding=True)))
     .order_by(calls.c.task_id, calls.c.attempt, calls.c.position)
+)
+# Budgets: the tokens a run's calls paid for; a pool's since a time (bind `since`).
+RUN_TOKENS: Final = select(func.coalesce(func.sum(calls.c.tokens), 0)).where(calls.c.run_id == bindparam("run_id"))
+POOL_TOKENS: Final = select(func.coalesce(func.sum(calls.c.tokens), 0)).where(
+    calls.c.namespace == bindparam("namespace"),
+    calls.c.pool == bindparam("pool"),
+    calls.c.recorded_at >= bindparam("since"),
 )
 SELECT_TASK: Final = select(tasks).where(tasks.c.id == bindparam("id"))
 SELECT_TASKS: Final = select(tasks).where(tasks.c.id.in_(bindparam("ids", expanding=True)))

@@ -92,7 +92,14 @@ calls = Table(
     Column("kind", String(16), nullable=False),
     Column("record", Text, nullable=False),
     Column("recorded_at", Float, nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("pool", String(63), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("tokens", BigInteger, nullable=False),
     PrimaryKeyConstraint("task_id", "attempt", "position"),
+    # Budgets sum a run's tokens, or a pool's since some time.
+    Index("ix_calls_run", "run_id"),
+    Index("ix_calls_pool", "namespace", "pool", "recorded_at"),
 )
 
 tokens = Table(

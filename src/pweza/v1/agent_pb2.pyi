@@ -38,6 +38,7 @@ class AgentMessage(_message.Message):
     READY_FIELD_NUMBER: _builtins.int
     JOURNAL_APPEND_FIELD_NUMBER: _builtins.int
     JOURNAL_LOAD_FIELD_NUMBER: _builtins.int
+    CALL_PERMIT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -56,6 +57,8 @@ class AgentMessage(_message.Message):
     def journal_append(self) -> Global___JournalAppend: ...
     @_builtins.property
     def journal_load(self) -> Global___JournalLoad: ...
+    @_builtins.property
+    def call_permit(self) -> Global___CallPermit: ...
     def __init__(
         self,
         *,
@@ -68,12 +71,13 @@ class AgentMessage(_message.Message):
         ready: Global___Ready | None = ...,
         journal_append: Global___JournalAppend | None = ...,
         journal_load: Global___JournalLoad | None = ...,
+        call_permit: Global___CallPermit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load", "call_permit"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -432,6 +436,38 @@ class JournalLoad(_message.Message):
 Global___JournalLoad: _TypeAlias = JournalLoad  # noqa: Y015
 
 @_typing.final
+class CallPermit(_message.Message):
+    """Before an `agent` attempt calls its model: may it, within the budgets of its run and pool?
+    `max_tokens` is the most the call may produce (0: not limited by the request).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    task_id: _builtins.str
+    attempt: _builtins.int
+    max_tokens: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        max_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "max_tokens", b"max_tokens", "request_id", b"request_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallPermit: _TypeAlias = CallPermit  # noqa: Y015
+
+@_typing.final
 class ManagerMessage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -694,8 +730,8 @@ Global___DelegateResult: _TypeAlias = DelegateResult  # noqa: Y015
 
 @_typing.final
 class JournalReply(_message.Message):
-    """The answer to a JournalAppend (ok: the record is durable) or a JournalLoad (records_json: a
-    JSON list of the records to replay, in call order).
+    """The answer to a JournalAppend (ok: the record is durable), a JournalLoad (records_json: a
+    JSON list of the records to replay, in call order) or a CallPermit (ok: make the call).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -704,10 +740,13 @@ class JournalReply(_message.Message):
     OK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     RECORDS_JSON_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     ok: _builtins.bool
     error: _builtins.str
     records_json: _builtins.bytes
+    error_type: _builtins.str
+    """Set when the refusal is final for the attempt: "BudgetExceeded" (not retried)."""
     def __init__(
         self,
         *,
@@ -715,10 +754,11 @@ class JournalReply(_message.Message):
         ok: _builtins.bool = ...,
         error: _builtins.str = ...,
         records_json: _builtins.bytes = ...,
+        error_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "ok", b"ok", "records_json", b"records_json", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "error_type", b"error_type", "ok", b"ok", "records_json", b"records_json", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

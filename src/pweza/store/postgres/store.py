@@ -160,9 +160,9 @@ class PostgresStore:
         rows = await self._all(statement, params)
         return rows[0] if rows else None
 
-    async def _scalar(self, statement: Executable) -> int:
+    async def _scalar(self, statement: Executable, params: dict[str, Any] | None = None) -> int:
         async with self.reader() as connection:
-            return int((await connection.execute(statement)).scalar_one())
+            return int((await connection.execute(statement, params or {})).scalar_one())
 
     # -- objects ---------------------------------------------------------------
     async def put_object(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> StoredObject:
@@ -227,6 +227,12 @@ class PostgresStore:
 
     async def save_calls(self, calls: Sequence[CallEntry]) -> None:
         await self._bulk(queries.UPSERT_CALL, [codec.CALLS.row(call) for call in calls])
+
+    async def run_tokens(self, run_id: str) -> int:
+        return await self._scalar(queries.RUN_TOKENS, {"run_id": run_id})
+
+    async def pool_tokens(self, namespace: str, pool: str, since: float) -> int:
+        return await self._scalar(queries.POOL_TOKENS, {"namespace": namespace, "pool": pool, "since": since})
 
     async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
         found: list[CallEntry] = []

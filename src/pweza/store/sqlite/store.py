@@ -84,9 +84,9 @@ class SqliteStore:
 
         return await self._writer.call(select)
 
-    async def _scalar(self, statement: Executable) -> int:
+    async def _scalar(self, statement: Executable, params: dict[str, Any] | None = None) -> int:
         def select(connection: sqlite3.Connection) -> int:
-            row = fetch_one(connection, statement)
+            row = fetch_one(connection, statement, params or {})
             return 0 if row is None else int(row[0])
 
         return await self._writer.call(select)
@@ -152,6 +152,12 @@ class SqliteStore:
 
     async def save_calls(self, calls: Sequence[CallEntry]) -> None:
         await self._write_many(queries.UPSERT_CALL, [codec.CALLS.row(call) for call in calls])
+
+    async def run_tokens(self, run_id: str) -> int:
+        return await self._scalar(queries.RUN_TOKENS, {"run_id": run_id})
+
+    async def pool_tokens(self, namespace: str, pool: str, since: float) -> int:
+        return await self._scalar(queries.POOL_TOKENS, {"namespace": namespace, "pool": pool, "since": since})
 
     async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
         found: list[CallEntry] = []

@@ -4,10 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install proto crds docs-assets lint test test-fast demo bench bench-ui screenshots temporal-bin k8s-bin kube-score postgres images node-deps chromium model clean
+.PHONY: help install proto crds docs-assets lint test test-fast demo demo-llm bench bench-ui screenshots temporal-bin k8s-bin kube-score postgres images node-deps chromium model clean
 
 help:
 	@echo "make demo   - run the embedded platform with an example and show the work done"
+	@echo "make demo-llm - the llm-research example on the local model: an agent, an MCP tool server, a writers pool"
 	@echo "make test   - install what the tests need, lint, and run every test"
 	@echo "make bench  - run the benchmarks against the peers (JSON results, docs/benchmarks.md)"
 	@echo "make bench-ui - time the web UI's run pages in headless Chromium (JSON)"
@@ -52,6 +53,10 @@ test: $(STAMP) lint postgres node-deps chromium model
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# examples/llm-research on the local model (installed by `model` into ~/.cache/pweza): under a minute warm.
+demo-llm: $(STAMP) model
+	$(BIN)/python scripts/demo_llm.py
 
 # PostgreSQL for the DBOS-on-PostgreSQL peers, the Temporal server for the Temporal peers; the
 # peers themselves go into their own virtualenvs under ~/.cache/pweza (compare.py installs them).

@@ -49,6 +49,16 @@ def read_pool_tools(entries: Any) -> list[PoolTool]:
     return tools
 
 
+def _agent_answer(output: Any) -> Any:
+    """What a pool tool's call answers: the child's output, or, when the child ran the `agent`
+    runtime, its answer alone. The rest of that output (usage, the call records with their
+    timings and digests) is the child's journal: read by people, not by the calling model, whose
+    prompt it would swell and make differ from run to run."""
+    if isinstance(output, dict) and output.keys() == {"answer", "usage", "calls"}:
+        return output["answer"]
+    return output
+
+
 class PoolTools:
     """pweza.agent.tooling.Tools whose tools are pools, for one attempt of one task."""
 
@@ -69,7 +79,8 @@ class PoolTools:
             output = await self._context.delegate(tool.pool, dict(arguments), key=f"tool-{name}-{ordinal}")
         except TaskFailure as failure:  # the child failed: the model is told and may try otherwise
             return ToolOutcome(failure.message, is_error=True)
-        return ToolOutcome(output if isinstance(output, str) else json.dumps(output))
+        answer = _agent_answer(output)
+        return ToolOutcome(answer if isinstance(answer, str) else json.dumps(answer))
 
     async def aclose(self) -> None:
         return None

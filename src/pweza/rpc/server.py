@@ -10,7 +10,7 @@ import asyncio
 import math
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, NoReturn
 
 import grpc
@@ -236,6 +236,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         dispatcher = self._manager.agent_events
         coordination = self._manager.metrics.coordination
         limit = self._manager.settings.max_payload_bytes
+        journal = self._manager.journal
         try:
             async for message in messages:
                 coordination.inc()
@@ -284,47 +285,37 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                         session.id, request.request_id, request.parent_task_id, request.pool, payload, request.key
                     )
                 elif body == "journal_append":
-                    await self._journal_append(session, message.journal_append)
+                    write = message.journal_append
+                    stored = journal.append(session, write.task_id, write.attempt, write.record_json)
+                    await self._answer_journal(session, write.request_id, stored, task_id=write.task_id)
                 elif body == "journal_load":
-                    await self._journal_load(session, message.journal_load)
+                    read = message.journal_load
+                    records = journal.load(session, read.task_id, read.attempt)
+                    await self._answer_journal(session, read.request_id, records)
                 elif body == "call_permit":
-                    await self._call_permit(session, message.call_permit)
+                    ask = message.call_permit
+                    permit = journal.permit(session, ask.task_id, ask.attempt, ask.max_tokens)
+                    await self._answer_journal(session, ask.request_id, permit)
                 else:
                     log.warning("unexpected agent message", agent=session.id, kind=body)
         except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.CancelledError):
             pass  # the stream ended (an abort was logged by whoever aborted it)
 
-    async def _journal_append(self, session: AgentSession, request: pb.JournalAppend) -> None:
+    async def _answer_journal(
+        self, session: AgentSession, request_id: str, work: Awaitable[list[Any] | None], *, task_id: str = ""
+    ) -> None:
+        """Do one journal request of `session` and answer it: the result, or why it was refused
+        (a refused record, named by `task_id`, is logged too)."""
         link = session.link
         assert isinstance(link, StreamLink)
         try:
-            await self._manager.journal.append(session, request.task_id, request.attempt, request.record_json)
+            records = await work
         except JournalRefused as refused:
-            log.warning("journal record refused", agent=session.id, task_id=request.task_id,
-                        attempt=request.attempt, reason=str(refused))  # fmt: skip
-            link.send_journal_reply(request.request_id, refused)
+            if task_id:
+                log.warning("journal record refused", agent=session.id, task_id=task_id, reason=str(refused))
+            link.send_journal_reply(request_id, refused)
             return
-        link.send_journal_reply(request.request_id, None)
-
-    async def _call_permit(self, session: AgentSession, request: pb.CallPermit) -> None:
-        link = session.link
-        assert isinstance(link, StreamLink)
-        try:
-            await self._manager.journal.permit(session, request.task_id, request.attempt, request.max_tokens)
-        except JournalRefused as refused:
-            link.send_journal_reply(request.request_id, refused)
-            return
-        link.send_journal_reply(request.request_id, None)
-
-    async def _journal_load(self, session: AgentSession, request: pb.JournalLoad) -> None:
-        link = session.link
-        assert isinstance(link, StreamLink)
-        try:
-            records = await self._manager.journal.load(session, request.task_id, request.attempt)
-        except JournalRefused as refused:
-            link.send_journal_reply(request.request_id, refused)
-            return
-        link.send_journal_reply(request.request_id, None, records)
+        link.send_journal_reply(request_id, None, records)
 
 
 async def _refuse(context: Context, hello: pb.Hello | None, code: grpc.StatusCode, detail: str) -> NoReturn:

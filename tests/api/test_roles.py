@@ -26,6 +26,7 @@ MATRIX: dict[tuple[str, str], tuple[Permission, str]] = {
     ("GET", "/api/v1/agents"): (Permission.READ, "/api/v1/agents"),
     ("GET", "/api/v1/replicas"): (Permission.READ, "/api/v1/replicas"),
     ("GET", "/api/v1/whoami"): (Permission.READ, "/api/v1/whoami"),
+    ("GET", "/api/v1/namespaces/{namespace}/usage"): (Permission.READ, "/api/v1/namespaces/default/usage"),
     ("POST", "/api/v1/agents/{agent_id}/drain"): (Permission.WRITE, "/api/v1/agents/missing/drain"),
     ("GET", "/api/v1/agents/{agent_id}/logs"): (Permission.READ, "/api/v1/agents/missing/logs"),
     ("GET", "/api/v1/tasks/{task_id}/logs"): (Permission.READ, "/api/v1/tasks/missing/logs"),

@@ -205,6 +205,27 @@ def test_values_schema_admits_exactly_the_settings_the_config_map_may_carry() ->
     )
 
 
+def test_namespace_budgets_reach_the_manager_config(tmp_path: Path) -> None:
+    sets = (
+        "manager.config.budgets.namespaces.team-a.tokens=100000",
+        "manager.config.budgets.namespaces.team-a.cost=5",  # --set makes 5.5 a string
+        "manager.config.budgets.namespaces.team-a.period=12h",
+        "manager.config.budgets.namespaces.*.tokens=1000",
+    )
+    config = render(sets=sets).one("ConfigMap", "pweza-core-config")["data"]["config.yaml"]
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    budgets = load_settings(path, environ={}).budgets.namespaces
+    assert (budgets["team-a"].tokens, budgets["team-a"].cost, budgets["team-a"].period) == (100000, 5, "12h")
+    assert budgets["*"].tokens == 1000 and budgets["*"].cost is None
+
+
+def test_a_namespace_budget_without_a_limit_or_with_a_bad_currency_is_refused() -> None:
+    assert "budgets" in render_error("manager.config.budgets.namespaces.team-a.period=1h")
+    assert "currency" in render_error("manager.config.budgets.namespaces.team-a.tokens=5,"
+                                      "manager.config.budgets.namespaces.team-a.currency=usd")  # fmt: skip
+
+
 def test_unknown_config_keys_are_refused() -> None:
     assert "additional properties 'lease_secs' not allowed" in render_error("manager.config.lease_secs=3")
 

@@ -1,11 +1,13 @@
-"""Token budgets on the real local model: a Workflow's per-run budget and an AgentPool's per-period
-budget stop the next model call before it is made (BudgetExceeded, not retried), and the run view,
-the task's journal and the Prometheus counters agree with the tokens the model reported."""
+"""Budgets on the real local model: a Workflow's per-run budget (in tokens, in money), an AgentPool's
+and a namespace's per period stop the next model call before it is made (BudgetExceeded, not
+retried), and the run view, the task's journal and the Prometheus counters agree with the tokens
+the model reported, and with tokens times the ModelConfig's price."""
 
 from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,10 +25,19 @@ MAX_TOKENS = 16
 BUDGET = MAX_TOKENS + 10
 
 
-def chatter(platform: Platform, local_model: LocalModel, **pool_spec: Any) -> None:
+# Micro-units a token: 2 and 3 per million tokens. A cost budget of BUDGET completion tokens' price
+# lets the first call go (its maxTokens at 3) and refuses the second (the prompt alone is more).
+PRICING = {"currency": "USD", "promptPerMillionTokens": 2, "completionPerMillionTokens": 3}
+COST_BUDGET = BUDGET * 3 / 1e6
+
+
+def chatter(
+    platform: Platform, local_model: LocalModel, pricing: dict[str, Any] | None = None, **pool_spec: Any
+) -> None:
     template = agent_template("chatter", "local", systemPrompt="Answer in a few words.", maxTokens=MAX_TOKENS)
     template["spec"]["retry"] = {"limit": 2, "backoff": "100ms"}
-    platform.apply(model_config("local", local_model.base_url), template, pool("chat", "chatter", **pool_spec))
+    model = model_config("local", local_model.base_url, **({"pricing": pricing} if pricing else {}))
+    platform.apply(model, template, pool("chat", "chatter", **pool_spec))
     platform.start_agent("chat")
     platform.wait_for_agents(1)
 
@@ -106,3 +117,90 @@ def test_a_pool_budget_refuses_calls_once_its_period_used_it(platform: Platform,
     assert failed["error"]["type"] == "BudgetExceeded"
     assert "pool default/chat's budget per 1h" in failed["error"]["message"]
     assert counters(platform, "pweza_budget_refusals_total") == {'namespace="default",scope="pool"': 1.0}
+
+
+def priced(usage: dict[str, int]) -> float:
+    """What PRICING makes of a call's tokens, in dollars."""
+    return (usage["promptTokens"] * 2 + usage["completionTokens"] * 3) / 1e6
+
+
+def two_step_workflow(budget: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "pweza.ai/v1",
+        "kind": "Workflow",
+        "metadata": {"name": "two-answers"},
+        "spec": {
+            "budget": budget,
+            "steps": [
+                {"name": "first", "agent": {"pool": "chat"}, "input": "Say hi."},
+                {"name": "second", "depends": ["first"], "agent": {"pool": "chat"}, "input": "Say bye."},
+            ],
+        },
+    }
+
+
+def test_a_run_cost_budget_stops_the_next_call_and_the_cost_is_tokens_times_the_price(
+    platform: Platform, local_model: LocalModel
+) -> None:
+    chatter(platform, local_model, pricing=PRICING)
+    platform.apply(two_step_workflow({"cost": COST_BUDGET}))
+    with platform.client() as http:
+        started = http.post("/api/v1/workflows/two-answers/runs", json={"inputs": {}})
+        assert started.status_code == 201, started.text
+    run = wait_run(platform, started.json()["id"])
+    first, second = run["steps"]
+    assert first["state"] == "succeeded"
+    assert second["state"] == "failed" and second["attempts"] == 1
+    assert second["error"]["type"] == "BudgetExceeded", second["error"]
+    assert "budget (Workflow two-answers) is 0.000078 USD: " in second["error"]["message"]
+    cost = priced(first["usage"])
+    assert first["usage"]["cost"] == cost and first["usage"]["currency"] == "USD"
+    assert run["usage"] == {
+        "tokens": first["usage"]["promptTokens"] + first["usage"]["completionTokens"],
+        "cost": cost,
+        "currency": "USD",
+        "budgetTokens": None,
+        "budgetCost": COST_BUDGET,
+    }
+    with platform.client() as http:
+        (call,) = http.get(f"/api/v1/tasks/{first['taskId']}").json()["journal"]
+    assert (call["cost"], call["currency"], call["endpoint"]) == (cost, "USD", "local")
+    costs = counters(platform, "pweza_model_cost_total")
+    labels = 'currency="USD",model_config="local",namespace="default",pool="chat"'
+    assert costs == {labels: pytest.approx(cost, abs=1e-12)}
+    assert counters(platform, "pweza_budget_refusals_total") == {'namespace="default",scope="run"': 1.0}
+
+
+def test_a_namespace_budget_from_the_manager_settings_refuses_the_next_call(
+    tmp_path: Path, local_model: LocalModel
+) -> None:
+    (tmp_path / "config.yaml").write_text(f"budgets:\n  namespaces:\n    default: {{cost: {COST_BUDGET}}}\n")
+    platform = Platform(tmp_path)
+    platform.start_manager()
+    try:
+        chatter(platform, local_model, pricing=PRICING)
+        with platform.client() as http:
+            ids = [
+                http.post("/api/v1/tasks", json={"pool": "chat", "input": text}).json()["id"]
+                for text in ("Hi.", "Bye.")
+            ]
+        done = sorted((platform.wait_task(task_id, timeout=200) for task_id in ids), key=lambda t: t["state"])
+        failed, succeeded = done
+        assert succeeded["state"] == "succeeded", succeeded.get("error")
+        assert failed["state"] == "failed" and failed["error"]["type"] == "BudgetExceeded"
+        assert "namespace default's budget per 24h is 0.000078 USD" in failed["error"]["message"]
+        with platform.client() as http:
+            paid = http.get(f"/api/v1/tasks/{succeeded['id']}").json()["usage"]
+            usage = http.get("/api/v1/namespaces/default/usage").json()
+        assert usage == {
+            "namespace": "default",
+            "period": "24h",
+            "tokens": paid["promptTokens"] + paid["completionTokens"],
+            "cost": priced(paid),
+            "currency": "USD",
+            "budgetTokens": None,
+            "budgetCost": COST_BUDGET,
+        }
+        assert counters(platform, "pweza_budget_refusals_total") == {'namespace="default",scope="namespace"': 1.0}
+    finally:
+        platform.stop()

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from pweza.api.responses import AuditInfo, Caller, NewToken, Page, TokenInfo
+from pweza.api.responses import AuditInfo, Caller, NamespaceUsage, NewToken, Page, TokenInfo
 from pweza.api.routing import GuardedRoute
-from pweza.api.schemas import MAX_STORED_INT, TokenCreation, page, token_json
+from pweza.api.schemas import MAX_STORED_INT, TokenCreation, page, spent_json, token_json
 from pweza.api.security import Admin, ManagerDep, Reader
+from pweza.domain.manifests import Name
 from pweza.domain.roles import GRANTS
 from pweza.manager.auth import pool_ref
 
@@ -21,6 +22,15 @@ async def whoami(who: Reader) -> dict[str, Any]:
     """The caller's token: its name, role and what the role may do (the web UI hides what it may not)."""
     allowed = sorted(permission.value for permission in GRANTS[who.role])
     return {"name": who.name, "role": who.role.value, "permissions": allowed, "expiresAt": who.expires_at}
+
+
+@router.get("/namespaces/{namespace}/usage", response_model=NamespaceUsage)
+async def namespace_usage(namespace: Name, manager: ManagerDep, _: Reader) -> dict[str, Any]:
+    """What a namespace's model calls used within its budget's period (else the last 24h), beside that budget
+    (the manager's `budgets.namespaces`)."""
+    budget, period, spent = await manager.queries.namespace_usage(namespace)
+    limits = {} if budget is None else budget.model_dump(by_alias=True, exclude_none=True)
+    return spent_json(spent, limits) | {"namespace": namespace, "period": period}
 
 
 @router.post("/tokens", status_code=201, response_model=NewToken)

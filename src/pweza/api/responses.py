@@ -66,6 +66,10 @@ class CallInfo(Out):
     model: str | None = Field(default=None, description="the model that answered a model call")
     endpoint: str | None = Field(default=None, description="the ModelConfig endpoint that answered")
     usage: dict[str, int] | None = Field(default=None, description="a model call's reported tokens")
+    cost: float | None = Field(
+        default=None, description="what a model call cost, at its ModelConfig's price when it was recorded"
+    )
+    currency: str | None = None
     response: dict[str, Any] | None = Field(default=None, description="the recorded answer, in GET /tasks/{id}")
 
 
@@ -75,11 +79,27 @@ class UsageInfo(Out):
     model_calls: int
     prompt_tokens: int
     completion_tokens: int
+    cost: float | None = Field(
+        default=None,
+        description="what they cost, at the prices of the ModelConfigs that answered when each was recorded; "
+        "absent when a call had no price (or the calls were priced in more than one currency)",
+    )
+    currency: str | None = None
 
 
 class RunUsage(Out):
-    tokens: int = Field(description="the model tokens the run's calls paid for, its delegated tasks' included")
-    budget_tokens: int | None = Field(description="the Workflow's budget.tokens, if it has one")
+    tokens: int = Field(description="the model tokens the calls paid for (a run's: its delegated tasks' included)")
+    cost: float | None = Field(
+        default=None, description="what they cost, in `currency`; absent when no call had a price in it"
+    )
+    currency: str | None = Field(default=None, description="the budget's currency, else that of the calls' prices")
+    budget_tokens: int | None = Field(description="the budget's tokens, if it has them")
+    budget_cost: float | None = Field(default=None, description="the budget's cost, if it has one")
+
+
+class NamespaceUsage(RunUsage):
+    namespace: str
+    period: str = Field(description="the window summed, up to now: the namespace budget's period, else 24h")
 
 
 class TaskInfo(Out):
@@ -228,7 +248,7 @@ class RunInfo(Out):
     spec: dict[str, Any] | None = Field(
         default=None, description="the workflow's spec the run follows, in the views of one run"
     )
-    usage: RunUsage | None = Field(default=None, description="in the views of one run: model tokens and budget")
+    usage: RunUsage | None = Field(default=None, description="in the views of one run: model tokens, cost and budget")
 
 
 class EventInfo(Out):

@@ -13,7 +13,7 @@ from pydantic import Field
 from pweza.api import problems
 from pweza.api.responses import EventInfo, Page, RunInfo
 from pweza.api.routing import GuardedRoute
-from pweza.api.schemas import MAX_STORED_INT, Body, Continue, call_json, page, usage_json
+from pweza.api.schemas import MAX_STORED_INT, Body, Continue, call_json, page, spent_json, usage_json
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput
 from pweza.domain.manifests import Name
@@ -101,8 +101,7 @@ def _step_json(view: StepView) -> dict[str, Any]:
 async def load_run(manager: Manager, run_id: str) -> dict[str, Any]:
     view = await manager.queries.run(run_id)
     body = run_json(view.run, [_step_json(step) for step in view.steps]) | {"spec": view.run.spec}
-    budget = view.run.spec.get("budget") or {}
-    body["usage"] = {"tokens": view.tokens, "budgetTokens": budget.get("tokens")}
+    body["usage"] = spent_json(view.spent, view.run.spec.get("budget") or {})
     return body
 
 

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from pweza.domain.durations import DEFAULT_TOKEN_TTL, Duration, parse_duration, parse_ttl
 from pweza.domain.manifests import Name
+from pweza.domain.pricing import Spent, units
 from pweza.domain.records import TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.tasks import Attempt, CallEntry, Task
@@ -108,20 +109,40 @@ def call_json(entry: CallEntry, *, with_response: bool) -> dict[str, Any]:
         body["model"] = response.get("model")
         body["endpoint"] = response.get("endpoint")
         body["usage"] = record.get("usage")
+        if entry.cost_micros is not None:
+            body["cost"], body["currency"] = units(entry.cost_micros), entry.currency
     if with_response:
         body["response"] = response
     return body
 
 
-def usage_json(calls: list[CallEntry]) -> dict[str, int]:
-    """The tokens the calls paid for (replayed calls were paid by an earlier attempt)."""
+def usage_json(calls: list[CallEntry]) -> dict[str, Any]:
+    """What the calls paid for (replayed calls were paid by an earlier attempt): tokens, and the
+    cost when every paid call had a price, in one currency (else no cost: absent, not 0)."""
     paid = [entry for entry in calls if entry.kind == "model" and not entry.record.get("replayed", False)]
     usages = [entry.record.get("usage") or {} for entry in paid]
-    return {
+    body: dict[str, Any] = {
         "modelCalls": len(paid),
         "promptTokens": sum(usage.get("promptTokens", 0) for usage in usages),
         "completionTokens": sum(usage.get("completionTokens", 0) for usage in usages),
     }
+    currencies = {entry.currency for entry in paid}
+    if paid and len(currencies) == 1 and None not in currencies:
+        body["cost"] = units(sum(entry.cost_micros or 0 for entry in paid))
+        body["currency"] = paid[0].currency
+    return body
+
+
+def spent_json(spent: Spent, budget: dict[str, Any]) -> dict[str, Any]:
+    """A budget scope's usage beside its limits: tokens, and the cost in the budget's currency (else
+    in the one its calls were priced in; absent when there is none)."""
+    currency = budget.get("currency", "USD") if budget.get("cost") is not None else spent.currency
+    body: dict[str, Any] = {"tokens": spent.tokens, "budgetTokens": budget.get("tokens")}
+    if currency is not None:
+        body |= {"cost": units(spent.cost(currency)), "currency": currency}
+    if budget.get("cost") is not None:
+        body["budgetCost"] = budget["cost"]
+    return body
 
 
 def task_json(

@@ -352,7 +352,9 @@ def _describe_task(api: ApiClient, task_id: str) -> None:
     models = [c for c in journal if c["kind"] == "model" and not c.get("replayed")]
     prompt = sum((c.get("usage") or {}).get("promptTokens", 0) for c in models)
     completion = sum((c.get("usage") or {}).get("completionTokens", 0) for c in models)
-    print(f"\nPaid for: {len(models)} model call(s), {prompt} prompt + {completion} completion tokens")
+    usage = task.get("usage") or {}
+    cost = f", costing {usage['cost']:g} {usage.get('currency', '')}" if usage.get("cost") is not None else ""
+    print(f"\nPaid for: {len(models)} model call(s), {prompt} prompt + {completion} completion tokens{cost}")
 
 
 def _call_row(call: dict[str, Any]) -> list[Any]:

@@ -131,6 +131,10 @@ def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, n
     if usage.get("tokens") or usage.get("budgetTokens"):
         budget = f" of a budget of {usage['budgetTokens']}" if usage.get("budgetTokens") else ""
         parts.append(Text(f"model tokens: {usage.get('tokens', 0)}{budget}", "dim"))
+    if usage.get("cost") is not None:
+        currency = usage.get("currency") or ""
+        budget = f" of a budget of {usage['budgetCost']:g} {currency}" if usage.get("budgetCost") else ""
+        parts.append(Text(f"model cost: {usage['cost']:g} {currency}{budget}", "dim"))
     if run.get("error"):
         parts.append(Text(f"error: {run['error']}", "red"))
     return Group(*parts)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from pweza.domain.durations import Duration
+from pweza.domain.pricing import MAX_BUDGET_COST, Currency, Money
 
 API_VERSION = "pweza.ai/v1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -387,26 +388,37 @@ MAX_BUDGET_TOKENS = 10**12
 
 
 class RunBudget(SpecModel):
-    tokens: int = Field(
+    """A limit on what model calls use: tokens, cost or both, each enforced."""
+
+    tokens: int | None = Field(
+        default=None,
         ge=1,
         le=MAX_BUDGET_TOKENS,
-        description="The most model tokens (prompt and completion) one run's agent calls may use, its "
-        "delegated tasks included. A call is refused before it is made once the run has used them, or "
-        "when its maxTokens would go past them; the step fails with BudgetExceeded, not retried.",
+        description="The most model tokens (prompt and completion) the calls may use (a run's: its delegated "
+        "tasks included). A call is refused before it is made once they are used, or when its maxTokens would "
+        "go past them; the task fails with BudgetExceeded, not retried.",
     )
+    cost: Money | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_BUDGET_COST,
+        description="The most the calls may cost, in currency, from the prices of the ModelConfigs that answered "
+        "them. A call is refused once it is spent, when its maxTokens at the highest completion price among its "
+        "model and fallbacks would go past it, or when one of those has no price in this currency.",
+    )
+    currency: Currency = Field(default="USD", description="The currency of cost (ISO 4217, such as USD).")
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> RunBudget:
+        if self.tokens is None and self.cost is None:
+            raise ValueError("give tokens, cost or both")
+        return self
 
 
-class PoolBudget(SpecModel):
-    tokens: int = Field(
-        ge=1,
-        le=MAX_BUDGET_TOKENS,
-        description="The most model tokens (prompt and completion) the pool's agent calls may use within "
-        "each period. A call is refused before it is made once they are used, or when its maxTokens "
-        "would go past them; the task fails with BudgetExceeded, not retried.",
-    )
+class PoolBudget(RunBudget):
     period: Duration = Field(
         default="24h",
-        description="The window the tokens count over, up to now (a duration such as 1h or 168h).",
+        description="The window the tokens and cost count over, up to now (a duration such as 1h or 168h).",
     )
 
 
@@ -420,7 +432,8 @@ class AgentPoolSpec(SpecModel):
     )
     scaling: Scaling = Field(default_factory=Scaling, description="How many agents the pool runs.")
     budget: PoolBudget | None = Field(
-        default=None, description="A limit on the model tokens the pool's agents use (agent runtime)."
+        default=None,
+        description="A limit on the model tokens or cost the pool's agents use per period (agent runtime).",
     )
     replicas: int | None = Field(
         default=None,

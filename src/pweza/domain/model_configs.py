@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pweza.domain.durations import Duration
 from pweza.domain.kinds import register_kind
 from pweza.domain.manifests import Manifest, Name, SpecModel
+from pweza.domain.pricing import MAX_PRICE_PER_MILLION, Currency, Money
 
 # Headers that carry credentials belong in apiKey, where they are read from a secret place.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
@@ -51,6 +52,18 @@ class RateLimit(SpecModel):
         le=1_000_000,
         description="The most requests one agent sends to this model in any minute; more go to the next "
         "fallback, or wait for their turn when there is none.",
+    )
+
+
+class Pricing(SpecModel):
+    """What the model's tokens cost, as its provider bills them."""
+
+    currency: Currency = Field(default="USD", description="The currency of the prices (ISO 4217, such as USD).")
+    prompt_per_million_tokens: Money = Field(
+        ge=0, le=MAX_PRICE_PER_MILLION, description="The price of a million prompt (input) tokens."
+    )
+    completion_per_million_tokens: Money = Field(
+        ge=0, le=MAX_PRICE_PER_MILLION, description="The price of a million completion (output) tokens."
     )
 
 
@@ -96,6 +109,11 @@ class ModelConfigSpec(SpecModel):
         "a request beyond it goes to the next fallback at once, or waits when there is none.",
     )
     rate_limit: RateLimit | None = Field(default=None, description="How often one agent may call this model.")
+    pricing: Pricing | None = Field(
+        default=None,
+        description="What its tokens cost: each call's cost is computed from it when the call is recorded, and "
+        "kept with it. Without it calls have no cost, and budgets in money refuse calls that may reach this model.",
+    )
 
     @field_validator("headers")
     @classmethod

@@ -96,6 +96,10 @@ class CallEntry:
     run_id: str = ""
     # The tokens this call paid for: a model call's prompt and completion; 0 for tools and replays.
     tokens: int = 0
+    # What those tokens cost in micro-units of `currency`, at the price of the ModelConfig that
+    # answered when the call was recorded; None when it had no price (and for tools and replays).
+    cost_micros: int | None = None
+    currency: str | None = None
 
 
 @dataclass(slots=True)

@@ -173,7 +173,7 @@ class WorkflowSpec(SpecModel):
         description="How many steps of one run are in flight at once (default: no limit).",
     )
     budget: RunBudget | None = Field(
-        default=None, description="A limit on the model tokens each run's agent calls use (agent runtime)."
+        default=None, description="A limit on the model tokens or cost each run's agent calls use (agent runtime)."
     )
 
     @model_validator(mode="after")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pweza.domain.errors import InvalidInput
 from pweza.domain.kinds import validation_problem
+from pweza.domain.manifests import PoolBudget
 from pweza.domain.safe_yaml import load_one
 
 DEFAULT_CONFIG_PATH = Path("/etc/pweza-core/config.yaml")
@@ -25,6 +26,20 @@ ENV_NAMES = {
     "TLS_CERT_FILE": "tls_cert_file",
     "TLS_KEY_FILE": "tls_key_file",
 }
+
+
+# A namespace's name, or "*": every namespace not named.
+NamespaceKey = Annotated[str, Field(pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$", max_length=63)]
+
+
+class Budgets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    namespaces: dict[NamespaceKey, PoolBudget] = Field(
+        default_factory=dict,
+        description="per namespace: {tokens, cost, currency, period} its model calls may use within each period; "
+        '"*" for each namespace not named (each its own budget)',
+    )
 
 
 class Settings(BaseModel):
@@ -64,6 +79,7 @@ class Settings(BaseModel):
     replica_ttl_seconds: float = Field(
         default=15.0, gt=0, description="a replica silent this long is presumed dead; its work is taken over"
     )
+    budgets: Budgets = Field(default_factory=Budgets, description="limits on model calls, per namespace")
     tool_discovery: bool = Field(
         default=True,
         description="list every ToolServer's tools for its status (connecting to its URL, running its command)",

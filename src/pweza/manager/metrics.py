@@ -104,8 +104,8 @@ class Metrics:
             registry=self.registry,
         )
         # From the `agent` runtime's call journal: what each pool's model calls paid for (replays
-        # count nothing). `model_config` is the pool's modelRef, whichever fallback answered (the
-        # journal names the endpoint); `type`: prompt or completion.
+        # count nothing). `model_config` is the ModelConfig that answered (the pool's modelRef or
+        # one of its fallbacks: the journal names it); `type`: prompt or completion.
         self.model_tokens = Counter(
             "pweza_model_tokens",
             "Model tokens the agent runtime's calls used, as the endpoints reported them.",
@@ -118,9 +118,17 @@ class Metrics:
             ["namespace", "pool", "model_config"],
             registry=self.registry,
         )
+        # In currency units, from the answering ModelConfig's price when the call was recorded;
+        # calls to a model with no price add nothing.
+        self.model_cost = Counter(
+            "pweza_model_cost",
+            "What the agent runtime's model calls cost, in units of the currency, at their ModelConfig's price.",
+            ["namespace", "pool", "model_config", "currency"],
+            registry=self.registry,
+        )
         self.budget_refusals = Counter(
             "pweza_budget_refusals",
-            "Model calls refused before they were made because a budget was used up; scope: run or pool.",
+            "Model calls refused before they were made because a budget was used up; scope: run, pool or namespace.",
             ["namespace", "scope"],
             registry=self.registry,
         )

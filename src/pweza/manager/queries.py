@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pweza.domain.errors import NotFound
+from pweza.domain.manifests import PoolBudget
+from pweza.domain.pricing import Spent
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun, StepState
 from pweza.domain.tasks import Attempt, CallEntry, Task
 from pweza.manager.auth import TokenService
+from pweza.manager.budgets import Budgets
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
 from pweza.manager.model_status import ModelStatus
@@ -66,8 +69,8 @@ class StepView:
 class RunView:
     run: Run
     steps: list[StepView]
-    # The model tokens its tasks' calls paid for (delegated tasks included), what its budget counts.
-    tokens: int = 0
+    # What its tasks' calls paid for (delegated tasks included): what its budget counts.
+    spent: Spent = field(default_factory=Spent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,14 @@ class Queries:
         self._tokens = tokens
         self._housekeeping = housekeeping
         self.model_status = ModelStatus()
+        self.budgets: Budgets | None = None  # the journal's, set by the Manager
+
+    # -- usage -----------------------------------------------------------------
+    async def namespace_usage(self, namespace: str) -> tuple[PoolBudget | None, str, Spent]:
+        """A namespace's budget (from the manager's settings), the period summed and what was spent."""
+        if self.budgets is None:
+            raise RuntimeError("the namespace budgets are not set up")
+        return await self.budgets.namespace_usage(namespace)
 
     # -- tasks -----------------------------------------------------------------
     async def task(self, task_id: str) -> Task:
@@ -149,7 +160,7 @@ class Queries:
             children = [] if task_id is None else trees[task_id]
             journal = [] if task_id is None else calls.get(task_id, [])
             views.append(StepView(step, task_id, attempts, children, item_states.get(step.name), journal))
-        return RunView(run, views, await self._store.run_tokens(run_id))
+        return RunView(run, views, await self._store.run_spent(run_id))
 
     async def _item_states(self, run: Run, steps: list[StepRun]) -> dict[str, dict[str, int]]:
         """The states of every fan-out's item tasks, in one read for all of the run's fan-outs."""

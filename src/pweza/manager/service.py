@@ -57,7 +57,9 @@ class Manager:
             clock=clock,
         )
         self.delegations = Delegations(store, self.dispatcher, self.registry, payload_limit=settings.max_payload_bytes)
-        self.journal = CallJournal(store, self.dispatcher, self.registry, self.metrics, clock)
+        self.journal = CallJournal(
+            store, self.dispatcher, self.registry, self.metrics, clock, settings.budgets.namespaces
+        )
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )
@@ -66,6 +68,7 @@ class Manager:
             store, self.dispatcher, self.workflows, self.registry, self.tokens, self.housekeeping, self.tool_catalog
         )
         self.queries.model_status.enabled = settings.model_status_probes
+        self.queries.budgets = self.journal.budgets
         self.started_at = time.time()
 
     async def start(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pweza.domain.pricing import Spent
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import Attempt, CallEntry, Task
@@ -69,11 +70,14 @@ class Store(Protocol):
     async def save_calls(self, calls: Sequence[CallEntry]) -> None:
         """Insert or replace journal entries by (task_id, attempt, position); durable on return."""
 
-    async def run_tokens(self, run_id: str) -> int:
-        """The tokens the calls of a run's tasks paid for (replays count nothing)."""
+    async def run_spent(self, run_id: str) -> Spent:
+        """What the calls of a run's tasks paid for: tokens, and cost by currency (replays count nothing)."""
 
-    async def pool_tokens(self, namespace: str, pool: str, since: float) -> int:
-        """The tokens the calls of a pool's tasks recorded at or after `since` paid for."""
+    async def pool_spent(self, namespace: str, pool: str, since: float) -> Spent:
+        """What the calls of a pool's tasks recorded at or after `since` paid for."""
+
+    async def namespace_spent(self, namespace: str, since: float) -> Spent:
+        """What the calls of a namespace's tasks recorded at or after `since` paid for."""
 
     async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
         """The journals of `task_ids`: by task, attempt, then position."""

@@ -13,7 +13,7 @@ PostgreSQL executes them through SQLAlchemy, which caches the compiled form like
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as upsert_into
 from sqlalchemy.sql.dml import ReturningDelete
 
+from pweza.domain.pricing import Spent
 from pweza.domain.records import RunFilter, TaskFilter
 from pweza.domain.runs import Run, RunEvent, RunState, StepRun
 from pweza.domain.tasks import TERMINAL_STATES, Task
@@ -146,20 +147,41 @@ def task_update_row(task: Task, columns: Sequence[str] = TASK_MUTABLE) -> dict[s
 
 UPSERT_ATTEMPT: Final = _upsert(attempts, ("task_id", "number"), ("agent_id", "state", "finished_at", "error"))
 # A call record sent again (the stream dropped before its acknowledgement) replaces itself.
-UPSERT_CALL: Final = _upsert(calls, ("task_id", "attempt", "position"), ("kind", "record", "recorded_at", "tokens"))
+UPSERT_CALL: Final = _upsert(
+    calls, ("task_id", "attempt", "position"), ("kind", "record", "recorded_at", "tokens", "cost_micros", "currency")
+)
 # Bind `ids` (at most ID_CHUNK tasks).
 SELECT_CALLS: Final = (
     select(calls)
     .where(calls.c.task_id.in_(bindparam("ids", expanding=True)))
     .order_by(calls.c.task_id, calls.c.attempt, calls.c.position)
 )
-# Budgets: the tokens a run's calls paid for; a pool's since a time (bind `since`).
-RUN_TOKENS: Final = select(func.coalesce(func.sum(calls.c.tokens), 0)).where(calls.c.run_id == bindparam("run_id"))
-POOL_TOKENS: Final = select(func.coalesce(func.sum(calls.c.tokens), 0)).where(
+# Budgets: the tokens and the cost (by currency; NULL: calls with no price) a run's calls paid
+# for; a pool's or a namespace's since a time (bind `since`).
+_SPENT = select(
+    calls.c.currency, func.coalesce(func.sum(calls.c.tokens), 0), func.coalesce(func.sum(calls.c.cost_micros), 0)
+).group_by(calls.c.currency)
+RUN_SPENT: Final = _SPENT.where(calls.c.run_id == bindparam("run_id"))
+POOL_SPENT: Final = _SPENT.where(
     calls.c.namespace == bindparam("namespace"),
     calls.c.pool == bindparam("pool"),
     calls.c.recorded_at >= bindparam("since"),
 )
+NAMESPACE_SPENT: Final = _SPENT.where(
+    calls.c.namespace == bindparam("namespace"), calls.c.recorded_at >= bindparam("since")
+)
+
+
+def spent(rows: Iterable[Sequence[Any]]) -> Spent:
+    """A `*_SPENT` result: one row per currency (None for calls with no price)."""
+    tokens, costs = 0, {}
+    for currency, currency_tokens, cost in rows:
+        tokens += int(currency_tokens)
+        if currency is not None:
+            costs[str(currency)] = int(cost)
+    return Spent(tokens, costs)
+
+
 SELECT_TASK: Final = select(tasks).where(tasks.c.id == bindparam("id"))
 SELECT_TASKS: Final = select(tasks).where(tasks.c.id.in_(bindparam("ids", expanding=True)))
 # Newest first, like `list_tasks`; bind `ids` (at most ID_CHUNK parents) and `limit`.

@@ -96,10 +96,13 @@ calls = Table(
     Column("pool", String(63), nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger),
+    Column("currency", String(3)),
     PrimaryKeyConstraint("task_id", "attempt", "position"),
-    # Budgets sum a run's tokens, or a pool's since some time.
+    # Budgets sum a run's tokens and cost, a pool's or a namespace's since some time.
     Index("ix_calls_run", "run_id"),
     Index("ix_calls_pool", "namespace", "pool", "recorded_at"),
+    Index("ix_calls_namespace", "namespace", "recorded_at"),
 )
 
 tokens = Table(

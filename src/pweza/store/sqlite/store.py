@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Executable, create_engine
 
+from pweza.domain.pricing import Spent
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
 from pweza.domain.tasks import Attempt, CallEntry, Task
@@ -153,11 +154,17 @@ class SqliteStore:
     async def save_calls(self, calls: Sequence[CallEntry]) -> None:
         await self._write_many(queries.UPSERT_CALL, [codec.CALLS.row(call) for call in calls])
 
-    async def run_tokens(self, run_id: str) -> int:
-        return await self._scalar(queries.RUN_TOKENS, {"run_id": run_id})
+    async def run_spent(self, run_id: str) -> Spent:
+        return await self._spent(queries.RUN_SPENT, {"run_id": run_id})
 
-    async def pool_tokens(self, namespace: str, pool: str, since: float) -> int:
-        return await self._scalar(queries.POOL_TOKENS, {"namespace": namespace, "pool": pool, "since": since})
+    async def pool_spent(self, namespace: str, pool: str, since: float) -> Spent:
+        return await self._spent(queries.POOL_SPENT, {"namespace": namespace, "pool": pool, "since": since})
+
+    async def namespace_spent(self, namespace: str, since: float) -> Spent:
+        return await self._spent(queries.NAMESPACE_SPENT, {"namespace": namespace, "since": since})
+
+    async def _spent(self, statement: Executable, params: dict[str, Any]) -> Spent:
+        return await self._writer.call(lambda connection: queries.spent(fetch_all(connection, statement, params)))
 
     async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
         found: list[CallEntry] = []

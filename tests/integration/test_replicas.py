@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -344,12 +344,30 @@ def _gated() -> dict[str, Any]:
 
 
 def _run_state(cluster: Cluster, index: int, run_id: str, wanted: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll replica `index` until the run itself is in state `wanted`."""
+    return _poll_run(cluster, index, run_id, lambda run: run["state"] == wanted, wanted, timeout)
+
+
+def _step_state(
+    cluster: Cluster, index: int, run_id: str, step: str, wanted: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    """Poll replica `index` until the step `step` of the run is in state `wanted`."""
+
+    def reached(run: dict[str, Any]) -> bool:
+        return any(s["name"] == step and s["state"] == wanted for s in run["steps"])
+
+    return _poll_run(cluster, index, run_id, reached, f"{step} {wanted}", timeout)
+
+
+def _poll_run(
+    cluster: Cluster, index: int, run_id: str, reached: Callable[[dict[str, Any]], bool], wanted: str, timeout: float
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     run: dict[str, Any] = {}
     with cluster.client(index) as client:
         while time.monotonic() < deadline:
             run = client.get(f"/api/v1/runs/{run_id}").json()
-            if run["state"] == wanted or any(s["state"] == wanted for s in run["steps"]):
+            if reached(run):
                 return run
             time.sleep(0.1)
     raise AssertionError(f"run {run_id} never reached {wanted}: {run}")
@@ -364,7 +382,7 @@ def test_commands_work_on_any_replica(cluster: Cluster, tmp_path: Path) -> None:
     cluster.wait_for_agents(REPLICAS)
     with cluster.client(0) as client:
         run_id = client.post("/api/v1/workflows/gated/runs", json={}).json()["id"]
-    _run_state(cluster, 0, run_id, "waiting_approval")
+    _step_state(cluster, 0, run_id, "review", "waiting_approval")
     with cluster.client(1) as client:
         approved = client.post(f"/api/v1/runs/{run_id}/steps/review/approve", json={"comment": "ship it"})
         assert approved.status_code == 200, approved.text
@@ -394,7 +412,7 @@ def test_commands_work_on_any_replica(cluster: Cluster, tmp_path: Path) -> None:
 
     with cluster.client(0) as client:
         second = client.post("/api/v1/workflows/gated/runs", json={}).json()["id"]
-    _run_state(cluster, 0, second, "waiting_approval")
+    _step_state(cluster, 0, second, "review", "waiting_approval")
     with cluster.client(2) as client:
         assert client.post(f"/api/v1/runs/{second}/cancel").status_code == 200
     assert _run_state(cluster, 1, second, "cancelled")["state"] == "cancelled"

@@ -23,6 +23,14 @@ MATRIX: dict[tuple[str, str], tuple[Permission, str]] = {
     ("GET", "/api/v1/tasks/{task_id}"): (Permission.READ, "/api/v1/tasks/missing"),
     ("GET", "/api/v1/tasks/{task_id}/wait"): (Permission.READ, "/api/v1/tasks/missing/wait?timeout=0.01"),
     ("POST", "/api/v1/tasks/{task_id}/cancel"): (Permission.WRITE, "/api/v1/tasks/missing/cancel"),
+    ("POST", "/api/v1/tasks/{task_id}/approvals/{key}/approve"): (
+        Permission.WRITE,
+        "/api/v1/tasks/missing/approvals/approval-t-1/approve",
+    ),
+    ("POST", "/api/v1/tasks/{task_id}/approvals/{key}/reject"): (
+        Permission.WRITE,
+        "/api/v1/tasks/missing/approvals/approval-t-1/reject",
+    ),
     ("GET", "/api/v1/agents"): (Permission.READ, "/api/v1/agents"),
     ("GET", "/api/v1/replicas"): (Permission.READ, "/api/v1/replicas"),
     ("GET", "/api/v1/whoami"): (Permission.READ, "/api/v1/whoami"),

@@ -19,6 +19,8 @@ UNKNOWN: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/tasks/{task_id}", None),
     ("GET", "/api/v1/tasks/{task_id}/wait?timeout=0.1", None),
     ("POST", "/api/v1/tasks/{task_id}/cancel", None),
+    ("POST", "/api/v1/tasks/{task_id}/approvals/{key}/approve", {}),
+    ("POST", "/api/v1/tasks/{task_id}/approvals/{key}/reject", {"comment": "no"}),
     ("POST", "/api/v1/agents/{agent_id}/drain", None),
     ("GET", "/api/v1/agents/{agent_id}/logs", None),
     ("GET", "/api/v1/tasks/{task_id}/logs", None),

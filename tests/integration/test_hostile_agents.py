@@ -13,8 +13,10 @@ a raw stub that sends whatever it is told to. What must hold:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -281,8 +283,10 @@ async def test_zero_slots_means_none_and_credits_never_exceed_the_slots(echo: Pl
 
 
 # -- the call journal -------------------------------------------------------------------------
-async def journal_reply(agent: HostileAgent, message: pb.AgentMessage) -> pb.JournalReply:
-    agent.send(message)
+async def journal_reply(agent: HostileAgent, message: pb.AgentMessage | None) -> pb.JournalReply:
+    """The next JournalReply, after sending `message` (None: send nothing, wait for one)."""
+    if message is not None:
+        agent.send(message)
     while True:
         got = await agent.next_message()
         assert got is not None, f"the stream ended: {agent.ended}"
@@ -300,18 +304,25 @@ def load(task_id: str, attempt: int) -> pb.AgentMessage:
     return pb.AgentMessage(journal_load=pb.JournalLoad(request_id="load", task_id=task_id, attempt=attempt))
 
 
-GOOD_RECORD = {"index": 0, "kind": "tool", "requestDigest": "ab" * 32, "response": {"name": "t", "content": "x"}}
-
-
-async def test_only_the_holder_writes_or_reads_an_attempts_journal_and_only_well_formed_records(
-    echo: Platform,
-) -> None:
+@contextlib.asynccontextmanager
+async def holder_and_mallory(echo: Platform) -> AsyncIterator[tuple[HostileAgent, HostileAgent, str, pb.Assignment]]:
+    """Two agents of the echo pool: `holder` runs a task just submitted, `mallory` has no slots."""
     token = agent_token(echo, "default/echo")
     async with HostileAgent(echo.grpc_address) as holder, HostileAgent(echo.grpc_address) as mallory:
         await holder.hello(token=token, pool="echo", agent_id="holder", free_slots=1)
         task_id = submit(echo)
         item = (await holder.assignments())[0]
         await mallory.hello(token=token, pool="echo", agent_id="mallory", free_slots=0)
+        yield holder, mallory, task_id, item
+
+
+GOOD_RECORD = {"index": 0, "kind": "tool", "requestDigest": "ab" * 32, "response": {"name": "t", "content": "x"}}
+
+
+async def test_only_the_holder_writes_or_reads_an_attempts_journal_and_only_well_formed_records(
+    echo: Platform,
+) -> None:
+    async with holder_and_mallory(echo) as (holder, mallory, task_id, item):
         forged = await journal_reply(mallory, append(task_id, item.attempt, GOOD_RECORD))
         assert not forged.ok and "not running on this agent" in forged.error
         peek = await journal_reply(mallory, load(task_id, item.attempt))
@@ -338,3 +349,46 @@ async def test_only_the_holder_writes_or_reads_an_attempts_journal_and_only_well
     journal = task(echo, task_id)["journal"]
     assert [(c["attempt"], c["index"], c["kind"], c["tool"]) for c in journal] == [(1, 0, "tool", "t")]
     assert refusals(echo)[("journal", "not_holder")] == 2
+
+
+def approval(
+    task_id: str, attempt: int, key: str, arguments: bytes = b'{"text": "hi"}', request_id: str = "a"
+) -> pb.AgentMessage:
+    request = pb.ToolApproval(
+        request_id=request_id, task_id=task_id, attempt=attempt, key=key, tool="append_note", arguments_json=arguments
+    )
+    return pb.AgentMessage(tool_approval=request)
+
+
+async def test_only_the_holder_asks_for_a_tool_approval_and_a_wait_does_not_stop_the_stream(echo: Platform) -> None:
+    async with holder_and_mallory(echo) as (holder, mallory, task_id, item):
+        forged = await journal_reply(mallory, approval(task_id, item.attempt, "approval-append_note-1"))
+        assert not forged.ok and "not running on this agent" in forged.error
+        for key, arguments, words in [
+            ("mine", b"{}", "key must start with"),
+            ("approval-append_note-1", b"not json", "not JSON"),
+            ("approval-append_note-1", b"[1]", "JSON object"),
+            ("approval-append_note-1", b'{"text": "' + b"x" * 70_000 + b'"}', "at most"),
+        ]:
+            reply = await journal_reply(holder, approval(task_id, item.attempt, key, arguments))
+            assert not reply.ok and words in reply.error, (key, reply.error)
+        assert task(echo, task_id)["toolApprovals"] == [], "a refused request was kept"
+
+        holder.send(approval(task_id, item.attempt, "approval-append_note-1", request_id="wait"))
+        # While that waits for a person, the agent's other messages are still answered.
+        kept = await journal_reply(holder, append(task_id, item.attempt, GOOD_RECORD, request_id="meanwhile"))
+        assert (kept.request_id, kept.ok) == ("meanwhile", True)
+        waiting = task(echo, task_id)["toolApprovals"]
+        assert [(a["key"], a["state"], a["arguments"]) for a in waiting] == [
+            ("approval-append_note-1", "pending", {"text": "hi"})
+        ]
+        with echo.client() as client:
+            decided = client.post(f"/api/v1/tasks/{task_id}/approvals/approval-append_note-1/approve", json={})
+            assert decided.status_code == 200, decided.text
+        answer = await journal_reply(holder, None)  # the decision arrives
+        assert (answer.request_id, answer.ok) == ("wait", True), answer
+        assert orjson.loads(answer.records_json)[0]["decision"] == "approved"
+        # Asked again (a re-send after a reconnect, a retry): answered at once, not recorded twice.
+        again = await journal_reply(holder, approval(task_id, item.attempt, "approval-append_note-1", request_id="b"))
+        assert again.ok and orjson.loads(again.records_json)[0]["decision"] == "approved"
+    assert len(task(echo, task_id)["toolApprovals"]) == 1

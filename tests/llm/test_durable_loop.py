@@ -23,7 +23,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llm-research"
 ASK = "Append the note: the sky is blue."
 
 
-def noter(platform: Platform, local_model: LocalModel, log: Path) -> None:
+def noter(platform: Platform, local_model: LocalModel, log: Path, *, require_approval: bool = False) -> None:
     tool_server = {
         "apiVersion": "pweza.ai/v1",
         "kind": "ToolServer",
@@ -32,7 +32,10 @@ def noter(platform: Platform, local_model: LocalModel, log: Path) -> None:
                  "env": [{"name": "NOTES_LOG", "value": str(log)}], "timeout": "60s"},
     }  # fmt: skip
     template = agent_template("noter", "local", systemPrompt="Use the tools.", maxTurns=2, maxTokens=48)
-    template["spec"]["tools"] = {"servers": [{"toolServer": "notes", "allow": ["append_note"]}]}
+    server: dict[str, Any] = {"toolServer": "notes", "allow": ["append_note"]}
+    if require_approval:
+        server["requireApproval"] = ["append_note"]
+    template["spec"]["tools"] = {"servers": [server]}
     template["spec"]["retry"] = {"limit": 2, "backoff": "100ms"}
     template["spec"]["timeout"] = "300s"
     platform.apply(model_config("local", local_model.base_url), tool_server, template, pool("notes", "noter"))

@@ -6,7 +6,8 @@ of paying for it again), and otherwise makes the call and hands it the record. A
 the digest of the request, not the request: the loop is deterministic given the answers, so the
 same position and digest mean the same call. `MemoryJournal` keeps the records of one attempt;
 the durable one (`pweza.agent.journaling`) stores each record through the agent channel and asks
-the manager before each model call whether a budget allows it.
+the manager before each model call whether a budget allows it, and before a tool call that
+needs approval whether a person allowed it.
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ class CallRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ToolDecision:
+    """A person's answer to a tool call that needed approval."""
+
+    approved: bool
+    by: str
+    comment: str = ""
+
+
 class Journal(Protocol):
     def recorded(self, index: int, digest: str) -> CallRecord | None:
         """The record of the call at `index` if it was made with this request digest, else None."""
@@ -73,6 +83,9 @@ class Journal(Protocol):
 
     async def before_model_call(self, request: dict[str, Any]) -> None:
         """Called before a model call is made (not before a replay): raises to stop it (a budget)."""
+
+    async def approve(self, key: str, tool: str, arguments: dict[str, Any]) -> ToolDecision:
+        """Wait for a person to approve or reject the call `key` of `tool` (requireApproval)."""
 
 
 class MemoryJournal:
@@ -95,5 +108,9 @@ class MemoryJournal:
     async def before_model_call(self, request: dict[str, Any]) -> None:
         return None  # no budgets outside a manager
 
+    async def approve(self, key: str, tool: str, arguments: dict[str, Any]) -> ToolDecision:
+        # No one can approve an attempt that runs without a manager: refused, never waved through.
+        return ToolDecision(False, "pweza", "no one can approve tool calls here: the attempt runs without a manager")
 
-__all__ = ["CallKind", "CallRecord", "Journal", "MemoryJournal", "digest"]
+
+__all__ = ["CallKind", "CallRecord", "Journal", "MemoryJournal", "ToolDecision", "digest"]

@@ -7,7 +7,8 @@ retried or resumed attempt first loads what its task's earlier attempts recorded
 it. A request still unanswered when the stream drops is sent again after the next Welcome
 (an append is keyed by task, attempt and record index, so a repeat replaces itself). Before each
 model call the journal asks the manager for a permit: a used-up budget fails the attempt with
-BudgetExceeded, which is not retried.
+BudgetExceeded, which is not retried. Before a tool call that needs approval it sends a
+ToolApproval and waits, as long as it takes, for the decision.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from pweza.agent.calls import CallRecord, MemoryJournal
+from pweza.agent.calls import CallRecord, MemoryJournal, ToolDecision
 from pweza.agent.outbox import Outbox
 from pweza.agent.sdk import TaskFailure
 from pweza.v1 import agent_pb2 as pb
@@ -49,6 +50,20 @@ class JournalClient:
             request_id=uuid.uuid4().hex, task_id=task_id, attempt=attempt, max_tokens=max(0, min(max_tokens, 2**32 - 1))
         )
         await self._ask(request.request_id, pb.AgentMessage(call_permit=request))
+
+    async def approval(
+        self, task_id: str, attempt: int, key: str, tool: str, arguments: dict[str, Any]
+    ) -> ToolDecision:
+        request = pb.ToolApproval(
+            request_id=uuid.uuid4().hex, task_id=task_id, attempt=attempt, key=key, tool=tool,
+            arguments_json=orjson.dumps(arguments),
+        )  # fmt: skip
+        reply = await self._ask(request.request_id, pb.AgentMessage(tool_approval=request))
+        answers = orjson.loads(reply.records_json or b"[]")
+        answer = answers[0] if isinstance(answers, list) and answers and isinstance(answers[0], dict) else {}
+        return ToolDecision(
+            answer.get("decision") == "approved", str(answer.get("by") or "?"), str(answer.get("comment") or "")
+        )
 
     async def _ask(self, request_id: str, message: pb.AgentMessage) -> pb.JournalReply:
         future: asyncio.Future[pb.JournalReply] = asyncio.get_running_loop().create_future()
@@ -98,3 +113,6 @@ class ChannelJournal(MemoryJournal):
     async def before_model_call(self, request: dict[str, Any]) -> None:
         limit = request.get("max_tokens")
         await self._client.permit(self._task_id, self._attempt, limit if isinstance(limit, int) else 0)
+
+    async def approve(self, key: str, tool: str, arguments: dict[str, Any]) -> ToolDecision:
+        return await self._client.approval(self._task_id, self._attempt, key, tool, arguments)

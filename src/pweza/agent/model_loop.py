@@ -132,10 +132,33 @@ class AgentLoop:
             await self._step(CallRecord(index, "tool", key, earlier.response, replayed=True))
             return ToolOutcome(str(earlier.response["content"]), bool(earlier.response["isError"]))
         started = time.monotonic()
-        outcome = await self._call(name, arguments_text, known)
+        refusal = await self._approval(name, arguments_text, known)
+        outcome = refusal or await self._call(name, arguments_text, known)
         response = {"name": name, "content": outcome.content, "isError": outcome.is_error}
         await self._step(CallRecord(index, "tool", key, response, seconds=time.monotonic() - started))
         return outcome
+
+    async def _approval(self, name: str, arguments_text: Any, known: set[str]) -> ToolOutcome | None:
+        """For a tool the template marks requireApproval: wait for a person's decision; a rejection
+        is the call's outcome (an error the model reads and can go on without), None lets it run.
+
+        The key counts the tool's calls in the conversation, so a replayed attempt asks again with
+        the same key and the manager answers with the decision already made."""
+        needs = getattr(self._tools, "requires_approval", None)
+        if name not in known or needs is None or not needs(name):
+            return None
+        n = 1 + sum(1 for r in self.records if r.kind == "tool" and r.response.get("name") == name)
+        try:
+            arguments = orjson.loads(arguments_text) if isinstance(arguments_text, str) else arguments_text
+        except orjson.JSONDecodeError:
+            return None  # not a call that can run: _call tells the model what is wrong
+        if not isinstance(arguments, dict):
+            return None
+        decision = await self.journal.approve(f"approval-{name}-{n}", name, arguments)
+        if decision.approved:
+            return None
+        because = f": {decision.comment}" if decision.comment else ""
+        return ToolOutcome(f"the call of {name} was rejected by {decision.by}{because}", True)
 
     async def _call(self, name: str, arguments_text: Any, known: set[str]) -> ToolOutcome:
         # The model's mistakes go back to it as errors it can correct; only a provider that cannot

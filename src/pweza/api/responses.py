@@ -52,6 +52,20 @@ class AttemptInfo(Out):
     error: ErrorInfo | None
 
 
+class ToolApprovalInfo(Out):
+    """A tool call the template marks requireApproval: what it would do, and who decided."""
+
+    key: str = Field(description="approval-{tool}-{n}: the n-th call of the tool in the conversation")
+    tool: str
+    arguments: dict[str, Any]
+    attempt: int = Field(description="the attempt that asked first")
+    state: str = Field(description="pending, approved or rejected")
+    requested_at: float
+    decided_by: str | None = None
+    comment: str | None = None
+    decided_at: float | None = None
+
+
 class CallInfo(Out):
     """One model or tool call of an `agent` attempt, from the task's journal."""
 
@@ -125,6 +139,9 @@ class TaskInfo(Out):
         default=None, description="only in GET /tasks/{id}: the model and tool calls its attempts made"
     )
     usage: UsageInfo | None = Field(default=None, description="only in GET /tasks/{id}: what the journal paid for")
+    tool_approvals: list[ToolApprovalInfo] | None = Field(
+        default=None, description="only in GET /tasks/{id}: its tool calls that wait or waited for a person"
+    )
 
 
 class TaskRef(Out):
@@ -229,6 +246,9 @@ class StepInfo(Out):
         default=None, description="the model and tool calls of the step's task, when its runtime journals them"
     )
     usage: UsageInfo | None = Field(default=None, description="what the step task's journal paid for")
+    tool_approvals: list[ToolApprovalInfo] | None = Field(
+        default=None, description="the step task's tool calls that wait or waited for a person"
+    )
 
 
 class RunInfo(Out):

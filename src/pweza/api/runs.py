@@ -13,7 +13,7 @@ from pydantic import Field
 from pweza.api import problems
 from pweza.api.responses import EventInfo, Page, RunInfo
 from pweza.api.routing import GuardedRoute
-from pweza.api.schemas import MAX_STORED_INT, Body, Continue, call_json, page, spent_json, usage_json
+from pweza.api.schemas import MAX_STORED_INT, Body, Continue, Decision, journal_json, page, spent_json
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput
 from pweza.domain.manifests import Name
@@ -28,10 +28,6 @@ _CHILD_DEPTH = 4
 
 class RunStart(Body):
     inputs: dict[str, Any] = Field(default_factory=dict)
-
-
-class Decision(Body):
-    comment: str = Field(default="", max_length=2000)
 
 
 class RetryRequest(Body):
@@ -93,8 +89,7 @@ def _step_json(view: StepView) -> dict[str, Any]:
         body["taskId"] = view.task_id
         body["children"] = _tree_json(view.children)
     if view.calls:
-        body["journal"] = [call_json(entry, with_response=False) for entry in view.calls]
-        body["usage"] = usage_json(view.calls)
+        body |= journal_json(view.calls, with_response=False)
     return body
 
 

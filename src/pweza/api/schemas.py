@@ -13,7 +13,7 @@ from pweza.domain.manifests import Name
 from pweza.domain.pricing import Spent, units
 from pweza.domain.records import TokenRecord
 from pweza.domain.roles import Role
-from pweza.domain.tasks import Attempt, CallEntry, Task
+from pweza.domain.tasks import APPROVAL_KIND, Attempt, CallEntry, Task
 from pweza.manager.sessions import TaskRequest
 
 # Keys and ids that are compared with stored integers: the store's integers are 64-bit signed,
@@ -86,6 +86,12 @@ def token_json(record: TokenRecord) -> dict[str, Any]:
     }
 
 
+class Decision(Body):
+    """An approval's or a rejection's body (of a step, of a tool call)."""
+
+    comment: str = Field(default="", max_length=2000)
+
+
 def page(items: list[Any], next_key: str | int | None) -> dict[str, Any]:
     return {"items": items, "continue": None if next_key is None else str(next_key)}
 
@@ -114,6 +120,34 @@ def call_json(entry: CallEntry, *, with_response: bool) -> dict[str, Any]:
     if with_response:
         body["response"] = response
     return body
+
+
+def approval_json(entry: CallEntry) -> dict[str, Any]:
+    """A tool call's approval as the API shows it."""
+    record = entry.record
+    return {
+        "key": record.get("key"),
+        "tool": record.get("tool"),
+        "arguments": record.get("arguments"),
+        "attempt": record.get("attempt"),
+        "state": record.get("state"),
+        "requestedAt": record.get("requestedAt"),
+        "decidedBy": record.get("by"),
+        "comment": record.get("comment"),
+        "decidedAt": record.get("decidedAt"),
+    }
+
+
+def journal_json(calls: list[CallEntry], *, with_response: bool) -> dict[str, Any]:
+    """A task's journal as the API shows it: its model and tool calls, what they paid for, and its
+    tool calls that waited (or wait) for approval."""
+    approvals = [entry for entry in calls if entry.kind == APPROVAL_KIND]
+    made = [entry for entry in calls if entry.kind != APPROVAL_KIND]
+    return {
+        "journal": [call_json(entry, with_response=with_response) for entry in made],
+        "usage": usage_json(made),
+        "toolApprovals": [approval_json(entry) for entry in sorted(approvals, key=lambda entry: entry.position)],
+    }
 
 
 def usage_json(calls: list[CallEntry]) -> dict[str, Any]:
@@ -181,6 +215,5 @@ def task_json(
             for attempt in attempts
         ]
     if calls is not None:
-        body["journal"] = [call_json(entry, with_response=True) for entry in calls]
-        body["usage"] = usage_json(calls)
+        body |= journal_json(calls, with_response=True)
     return body

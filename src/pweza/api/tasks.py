@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from pweza.api import agent_logs, problems
-from pweza.api.responses import AgentInfo, Page, ReplicaPage, SubmittedBatch, TaskInfo
+from pweza.api.responses import AgentInfo, Page, ReplicaPage, SubmittedBatch, TaskInfo, ToolApprovalInfo
 from pweza.api.routing import GuardedRoute
-from pweza.api.schemas import Continue, TaskBatch, TaskSubmission, page, task_json
+from pweza.api.schemas import Continue, Decision, TaskBatch, TaskSubmission, approval_json, page, task_json
 from pweza.api.security import ManagerDep, Reader, Writer
 from pweza.domain.errors import InvalidInput, NotFound
 from pweza.domain.records import TaskFilter
@@ -74,6 +74,22 @@ async def wait_task(
 @router.post("/tasks/{task_id}/cancel", response_model=TaskInfo, responses=problems.responses(409))
 async def cancel_task(task_id: str, manager: ManagerDep, who: Writer) -> dict[str, Any]:
     return task_json(await manager.cancel_task(who, task_id))
+
+
+@router.post(
+    "/tasks/{task_id}/approvals/{key}/approve", response_model=ToolApprovalInfo, responses=problems.responses(404, 409)
+)
+async def approve_tool_call(task_id: str, key: str, body: Decision, manager: ManagerDep, who: Writer) -> dict[str, Any]:
+    """Let a tool call the task's agent waits on run (its template's requireApproval)."""
+    return approval_json(await manager.decide_tool_call(who, task_id, key, approve=True, comment=body.comment))
+
+
+@router.post(
+    "/tasks/{task_id}/approvals/{key}/reject", response_model=ToolApprovalInfo, responses=problems.responses(404, 409)
+)
+async def reject_tool_call(task_id: str, key: str, body: Decision, manager: ManagerDep, who: Writer) -> dict[str, Any]:
+    """Refuse a tool call the task's agent waits on: the model is told who rejected it and why."""
+    return approval_json(await manager.decide_tool_call(who, task_id, key, approve=False, comment=body.comment))
 
 
 @router.get("/agents", response_model=Page[AgentInfo])

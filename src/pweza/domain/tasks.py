@@ -102,6 +102,11 @@ class CallEntry:
     currency: str | None = None
 
 
+# A journal entry that is not a call: a tool call's approval, kept with the task under attempt 0
+# (pweza.manager.tool_approvals).
+APPROVAL_KIND = "approval"
+
+
 @dataclass(slots=True)
 class Task:
     id: str

@@ -28,7 +28,7 @@ import structlog
 from pweza.domain.manifests import PoolBudget
 from pweza.domain.model_configs import Pricing
 from pweza.domain.pricing import call_cost, units
-from pweza.domain.tasks import CallEntry, Task
+from pweza.domain.tasks import APPROVAL_KIND, CallEntry, Task
 from pweza.manager.budgets import BudgetExceeded, Budgets, JournalRefused
 from pweza.manager.clock import Clock
 from pweza.manager.dispatching import Dispatcher
@@ -62,7 +62,7 @@ class CallJournal:
 
     async def append(self, session: AgentSession, task_id: str, attempt: int, record_json: bytes) -> None:
         """Store one call record of an attempt `session` holds; durable when this returns."""
-        task = self._held_task(session, task_id, attempt)
+        task = self.held_task(session, task_id, attempt)
         record = _read_record(record_json)
         paid = record["kind"] == "model" and not record.get("replayed", False)
         usage = record.get("usage") or {}
@@ -99,22 +99,23 @@ class CallJournal:
 
     async def permit(self, session: AgentSession, task_id: str, attempt: int, max_tokens: int) -> None:
         """Return if the attempt may call its model now; else BudgetExceeded naming the budget."""
-        await self.budgets.permit(self._held_task(session, task_id, attempt), max_tokens)
+        await self.budgets.permit(self.held_task(session, task_id, attempt), max_tokens)
 
     async def load(self, session: AgentSession, task_id: str, attempt: int) -> list[dict[str, Any]]:
         """The records to replay for `attempt`: those of the latest earlier attempt that has any."""
-        self._held_task(session, task_id, attempt)
+        self.held_task(session, task_id, attempt)
         by_attempt: dict[int, list[CallEntry]] = defaultdict(list)
         for entry in await self._store.list_calls([task_id]):
-            if entry.attempt < attempt:
+            if 0 < entry.attempt < attempt and entry.kind != APPROVAL_KIND:  # approvals are the task's
                 by_attempt[entry.attempt].append(entry)
         if not by_attempt:
             return []
         latest = by_attempt[max(by_attempt)]
         return [entry.record for entry in sorted(latest, key=lambda entry: entry.position)]
 
-    def _held_task(self, session: AgentSession, task_id: str, attempt: int) -> Task:
-        held = self._dispatcher.holds(session, task_id, attempt, "journal")
+    def held_task(self, session: AgentSession, task_id: str, attempt: int, message: str = "journal") -> Task:
+        """The task if `session` runs `attempt` of it now; else JournalRefused (counted under `message`)."""
+        held = self._dispatcher.holds(session, task_id, attempt, message)
         task = self._dispatcher.live(task_id) if held else None
         if task is None:
             raise JournalRefused(f"attempt {attempt} of task {task_id} is not running on this agent")

@@ -14,7 +14,7 @@ from pweza.domain.manifests import Manifest
 from pweza.domain.records import AuditEntry, StoredObject, TokenRecord
 from pweza.domain.roles import Role
 from pweza.domain.runs import Run
-from pweza.domain.tasks import Task
+from pweza.domain.tasks import CallEntry, Task
 from pweza.manager.auth import Principal, TokenService
 from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.config import Settings
@@ -29,6 +29,7 @@ from pweza.manager.queries import Queries
 from pweza.manager.registry import PoolPolicy, Registry
 from pweza.manager.replicas import replicas_for
 from pweza.manager.sessions import AgentEvents, TaskRequest
+from pweza.manager.tool_approvals import ToolApprovals
 from pweza.manager.tool_catalog import ToolCatalog
 from pweza.manager.workflows import WorkflowEngine
 from pweza.store.protocol import Store
@@ -60,6 +61,7 @@ class Manager:
         self.journal = CallJournal(
             store, self.dispatcher, self.registry, self.metrics, clock, settings.budgets.namespaces
         )
+        self.tool_approvals = ToolApprovals(store, self.dispatcher, self.journal, clock)
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )
@@ -204,6 +206,15 @@ class Manager:
         await self.workflows.decide(run_id, step, approve, who.name, comment)
         action = "run.approve" if approve else "run.reject"
         await self.audit(who, action, f"{run_id}/{step}", comment=comment)
+
+    async def decide_tool_call(
+        self, who: Principal, task_id: str, key: str, *, approve: bool, comment: str
+    ) -> CallEntry:
+        """Approve or reject a tool call an agent waits on (requireApproval)."""
+        decided = await self.tool_approvals.decide(task_id, key, approve=approve, by=who.name, comment=comment)
+        action = "task.approve_tool" if approve else "task.reject_tool"
+        await self.audit(who, action, f"{task_id}/{key}", comment=comment)
+        return decided
 
     # -- the agent channel -----------------------------------------------------
     @property

@@ -237,6 +237,9 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         coordination = self._manager.metrics.coordination
         limit = self._manager.settings.max_payload_bytes
         journal = self._manager.journal
+        # Tool approvals wait for a person, maybe for hours: each waits in a task of its own, so
+        # the stream goes on being read; they end with it (the agent asks again on its next one).
+        waiting: set[asyncio.Task[None]] = set()
         try:
             async for message in messages:
                 coordination.inc()
@@ -296,10 +299,21 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     ask = message.call_permit
                     permit = journal.permit(session, ask.task_id, ask.attempt, ask.max_tokens)
                     await self._answer_journal(session, ask.request_id, permit)
+                elif body == "tool_approval":
+                    wait = message.tool_approval
+                    decision = self._manager.tool_approvals.request(
+                        session, wait.task_id, wait.attempt, wait.key, wait.tool, wait.arguments_json
+                    )
+                    waiter = asyncio.create_task(self._answer_journal(session, wait.request_id, decision))
+                    waiting.add(waiter)
+                    waiter.add_done_callback(waiting.discard)
                 else:
                     log.warning("unexpected agent message", agent=session.id, kind=body)
         except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.CancelledError):
             pass  # the stream ended (an abort was logged by whoever aborted it)
+        finally:
+            for waiter in waiting:
+                waiter.cancel()
 
     async def _answer_journal(
         self, session: AgentSession, request_id: str, work: Awaitable[list[Any] | None], *, task_id: str = ""

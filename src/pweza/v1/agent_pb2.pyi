@@ -39,6 +39,7 @@ class AgentMessage(_message.Message):
     JOURNAL_APPEND_FIELD_NUMBER: _builtins.int
     JOURNAL_LOAD_FIELD_NUMBER: _builtins.int
     CALL_PERMIT_FIELD_NUMBER: _builtins.int
+    TOOL_APPROVAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -59,6 +60,8 @@ class AgentMessage(_message.Message):
     def journal_load(self) -> Global___JournalLoad: ...
     @_builtins.property
     def call_permit(self) -> Global___CallPermit: ...
+    @_builtins.property
+    def tool_approval(self) -> Global___ToolApproval: ...
     def __init__(
         self,
         *,
@@ -72,12 +75,13 @@ class AgentMessage(_message.Message):
         journal_append: Global___JournalAppend | None = ...,
         journal_load: Global___JournalLoad | None = ...,
         call_permit: Global___CallPermit | None = ...,
+        tool_approval: Global___ToolApproval | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load", "call_permit"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load", "call_permit", "tool_approval"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -466,6 +470,48 @@ class CallPermit(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CallPermit: _TypeAlias = CallPermit  # noqa: Y015
+
+@_typing.final
+class ToolApproval(_message.Message):
+    """Before an `agent` attempt calls a tool its template marks `requireApproval`: may it? The
+    manager records the request with the task (found again by task and `key`, so a retried or
+    resumed attempt, or a re-send after a reconnect, never asks twice for one call) and answers
+    with a JournalReply once a person decided: records_json is [{"decision": "approved" or
+    "rejected", "by": ..., "comment": ...}]. The reply may take hours; the attempt holds its slot.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    TOOL_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    task_id: _builtins.str
+    attempt: _builtins.int
+    key: _builtins.str
+    """approval-{tool}-{n}: the n-th call of that tool in the attempt's conversation (from 1)."""
+    tool: _builtins.str
+    arguments_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        key: _builtins.str = ...,
+        tool: _builtins.str = ...,
+        arguments_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "attempt", b"attempt", "key", b"key", "request_id", b"request_id", "task_id", b"task_id", "tool", b"tool"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolApproval: _TypeAlias = ToolApproval  # noqa: Y015
 
 @_typing.final
 class ManagerMessage(_message.Message):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pweza.agent.calls import CallRecord, MemoryJournal
+from pweza.agent.calls import CallRecord, MemoryJournal, ToolDecision
 from pweza.agent.chat import ChatClient, Endpoint
 from pweza.agent.model_loop import AgentLoop, LoopSettings
 from pweza.agent.sdk import TaskFailure
@@ -109,3 +109,46 @@ async def test_a_journal_of_an_earlier_attempt_replays_its_calls_instead_of_repe
     assert len(stand_in.requests) == 3, "the first model call was paid once"
     assert [c.get("replayed", False) for c in retried["calls"]] == [True, True, False]
     assert retried["answer"] == "It is sunny."
+
+
+class GatedTools(StandInTools):
+    """Stand-in tools whose get_weather needs approval, as a template's requireApproval marks it."""
+
+    def requires_approval(self, name: str) -> bool:
+        return name == "get_weather"
+
+
+class DecidingJournal(MemoryJournal):
+    """A journal whose person approves or rejects by the order of asking, keeping what was asked."""
+
+    def __init__(self, *verdicts: bool) -> None:
+        super().__init__()
+        self.verdicts = list(verdicts)
+        self.asked: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def approve(self, key: str, tool: str, arguments: dict[str, Any]) -> ToolDecision:
+        self.asked.append((key, tool, arguments))
+        return ToolDecision(self.verdicts.pop(0), "alice", "not today")
+
+
+async def test_a_tool_that_needs_approval_runs_only_when_approved_and_a_rejection_is_told_to_the_model() -> None:
+    tools, journal = GatedTools(), DecidingJournal(False, True)
+    twice = [CALL_WEATHER[0], {**CALL_WEATHER[0], "id": "c2"}]
+    with provider(scripted(chat_reply(tool_calls=twice), chat_reply("ok"))) as stand_in:
+        await run(stand_in.base_url, LoopSettings(max_turns=3), tools, journal)
+    assert journal.asked == [
+        ("approval-get_weather-1", "get_weather", {"city": "Oslo"}),
+        ("approval-get_weather-2", "get_weather", {"city": "Oslo"}),
+    ]
+    assert tools.calls == [("get_weather", {"city": "Oslo"})], "only the approved call ran"
+    told = stand_in.requests[1]["body"]["messages"]
+    assert told[-2]["content"] == "error: the call of get_weather was rejected by alice: not today"
+
+
+async def test_without_a_manager_no_one_approves_so_the_tool_never_runs() -> None:
+    tools = GatedTools()
+    with provider(scripted(chat_reply(tool_calls=CALL_WEATHER), chat_reply("ok"))) as stand_in:
+        output = await run(stand_in.base_url, LoopSettings(max_turns=3), tools)
+    assert tools.calls == []
+    assert output["calls"][1]["response"]["isError"] is True
+    assert "no one can approve" in output["calls"][1]["response"]["content"]

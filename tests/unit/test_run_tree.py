@@ -42,3 +42,18 @@ def test_the_live_view_redraws_its_timer_from_the_clock_without_new_events(monke
     monkeypatch.setattr(runs.time, "time", lambda: STARTED + 7.5)
     later = text(view)
     assert "1.0s" in first and "7.5s" in later
+
+
+def test_a_tool_call_waiting_for_approval_shows_its_arguments_and_the_command_that_decides() -> None:
+    approvals = [
+        {"key": "approval-append_note-1", "tool": "append_note", "arguments": {"text": "hi"}, "state": "rejected",
+         "decidedBy": "alice"},
+        {"key": "approval-append_note-2", "tool": "append_note", "arguments": {"text": "again"}, "state": "pending"},
+    ]  # fmt: skip
+    run = a_run({"name": "note", "state": "running", "startedAt": STARTED, "taskId": "t1", "toolApprovals": approvals})
+    shown = text(render_run(run, {}, now=STARTED + 3))
+    assert 'tool append_note({"text": "hi"}) rejected by alice' in shown
+    assert (
+        'tool append_note({"text": "again"}) waits for approval  → pweza task approve t1 approval-append_note-2'
+        in shown
+    )

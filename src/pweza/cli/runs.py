@@ -126,6 +126,7 @@ def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, n
         branch = tree.add(line)
         _add_children(branch, step.get("children") or [])
         _add_journal(branch, step.get("journal") or [])
+        _add_tool_approvals(branch, step.get("taskId"), step.get("toolApprovals") or [])
     parts: list[Any] = [tree]
     usage = run.get("usage") or {}
     if usage.get("tokens") or usage.get("budgetTokens"):
@@ -163,6 +164,20 @@ def _add_journal(branch: Tree, calls: list[dict[str, Any]]) -> None:
         line.append(f"  {call.get('seconds', 0.0):.1f}s", "dim")
         if call.get("replayed"):
             line.append("  replayed from the journal", "cyan")
+        branch.add(line)
+
+
+def _add_tool_approvals(branch: Tree, task_id: str | None, approvals: list[dict[str, Any]]) -> None:
+    """The step's tool calls that wait for a person (with the command that decides), or were decided."""
+    for approval in approvals:
+        arguments = json.dumps(approval.get("arguments") or {}, ensure_ascii=False)
+        call = f"tool {approval['tool']}({arguments[:80]})"
+        if approval["state"] == "pending":
+            line = Text.assemble(("⏸ ", "yellow"), f"{call} waits for approval", style="yellow")
+            line.append(f"  → pweza task approve {task_id} {approval['key']}", "yellow")
+        else:
+            by = f" by {approval.get('decidedBy')}" if approval.get("decidedBy") else ""
+            line = Text.assemble(("· ", "dim"), f"{call} {approval['state']}{by}")
         branch.add(line)
 
 

@@ -163,3 +163,24 @@ def task_cancel(task_id: str, server: Server = None, token: Token = None) -> Non
         task = api.request("POST", f"/api/v1/tasks/{task_id}/cancel")
     pending = task["cancelRequested"] and task["state"] != "cancelled"
     console.print(f"task {task_id}: {task['state']}" + (" (cancel sent to the agent)" if pending else ""))
+
+
+Comment = Annotated[str, typer.Option("--comment", "-m", help="Why: the model and the audit log see it.")]
+
+
+@task_app.command("approve", epilog="Example:\n\n  pweza task approve TASK_ID approval-append_note-1 -m 'fine'")
+def task_approve(task_id: str, key: str, comment: Comment = "", server: Server = None, token: Token = None) -> None:
+    """Let a tool call the task's agent waits on run (its template's requireApproval)."""
+    _decide(task_id, key, "approve", comment, server, token)
+
+
+@task_app.command("reject", epilog="Example:\n\n  pweza task reject TASK_ID approval-append_note-1 -m 'not today'")
+def task_reject(task_id: str, key: str, comment: Comment = "", server: Server = None, token: Token = None) -> None:
+    """Refuse a tool call the task's agent waits on: the model is told who refused it and why."""
+    _decide(task_id, key, "reject", comment, server, token)
+
+
+def _decide(task_id: str, key: str, verdict: str, comment: str, server: str | None, token: str | None) -> None:
+    with client(server, token) as api:
+        decided = api.request("POST", f"/api/v1/tasks/{task_id}/approvals/{key}/{verdict}", json={"comment": comment})
+    console.print(f"tool call {key} ({decided['tool']}) of task {task_id}: {decided['state']}")

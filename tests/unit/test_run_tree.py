@@ -57,3 +57,18 @@ def test_a_tool_call_waiting_for_approval_shows_its_arguments_and_the_command_th
         'tool append_note({"text": "again"}) waits for approval  → pweza task approve t1 approval-append_note-2'
         in shown
     )
+
+
+def test_the_live_view_shows_what_a_running_steps_model_is_writing_from_its_reply_pieces() -> None:
+    view = RunView(a_run({"name": "note", "state": "running", "startedAt": STARTED, "taskId": "t1"}))
+    base = {"step": "note", "taskId": "t1", "attempt": 1}
+    view.add_piece({**base, "call": 0, "tool": "append_note"})
+    view.add_piece({**base, "call": 0, "arguments": '{"text": '})
+    view.add_piece({**base, "call": 0, "arguments": '"sky"}'})
+    assert '✎ tool append_note({"text": "sky"}' in text(view)
+    view.add_piece({**base, "call": 2, "text": "The note "})
+    view.add_piece({**base, "call": 2, "text": "is\nadded."})
+    shown = text(view)
+    assert "✎ The note is added." in shown and "append_note" not in shown, "a new call starts afresh"
+    view.run["steps"][0]["state"] = "succeeded"
+    assert "✎" not in text(view), "only running steps show what they write"

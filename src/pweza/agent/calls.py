@@ -87,6 +87,13 @@ class Journal(Protocol):
     async def approve(self, key: str, tool: str, arguments: dict[str, Any]) -> ToolDecision:
         """Wait for a person to approve or reject the call `key` of `tool` (requireApproval)."""
 
+    @property
+    def streams(self) -> bool:
+        """Whether someone may follow the model's replies as they come (then they are streamed)."""
+
+    def stream(self, index: int, text: str, tool: str, arguments: str) -> None:
+        """A piece of the reply of the model call at `index`, as it comes: never stored."""
+
 
 class MemoryJournal:
     """One attempt's records in memory, optionally starting from an earlier attempt's to replay."""
@@ -107,6 +114,13 @@ class MemoryJournal:
 
     async def before_model_call(self, request: dict[str, Any]) -> None:
         return None  # no budgets outside a manager
+
+    @property
+    def streams(self) -> bool:
+        return False  # no one follows an attempt run on its own
+
+    def stream(self, index: int, text: str, tool: str, arguments: str) -> None:
+        return None
 
     async def approve(self, key: str, tool: str, arguments: dict[str, Any]) -> ToolDecision:
         # No one can approve an attempt that runs without a manager: refused, never waved through.

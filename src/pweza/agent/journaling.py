@@ -8,7 +8,8 @@ it. A request still unanswered when the stream drops is sent again after the nex
 (an append is keyed by task, attempt and record index, so a repeat replaces itself). Before each
 model call the journal asks the manager for a permit: a used-up budget fails the attempt with
 BudgetExceeded, which is not retried. Before a tool call that needs approval it sends a
-ToolApproval and waits, as long as it takes, for the decision.
+ToolApproval and waits, as long as it takes, for the decision. The model's replies are streamed
+up as they come (ModelStream), for whoever follows the run live; they are not stored.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class JournalClient:
             answer.get("decision") == "approved", str(answer.get("by") or "?"), str(answer.get("comment") or "")
         )
 
+    def stream(self, task_id: str, attempt: int, index: int, text: str, tool: str, arguments: str) -> None:
+        piece = pb.ModelStream(task_id=task_id, attempt=attempt, call=index, text=text, tool=tool, arguments=arguments)
+        self._outbox.request(pb.AgentMessage(model_stream=piece))
+
     async def _ask(self, request_id: str, message: pb.AgentMessage) -> pb.JournalReply:
         future: asyncio.Future[pb.JournalReply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (future, message)
@@ -116,3 +121,10 @@ class ChannelJournal(MemoryJournal):
 
     async def approve(self, key: str, tool: str, arguments: dict[str, Any]) -> ToolDecision:
         return await self._client.approval(self._task_id, self._attempt, key, tool, arguments)
+
+    @property
+    def streams(self) -> bool:
+        return True
+
+    def stream(self, index: int, text: str, tool: str, arguments: str) -> None:
+        self._client.stream(self._task_id, self._attempt, index, text, tool, arguments)

@@ -100,7 +100,8 @@ class AgentLoop:
         await self.journal.before_model_call(request)
         started = time.monotonic()
         try:
-            result = await (self._streamed(request) if self._on_chunk else self._client.complete(request))
+            streamed = self._on_chunk is not None or self.journal.streams
+            result = await (self._streamed(index, request) if streamed else self._client.complete(request))
         except ModelError as error:
             raise TaskFailure(error.message, type="ModelError", retryable=error.retryable) from None
         response = {
@@ -113,13 +114,25 @@ class AgentLoop:
         await self._step(CallRecord(index, "model", key, response, result.usage.as_json(), time.monotonic() - started))
         return result
 
-    async def _streamed(self, request: dict[str, Any]) -> ChatResult:
-        assert self._on_chunk is not None
+    async def _streamed(self, index: int, request: dict[str, Any]) -> ChatResult:
+        """The model's reply, its pieces handed on as they come (to `on_chunk`, to the journal)."""
         async for event in self._client.stream(request):
             if isinstance(event, ChatResult):
                 return event
-            self._on_chunk(event)
+            if self._on_chunk is not None:
+                self._on_chunk(event)
+            if self.journal.streams:
+                self._stream_piece(index, event)
         raise ModelError("the stream ended without a reply", retryable=True)
+
+    def _stream_piece(self, index: int, chunk: ChatChunk) -> None:
+        if chunk.content:
+            self.journal.stream(index, chunk.content, "", "")
+        for part in chunk.tool_calls:
+            function = part.get("function") or {}
+            name, arguments = str(function.get("name") or ""), str(function.get("arguments") or "")
+            if name or arguments:
+                self.journal.stream(index, "", name, arguments)
 
     async def _tool_call(self, call: Mapping[str, Any], known: set[str]) -> ToolOutcome:
         function = call.get("function") or {}

@@ -19,6 +19,7 @@ from pweza.domain.errors import InvalidInput
 from pweza.domain.manifests import Name
 from pweza.domain.records import RunFilter
 from pweza.domain.runs import Run, RunEvent, RunState
+from pweza.manager.live_replies import ReplyPiece
 from pweza.manager.queries import StepView, TaskTree
 from pweza.manager.service import Manager
 
@@ -160,7 +161,18 @@ EVENTS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the run's events: a page, or with follow=true a stream that ends with the run",
         "model": Page[EventInfo],
-        "content": {"text/event-stream": {"schema": {"type": "string", "description": "`event: TYPE`, `data: EVENT`"}}},
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "string",
+                    "description": (
+                        "`id: N`, `event: TYPE`, `data: EVENT` for each stored event; `event: model.delta`, "
+                        "`data: {step, taskId, attempt, call, text | tool, arguments}` (no id, never stored) "
+                        "for each piece of a model reply as it is generated; `event: end` when the run has ended"
+                    ),
+                }
+            }
+        },
     }
 }
 
@@ -199,7 +211,17 @@ def _sse(event: RunEvent) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id or 0, event.type.encode(), orjson.dumps(_event_json(event)))
 
 
-async def _stream(events: AsyncIterator[RunEvent | None]) -> AsyncIterator[bytes]:
+def _piece_sse(piece: ReplyPiece) -> bytes:
+    # No id: a piece is not stored, so a reconnect (Last-Event-ID) resumes from the stored events.
+    return b"event: model.delta\ndata: %s\n\n" % orjson.dumps(piece.as_json())
+
+
+async def _stream(events: AsyncIterator[RunEvent | ReplyPiece | None]) -> AsyncIterator[bytes]:
     async for event in events:
-        yield b": keep-alive\n\n" if event is None else _sse(event)
+        if event is None:
+            yield b": keep-alive\n\n"
+        elif isinstance(event, ReplyPiece):
+            yield _piece_sse(event)
+        else:
+            yield _sse(event)
     yield b"event: end\ndata: {}\n\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -96,9 +98,15 @@ def waiting_text(waiting: Waiting) -> str:
     return f"waiting for an agent of pool {waiting.pool} ({agents})"
 
 
-def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, now: float | None = None) -> Group:
-    """The run as a tree of steps; `waiting` names the steps whose task is still pending, and
-    `now` (default: the clock) is what the timers of unfinished steps count to."""
+def render_run(
+    run: dict[str, Any],
+    waiting: dict[str, Waiting] | None = None,
+    now: float | None = None,
+    replies: dict[str, LiveReply] | None = None,
+) -> Group:
+    """The run as a tree of steps; `waiting` names the steps whose task is still pending, `now`
+    (default: the clock) is what the timers of unfinished steps count to, and `replies` what the
+    running steps' models are generating."""
     now = time.time() if now is None else now
     waiting = waiting or {}
     icon, style = _STYLE.get(run["state"], ("?", ""))
@@ -127,6 +135,9 @@ def render_run(run: dict[str, Any], waiting: dict[str, Waiting] | None = None, n
         _add_children(branch, step.get("children") or [])
         _add_journal(branch, step.get("journal") or [])
         _add_tool_approvals(branch, step.get("taskId"), step.get("toolApprovals") or [])
+        reply = (replies or {}).get(step["name"])
+        if reply is not None and step["state"] == "running" and reply.text:
+            branch.add(reply.line())
     parts: list[Any] = [tree]
     usage = run.get("usage") or {}
     if usage.get("tokens") or usage.get("budgetTokens"):
@@ -181,15 +192,45 @@ def _add_tool_approvals(branch: Tree, task_id: str | None, approvals: list[dict[
         branch.add(line)
 
 
+REPLY_TAIL_CHARS = 100
+
+
+class LiveReply:
+    """What a step's model is generating now, from the run's `model.delta` events: the current
+    call's text, or the tool call it is writing."""
+
+    def __init__(self) -> None:
+        self.call: tuple[str, int, int] = ("", 0, -1)
+        self.text = ""
+        self.tool = ""
+
+    def add(self, piece: dict[str, Any]) -> None:
+        call = (str(piece.get("taskId", "")), int(piece.get("attempt", 0)), int(piece.get("call", 0)))
+        if call != self.call:
+            self.call, self.text, self.tool = call, "", ""
+        if piece.get("tool"):
+            self.tool, self.text = str(piece["tool"]), ""
+        self.text += str(piece.get("text") or piece.get("arguments") or "")
+
+    def line(self) -> Text:
+        tail = " ".join(self.text.split())[-REPLY_TAIL_CHARS:]
+        what = f"tool {self.tool}({tail}" if self.tool else tail
+        return Text.assemble(("✎ ", "magenta"), (what, "dim"))
+
+
 class RunView:
     """The live tree's renderable: drawn afresh at every refresh, so its timers move between events."""
 
     def __init__(self, run: dict[str, Any]) -> None:
         self.run = run
         self.waiting: dict[str, Waiting] = {}
+        self.replies: dict[str, LiveReply] = {}
+
+    def add_piece(self, piece: dict[str, Any]) -> None:
+        self.replies.setdefault(str(piece.get("step", "")), LiveReply()).add(piece)
 
     def __rich__(self) -> Group:
-        return render_run(self.run, self.waiting)
+        return render_run(self.run, self.waiting, replies=self.replies)
 
 
 def find_waiting(client: ApiClient, run: dict[str, Any]) -> dict[str, Waiting]:
@@ -220,16 +261,29 @@ def pool_waiting(client: ApiClient, namespace: str, pool: str) -> Waiting:
     return Waiting(pool, ready, len(mine))
 
 
-def _watch_events(url: str, headers: dict[str, str], changed: threading.Event, done: threading.Event) -> None:
-    """Set `changed` at every event of the run's stream, reconnecting until `done`."""
+def _watch_events(
+    url: str,
+    headers: dict[str, str],
+    changed: threading.Event,
+    done: threading.Event,
+    on_piece: Callable[[dict[str, Any]], None],
+) -> None:
+    """Set `changed` at every stored event of the run's stream and hand each piece of a model
+    reply (`model.delta`) to `on_piece`, reconnecting until `done`."""
     import httpx  # here, not at the top: only following a run needs it, and it is slow to import
 
     while not done.is_set():
         try:
             with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as stream:
+                kind = ""
                 for line in stream.iter_lines():
                     if line.startswith("event:"):
-                        changed.set()
+                        kind = line.partition(":")[2].strip()
+                        if kind != "model.delta":
+                            changed.set()  # the tree is read again; a reply piece only redraws it
+                    elif line.startswith("data:") and kind == "model.delta":
+                        with contextlib.suppress(ValueError, TypeError):  # a piece is only shown
+                            on_piece(json.loads(line.partition(":")[2]))
                     if done.is_set() or line.strip() == "event: end":
                         return
         except httpx.HTTPError:
@@ -248,7 +302,7 @@ def follow(client: ApiClient, run_id: str) -> dict[str, Any]:
     changed, done = threading.Event(), threading.Event()
     watcher = threading.Thread(
         target=_watch_events,
-        args=(f"{context.url}/api/v1/runs/{run_id}/events", headers, changed, done),
+        args=(f"{context.url}/api/v1/runs/{run_id}/events", headers, changed, done, view.add_piece),
         daemon=True,  # it may sit in a read of the stream; it must not hold the command open
     )
     watcher.start()

@@ -26,6 +26,7 @@ from pweza.manager.auth import TokenService
 from pweza.manager.budgets import Budgets
 from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
+from pweza.manager.live_replies import LiveReplies, ReplyPiece
 from pweza.manager.model_status import ModelStatus
 from pweza.manager.registry import Registry, with_server_fields
 from pweza.manager.tool_catalog import KIND as TOOL_SERVER
@@ -107,6 +108,7 @@ class Queries:
         self._housekeeping = housekeeping
         self.model_status = ModelStatus()
         self.budgets: Budgets | None = None  # the journal's, set by the Manager
+        self.live_replies: LiveReplies | None = None  # set by the Manager
 
     # -- usage -----------------------------------------------------------------
     async def namespace_usage(self, namespace: str) -> tuple[PoolBudget | None, str, Spent]:
@@ -203,16 +205,26 @@ class Queries:
         await self._require_run(run_id)
         return await self._store.list_events(run_id, after, limit)
 
-    async def follow_events(self, run_id: str, after: int) -> AsyncIterator[RunEvent | None]:
+    async def follow_events(self, run_id: str, after: int) -> AsyncIterator[RunEvent | ReplyPiece | None]:
         """The run's events after `after` as they come, until the run has ended and every event
-        before its end was sent; None after QUIET_SECONDS without one (for a keep-alive)."""
+        before its end was sent, with the pieces of its model replies as they are generated (on
+        this replica's agents; not stored); None after QUIET_SECONDS without either (a keep-alive)."""
         await self._require_run(run_id)
         return self._follow(run_id, after)
 
-    async def _follow(self, run_id: str, last: int) -> AsyncIterator[RunEvent | None]:
+    async def _follow(self, run_id: str, last: int) -> AsyncIterator[RunEvent | ReplyPiece | None]:
+        with self.live_replies.follow(run_id) if self.live_replies else contextlib.nullcontext(None) as pieces:
+            async for item in self._follow_stored(run_id, last, pieces):
+                yield item
+
+    async def _follow_stored(
+        self, run_id: str, last: int, pieces: asyncio.Queue[ReplyPiece] | None
+    ) -> AsyncIterator[RunEvent | ReplyPiece | None]:
         spoke = time.monotonic()
         while True:
             changed = self._workflows.changed(run_id)
+            while pieces is not None and not pieces.empty():
+                yield pieces.get_nowait()
             events = await self._store.list_events(run_id, last, _EVENT_BATCH)
             for event in events:
                 last = event.id or last
@@ -231,9 +243,9 @@ class Queries:
                 return
             # A run driven by another replica changes without this one hearing of it: look again soon.
             wait = QUIET_SECONDS if self._workflows.drives(run_id) else ELSEWHERE_POLL_SECONDS
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=wait)
-            if time.monotonic() - spoke >= QUIET_SECONDS:
+            if await _changed_or_piece(changed, pieces, wait):
+                spoke = time.monotonic()
+            elif time.monotonic() - spoke >= QUIET_SECONDS:
                 spoke = time.monotonic()
                 yield None
 
@@ -274,3 +286,23 @@ def _step_task_id(run: Run, step: StepRun) -> str | None:
     if step.items is not None or step.started_at is None or step.state is StepState.WAITING_APPROVAL:
         return None
     return f"{run.id}.{step.name}.0.{step.retries}"
+
+
+async def _changed_or_piece(changed: asyncio.Event, pieces: asyncio.Queue[ReplyPiece] | None, timeout: float) -> bool:
+    """Wait until the run changed or a reply piece came, at most `timeout`; whether a piece came."""
+    if pieces is None or pieces.empty():
+        waits: list[asyncio.Task[Any]] = [asyncio.create_task(changed.wait())]
+        if pieces is not None:
+            waits.append(asyncio.create_task(_until_not_empty(pieces)))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+    return pieces is not None and not pieces.empty()
+
+
+async def _until_not_empty(pieces: asyncio.Queue[ReplyPiece]) -> None:
+    # A peek: the queue was empty, so the piece put back is again the first (no await between).
+    piece = await pieces.get()
+    pieces.put_nowait(piece)

@@ -23,6 +23,7 @@ from pweza.manager.dispatching import Dispatcher
 from pweza.manager.housekeeping import Housekeeping
 from pweza.manager.intake import resolve_task
 from pweza.manager.journal import CallJournal
+from pweza.manager.live_replies import LiveReplies
 from pweza.manager.metrics import Metrics
 from pweza.manager.model_refs import with_models
 from pweza.manager.queries import Queries
@@ -61,6 +62,7 @@ class Manager:
         self.journal = CallJournal(
             store, self.dispatcher, self.registry, self.metrics, clock, settings.budgets.namespaces
         )
+        self.live_replies = LiveReplies(self.dispatcher)
         self.tool_approvals = ToolApprovals(store, self.dispatcher, self.journal, clock)
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
@@ -71,6 +73,7 @@ class Manager:
         )
         self.queries.model_status.enabled = settings.model_status_probes
         self.queries.budgets = self.journal.budgets
+        self.queries.live_replies = self.live_replies
         self.started_at = time.time()
 
     async def start(self) -> None:

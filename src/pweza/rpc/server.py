@@ -299,6 +299,11 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     ask = message.call_permit
                     permit = journal.permit(session, ask.task_id, ask.attempt, ask.max_tokens)
                     await self._answer_journal(session, ask.request_id, permit)
+                elif body == "model_stream":
+                    piece = message.model_stream
+                    self._manager.live_replies.publish(
+                        session, piece.task_id, piece.attempt, piece.call, piece.text, piece.tool, piece.arguments
+                    )
                 elif body == "tool_approval":
                     wait = message.tool_approval
                     decision = self._manager.tool_approvals.request(

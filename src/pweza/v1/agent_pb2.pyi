@@ -40,6 +40,7 @@ class AgentMessage(_message.Message):
     JOURNAL_LOAD_FIELD_NUMBER: _builtins.int
     CALL_PERMIT_FIELD_NUMBER: _builtins.int
     TOOL_APPROVAL_FIELD_NUMBER: _builtins.int
+    MODEL_STREAM_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -62,6 +63,8 @@ class AgentMessage(_message.Message):
     def call_permit(self) -> Global___CallPermit: ...
     @_builtins.property
     def tool_approval(self) -> Global___ToolApproval: ...
+    @_builtins.property
+    def model_stream(self) -> Global___ModelStream: ...
     def __init__(
         self,
         *,
@@ -76,12 +79,13 @@ class AgentMessage(_message.Message):
         journal_load: Global___JournalLoad | None = ...,
         call_permit: Global___CallPermit | None = ...,
         tool_approval: Global___ToolApproval | None = ...,
+        model_stream: Global___ModelStream | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "model_stream", b"model_stream", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "model_stream", b"model_stream", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load", "call_permit", "tool_approval"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load", "call_permit", "tool_approval", "model_stream"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -512,6 +516,47 @@ class ToolApproval(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ToolApproval: _TypeAlias = ToolApproval  # noqa: Y015
+
+@_typing.final
+class ModelStream(_message.Message):
+    """A piece of a model's reply as it is generated, for whoever follows the task's run live (its
+    event stream, `pweza run`). Not stored and not answered: the stored record is the call's
+    JournalAppend. Sent by the agent holding the attempt; anything else is dropped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    CALL_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    TOOL_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    attempt: _builtins.int
+    call: _builtins.int
+    """The model call's place in the attempt's conversation (its journal index)."""
+    text: _builtins.str
+    tool: _builtins.str
+    """A tool call being generated: its name when it starts, then pieces of its JSON arguments."""
+    arguments: _builtins.str
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        call: _builtins.int = ...,
+        text: _builtins.str = ...,
+        tool: _builtins.str = ...,
+        arguments: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "attempt", b"attempt", "call", b"call", "task_id", b"task_id", "text", b"text", "tool", b"tool"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelStream: _TypeAlias = ModelStream  # noqa: Y015
 
 @_typing.final
 class ManagerMessage(_message.Message):

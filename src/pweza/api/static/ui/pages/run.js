@@ -150,6 +150,7 @@ export async function render(main, [runId], session) {
     follow(
       `runs/${encodeURIComponent(run.id)}/events`,
       (type, event) => {
+        if (type === "model.delta") return; // a reply piece changes no state: nothing to fetch again
         const group = event.step && groups.get(event.step);
         if (group && EVENT_STATES[type]) paint(group, EVENT_STATES[type]);
         refreshSoon();

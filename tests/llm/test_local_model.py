@@ -4,6 +4,7 @@ reliable: these tests assert structure, not wisdom."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pweza.agent.model_loop import AgentLoop, LoopSettings
 from pweza.testing.local_model import LocalModel
 from pweza.testing.platform import Platform
 from tests.conftest import pool
+from tests.integration.notes_servers import notes_over_http
 from tests.model_providers import failing_provider
 from tests.tool_stand_ins import StandInTools
 
@@ -130,25 +132,32 @@ def test_a_failing_first_model_falls_back_to_the_second(platform: Platform, loca
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_an_agent_pool_calls_a_tool_of_an_mcp_tool_server(
-    platform: Platform, local_model: LocalModel, tmp_path: Path
+    platform: Platform, local_model: LocalModel, tmp_path: Path, transport: str
 ) -> None:
-    # The example's notes server over stdio, started by the agent from the ToolServer's command.
+    # The example's notes server: over stdio, started by the agent from the ToolServer's command;
+    # over streamable HTTP, a server of its own on a loopback port that the agent connects to.
     log = tmp_path / "appended.log"
     server = Path(__file__).parents[2] / "examples" / "llm-research" / "notes_server.py"
-    tool_server = {
-        "apiVersion": "pweza.ai/v1",
-        "kind": "ToolServer",
-        "metadata": {"name": "notes"},
-        "spec": {"transport": "stdio", "command": [sys.executable, str(server), "--stdio"],
-                 "env": [{"name": "NOTES_LOG", "value": str(log)}], "timeout": "60s"},
-    }  # fmt: skip
-    template = agent_template("noter", "local", systemPrompt="Use the tools.", maxTurns=2, maxTokens=48)
-    template["spec"]["tools"] = {"servers": [{"toolServer": "notes", "allow": ["append_note"]}]}
-    platform.apply(model_config("local", local_model.base_url), tool_server, template, pool("notes", "noter"))
-    platform.start_agent("notes")
-    platform.wait_for_agents(1)
-    task = answer_task(platform, "notes", "Append the note: the sky is blue.")
+    with contextlib.ExitStack() as stack:
+        if transport == "http":
+            spec: dict[str, Any] = {"transport": "http", "url": stack.enter_context(notes_over_http(log))}
+        else:
+            spec = {"transport": "stdio", "command": [sys.executable, str(server), "--stdio"],
+                    "env": [{"name": "NOTES_LOG", "value": str(log)}]}  # fmt: skip
+        tool_server = {
+            "apiVersion": "pweza.ai/v1",
+            "kind": "ToolServer",
+            "metadata": {"name": "notes"},
+            "spec": {**spec, "timeout": "60s"},
+        }
+        template = agent_template("noter", "local", systemPrompt="Use the tools.", maxTurns=2, maxTokens=48)
+        template["spec"]["tools"] = {"servers": [{"toolServer": "notes", "allow": ["append_note"]}]}
+        platform.apply(model_config("local", local_model.base_url), tool_server, template, pool("notes", "noter"))
+        platform.start_agent("notes")
+        platform.wait_for_agents(1)
+        task = answer_task(platform, "notes", "Append the note: the sky is blue.")
     assert task["state"] == "succeeded", task.get("error")
     kinds = [call["kind"] for call in task["output"]["calls"]]
     assert kinds == ["model", "tool", "model"], task["output"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -392,3 +393,48 @@ async def test_only_the_holder_asks_for_a_tool_approval_and_a_wait_does_not_stop
         again = await journal_reply(holder, approval(task_id, item.attempt, "approval-append_note-1", request_id="b"))
         assert again.ok and orjson.loads(again.records_json)[0]["decision"] == "approved"
     assert len(task(echo, task_id)["toolApprovals"]) == 1
+
+
+def _first_reply_pieces(platform: Platform, run_id: str, into: list[dict[str, Any]], stop_at: str) -> None:
+    """The run's model.delta pieces, until one whose text is `stop_at` (bounded by the read timeout)."""
+    headers = {"Authorization": f"Bearer {platform.admin_token}"}
+    url = f"{platform.url}/api/v1/runs/{run_id}/events"
+    with httpx.stream(
+        "GET", url, headers=headers, verify=platform.verify, timeout=httpx.Timeout(10, read=20)
+    ) as stream:
+        kind = ""
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                kind = line.partition(":")[2].strip()
+            elif line.startswith("data:") and kind == "model.delta":
+                into.append(orjson.loads(line.partition(":")[2]))
+                if into[-1].get("text") == stop_at:
+                    return
+
+
+async def test_only_the_holder_streams_replies_into_a_runs_events(echo: Platform) -> None:
+    workflow = {"apiVersion": "pweza.ai/v1", "kind": "Workflow", "metadata": {"name": "one"},
+                "spec": {"steps": [{"name": "only", "agent": {"pool": "echo"}, "input": "x"}]}}  # fmt: skip
+    echo.apply(workflow)
+    token = agent_token(echo, "default/echo")
+    async with HostileAgent(echo.grpc_address) as holder, HostileAgent(echo.grpc_address) as mallory:
+        await holder.hello(token=token, pool="echo", agent_id="holder", free_slots=1)
+        await mallory.hello(token=token, pool="echo", agent_id="mallory", free_slots=0)
+        with echo.client() as client:
+            run_id = client.post("/api/v1/workflows/one/runs", json={}).json()["id"]
+        item = (await holder.assignments())[0]
+        pieces: list[dict[str, Any]] = []
+        reader = threading.Thread(target=_first_reply_pieces, args=(echo, run_id, pieces, "mine"), daemon=True)
+        reader.start()
+        await asyncio.sleep(1.0)  # the reader is following the run
+
+        def piece(text: str, attempt: int = item.attempt) -> pb.AgentMessage:
+            return pb.AgentMessage(model_stream=pb.ModelStream(task_id=item.task_id, attempt=attempt, text=text))
+
+        mallory.send(piece("forged"))
+        holder.send(piece("stale", attempt=item.attempt + 1))
+        await asyncio.sleep(0.5)  # sent in order: anything let through would come before "mine"
+        holder.send(piece("mine"))
+        await asyncio.to_thread(reader.join, 30)
+    assert [p.get("text") for p in pieces] == ["mine"], pieces
+    assert pieces[0]["step"] == "only" and pieces[0]["taskId"] == item.task_id

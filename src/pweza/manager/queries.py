@@ -223,8 +223,6 @@ class Queries:
         spoke = time.monotonic()
         while True:
             changed = self._workflows.changed(run_id)
-            while pieces is not None and not pieces.empty():
-                yield pieces.get_nowait()
             events = await self._store.list_events(run_id, last, _EVENT_BATCH)
             for event in events:
                 last = event.id or last
@@ -243,9 +241,11 @@ class Queries:
                 return
             # A run driven by another replica changes without this one hearing of it: look again soon.
             wait = QUIET_SECONDS if self._workflows.drives(run_id) else ELSEWHERE_POLL_SECONDS
-            if await _changed_or_piece(changed, pieces, wait):
+            # Reply pieces go out as they come; only a change of the run reads the store again.
+            async for piece in _pieces_until(changed, pieces, wait):
                 spoke = time.monotonic()
-            elif time.monotonic() - spoke >= QUIET_SECONDS:
+                yield piece
+            if time.monotonic() - spoke >= QUIET_SECONDS:
                 spoke = time.monotonic()
                 yield None
 
@@ -288,21 +288,19 @@ def _step_task_id(run: Run, step: StepRun) -> str | None:
     return f"{run.id}.{step.name}.0.{step.retries}"
 
 
-async def _changed_or_piece(changed: asyncio.Event, pieces: asyncio.Queue[ReplyPiece] | None, timeout: float) -> bool:
-    """Wait until the run changed or a reply piece came, at most `timeout`; whether a piece came."""
-    if pieces is None or pieces.empty():
-        waits: list[asyncio.Task[Any]] = [asyncio.create_task(changed.wait())]
-        if pieces is not None:
-            waits.append(asyncio.create_task(_until_not_empty(pieces)))
-        try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
-    return pieces is not None and not pieces.empty()
-
-
-async def _until_not_empty(pieces: asyncio.Queue[ReplyPiece]) -> None:
-    # A peek: the queue was empty, so the piece put back is again the first (no await between).
-    piece = await pieces.get()
-    pieces.put_nowait(piece)
+async def _pieces_until(
+    changed: asyncio.Event, pieces: asyncio.Queue[ReplyPiece] | None, timeout: float
+) -> AsyncIterator[ReplyPiece]:
+    """The reply pieces that come until the run changes or `timeout` has passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not changed.is_set() and (left := deadline - loop.time()) > 0:
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(changed.wait())}
+        getter = asyncio.ensure_future(pieces.get()) if pieces is not None else None
+        if getter is not None:
+            waits.add(getter)
+        done, _ = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits - done:
+            waiting.cancel()  # a cancelled get leaves its piece in the queue
+        if getter is not None and getter in done:
+            yield getter.result()

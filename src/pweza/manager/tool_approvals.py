@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any
 
 import orjson
@@ -32,7 +33,6 @@ APPROVAL_ATTEMPT = 0  # the task's, not one attempt's
 POLL_SECONDS = 1.0
 MAX_KEY_CHARS = 200
 MAX_ARGUMENTS_BYTES = 64 * 1024
-MAX_COMMENT_CHARS = 2000
 
 
 class ToolApprovals:
@@ -50,16 +50,15 @@ class ToolApprovals:
         decision when a person made it; JournalRefused when the attempt stops running here first."""
         task = self._journal.held_task(session, task_id, attempt, "approval")
         arguments = _read_request(key, tool, arguments_json)
-        entry = await self._find(task_id, key)
-        if entry is None:
-            entry = await self._add(task, attempt, key, tool, arguments)
+        approvals = await self._approvals(task_id)
+        entry = _by_key(approvals, key) or await self._add(task, attempt, key, tool, arguments, len(approvals))
         event = self._decided.setdefault((task_id, key), asyncio.Event())
         try:
             while entry.record["state"] == "pending":
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), POLL_SECONDS)
                 self._journal.held_task(session, task_id, attempt, "approval")
-                entry = await self._find(task_id, key) or entry
+                entry = _by_key(await self._approvals(task_id), key) or entry
         finally:
             if not event.is_set():
                 self._decided.pop((task_id, key), None)
@@ -69,7 +68,7 @@ class ToolApprovals:
     async def decide(self, task_id: str, key: str, *, approve: bool, by: str, comment: str) -> CallEntry:
         """Approve or reject the waiting call `key` of the task; its entry as decided."""
         await self._dispatcher.get(task_id)  # NotFound for a task that does not exist
-        entry = await self._find(task_id, key)
+        entry = _by_key(await self._approvals(task_id), key)
         if entry is None:
             raise NotFound(f"tool call {key!r} of task {task_id} not found: the task asked for no such approval")
         if entry.record["state"] != "pending":
@@ -79,41 +78,40 @@ class ToolApprovals:
             )
         record = {
             **entry.record, "state": "approved" if approve else "rejected", "by": by,
-            "comment": comment[:MAX_COMMENT_CHARS], "decidedAt": self._clock.time(),
+            "comment": comment, "decidedAt": self._clock.time(),
         }  # fmt: skip
-        decided = _with_record(entry, record)
+        decided = dataclasses.replace(entry, record=record)
         await self._store.save_calls([decided])
         event = self._decided.pop((task_id, key), None)
         if event is not None:
             event.set()
         return decided
 
-    async def _find(self, task_id: str, key: str) -> CallEntry | None:
-        for entry in await self._store.list_calls([task_id]):
-            if entry.kind == APPROVAL_KIND and entry.record.get("key") == key:
-                return entry
-        return None
+    async def _approvals(self, task_id: str) -> list[CallEntry]:
+        return [
+            e
+            for e in await self._store.list_calls([task_id])
+            if e.attempt == APPROVAL_ATTEMPT and e.kind == APPROVAL_KIND
+        ]
 
-    async def _add(self, task: Task, attempt: int, key: str, tool: str, arguments: dict[str, Any]) -> CallEntry:
+    async def _add(
+        self, task: Task, attempt: int, key: str, tool: str, arguments: dict[str, Any], position: int
+    ) -> CallEntry:
         # One attempt runs at a time and its loop asks for one call at a time: no two requests of
         # a task race for the next position.
-        taken = [e.position for e in await self._store.list_calls([task.id]) if e.attempt == APPROVAL_ATTEMPT]
         now = self._clock.time()
         record = {"key": key, "tool": tool, "arguments": arguments, "attempt": attempt, "state": "pending",
                   "requestedAt": now}  # fmt: skip
         entry = CallEntry(
-            task.id, APPROVAL_ATTEMPT, max(taken, default=-1) + 1, APPROVAL_KIND, record, now,
+            task.id, APPROVAL_ATTEMPT, position, APPROVAL_KIND, record, now,
             namespace=task.namespace, pool=task.pool, run_id=task.labels.get("run", "")[:64],
         )  # fmt: skip
         await self._store.save_calls([entry])
         return entry
 
 
-def _with_record(entry: CallEntry, record: dict[str, Any]) -> CallEntry:
-    return CallEntry(
-        entry.task_id, entry.attempt, entry.position, entry.kind, record, entry.recorded_at,
-        namespace=entry.namespace, pool=entry.pool, run_id=entry.run_id,
-    )  # fmt: skip
+def _by_key(approvals: list[CallEntry], key: str) -> CallEntry | None:
+    return next((entry for entry in approvals if entry.record.get("key") == key), None)
 
 
 def _read_request(key: str, tool: str, arguments_json: bytes) -> dict[str, Any]:

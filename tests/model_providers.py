@@ -45,6 +45,9 @@ class StandInProvider:
     models: list[str] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     base_url: str = ""
+    # Chats being answered now, and the most there ever were at once.
+    in_flight: int = 0
+    most_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def list_models(self, handler: BaseHTTPRequestHandler) -> None:
@@ -62,7 +65,15 @@ class StandInProvider:
         with self._lock:
             number = len(self.requests)
             self.requests.append({"path": handler.path, "headers": dict(handler.headers), "body": body})
-        reply = self.script(number, body)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._reply(handler, self.script(number, body))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _reply(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
         if reply.delay:
             time.sleep(reply.delay)
         if reply.stream is not None:

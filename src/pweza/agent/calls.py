@@ -15,9 +15,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
+
+if TYPE_CHECKING:
+    from pweza.agent.chat.limits import SharedRoom
 
 CallKind = Literal["model", "tool"]
 
@@ -91,6 +94,10 @@ class Journal(Protocol):
     def streams(self) -> bool:
         """Whether someone may follow the model's replies as they come (then they are streamed)."""
 
+    @property
+    def model_room(self) -> SharedRoom | None:
+        """Where models' concurrency and rate limits are held across agents (None: in this process)."""
+
     def stream(self, index: int, text: str, tool: str, arguments: str) -> None:
         """A piece of the reply of the model call at `index`, as it comes: never stored."""
 
@@ -118,6 +125,10 @@ class MemoryJournal:
     @property
     def streams(self) -> bool:
         return False  # no one follows an attempt run on its own
+
+    @property
+    def model_room(self) -> SharedRoom | None:
+        return None  # limits are this process's own
 
     def stream(self, index: int, text: str, tool: str, arguments: str) -> None:
         return None

@@ -9,18 +9,24 @@ it. A request still unanswered when the stream drops is sent again after the nex
 model call the journal asks the manager for a permit: a used-up budget fails the attempt with
 BudgetExceeded, which is not retried. Before a tool call that needs approval it sends a
 ToolApproval and waits, as long as it takes, for the decision. The model's replies are streamed
-up as they come (ModelStream), for whoever follows the run live; they are not stored.
+up as they come (ModelStream), for whoever follows the run live; they are not stored. Before a
+request to a model with concurrency or rate limits it asks the manager for room (ModelSlot),
+since those limits hold across every agent and replica, and releases it when the request ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 
 from pweza.agent.calls import CallRecord, MemoryJournal, ToolDecision
+from pweza.agent.chat.endpoints import Endpoint
+from pweza.agent.chat.limits import SharedRoom
 from pweza.agent.outbox import Outbox
 from pweza.agent.sdk import TaskFailure
 from pweza.v1 import agent_pb2 as pb
@@ -66,6 +72,21 @@ class JournalClient:
             answer.get("decision") == "approved", str(answer.get("by") or "?"), str(answer.get("comment") or "")
         )
 
+    @asynccontextmanager
+    async def slot(self, endpoint: Endpoint, timeout: float, *, wait: bool) -> AsyncIterator[None]:
+        """Room for one request to `endpoint` within its limits, as the manager holds them for
+        every agent and replica: TimeoutError when none came in `timeout` (none when not `wait`)."""
+        request = pb.ModelSlot(request_id=uuid.uuid4().hex, model=endpoint.name, wait_seconds=timeout if wait else 0.0)
+        reply = await self._ask(request.request_id, pb.AgentMessage(model_slot=request))
+        answers = orjson.loads(reply.records_json or b"[]")
+        lease = str(answers[0].get("lease") or "") if answers and isinstance(answers[0], dict) else ""
+        try:
+            yield
+        finally:
+            if lease:
+                release = pb.ModelSlotRelease(lease=lease)
+                self._outbox.request(pb.AgentMessage(model_slot_release=release))
+
     def stream(self, task_id: str, attempt: int, index: int, text: str, tool: str, arguments: str) -> None:
         piece = pb.ModelStream(task_id=task_id, attempt=attempt, call=index, text=text, tool=tool, arguments=arguments)
         self._outbox.request(pb.AgentMessage(model_stream=piece))
@@ -78,6 +99,8 @@ class JournalClient:
             reply = await future
         finally:
             self._pending.pop(request_id, None)
+        if not reply.ok and reply.error_type == "ModelBusy":
+            raise TimeoutError(reply.error)  # the chat client tries the next fallback
         if not reply.ok and reply.error_type == "BudgetExceeded":
             raise TaskFailure(reply.error, type="BudgetExceeded", retryable=False)
         if not reply.ok:
@@ -125,6 +148,10 @@ class ChannelJournal(MemoryJournal):
     @property
     def streams(self) -> bool:
         return True
+
+    @property
+    def model_room(self) -> SharedRoom:
+        return self._client
 
     def stream(self, index: int, text: str, tool: str, arguments: str) -> None:
         self._client.stream(self._task_id, self._attempt, index, text, tool, arguments)

@@ -101,7 +101,8 @@ class AgentLoop:
         started = time.monotonic()
         try:
             streamed = self._on_chunk is not None or self.journal.streams
-            result = await (self._streamed(index, request) if streamed else self._client.complete(request))
+            room = self.journal.model_room
+            result = await (self._streamed(index, request) if streamed else self._client.complete(request, room=room))
         except ModelError as error:
             raise TaskFailure(error.message, type="ModelError", retryable=error.retryable) from None
         response = {
@@ -116,7 +117,7 @@ class AgentLoop:
 
     async def _streamed(self, index: int, request: dict[str, Any]) -> ChatResult:
         """The model's reply, its pieces handed on as they come (to `on_chunk`, to the journal)."""
-        async for event in self._client.stream(request):
+        async for event in self._client.stream(request, room=self.journal.model_room):
             if isinstance(event, ChatResult):
                 return event
             if self._on_chunk is not None:

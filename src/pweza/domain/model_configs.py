@@ -50,8 +50,8 @@ class RateLimit(SpecModel):
     requests_per_minute: int = Field(
         ge=1,
         le=1_000_000,
-        description="The most requests one agent sends to this model in any minute; more go to the next "
-        "fallback, or wait for their turn when there is none.",
+        description="The most requests sent to this model in any minute, by all agents together; more go "
+        "to the next fallback, or wait for their turn when there is none.",
     )
 
 
@@ -105,10 +105,13 @@ class ModelConfigSpec(SpecModel):
         default=None,
         ge=1,
         le=10_000,
-        description="The most requests one agent has in flight to this model at once (default: no limit); "
-        "a request beyond it goes to the next fallback at once, or waits when there is none.",
+        description="The most requests in flight to this model at once, counted across every agent and "
+        "manager replica (default: no limit); a request beyond it goes to the next fallback at once, or "
+        "waits when there is none.",
     )
-    rate_limit: RateLimit | None = Field(default=None, description="How often one agent may call this model.")
+    rate_limit: RateLimit | None = Field(
+        default=None, description="How often this model may be called, across every agent and manager replica."
+    )
     pricing: Pricing | None = Field(
         default=None,
         description="What its tokens cost: each call's cost is computed from it when the call is recorded, and "

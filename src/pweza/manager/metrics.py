@@ -132,6 +132,14 @@ class Metrics:
             ["namespace", "scope"],
             registry=self.registry,
         )
+        # ModelConfigs' limits across agents and replicas (manager.model_slots): requests that
+        # found no room in the time they could wait, so went to a fallback or failed.
+        self.model_slot_refusals = Counter(
+            "pweza_model_slot_refusals",
+            "Model requests refused room within their ModelConfig's concurrency or rate limit after waiting.",
+            ["namespace", "model_config"],
+            registry=self.registry,
+        )
         self.pruned = Counter(
             "pweza_pruned",
             "Finished runs and tasks deleted by retention.",

@@ -26,6 +26,7 @@ from pweza.manager.journal import CallJournal
 from pweza.manager.live_replies import LiveReplies
 from pweza.manager.metrics import Metrics
 from pweza.manager.model_refs import with_models
+from pweza.manager.model_slots import ModelSlots
 from pweza.manager.queries import Queries
 from pweza.manager.registry import PoolPolicy, Registry
 from pweza.manager.replicas import replicas_for
@@ -64,6 +65,7 @@ class Manager:
         )
         self.live_replies = LiveReplies(self.dispatcher)
         self.tool_approvals = ToolApprovals(store, self.dispatcher, self.journal, clock)
+        self.model_slots = ModelSlots(store, self.registry, self.metrics, clock)
         self.housekeeping = Housekeeping(
             store, settings, self.metrics, self.dispatcher, self.workflows, self.replicas, clock
         )

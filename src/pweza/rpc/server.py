@@ -237,8 +237,9 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         coordination = self._manager.metrics.coordination
         limit = self._manager.settings.max_payload_bytes
         journal = self._manager.journal
-        # Tool approvals wait for a person, maybe for hours: each waits in a task of its own, so
-        # the stream goes on being read; they end with it (the agent asks again on its next one).
+        # Tool approvals wait for a person, maybe for hours, and model slots for room: each waits
+        # in a task of its own, so the stream goes on being read; they end with it (the agent
+        # asks again on its next one).
         waiting: set[asyncio.Task[None]] = set()
         try:
             async for message in messages:
@@ -312,6 +313,15 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
                     waiter = asyncio.create_task(self._answer_journal(session, wait.request_id, decision))
                     waiting.add(waiter)
                     waiter.add_done_callback(waiting.discard)
+                elif body == "model_slot":
+                    ask_room = message.model_slot
+                    room = self._manager.model_slots.take(session, ask_room.model, ask_room.wait_seconds)
+                    # It may wait for room: the stream is read on meanwhile.
+                    waiter = asyncio.create_task(self._answer_journal(session, ask_room.request_id, room))
+                    waiting.add(waiter)
+                    waiter.add_done_callback(waiting.discard)
+                elif body == "model_slot_release":
+                    await self._manager.model_slots.release(session, message.model_slot_release.lease)
                 else:
                     log.warning("unexpected agent message", agent=session.id, kind=body)
         except (grpc.aio.AioRpcError, grpc.aio.AbortError, asyncio.CancelledError):
@@ -319,6 +329,7 @@ class AgentChannelServicer(pb_grpc.AgentChannelServicer):
         finally:
             for waiter in waiting:
                 waiter.cancel()
+            await self._manager.model_slots.release_session(session)
 
     async def _answer_journal(
         self, session: AgentSession, request_id: str, work: Awaitable[list[Any] | None], *, task_id: str = ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pweza.domain.model_slots import SlotClaim
 from pweza.domain.pricing import Spent
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
@@ -81,6 +82,14 @@ class Store(Protocol):
 
     async def list_calls(self, task_ids: Sequence[str]) -> list[CallEntry]:
         """The journals of `task_ids`: by task, attempt, then position."""
+
+    # Model limits shared by every agent and replica (pweza.domain.model_slots).
+    async def take_model_slots(self, claim: SlotClaim) -> bool:
+        """Take one free slot of each kind `claim` needs, all or none, atomically across replicas;
+        False when a kind has no free slot."""
+
+    async def release_model_slots(self, holder: str, leases: Sequence[str], kinds: Sequence[str], now: float) -> None:
+        """Free the slots of those kinds that `holder` took under `leases` (another holder's stay)."""
 
     async def load_unfinished_tasks(self) -> list[Task]:
         """Every task not in a terminal state, for recovery after a restart."""

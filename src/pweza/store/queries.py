@@ -41,7 +41,18 @@ from pweza.domain.runs import Run, RunEvent, RunState, StepRun
 from pweza.domain.tasks import TERMINAL_STATES, Task
 from pweza.store import codec
 from pweza.store.dialects import byte_order, json_text, unindexed
-from pweza.store.schema import attempts, audit, calls, objects, run_events, run_steps, runs, tasks, tokens
+from pweza.store.schema import (
+    attempts,
+    audit,
+    calls,
+    model_slots,
+    objects,
+    run_events,
+    run_steps,
+    runs,
+    tasks,
+    tokens,
+)
 
 TERMINAL: Final = tuple(state.value for state in TERMINAL_STATES)
 RUNNING: Final = RunState.RUNNING.value
@@ -180,6 +191,44 @@ def spent(rows: Iterable[Sequence[Any]]) -> Spent:
         if currency is not None:
             costs[str(currency)] = int(cost)
     return Spent(tokens, costs)
+
+
+# -- model slots (pweza.domain.model_slots) --------------------------------------
+# The numbers of a model's slots of one kind that are taken now (bind namespace, model, kind, now).
+TAKEN_SLOTS: Final = select(model_slots.c.number).where(
+    model_slots.c.namespace == bindparam("namespace"),
+    model_slots.c.model == bindparam("model"),
+    model_slots.c.kind == bindparam("kind"),
+    model_slots.c.until > bindparam("now"),
+)
+
+
+def _take_slot() -> Insert:
+    """Take slot `number` if it is free: a new row, or a row whose `until` has passed. Returns the
+    number when taken, nothing when another holder has it (on PostgreSQL a replica taking the same
+    row at once waits for the other's commit, then sees it taken)."""
+    statement = upsert_into(model_slots)
+    changed = ("lease", "holder", "until")
+    return statement.on_conflict_do_update(
+        index_elements=[model_slots.c.namespace, model_slots.c.model, model_slots.c.kind, model_slots.c.number],
+        set_={column: statement.excluded[column] for column in changed},
+        where=model_slots.c.until <= bindparam("now"),
+    ).returning(model_slots.c.number)
+
+
+TAKE_SLOT: Final = _take_slot()
+# Free what leases took (bind b_holder, b_leases, b_kinds, now): a lease's call slot when its request
+# ends; its start slot too when the request never started.
+RELEASE_SLOTS: Final = (
+    update(model_slots)
+    .where(
+        model_slots.c.holder == bindparam("b_holder"),
+        model_slots.c.lease.in_(bindparam("b_leases", expanding=True)),
+        model_slots.c.kind.in_(bindparam("b_kinds", expanding=True)),
+        model_slots.c.until > bindparam("now"),
+    )
+    .values(until=bindparam("now"))
+)
 
 
 SELECT_TASK: Final = select(tasks).where(tasks.c.id == bindparam("id"))

@@ -105,6 +105,22 @@ calls = Table(
     Index("ix_calls_namespace", "namespace", "recorded_at"),
 )
 
+# Room within ModelConfigs' limits (pweza.domain.model_slots): per model, `call` slots numbered
+# below its concurrency and `start` slots below its requests per minute; free once `until` passed.
+model_slots = Table(
+    "model_slots",
+    metadata,
+    Column("namespace", String(63), nullable=False),
+    Column("model", String(63), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("lease", String(64), nullable=False),
+    Column("holder", String(64), nullable=False),
+    Column("until", Float, nullable=False),
+    PrimaryKeyConstraint("namespace", "model", "kind", "number"),
+    Index("ix_model_slots_holder", "holder", "lease"),
+)
+
 tokens = Table(
     "tokens",
     metadata,

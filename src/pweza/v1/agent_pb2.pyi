@@ -41,6 +41,8 @@ class AgentMessage(_message.Message):
     CALL_PERMIT_FIELD_NUMBER: _builtins.int
     TOOL_APPROVAL_FIELD_NUMBER: _builtins.int
     MODEL_STREAM_FIELD_NUMBER: _builtins.int
+    MODEL_SLOT_FIELD_NUMBER: _builtins.int
+    MODEL_SLOT_RELEASE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -65,6 +67,10 @@ class AgentMessage(_message.Message):
     def tool_approval(self) -> Global___ToolApproval: ...
     @_builtins.property
     def model_stream(self) -> Global___ModelStream: ...
+    @_builtins.property
+    def model_slot(self) -> Global___ModelSlot: ...
+    @_builtins.property
+    def model_slot_release(self) -> Global___ModelSlotRelease: ...
     def __init__(
         self,
         *,
@@ -80,12 +86,14 @@ class AgentMessage(_message.Message):
         call_permit: Global___CallPermit | None = ...,
         tool_approval: Global___ToolApproval | None = ...,
         model_stream: Global___ModelStream | None = ...,
+        model_slot: Global___ModelSlot | None = ...,
+        model_slot_release: Global___ModelSlotRelease | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "model_stream", b"model_stream", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "model_slot", b"model_slot", "model_slot_release", b"model_slot_release", "model_stream", b"model_stream", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "model_stream", b"model_stream", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_permit", b"call_permit", "credit", b"credit", "delegate", b"delegate", "heartbeat", b"heartbeat", "hello", b"hello", "journal_append", b"journal_append", "journal_load", b"journal_load", "model_slot", b"model_slot", "model_slot_release", b"model_slot_release", "model_stream", b"model_stream", "ready", b"ready", "results", b"results", "started", b"started", "tool_approval", b"tool_approval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load", "call_permit", "tool_approval", "model_stream"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "started", "heartbeat", "results", "credit", "delegate", "ready", "journal_append", "journal_load", "call_permit", "tool_approval", "model_stream", "model_slot", "model_slot_release"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -557,6 +565,58 @@ class ModelStream(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelStream: _TypeAlias = ModelStream  # noqa: Y015
+
+@_typing.final
+class ModelSlot(_message.Message):
+    """Room for one request to a ModelConfig of the agent's namespace within its concurrency and
+    rate limits, which hold across every agent and manager replica. Answered by a JournalReply:
+    ok with records_json [{"lease": "..."}] ("" when the model has no limits), or error_type
+    "ModelBusy" when no room came within wait_seconds (then try the next fallback).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    model: _builtins.str
+    wait_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        wait_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "request_id", b"request_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelSlot: _TypeAlias = ModelSlot  # noqa: Y015
+
+@_typing.final
+class ModelSlotRelease(_message.Message):
+    """The request under a ModelSlot's lease ended (answered or failed): its room is free. Not answered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_FIELD_NUMBER: _builtins.int
+    lease: _builtins.str
+    def __init__(
+        self,
+        *,
+        lease: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelSlotRelease: _TypeAlias = ModelSlotRelease  # noqa: Y015
 
 @_typing.final
 class ManagerMessage(_message.Message):

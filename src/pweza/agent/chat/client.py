@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from pweza.agent.chat.endpoints import Endpoint
-from pweza.agent.chat.limits import Limiter
+from pweza.agent.chat.limits import Limiter, SharedRoom
 
 _FALLBACK_STATUSES = frozenset({408, 429})
 _TAIL = 300
@@ -116,8 +116,11 @@ class ChatClient:
         content = self._body(endpoint, request, stream)
         return self._http.build_request("POST", endpoint.chat_url, content=content, headers=headers, timeout=timeout)
 
-    def _slot(self, endpoint: Endpoint) -> AbstractAsyncContextManager[None]:
-        return self.limiters[endpoint.name].slot(endpoint.timeout, wait=endpoint is self.endpoints[-1])
+    def _slot(self, endpoint: Endpoint, room: SharedRoom | None) -> AbstractAsyncContextManager[None]:
+        wait = endpoint is self.endpoints[-1]
+        if room is not None and (endpoint.concurrency is not None or endpoint.requests_per_minute is not None):
+            return room.slot(endpoint, endpoint.timeout, wait=wait)
+        return self.limiters[endpoint.name].slot(endpoint.timeout, wait=wait)
 
     async def _checked(self, endpoint: Endpoint, response: httpx.Response) -> None:
         """Raise _Skip or ModelError for an answer that is not a success."""
@@ -130,13 +133,14 @@ class ChatClient:
             raise _Skip(reason)
         raise ModelError(f"model {endpoint.name!r}: {reason}", retryable=False)
 
-    async def complete(self, request: Mapping[str, Any]) -> ChatResult:
-        """One chat completion: `request` is the API's body without `model` (the endpoint's is used)."""
+    async def complete(self, request: Mapping[str, Any], *, room: SharedRoom | None = None) -> ChatResult:
+        """One chat completion: `request` is the API's body without `model` (the endpoint's is used).
+        With `room`, endpoints' limits are held there (across agents) instead of in this process."""
         failures: list[dict[str, str]] = []
         for endpoint in self.endpoints:
             started = time.monotonic()
             try:
-                async with self._slot(endpoint):
+                async with self._slot(endpoint, room):
                     # httpx bounds each read; this bounds the whole reply (a server that trickles).
                     async with asyncio.timeout(endpoint.timeout):
                         response = await self._http.send(self._request(endpoint, request, stream=False))
@@ -148,14 +152,16 @@ class ChatClient:
             return _result(endpoint, reply, failures, time.monotonic() - started)
         raise _exhausted(failures)
 
-    async def stream(self, request: Mapping[str, Any]) -> AsyncIterator[ChatChunk | ChatResult]:
+    async def stream(
+        self, request: Mapping[str, Any], *, room: SharedRoom | None = None
+    ) -> AsyncIterator[ChatChunk | ChatResult]:
         """The reply as it is written, chunk by chunk, then the whole of it as a ChatResult."""
         failures: list[dict[str, str]] = []
         for endpoint in self.endpoints:
             started = time.monotonic()
             assembly = _Assembly()
             try:
-                async with self._slot(endpoint):
+                async with self._slot(endpoint, room):
                     response = await self._http.send(self._request(endpoint, request, stream=True), stream=True)
                     try:
                         await self._checked(endpoint, response)

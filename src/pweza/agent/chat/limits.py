@@ -1,4 +1,9 @@
-"""Per-endpoint limits: how many requests are in flight at once and how many start per minute."""
+"""Per-endpoint limits: how many requests are in flight at once and how many start per minute.
+
+`Limiter` holds them within one agent process. Under a manager they hold across every agent
+and manager replica instead: the journal gives the chat client a `SharedRoom`, which asks the
+manager for room before each request (`pweza.agent.journaling`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,20 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pweza.agent.chat.endpoints import Endpoint
 
 WINDOW_SECONDS = 60.0
+
+
+class SharedRoom(Protocol):
+    def slot(self, endpoint: Endpoint, timeout: float, *, wait: bool) -> AbstractAsyncContextManager[None]:
+        """Room for one request to `endpoint` within its limits wherever they are kept; waits at
+        most `timeout` seconds (none when not `wait`), else raises TimeoutError."""
+        ...
 
 
 class Limiter:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from sqlalchemy import Connection, Executable, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from pweza.domain.model_slots import SlotClaim, free_numbers
 from pweza.domain.pricing import Spent
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
@@ -248,6 +249,27 @@ class PostgresStore:
             found.extend(codec.CALLS.record(row) for row in await self._all(queries.SELECT_CALLS, {"ids": chunk}))
         return found
 
+    # -- model slots -----------------------------------------------------------
+    # Each statement commits on its own (the reader's autocommit connection), outside the
+    # group-commit batch: a take never holds a row lock past its statement, so replicas taking
+    # slots at once cannot deadlock, and a batch never waits for another replica's slots.
+    async def take_model_slots(self, claim: SlotClaim) -> bool:
+        async with self.reader() as connection:
+            took: list[str] = []
+            for kind, limit, until in claim.wanted():
+                if not await _take_one(connection, claim, kind, limit, until):
+                    if took:  # all or none: the slots already taken go back
+                        taken = {"b_holder": claim.holder, "b_leases": [claim.lease], "b_kinds": took}
+                        await connection.execute(queries.RELEASE_SLOTS, {**taken, "now": claim.now})
+                    return False
+                took.append(kind)
+            return True
+
+    async def release_model_slots(self, holder: str, leases: Sequence[str], kinds: Sequence[str], now: float) -> None:
+        async with self.reader() as connection:
+            values = {"b_holder": holder, "b_leases": list(leases), "b_kinds": list(kinds), "now": now}
+            await connection.execute(queries.RELEASE_SLOTS, values)
+
     async def load_unfinished_tasks(self) -> list[Task]:
         return [codec.TASKS.record(row) for row in await self._all(queries.SELECT_UNFINISHED_TASKS)]
 
@@ -349,3 +371,20 @@ class PostgresStore:
             return len(gone_runs) + len(gone_tasks)
 
         return await self.call(prune)
+
+
+# Free numbers tried before a kind counts as full: each miss means another replica took that
+# number between this one's look and its take, so more misses in a row are rare.
+_TAKE_TRIES = 4
+
+
+async def _take_one(connection: AsyncConnection, claim: SlotClaim, kind: str, limit: int, until: float) -> bool:
+    """Take a free slot of `kind`: look at the taken numbers, then try free ones; another replica
+    may take the same number between the look and the take (the take then returns nothing)."""
+    key = {"namespace": claim.namespace, "model": claim.model, "kind": kind, "now": claim.now}
+    taken = [row[0] for row in (await connection.execute(queries.TAKEN_SLOTS, key)).all()]
+    for number in free_numbers(limit, taken)[:_TAKE_TRIES]:
+        values = {**key, "number": number, "lease": claim.lease, "holder": claim.holder, "until": until}
+        if (await connection.execute(queries.TAKE_SLOT, values)).first() is not None:
+            return True
+    return False

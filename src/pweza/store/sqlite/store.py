@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Executable, create_engine
 
+from pweza.domain.model_slots import SlotClaim, free_numbers
 from pweza.domain.pricing import Spent
 from pweza.domain.records import AuditEntry, RunFilter, StoredObject, TaskFilter, TokenRecord
 from pweza.domain.runs import Run, RunEvent, StepRun
@@ -171,6 +172,31 @@ class SqliteStore:
         for chunk in queries.chunks(task_ids):
             found.extend(await self._select(codec.CALLS, queries.SELECT_CALLS, {"ids": chunk}))
         return found
+
+    # -- model slots -----------------------------------------------------------
+    # One connection serves every caller in turn, so looking and taking cannot interleave.
+    async def take_model_slots(self, claim: SlotClaim) -> bool:
+        def take(connection: sqlite3.Connection) -> bool:
+            chosen: list[tuple[str, int, float]] = []
+            for kind, limit, until in claim.wanted():
+                params = {"namespace": claim.namespace, "model": claim.model, "kind": kind, "now": claim.now}
+                free = free_numbers(limit, (row[0] for row in fetch_all(connection, queries.TAKEN_SLOTS, params)))
+                if not free:
+                    return False
+                chosen.append((kind, free[0], until))
+            for kind, number, until in chosen:
+                values = {
+                    "namespace": claim.namespace, "model": claim.model, "kind": kind, "number": number,
+                    "lease": claim.lease, "holder": claim.holder, "until": until, "now": claim.now,
+                }  # fmt: skip
+                fetch_all(connection, queries.TAKE_SLOT, values)
+            return True
+
+        return await self._writer.call(take)
+
+    async def release_model_slots(self, holder: str, leases: Sequence[str], kinds: Sequence[str], now: float) -> None:
+        values = {"b_holder": holder, "b_leases": list(leases), "b_kinds": list(kinds), "now": now}
+        await self._writer.call(lambda connection: execute(connection, queries.RELEASE_SLOTS, values))
 
     async def load_unfinished_tasks(self) -> list[Task]:
         return await self._select(codec.TASKS, queries.SELECT_UNFINISHED_TASKS, {})

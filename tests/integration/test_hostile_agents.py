@@ -438,3 +438,36 @@ async def test_only_the_holder_streams_replies_into_a_runs_events(echo: Platform
         await asyncio.to_thread(reader.join, 30)
     assert [p.get("text") for p in pieces] == ["mine"], pieces
     assert pieces[0]["step"] == "only" and pieces[0]["taskId"] == item.task_id
+
+
+def model_slot(model: str, wait: float = 0.0, request_id: str = "slot") -> pb.AgentMessage:
+    return pb.AgentMessage(model_slot=pb.ModelSlot(request_id=request_id, model=model, wait_seconds=wait))
+
+
+async def test_a_model_slot_is_released_only_by_its_holder_and_freed_when_its_stream_ends(echo: Platform) -> None:
+    limited = {"apiVersion": "pweza.ai/v1", "kind": "ModelConfig", "metadata": {"name": "limited"},
+               "spec": {"baseUrl": "http://127.0.0.1:9/v1", "model": "m", "concurrency": 1}}  # fmt: skip
+    echo.apply(limited)
+    token = agent_token(echo, "default/echo")
+    async with HostileAgent(echo.grpc_address) as holder, HostileAgent(echo.grpc_address) as mallory:
+        await holder.hello(token=token, pool="echo", agent_id="holder", free_slots=0)
+        await mallory.hello(token=token, pool="echo", agent_id="mallory", free_slots=0)
+        for name, words in [("", "names no ModelConfig"), ("m" * 64, "longer than 63")]:
+            refused = await journal_reply(mallory, model_slot(name))
+            assert not refused.ok and words in refused.error, refused
+        taken = await journal_reply(holder, model_slot("limited"))
+        lease = orjson.loads(taken.records_json)[0]["lease"]
+        assert taken.ok and lease
+        busy = await journal_reply(mallory, model_slot("limited"))
+        assert (busy.ok, busy.error_type) == (False, "ModelBusy") and "1 request(s) at once" in busy.error
+        # Mallory learned the lease: releasing it frees nothing, as it is not hers.
+        mallory.send(pb.AgentMessage(model_slot_release=pb.ModelSlotRelease(lease=lease)))
+        still = await journal_reply(mallory, model_slot("limited", request_id="again"))
+        assert (still.request_id, still.error_type) == ("again", "ModelBusy")
+        # A wait for room does not stop the stream: another request is answered meanwhile.
+        mallory.send(model_slot("limited", wait=20, request_id="waiting"))
+        unlimited = await journal_reply(mallory, model_slot("no-such-model", request_id="other"))
+        assert (unlimited.request_id, unlimited.ok) == ("other", True)
+        await holder.close()  # the holder's stream ends: its slot is free at once
+        got = await journal_reply(mallory, None)
+        assert (got.request_id, got.ok) == ("waiting", True), got

@@ -471,3 +471,25 @@ async def test_a_model_slot_is_released_only_by_its_holder_and_freed_when_its_st
         await holder.close()  # the holder's stream ends: its slot is free at once
         got = await journal_reply(mallory, None)
         assert (got.request_id, got.ok) == ("waiting", True), got
+
+
+async def test_of_people_deciding_one_tool_call_at_once_exactly_one_decision_stands(echo: Platform) -> None:
+    async with holder_and_mallory(echo) as (holder, _mallory, task_id, item):
+        holder.send(approval(task_id, item.attempt, "approval-append_note-1", request_id="wait"))
+        await eventually_async(lambda: bool(task(echo, task_id)["toolApprovals"]), timeout=10)
+        path = f"/api/v1/tasks/{task_id}/approvals/approval-append_note-1"
+        async with httpx.AsyncClient(
+            base_url=echo.url, verify=echo.verify, headers={"Authorization": f"Bearer {echo.admin_token}"}
+        ) as client:
+            answers = await asyncio.gather(*[
+                client.post(f"{path}/{'approve' if number % 2 else 'reject'}", json={"comment": f"person {number}"})
+                for number in range(8)
+            ])  # fmt: skip
+        assert sorted(answer.status_code for answer in answers) == [200] + [409] * 7, [a.text for a in answers]
+        winner = next(answer.json() for answer in answers if answer.status_code == 200)
+        told = await journal_reply(holder, None)
+        assert told.request_id == "wait"
+        decision = orjson.loads(told.records_json)[0]
+        # The agent is told the decision that was answered 200, and the task shows that one.
+        (shown,) = task(echo, task_id)["toolApprovals"]
+        assert decision["comment"] == shown["comment"] == winner["comment"], (decision, shown, winner)

@@ -60,3 +60,17 @@ async def test_a_calls_cost_is_kept_with_it_and_summed_by_currency_per_run_pool_
     assert await store.namespace_spent("team-a", 0.0) == Spent(220, {"USD": 2**40 + 7, "EUR": 5})
     await store.save_calls([paid("t-1", 1, 20.0, 50, 9, run_id="run-1")])  # sent again: replaces itself
     assert await store.run_spent("run-1") == Spent(190, {"USD": 2**40 + 9})
+
+
+async def test_a_call_is_replaced_in_a_state_only_while_it_is_in_that_state(store: Store) -> None:
+    def approval(state: str, by: str = "") -> CallEntry:
+        return CallEntry("task-1", 0, 0, "approval", {"key": "approval-t-1", "state": state, "by": by}, 9.0)
+
+    await store.save_calls([approval("pending")])
+    assert await store.replace_call_in_state(approval("approved", "alice"), "pending")
+    assert not await store.replace_call_in_state(approval("rejected", "bob"), "pending"), "no longer pending"
+    (kept,) = await store.list_calls(["task-1"])
+    assert (kept.record["state"], kept.record["by"]) == ("approved", "alice")
+    missing = CallEntry("task-2", 0, 0, "approval", {"state": "approved"}, 9.0)
+    assert not await store.replace_call_in_state(missing, "pending"), "nothing stored to replace"
+    assert await store.list_calls(["task-2"]) == []

@@ -72,16 +72,15 @@ class ToolApprovals:
         if entry is None:
             raise NotFound(f"tool call {key!r} of task {task_id} not found: the task asked for no such approval")
         if entry.record["state"] != "pending":
-            earlier = entry.record
-            raise Conflict(
-                f"the tool call {key!r} of task {task_id} was already {earlier['state']} by {earlier.get('by')}"
-            )
+            raise _decided_before(task_id, key, entry)
         record = {
             **entry.record, "state": "approved" if approve else "rejected", "by": by,
             "comment": comment, "decidedAt": self._clock.time(),
         }  # fmt: skip
         decided = dataclasses.replace(entry, record=record)
-        await self._store.save_calls([decided])
+        # Compare-and-set: of two people (on any replicas) deciding at once, one decision stands.
+        if not await self._store.replace_call_in_state(decided, "pending"):
+            raise _decided_before(task_id, key, _by_key(await self._approvals(task_id), key) or entry)
         event = self._decided.pop((task_id, key), None)
         if event is not None:
             event.set()
@@ -108,6 +107,11 @@ class ToolApprovals:
         )  # fmt: skip
         await self._store.save_calls([entry])
         return entry
+
+
+def _decided_before(task_id: str, key: str, entry: CallEntry) -> Conflict:
+    record = entry.record
+    return Conflict(f"the tool call {key!r} of task {task_id} was already {record['state']} by {record.get('by')}")
 
 
 def _by_key(approvals: list[CallEntry], key: str) -> CallEntry | None:

@@ -71,6 +71,10 @@ class Store(Protocol):
     async def save_calls(self, calls: Sequence[CallEntry]) -> None:
         """Insert or replace journal entries by (task_id, attempt, position); durable on return."""
 
+    async def replace_call_in_state(self, call: CallEntry, state: str) -> bool:
+        """Store `call`'s record in place of the stored one only if that one's "state" is `state`,
+        atomically; False when it is not (another writer changed it first) or there is none."""
+
     async def run_spent(self, run_id: str) -> Spent:
         """What the calls of a run's tasks paid for: tokens, and cost by currency (replays count nothing)."""
 

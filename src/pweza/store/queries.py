@@ -38,7 +38,7 @@ from sqlalchemy.sql.dml import ReturningDelete
 from pweza.domain.pricing import Spent
 from pweza.domain.records import RunFilter, TaskFilter
 from pweza.domain.runs import Run, RunEvent, RunState, StepRun
-from pweza.domain.tasks import TERMINAL_STATES, Task
+from pweza.domain.tasks import TERMINAL_STATES, CallEntry, Task
 from pweza.store import codec
 from pweza.store.dialects import byte_order, json_text, unindexed
 from pweza.store.schema import (
@@ -161,6 +161,18 @@ UPSERT_ATTEMPT: Final = _upsert(attempts, ("task_id", "number"), ("agent_id", "s
 UPSERT_CALL: Final = _upsert(
     calls, ("task_id", "attempt", "position"), ("kind", "record", "recorded_at", "tokens", "cost_micros", "currency")
 )
+# A call's record replaced only while its "state" is still `b_state` (a compare-and-set: of two
+# writers deciding at once, one changes it); bind the key as b_task_id, b_attempt, b_position.
+REPLACE_CALL_IN_STATE: Final = (
+    update(calls)
+    .where(
+        calls.c.task_id == bindparam("b_task_id"),
+        calls.c.attempt == bindparam("b_attempt"),
+        calls.c.position == bindparam("b_position"),
+        json_text(calls.c.record, literal("state")) == bindparam("b_state"),
+    )
+    .values(record=bindparam("b_record"), recorded_at=bindparam("b_recorded_at"))
+)
 # Bind `ids` (at most ID_CHUNK tasks).
 SELECT_CALLS: Final = (
     select(calls)
@@ -181,6 +193,15 @@ POOL_SPENT: Final = _SPENT.where(
 NAMESPACE_SPENT: Final = _SPENT.where(
     calls.c.namespace == bindparam("namespace"), calls.c.recorded_at >= bindparam("since")
 )
+
+
+def call_replacement(call: CallEntry, state: str) -> dict[str, Any]:
+    """Bind values of REPLACE_CALL_IN_STATE."""
+    row = codec.CALLS.row(call)
+    return {
+        "b_task_id": row["task_id"], "b_attempt": row["attempt"], "b_position": row["position"],
+        "b_state": state, "b_record": row["record"], "b_recorded_at": row["recorded_at"],
+    }  # fmt: skip
 
 
 def spent(rows: Iterable[Sequence[Any]]) -> Spent:

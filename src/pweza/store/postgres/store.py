@@ -230,6 +230,14 @@ class PostgresStore:
     async def save_calls(self, calls: Sequence[CallEntry]) -> None:
         await self._bulk(queries.UPSERT_CALL, [codec.CALLS.row(call) for call in calls])
 
+    async def replace_call_in_state(self, call: CallEntry, state: str) -> bool:
+        values = queries.call_replacement(call, state)
+
+        async def replace(connection: AsyncConnection) -> bool:
+            return (await connection.execute(queries.REPLACE_CALL_IN_STATE, values)).rowcount > 0
+
+        return await self.call(replace)
+
     async def run_spent(self, run_id: str) -> Spent:
         return await self._spent(queries.RUN_SPENT, {"run_id": run_id})
 

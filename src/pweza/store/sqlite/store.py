@@ -155,6 +155,12 @@ class SqliteStore:
     async def save_calls(self, calls: Sequence[CallEntry]) -> None:
         await self._write_many(queries.UPSERT_CALL, [codec.CALLS.row(call) for call in calls])
 
+    async def replace_call_in_state(self, call: CallEntry, state: str) -> bool:
+        values = queries.call_replacement(call, state)
+        return await self._writer.call(
+            lambda connection: execute(connection, queries.REPLACE_CALL_IN_STATE, values).rowcount > 0
+        )
+
     async def run_spent(self, run_id: str) -> Spent:
         return await self._spent(queries.RUN_SPENT, {"run_id": run_id})
 

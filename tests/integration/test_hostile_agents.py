@@ -395,12 +395,14 @@ async def test_only_the_holder_asks_for_a_tool_approval_and_a_wait_does_not_stop
     assert len(task(echo, task_id)["toolApprovals"]) == 1
 
 
-def _first_reply_pieces(platform: Platform, run_id: str, into: list[dict[str, Any]], stop_at: str) -> None:
-    """The run's model.delta pieces, until one whose text is `stop_at` (bounded by the read timeout)."""
-    headers = {"Authorization": f"Bearer {platform.admin_token}"}
-    url = f"{platform.url}/api/v1/runs/{run_id}/events"
+def first_reply_pieces(
+    url: str, token: str, verify: Any, run_id: str, into: list[dict[str, Any]], stop_at: str
+) -> None:
+    """The run's model.delta pieces read from the manager at `url`, until one whose text is
+    `stop_at` (bounded by the read timeout)."""
+    headers = {"Authorization": f"Bearer {token}"}
     with httpx.stream(
-        "GET", url, headers=headers, verify=platform.verify, timeout=httpx.Timeout(10, read=20)
+        "GET", f"{url}/api/v1/runs/{run_id}/events", headers=headers, verify=verify, timeout=httpx.Timeout(10, read=20)
     ) as stream:
         kind = ""
         for line in stream.iter_lines():
@@ -424,7 +426,8 @@ async def test_only_the_holder_streams_replies_into_a_runs_events(echo: Platform
             run_id = client.post("/api/v1/workflows/one/runs", json={}).json()["id"]
         item = (await holder.assignments())[0]
         pieces: list[dict[str, Any]] = []
-        reader = threading.Thread(target=_first_reply_pieces, args=(echo, run_id, pieces, "mine"), daemon=True)
+        reading = (echo.url, echo.admin_token, echo.verify, run_id, pieces, "mine")
+        reader = threading.Thread(target=first_reply_pieces, args=reading, daemon=True)
         reader.start()
         await asyncio.sleep(1.0)  # the reader is following the run
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
@@ -33,7 +34,10 @@ from pweza.store.postgres import (
     CANCEL_CHANNEL,
     DONE_CHANNEL,
     DRAIN_CHANNEL,
+    FOLLOW_CHANNEL,
+    LINE_LIMIT,
     PENDING_CHANNEL,
+    REPLY_CHANNEL,
     Listener,
     ReplicaDatabase,
 )
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 DUTIES_LEASE: Final = "duties"
+# The longest reply-piece line relayed to other replicas (one NOTIFY payload).
+RELAY_LINE_BYTES: Final = LINE_LIMIT
 _ORPHAN_BATCH: Final = 500
 _RUN_BATCH: Final = 100
 
@@ -65,6 +71,7 @@ class SharedReplicas:
         self._catching_up: asyncio.Task[None] | None = None
         self._publishing: asyncio.Task[None] | None = None
         self._publish_again = False
+        self._relay: dict[str, Callable[[list[str]], None]] = {}
 
     @property
     def name(self) -> str:
@@ -131,9 +138,22 @@ class SharedReplicas:
         return found
 
     # -- notifications ---------------------------------------------------------
+    def relay_to(self, followed: Callable[[list[str]], None], pieces: Callable[[list[str]], None]) -> None:
+        self._relay = {FOLLOW_CHANNEL: followed, REPLY_CHANNEL: pieces}
+
+    async def tell_followed(self, lines: list[str]) -> None:
+        await self.database.tell(FOLLOW_CHANNEL, lines)
+
+    async def tell_pieces(self, lines: list[str]) -> None:
+        await self.database.tell(REPLY_CHANNEL, lines)
+
     def _on_message(self, channel: str, payload: str) -> None:
-        queue, _ = self._joined()
         items = payload.split("\n")
+        relay = self._relay.get(channel)
+        if relay is not None:
+            relay(items)
+            return
+        queue, _ = self._joined()
         if channel == PENDING_CHANNEL:
             for item in items:
                 namespace, _, pool = item.partition("/")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pweza.domain.errors import NotFound
@@ -58,6 +59,16 @@ class Replicas(Protocol):
     async def drain_elsewhere(self, agent_id: str, grace_seconds: float) -> tuple[str, dict[str, Any]]:
         """Ask the replica the agent is connected to to drain it (NotFound if none has it)."""
 
+    def relay_to(self, followed: Callable[[list[str]], None], pieces: Callable[[list[str]], None]) -> None:
+        """Where what other replicas tell about live replies goes (`pweza.manager.live_replies`):
+        `followed` gets "replica run-id" lines, `pieces` JSON lines. One manager alone gets none."""
+
+    async def tell_followed(self, lines: list[str]) -> None:
+        """Tell the other replicas which runs are read live here ("replica run-id" lines)."""
+
+    async def tell_pieces(self, lines: list[str]) -> None:
+        """Send reply pieces (JSON lines, each at most `replica_set.RELAY_LINE_BYTES`) to the other replicas."""
+
 
 class SingleManager:
     """One manager alone on its database: nobody to share tasks, runs or duties with."""
@@ -93,6 +104,15 @@ class SingleManager:
 
     async def drain_elsewhere(self, agent_id: str, grace_seconds: float) -> tuple[str, dict[str, Any]]:
         raise NotFound(f"agent {agent_id} is not connected")
+
+    def relay_to(self, followed: Callable[[list[str]], None], pieces: Callable[[list[str]], None]) -> None:
+        pass  # no other replica to hear from
+
+    async def tell_followed(self, lines: list[str]) -> None:
+        pass
+
+    async def tell_pieces(self, lines: list[str]) -> None:
+        pass
 
 
 def replica_name(settings: Settings) -> str:

@@ -63,7 +63,7 @@ class Manager:
         self.journal = CallJournal(
             store, self.dispatcher, self.registry, self.metrics, clock, settings.budgets.namespaces
         )
-        self.live_replies = LiveReplies(self.dispatcher)
+        self.live_replies = LiveReplies(self.dispatcher, self.replicas)
         self.tool_approvals = ToolApprovals(store, self.dispatcher, self.journal, clock)
         self.model_slots = ModelSlots(store, self.registry, self.metrics, clock)
         self.housekeeping = Housekeeping(
@@ -86,6 +86,7 @@ class Manager:
         await self.tool_catalog.start()
 
     async def stop(self) -> None:
+        await self.live_replies.stop()
         await self.tool_catalog.stop()
         await self.housekeeping.stop()
         await self.workflows.stop()

@@ -7,7 +7,15 @@
 
 from __future__ import annotations
 
-from pweza.store.postgres.channels import CANCEL_CHANNEL, DONE_CHANNEL, DRAIN_CHANNEL, PENDING_CHANNEL
+from pweza.store.postgres.channels import (
+    CANCEL_CHANNEL,
+    DONE_CHANNEL,
+    DRAIN_CHANNEL,
+    FOLLOW_CHANNEL,
+    LINE_LIMIT,
+    PENDING_CHANNEL,
+    REPLY_CHANNEL,
+)
 from pweza.store.postgres.listener import Listener
 from pweza.store.postgres.replicas import ReplicaDatabase
 from pweza.store.postgres.store import PostgresStore
@@ -17,8 +25,11 @@ __all__ = [
     "CANCEL_CHANNEL",
     "DONE_CHANNEL",
     "DRAIN_CHANNEL",
+    "FOLLOW_CHANNEL",
+    "LINE_LIMIT",
     "PENDING_CHANNEL",
     "POOL_DEFAULTS",
+    "REPLY_CHANNEL",
     "Listener",
     "PostgresStore",
     "ReplicaDatabase",

@@ -16,8 +16,12 @@ PENDING_CHANNEL: Final = "pweza_pending"  # a pool has work: "namespace/pool"
 DONE_CHANNEL: Final = "pweza_done"  # tasks finished: their ids
 CANCEL_CHANNEL: Final = "pweza_cancel"  # a task's owner should cancel it: its id
 DRAIN_CHANNEL: Final = "pweza_drain"  # an agent's replica should drain it: "agent-id grace-seconds"
-CHANNELS: Final = (PENDING_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL, DRAIN_CHANNEL)
-_PAYLOAD_LIMIT: Final = 7900  # NOTIFY payloads must stay under 8000 bytes
+FOLLOW_CHANNEL: Final = "pweza_follow"  # runs read live on a replica: "replica run-id" lines
+REPLY_CHANNEL: Final = "pweza_reply"  # model reply pieces for those readers: JSON lines
+CHANNELS: Final = (PENDING_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL, DRAIN_CHANNEL, FOLLOW_CHANNEL, REPLY_CHANNEL)
+# NOTIFY payloads must stay under 8000 bytes; so must each relayed line (its sender cuts it).
+_PAYLOAD_LIMIT: Final = 7900
+LINE_LIMIT: Final = _PAYLOAD_LIMIT
 
 
 def _chunks(items: Iterable[str]) -> list[str]:

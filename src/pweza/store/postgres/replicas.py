@@ -450,5 +450,15 @@ class ReplicaDatabase:
         return await self.store.call(ask)
 
     # -- notifications ---------------------------------------------------------
+    async def tell(self, channel: str, lines: Sequence[str]) -> None:
+        """Send `lines` on `channel` to every replica listening (this one too), as soon as committed."""
+        if not lines:
+            return
+
+        async def send(connection: AsyncConnection) -> None:
+            await notify(connection, channel, lines)
+
+        await self.store.call(send)
+
     def listener(self, on_message: Callable[[str, str], None], on_connect: Callable[[], Awaitable[None]]) -> Listener:
         return Listener(self.store.url, self.store.settings["connect_timeout"], on_message, on_connect)

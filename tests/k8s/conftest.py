@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pweza.testing.controlplane import BUILD_COMMAND, ControlPlane, k8s_bin_dir
-from pweza.testing.platform import free_port
+from pweza.testing.platform import Platform, free_port
 from pweza.testing.waiting import eventually as testing_eventually
 from tests.conftest import missing
 
@@ -96,3 +96,15 @@ def apply_yaml(cp: ControlPlane, namespace: str, text: str, tmp_path: Path) -> s
     path = tmp_path / f"manifest-{next(_names)}.yaml"
     path.write_text(text)
     return cp.kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[Platform]:
+    """A manager process (embedded SQLite) for the operator to register resources with."""
+    platform = Platform(tmp_path / "manager")
+    (tmp_path / "manager").mkdir(exist_ok=True)
+    try:
+        platform.start_manager()
+        yield platform
+    finally:
+        platform.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,17 +34,6 @@ spec:
     - {name: shout, agent: {pool: echo}, depends: [hello], input: "${{ steps.hello.output.text }}!"}
   outputs: {greeting: "${{ steps.shout.output }}"}
 """
-
-
-@pytest.fixture
-def manager(tmp_path: Path) -> Iterator[Platform]:
-    platform = Platform(tmp_path / "manager")
-    (tmp_path / "manager").mkdir(exist_ok=True)
-    try:
-        platform.start_manager()
-        yield platform
-    finally:
-        platform.stop()
 
 
 def test_workflow_resource_is_registered_with_the_manager_and_runs(

@@ -48,7 +48,7 @@ _REJECTED = frozenset(
         grpc.StatusCode.UNIMPLEMENTED,
     }
 )
-_BACKOFF_START = 0.2
+_BACKOFF_START = 0.1
 _BACKOFF_MAX = AGENT_RECONNECT_MAX_SECONDS
 # The pause before trying the next replica in the same round: short, so a dead replica is left
 # quickly, yet not zero, so a list of dead addresses is not spun through.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-# A run resumes within about this long of its manager being back (plus the agent's jitter). A
-# refused connection costs next to nothing, so even a large fleet may try this often.
-AGENT_RECONNECT_MAX_SECONDS: Final = 1.0
-# Several reconnect rounds, so an agent on a busy machine still makes it.
-RECOVERED_LEASE_MIN_SECONDS: Final = 5 * AGENT_RECONNECT_MAX_SECONDS
+# A run resumes within about this long of its manager being back (plus the agent's jitter of a
+# quarter). A refused connection costs next to nothing, so even a large fleet may try this often.
+AGENT_RECONNECT_MAX_SECONDS: Final = 0.5
+# Ten reconnect rounds, so an agent on a busy machine still makes it.
+RECOVERED_LEASE_MIN_SECONDS: Final = 10 * AGENT_RECONNECT_MAX_SECONDS

@@ -17,6 +17,7 @@ from benchmarks.ui_lab import Lab
 from pweza.v1 import agent_pb2 as pb
 from tests.integration.hostile_agent import HostileAgent
 from tests.ui.conftest import expect, open_run, sign_in
+from tests.ui.test_pages import LOW_CONTRAST
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -140,6 +141,7 @@ def test_a_running_steps_reply_is_shown_live_as_text_and_replaced_by_its_output(
     raw_agent.send(piece(item, call=1, arguments='{"query": '))
     raw_agent.send(piece(item, call=1, arguments='"rayleigh scattering"}'))
     expect(live).to_have_text('{"query": "rayleigh scattering"}')  # the new call replaced the old text
+    assert page.evaluate(LOW_CONTRAST) == []
 
     # A long answer: only its tail is kept.
     for number in range(30):

@@ -7,6 +7,7 @@ as text, and the stored output once the step has finished."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,13 +35,15 @@ HOSTILE_PIECE = '<img src=x onerror="window.pwned = 3"><b>bold</b>'
 
 class RawAgent:
     """A HostileAgent on an event loop of its own, in a thread: Playwright's sync API keeps the
-    test thread's loop busy. Messages are sent in order, as the agent's stream carries them."""
+    test thread's loop busy. Messages are sent in order, as the agent's stream carries them.
+    While it holds an attempt it heartbeats it, as an agent does, so its lease does not expire."""
 
     def __init__(self, address: str) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="raw-agent", daemon=True)
         self._thread.start()
         self.agent: HostileAgent = self.call(self._open(address))
+        self._heartbeats: concurrent.futures.Future[None] | None = None
 
     @staticmethod
     async def _open(address: str) -> HostileAgent:
@@ -52,14 +55,30 @@ class RawAgent:
     def send(self, message: pb.AgentMessage) -> None:
         self._loop.call_soon_threadsafe(self.agent.send, message)
 
-    def started(self, item: pb.Assignment) -> None:
+    def take(self, timeout: float = 30.0) -> pb.Assignment:
+        """The one attempt assigned next: started, and heartbeated until its result is sent."""
+        [item] = self.call(self.agent.assignments(timeout), timeout + 5)
         self._loop.call_soon_threadsafe(self.agent.started, item.task_id, item.attempt)
+        self._heartbeats = asyncio.run_coroutine_threadsafe(self._heartbeat(item), self._loop)
+        return item
+
+    async def _heartbeat(self, item: pb.Assignment) -> None:
+        while True:
+            self.agent.heartbeat([(item.task_id, item.attempt)])
+            await asyncio.sleep(0.2)  # the lab's leases last 2 s
 
     def result(self, item: pb.Assignment, output: Any) -> None:
+        self._stop_heartbeats()
         self._loop.call_soon_threadsafe(lambda: self.agent.result(item.task_id, item.attempt, output))
+
+    def _stop_heartbeats(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            self._heartbeats = None
 
     def close(self) -> None:
         try:
+            self._stop_heartbeats()
             self.call(self.agent.close())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -110,8 +129,7 @@ def test_a_running_steps_reply_is_shown_live_as_text_and_replaced_by_its_output(
     page: Page, ui_lab: Lab, raw_agent: RawAgent
 ) -> None:
     run_id = ui_lab.start_run(WORKFLOW)
-    [item] = raw_agent.call(raw_agent.agent.assignments())
-    raw_agent.started(item)
+    item = raw_agent.take()
     sign_in(page, ui_lab, ui_lab.platform.admin_token)
     open_run(page, run_id)
     node = page.locator(f'.dag .node[data-step="{STEP}"]')
@@ -158,3 +176,6 @@ def test_a_running_steps_reply_is_shown_live_as_text_and_replaced_by_its_output(
     expect(page.locator('#step-panel pre[aria-label="output"]')).to_contain_text("Rayleigh scattering")
     expect(page.locator(".live-reply")).to_have_count(0)
     expect(page.locator("#run-state .badge")).to_have_text("succeeded")
+    with ui_lab.platform.client() as client:
+        [step] = client.get(f"/api/v1/runs/{run_id}").json()["steps"]
+    assert step["attempts"] == 1, step  # every piece was the one attempt's, held all along

@@ -29,6 +29,7 @@ POOL = "lab-live"
 WORKFLOW = "live-reply"
 STEP = "think"
 TAIL_CHARS = 2000  # what the page keeps of a step's reply (pages/reply.js)
+WAIT = 15_000  # ms: what the page must show, through a manager and a browser on a busy machine
 T = TypeVar("T")
 HOSTILE_PIECE = '<img src=x onerror="window.pwned = 3"><b>bold</b>'
 
@@ -133,7 +134,7 @@ def test_a_running_steps_reply_is_shown_live_as_text_and_replaced_by_its_output(
     sign_in(page, ui_lab, ui_lab.platform.admin_token)
     open_run(page, run_id)
     node = page.locator(f'.dag .node[data-step="{STEP}"]')
-    expect(node).to_have_class("node state-running")
+    expect(node).to_have_class("node state-running", timeout=WAIT)
 
     # No step chosen: the panel shows the step that is speaking.
     speaking = page.locator(f'.panel .live-reply[data-step="{STEP}"]')
@@ -141,31 +142,31 @@ def test_a_running_steps_reply_is_shown_live_as_text_and_replaced_by_its_output(
     first_piece_shown(raw_agent, item, live, "Thinking. ")
     for text, shown in [("The sky is ", "Thinking. The sky is"), ("blue because ", "The sky is blue because")]:
         raw_agent.send(piece(item, text=text))
-        expect(live).to_contain_text(shown)
+        expect(live).to_contain_text(shown, timeout=WAIT)
     expect(page.locator(".panel h2")).to_have_text(STEP)
 
     # Chosen: the same reply under the step's own panel, still live; markup in a piece stays text.
     node.click()
-    expect(page.locator("#step-panel .live-reply .live-text")).to_contain_text("The sky is blue because")
+    expect(page.locator("#step-panel .live-reply .live-text")).to_contain_text("The sky is blue because", timeout=WAIT)
     raw_agent.send(piece(item, text=HOSTILE_PIECE))
     live = page.locator("#step-panel .live-reply .live-text")
-    expect(live).to_contain_text(HOSTILE_PIECE)
+    expect(live).to_contain_text(HOSTILE_PIECE, timeout=WAIT)
     assert page.locator("#step-panel img, #step-panel b").count() == 0
     assert page.evaluate("window.pwned") is None
 
     # The next model call writes a tool call: its name, then its arguments as they come.
     raw_agent.send(piece(item, call=1, tool="search"))
-    expect(page.locator("#step-panel .live-tool")).to_have_text("Calling tool search")
+    expect(page.locator("#step-panel .live-tool")).to_have_text("Calling tool search", timeout=WAIT)
     raw_agent.send(piece(item, call=1, arguments='{"query": '))
     raw_agent.send(piece(item, call=1, arguments='"rayleigh scattering"}'))
-    expect(live).to_have_text('{"query": "rayleigh scattering"}')  # the new call replaced the old text
+    expect(live).to_have_text('{"query": "rayleigh scattering"}', timeout=WAIT)  # the new call replaced the old text
     assert page.evaluate(LOW_CONTRAST) == []
 
     # A long answer: only its tail is kept.
     for number in range(30):
         raw_agent.send(piece(item, call=2, text=f"{number:02d}" + "x" * 98))
     raw_agent.send(piece(item, call=2, text="THE END"))
-    expect(live).to_contain_text("THE END")
+    expect(live).to_contain_text("THE END", timeout=WAIT)
     expect(page.locator("#step-panel .live-tool")).to_be_hidden()
     kept = live.evaluate("element => element.textContent")
     assert len(kept) == TAIL_CHARS and kept.endswith("x" * 98 + "THE END"), len(kept)
@@ -173,7 +174,7 @@ def test_a_running_steps_reply_is_shown_live_as_text_and_replaced_by_its_output(
     # The step finishes: the live reply goes, the stored output shows.
     raw_agent.result(item, {"answer": "Rayleigh scattering"})
     expect(node).to_have_class("node state-succeeded selected", timeout=30_000)
-    expect(page.locator('#step-panel pre[aria-label="output"]')).to_contain_text("Rayleigh scattering")
+    expect(page.locator('#step-panel pre[aria-label="output"]')).to_contain_text("Rayleigh scattering", timeout=WAIT)
     expect(page.locator(".live-reply")).to_have_count(0)
     expect(page.locator("#run-state .badge")).to_have_text("succeeded")
     with ui_lab.platform.client() as client:

@@ -1,11 +1,15 @@
 // One run: its graph coloured by step state, live from the run's event stream; its timeline; the
 // chosen step's details; cancel and retry. An event repaints its step at once; the run view is
 // then read again (at most every REFRESH_MS) for what events do not carry, such as item counts.
+// A reply piece (`model.delta`) changes no state: it goes to the tail of what its step's model is
+// writing (pages/reply.js), shown in the chosen step's panel, or, with none chosen, in the panel
+// for the step that is speaking.
 
 import { api } from "../api.js";
 import { draw, layout, paint } from "../dag.js";
 import { badge, duration, h, pretty, problem, when } from "../dom.js";
 import { follow } from "../sse.js";
+import { liveReplies } from "./reply.js";
 import { stepPanel } from "./step.js";
 import { timeline } from "./timeline.js";
 
@@ -21,6 +25,7 @@ const EVENT_STATES = {
   StepCancelled: "cancelled",
   StepTimedOut: "timed_out",
 };
+const FINISHED = new Set(["succeeded", "failed", "skipped", "cancelled", "timed_out"]);
 
 export function detail(step, spec) {
   if (step.itemStates && step.items) {
@@ -40,7 +45,9 @@ export async function render(main, [runId], session) {
   let selected = null;
   let shownSignature = "";
   let panelTicket = 0;
-  const panel = h("div", { class: "panel" }, h("p", { class: "muted" }, "Choose a step in the graph."));
+  let shownStep = null; // the step the panel shows now (null: none chosen yet)
+  const panel = h("div", { class: "panel" }, h("p", { class: "muted" }, "Choose a step in the graph."), h("div", { class: "live-slot" }));
+  const live = liveReplies((step) => (step === shownStep || shownStep === null) && placeLive());
   const header = h("div", { class: "run-header" });
   const times = h("div", {});
   const status = h("div", { "aria-live": "polite" });
@@ -94,12 +101,28 @@ export async function render(main, [runId], session) {
     shownSignature = signature;
     if (!step) {
       panelTicket++;
-      panel.replaceChildren(h("h2", {}, selected), h("p", { class: "muted" }, "Not started yet."));
+      panel.replaceChildren(h("h2", {}, selected), h("p", { class: "muted" }, "Not started yet."), h("div", { class: "live-slot" }));
+      shownStep = selected;
+      placeLive();
       return;
     }
     const ticket = ++panelTicket;
     const content = await stepPanel(run, step, session, refreshNow);
-    if (ticket === panelTicket) panel.replaceChildren(content);
+    if (ticket !== panelTicket) return;
+    panel.replaceChildren(content);
+    shownStep = step.name;
+    placeLive();
+  }
+
+  // The shown step's live reply into the panel's slot; with no step chosen, the speaking step's.
+  function placeLive() {
+    const slot = panel.querySelector(".live-slot");
+    if (!slot) return;
+    const step = shownStep === null ? live.speaking() : shownStep;
+    const element = live.element(step);
+    if (!element) slot.replaceChildren();
+    else if (shownStep === null) slot.replaceChildren(h("h2", {}, step), element);
+    else slot.replaceChildren(element);
   }
 
   function choose(name) {
@@ -150,13 +173,18 @@ export async function render(main, [runId], session) {
     follow(
       `runs/${encodeURIComponent(run.id)}/events`,
       (type, event) => {
-        if (type === "model.delta") return; // a reply piece changes no state: nothing to fetch again
+        if (type === "model.delta") return live.add(event); // no state changes: nothing to fetch again
         const group = event.step && groups.get(event.step);
         if (group && EVENT_STATES[type]) paint(group, EVENT_STATES[type]);
+        if (event.step && FINISHED.has(EVENT_STATES[type])) live.end(event.step);
+        else if (event.step && EVENT_STATES[type]) live.begin(event.step);
         refreshSoon();
       },
       controller.signal,
-    ).then(() => !stopped && refreshNow());
+    ).then(() => {
+      live.clear(); // the run has ended (or the stream could not be resumed): no one is writing
+      if (!stopped) refreshNow();
+    });
   }
   const poll = setInterval(() => run.state === "running" && refreshSoon(), POLL_MS);
 

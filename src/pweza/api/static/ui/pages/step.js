@@ -1,6 +1,7 @@
 // One step of a run: its state and timings, its task's input and attempts with their errors,
-// its output, the tasks it delegated, its log, and what may be done with it (approve or reject,
-// retry). Everything shown from the run is text.
+// what its model is writing now (a slot the run page fills), its output, the tasks it delegated,
+// its log, and what may be done with it (approve or reject, retry). Everything shown from the run
+// is text.
 
 import { api, text } from "../api.js";
 import { badge, duration, h, pretty, problem, when } from "../dom.js";
@@ -130,6 +131,7 @@ export async function stepPanel(run, step, session, onChange) {
   if (RETRYABLE.has(step.state) && session.canWrite) {
     parts.push(h("div", { class: "actions" }, h("button", { type: "button", id: "retry-step", onclick: retry }, "Retry this step"), status));
   }
+  parts.push(h("div", { class: "live-slot" })); // what its model is writing now (pages/reply.js), while it runs
   parts.push(section("Output", block(step.output, "output")));
   if (step.taskId) {
     parts.push(section("Delegated tasks", children(step.children)));

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -49,7 +50,23 @@ _HZ = os.sysconf("SC_CLK_TCK")
 
 
 # -- the load generator (a child process) ------------------------------------------------
-async def _session(stub: pb_grpc.AgentChannelStub, token: str, agent_id: str, ready: asyncio.Event) -> None:
+async def _session(
+    stub: pb_grpc.AgentChannelStub, token: str, agent_id: str, ready: asyncio.Event, retries: list[int]
+) -> None:
+    """One agent's stream, opened again after a failure as a real agent does (jittered backoff
+    of 0.1 s up to 0.5 s): in a connect storm of thousands, gRPC fails some streams at once."""
+    backoff = 0.1
+    while True:
+        try:
+            await _stream(stub, token, agent_id, ready)
+            return
+        except grpc.aio.AioRpcError:
+            retries[0] += 1
+            await asyncio.sleep(backoff * random.uniform(0.75, 1.25))
+            backoff = min(backoff * 2, 0.5)
+
+
+async def _stream(stub: pb_grpc.AgentChannelStub, token: str, agent_id: str, ready: asyncio.Event) -> None:
     outgoing: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
     hello = pb.Hello(pool="load", token=token, agent_id=agent_id, free_slots=1, pid=os.getpid())
 
@@ -85,15 +102,15 @@ async def _heartbeats(outgoing: asyncio.Queue[pb.AgentMessage], interval: float)
 async def generate(address: str, token: str, prefix: str, count: int, run_for: float) -> None:
     channels = [grpc.aio.insecure_channel(address) for _ in range(-(-count // STREAMS_PER_CHANNEL))]
     readies = [asyncio.Event() for _ in range(count)]
+    retries = [0]
+    stubs = [pb_grpc.AgentChannelStub(channel) for channel in channels]
     sessions = [
-        asyncio.create_task(
-            _session(pb_grpc.AgentChannelStub(channels[i // STREAMS_PER_CHANNEL]), token, f"{prefix}-{i}", readies[i])
-        )
+        asyncio.create_task(_session(stubs[i // STREAMS_PER_CHANNEL], token, f"{prefix}-{i}", readies[i], retries))
         for i in range(count)
     ]
     async with asyncio.timeout(600):
         await asyncio.gather(*(ready.wait() for ready in readies))
-    print("ready", flush=True)
+    print(f"ready {retries[0]}", flush=True)
     await asyncio.sleep(run_for)  # the parent kills us sooner
     for session in sessions:
         session.cancel()
@@ -146,10 +163,13 @@ def measure(sessions: int, processes: int, tasks: int, quiet: float) -> dict[str
                 generators.append(subprocess.Popen(
                     command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PWEZA_TOKEN": platform.agent_token}
                 ))  # fmt: skip
+            connect_retries = 0
             for generator in generators:
                 assert generator.stdout is not None
-                if generator.stdout.readline().strip() != "ready":
+                word, _, retried = generator.stdout.readline().strip().partition(" ")
+                if word != "ready":
                     raise RuntimeError("a load generator did not connect its sessions")
+                connect_retries += int(retried or 0)
             _wait("every session ready", lambda: _gauge(CONNECTED, metrics) >= sessions, 300)
             connect_seconds = time.monotonic() - started
             time.sleep(5)  # one heartbeat interval: every session has heartbeated once
@@ -174,6 +194,8 @@ def measure(sessions: int, processes: int, tasks: int, quiet: float) -> dict[str
         "sessions": sessions,
         "generator_processes": processes,
         "connect_all_s": round(connect_seconds, 2),
+        # Streams gRPC failed during the storm of connects, each opened again after a backoff.
+        "connect_retries": connect_retries,
         "manager_rss_mib_no_sessions": round(rss_before / 1024, 1),
         "manager_rss_mib_with_sessions": round(rss_after / 1024, 1),
         "kib_per_session": round((rss_after - rss_before) / sessions, 1),

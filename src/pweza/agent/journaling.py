@@ -20,16 +20,18 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pweza.agent.calls import CallRecord, MemoryJournal, ToolDecision
-from pweza.agent.chat.endpoints import Endpoint
-from pweza.agent.chat.limits import SharedRoom
 from pweza.agent.outbox import Outbox
 from pweza.agent.sdk import TaskFailure
 from pweza.v1 import agent_pb2 as pb
+
+if TYPE_CHECKING:  # the chat package loads httpx: an agent without an `agent` runtime does not
+    from pweza.agent.chat.endpoints import Endpoint
+    from pweza.agent.chat.limits import SharedRoom
 
 
 class JournalClient:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from pweza.domain.kinds import parse_manifest
+from pweza.domain.tasks import Attempt, Task
 from pweza.manager.service import Manager
 from pweza.manager.sessions import AgentSession, AssignmentMessage, DelegatedResult, TaskRequest
 from pweza.testing.platform import Platform
@@ -84,19 +86,30 @@ class Recorder:
 
 
 class HeldWrites:
-    """Attempt writes wait until `release` (a disk that is slow just now); `arrived` is set once
-    the first of them is waiting."""
+    """Attempt writes wait until `release` (a disk that is slow just now), whether an attempt is
+    written alone or with the new task it was handed out with; `arrived` is set once the first
+    of them is waiting."""
 
     def __init__(self, manager: Manager) -> None:
         self.arrived = asyncio.Event()
         self._open = asyncio.Event()
-        self._write = manager.store.save_attempts
-        manager.store.save_attempts = self._slow_disk  # type: ignore[method-assign]
+        self._save_attempts = manager.store.save_attempts
+        self._insert_tasks = manager.store.insert_tasks
+        manager.store.save_attempts = self._slow_attempts  # type: ignore[method-assign]
+        manager.store.insert_tasks = self._slow_insert  # type: ignore[method-assign]
 
-    async def _slow_disk(self, attempts: list[object]) -> None:
+    async def _slow_attempts(self, attempts: list[Attempt]) -> None:
+        await self._slow_disk()
+        await self._save_attempts(attempts)
+
+    async def _slow_insert(self, tasks: list[Task], attempts: Sequence[Attempt] = ()) -> None:
+        if attempts:
+            await self._slow_disk()
+        await self._insert_tasks(tasks, attempts)
+
+    async def _slow_disk(self) -> None:
         self.arrived.set()
         await self._open.wait()
-        await self._write(attempts)  # type: ignore[arg-type]
 
     def release(self) -> None:
         self._open.set()
@@ -107,12 +120,15 @@ async def test_an_assignment_leaves_only_once_its_attempt_is_written(manager: Ma
         await manager.registry.apply(parse_manifest(document))
     writes = HeldWrites(manager)
     link = Recorder()
-    manager.dispatcher.connect(AgentSession("agent", "default", "echo", "echoer", [], 1, link), [])
-    [task] = await manager.dispatcher.submit([TaskRequest("default", "echo", "x")])
+    session = AgentSession("agent", "default", "echo", "echoer", [], 1, link)
+    manager.dispatcher.connect(session, [])
+    submitted = asyncio.ensure_future(manager.dispatcher.submit([TaskRequest("default", "echo", "x")]))
     await asyncio.wait_for(writes.arrived.wait(), 5)
+    [handed_out] = session.running
     assert link.sent == []  # handed out in memory, not yet on record: not sent
-    assert [a.number for a in await manager.store.list_attempts(task.id)] == []
+    assert [a.number for a in await manager.store.list_attempts(handed_out)] == []
     writes.release()
+    [task] = await asyncio.wait_for(submitted, 5)
     await asyncio.wait_for(link.got.wait(), 5)
     assert [(item.task_id, item.attempt) for item in link.sent] == [(task.id, 1)]
     assert [a.number for a in await manager.store.list_attempts(task.id)] == [1]
@@ -142,12 +158,15 @@ async def test_a_task_cancelled_before_its_assignment_left_is_not_sent(manager: 
     link = Recorder()
     session = AgentSession("agent", "default", "echo", "echoer", [], 1, link)
     manager.dispatcher.connect(session, [])
-    [first, second] = await manager.dispatcher.submit(
-        [TaskRequest("default", "echo", "first"), TaskRequest("default", "echo", "second")]
+    submitted = asyncio.ensure_future(
+        manager.dispatcher.submit([TaskRequest("default", "echo", "first"), TaskRequest("default", "echo", "second")])
     )
     await asyncio.wait_for(writes.arrived.wait(), 5)  # the first is handed out, its attempt on its way
-    await manager.dispatcher.cancel(first.id)
+    [handed_out] = session.running
+    await manager.dispatcher.cancel(handed_out)
     writes.release()
+    [first, second] = await asyncio.wait_for(submitted, 5)
+    assert first.id == handed_out
     assert (await manager.dispatcher.wait(first.id, 5)).state.value == "cancelled"
     # Its slot came back: the next task goes to the agent, and only that one was ever sent.
     await asyncio.wait_for(link.got.wait(), 5)

@@ -117,6 +117,28 @@ async def test_attempts_upsert_by_task_and_number(store: Store) -> None:
     assert attempts[0].idempotency_key == "task-0001/1"
 
 
+async def test_tasks_handed_out_as_created_land_with_their_attempts(store: Store) -> None:
+    handed = make_task(1, state=TaskState.ASSIGNED)
+    handed.agent_id, handed.attempts = "agent-a", 1
+    await store.insert_tasks([handed, make_task(2)], [Attempt(handed.id, 1, "agent-a", started_at=1.0)])
+    [loaded] = await store.get_tasks([handed.id])
+    assert (loaded.state, loaded.agent_id, loaded.attempts) == (TaskState.ASSIGNED, "agent-a", 1)
+    assert [(a.number, a.agent_id) for a in await store.list_attempts(handed.id)] == [(1, "agent-a")]
+    assert await store.get_task("task-0002") is not None
+
+
+async def test_a_failed_insert_leaves_no_attempt_behind(store: Store) -> None:
+    await store.insert_tasks([make_task(1)])
+    # The batch holds a duplicate id, so it fails as a whole: neither task 2 nor its attempt land.
+    [result] = await asyncio.gather(
+        store.insert_tasks([make_task(2), make_task(1)], [Attempt("task-0002", 1, "agent-a", started_at=1.0)]),
+        return_exceptions=True,
+    )
+    assert isinstance(result, Exception)  # each backend names the integrity error its own way
+    assert await store.get_task("task-0002") is None
+    assert await store.list_attempts("task-0002") == []
+
+
 async def test_a_failing_write_does_not_undo_concurrent_ones(store: Store) -> None:
     await store.insert_tasks([make_task(1)])
     results = await asyncio.gather(

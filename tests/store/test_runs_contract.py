@@ -6,7 +6,7 @@ import time
 
 from pweza.domain.records import RunFilter
 from pweza.domain.runs import Run, RunEvent, RunState, StepApproval, StepRun, StepState
-from pweza.domain.tasks import Task
+from pweza.domain.tasks import Attempt, Task, TaskState
 from pweza.store.protocol import Store
 
 
@@ -35,6 +35,15 @@ async def test_a_run_its_steps_events_and_tasks_are_saved_together(store: Store)
     assert [t.id for t in await store.get_tasks(["run-001.a.0.0", "missing"])] == ["run-001.a.0.0"]
     events = await store.list_events(run.id)
     assert [(e.type, e.data) for e in events] == [("RunStarted", {"k": 1})]
+
+
+async def test_a_step_task_handed_out_at_once_is_saved_with_its_attempt(store: Store) -> None:
+    run = make_run(9)
+    task = Task(id="run-009.a.0.0", namespace="default", pool="p", input={}, seq=1, created_at=1.0)
+    task.state, task.agent_id, task.attempts = TaskState.ASSIGNED, "agent-a", 1
+    await store.save_run(run, [StepRun(run.id, "a")], [], [task], [Attempt(task.id, 1, "agent-a", started_at=1.0)])
+    assert [(t.state, t.agent_id) for t in await store.get_tasks([task.id])] == [(TaskState.ASSIGNED, "agent-a")]
+    assert [a.number for a in await store.list_attempts(task.id)] == [1]
 
 
 async def test_saving_again_updates_state_and_appends_events(store: Store) -> None:

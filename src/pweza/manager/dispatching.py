@@ -21,6 +21,7 @@ import heapq
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -44,6 +45,15 @@ log = structlog.get_logger(__name__)
 FinishListener = Callable[[Task], None]
 # Whether a listener waits for the task with this id (tasks finished on other replicas).
 Interest = Callable[[str], bool]
+
+
+@dataclass(slots=True)
+class Handout:
+    """New tasks given to agents as they are created (`Dispatcher.hand_out`): the attempts to
+    write with the tasks, and by agent the assignments to send once they are written."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    batches: dict[str, tuple[AgentSession, list[AssignmentMessage]]] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -147,18 +157,79 @@ class Dispatcher:
         self._queue.enqueue(tasks)
 
     def queue_here(self, tasks: Iterable[Task]) -> None:
-        """Hold pending tasks in this process, for its agents."""
+        """Hold new tasks in this process, for its agents (those handed out already are held)."""
         for task in tasks:
             self._tasks[task.id] = task
-            self._push(task)
+            if task.state is TaskState.PENDING:
+                self._push(task)
 
     async def submit(self, requests: Iterable[TaskRequest]) -> list[Task]:
         requests = list(requests)
         await self._seq.reserve(len(requests))
         tasks = self.prepare(requests)
-        await self._queue.insert(tasks)
+        handout = self.hand_out(tasks)
+        try:
+            await self._queue.insert(tasks, handout.attempts)
+        except BaseException:
+            self.take_back(handout)
+            raise
         self.enqueue(tasks)
+        self.deliver(handout)
         return tasks
+
+    def hand_out(self, tasks: Iterable[Task]) -> Handout:
+        """Assign new tasks to agents with free slots before they are stored, so that the caller
+        writes their attempts in the tasks' own transaction and `deliver`s them once it commits:
+        one commit between a submission and its agent, not two (the pump's assignments wait for
+        a write of their own). Only where this process holds the pool's whole queue, only tasks
+        due now, and only while none of the pool's tasks waits (those go first). The caller
+        must `take_back` the handout if the write fails."""
+        handout = Handout()
+        if not self._queue.hands_out_new_tasks:
+            return handout
+        now = self._clock.time()
+        ready: dict[PoolKey, list[AgentSession]] = {}
+        for task in sorted(tasks, key=lambda t: (-t.priority, t.seq)):
+            pool = task.pool_key
+            if task.state is not TaskState.PENDING or task.not_before > now or self._pending.get(pool):
+                continue
+            sessions = ready.get(pool)
+            if sessions is None:
+                sessions = ready[pool] = [
+                    s for s in self._pool_sessions.get(pool, []) if s.credits > 0 and not s.draining
+                ]
+            if not sessions:
+                continue
+            # Round robin over the pool's agents, as the pump deals, so work spreads over them.
+            session = sessions[len(handout.attempts) % len(sessions)]
+            item, attempt = self._lease(task, session, now)
+            self._tasks[task.id] = task
+            handout.attempts.append(attempt)
+            handout.batches.setdefault(session.id, (session, []))[1].append(item)
+            session.credits -= 1
+            if session.credits <= 0:
+                sessions.remove(session)
+        self.writes.hold(attempt.task_id for attempt in handout.attempts)
+        return handout
+
+    def deliver(self, handout: Handout) -> None:
+        """Send what `hand_out` assigned, now that it is written."""
+        self.writes.release((attempt.task_id for attempt in handout.attempts), inserted=True)
+        for session, items in handout.batches.values():
+            self._sender(session, items)()
+
+    def take_back(self, handout: Handout) -> None:
+        """Undo `hand_out` for tasks whose write failed: they were never stored, nor sent."""
+        self.writes.release((attempt.task_id for attempt in handout.attempts), inserted=False)
+        for session, items in handout.batches.values():
+            for item in items:
+                lease = self._leases.get(item.task_id)
+                if lease is not None and lease.holder is session:
+                    del self._leases[item.task_id]
+                session.running.discard(item.task_id)
+                self._tasks.pop(item.task_id, None)
+            if self._connected(session):
+                self._give_credits(session, len(items))
 
     def live(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
@@ -520,6 +591,13 @@ class Dispatcher:
         return None
 
     def _assign(self, task: Task, session: AgentSession, now: float) -> AssignmentMessage:
+        item, attempt = self._lease(task, session, now)
+        self.writes.task(task)
+        self.writes.attempt(attempt)
+        return item
+
+    def _lease(self, task: Task, session: AgentSession, now: float) -> tuple[AssignmentMessage, Attempt]:
+        """Give `task` to `session`'s agent: its next attempt and the lease on it (not written)."""
         task.state = TaskState.ASSIGNED
         self._queue.assigning(task)
         task.agent_id = session.id
@@ -530,13 +608,15 @@ class Dispatcher:
             attempt, now + self._settings.lease_seconds, now + timeout if timeout else None, holder=session
         )
         session.running.add(task.id)
-        self.writes.task(task)
-        self.writes.attempt(attempt)
-        return AssignmentMessage(task.id, task.attempts, task.input, timeout, task.labels)
+        return AssignmentMessage(task.id, task.attempts, task.input, timeout, task.labels), attempt
 
     def _send_when_durable(self, session: AgentSession, items: list[AssignmentMessage]) -> None:
         """Send the assignments once their attempts are written: a manager that crashes after
         sending one has it on record, so its successor never hands the same number out again."""
+        self.writes.when_durable(self._sender(session, items))
+
+    def _sender(self, session: AgentSession, items: list[AssignmentMessage]) -> Callable[[], None]:
+        """What sends the assignments, to be called once their attempts are written."""
         leases = [(item, self._leases[item.task_id]) for item in items]
 
         def send() -> None:
@@ -575,7 +655,7 @@ class Dispatcher:
                     lease.deadline = now + item.timeout_seconds
             session.link.send_assignments([item for item, _ in live])
 
-        self.writes.when_durable(send)
+        return send
 
     def _fail_attempt(self, task: Task, lease: Lease, error: TaskError) -> None:
         now = self._clock.time()

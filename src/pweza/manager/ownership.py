@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from pweza.domain.runs import Run, RunEvent, StepRun
-from pweza.domain.tasks import Task
+from pweza.domain.tasks import Attempt, Task
 from pweza.manager.sequences import SequenceAllocator
 from pweza.store.postgres import ReplicaDatabase
 from pweza.store.protocol import Store
@@ -34,6 +34,7 @@ class RunWrite:
     steps: Sequence[StepRun]
     events: Sequence[RunEvent]
     new_tasks: Sequence[Task]
+    new_attempts: Sequence[Attempt] = ()  # of new tasks handed out already (one manager alone)
 
 
 class RunOwnership(Protocol):
@@ -80,7 +81,7 @@ class SoleOwnership:
         return False  # a running run not in memory is being loaded again just now
 
     async def save(self, write: RunWrite) -> bool:
-        await self._store.save_run(write.run, write.steps, write.events, write.new_tasks)
+        await self._store.save_run(write.run, write.steps, write.events, write.new_tasks, write.new_attempts)
         return True
 
     def lost_track(self) -> None:
@@ -117,6 +118,8 @@ class LeasedOwnership:
             raise
 
     async def save(self, write: RunWrite) -> bool:
+        if write.new_attempts:
+            raise ValueError("replicas claim new tasks from the database; none is handed out as it is created")
         return await self._database.save_run(
             self._replica, write.run_id, write.run, write.steps, write.events, write.new_tasks
         )

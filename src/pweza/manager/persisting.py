@@ -10,7 +10,7 @@ recovers never hands the same attempt number out a second time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 import structlog
@@ -43,6 +43,26 @@ class WriteBehind:
         self._writes: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, int] = {}
         self._callbacks: list[Callable[[], None]] = []
+        self._held: set[str] = set()
+
+    def hold(self, task_ids: Iterable[str]) -> None:
+        """Keep changes to these tasks back until `release`: they are being inserted just now
+        (handed out as they were created), and an update that overtook the insert on another
+        database connection would find no row."""
+        self._held.update(task_ids)
+
+    def release(self, task_ids: Iterable[str], *, inserted: bool) -> None:
+        """The insert of held tasks is done; if it failed, changes to them are dropped (the
+        tasks were never stored)."""
+        ids = set(task_ids)
+        self._held -= ids
+        if not inserted:
+            for task_id in ids:
+                self._tasks.pop(task_id, None)
+            self._attempts = {key: a for key, a in self._attempts.items() if key[0] not in ids}
+            self._finished = [task for task in self._finished if task.id not in ids]
+        if self._tasks or self._attempts or self._finished or self._callbacks:
+            self._schedule()
 
     def task(self, task: Task, *, finished: bool = False) -> None:
         self._tasks[task.id] = task
@@ -81,6 +101,11 @@ class WriteBehind:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._held and (
+            any(task_id in self._held for task_id in self._tasks)
+            or any(task_id in self._held for task_id, _ in self._attempts)
+        ):
+            return  # `release` writes them once their insert is done
         if not self._tasks and not self._attempts and not self._finished:
             callbacks, self._callbacks = self._callbacks, []
             if self._in_flight and callbacks:  # written by a batch still on its way: wait for it

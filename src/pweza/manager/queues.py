@@ -28,14 +28,18 @@ PoolKey = tuple[str, str]
 
 
 class WorkQueue(Protocol):
+    # Whether new tasks may be handed to this process's agents as they are created, their
+    # attempts written with them (see Dispatcher.hand_out).
+    hands_out_new_tasks: bool
+
     async def start(self) -> SequenceAllocator:
         """Ready the queue; the numbers new tasks get."""
 
     async def write(self, tasks: list[Task], attempts: list[Attempt]) -> set[str]:
         """Write task state (the write-behind's writer); the ids of tasks no longer ours."""
 
-    async def insert(self, tasks: list[Task]) -> None:
-        """Store new tasks durably."""
+    async def insert(self, tasks: list[Task], attempts: list[Attempt]) -> None:
+        """Store new tasks durably, with the attempts of those handed out as they were created."""
 
     def enqueue(self, tasks: Iterable[Task]) -> None:
         """Durable new tasks, ready to run."""
@@ -81,6 +85,8 @@ class WorkQueue(Protocol):
 class LocalQueue:
     """One manager alone on its database: every unfinished task is held in memory here."""
 
+    hands_out_new_tasks = True  # nobody else could run them
+
     def __init__(self, dispatcher: Dispatcher, store: Store) -> None:
         self._dispatcher = dispatcher
         self._store = store
@@ -99,8 +105,8 @@ class LocalQueue:
         await asyncio.gather(*pending)
         return set()  # every change is written
 
-    async def insert(self, tasks: list[Task]) -> None:
-        await self._store.insert_tasks(tasks)
+    async def insert(self, tasks: list[Task], attempts: list[Attempt]) -> None:
+        await self._store.insert_tasks(tasks, attempts)
 
     def enqueue(self, tasks: Iterable[Task]) -> None:
         self._dispatcher.queue_here(tasks)

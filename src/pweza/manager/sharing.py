@@ -41,6 +41,10 @@ _RECENT = 8192
 class SharedQueue:
     """Pending tasks in the shared database; the tasks this replica owns in the dispatcher."""
 
+    # A new task is the database's to give to whichever replica claims it, never handed out here
+    # before it is stored (the claim is what makes a replica its owner).
+    hands_out_new_tasks = False
+
     def __init__(
         self,
         dispatcher: Dispatcher,
@@ -91,7 +95,9 @@ class SharedQueue:
     async def write(self, tasks: list[Task], attempts: list[Attempt]) -> set[str]:
         return await self._database.write(self.replica, tasks, attempts)
 
-    async def insert(self, tasks: list[Task]) -> None:
+    async def insert(self, tasks: list[Task], attempts: list[Attempt]) -> None:
+        if attempts:
+            raise ValueError("replicas claim new tasks from the database; none is handed out as it is created")
         await self._database.insert_tasks(tasks)
 
     def enqueue(self, tasks: Iterable[Task]) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import uuid
 import weakref
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -30,7 +31,7 @@ from pweza.domain.errors import Conflict, InvalidInput, NotFound, PayloadTooLarg
 from pweza.domain.limits import check_payload
 from pweza.domain.manifests import AgentPool, AgentTemplate
 from pweza.domain.runs import Run, RunState, StepApproval, StepError, StepRun, StepState, resolve_inputs
-from pweza.domain.tasks import Task, TaskState
+from pweza.domain.tasks import Attempt, Task, TaskState
 from pweza.domain.workflows import Step, Workflow
 from pweza.manager.clock import SYSTEM_CLOCK, Clock
 from pweza.manager.dispatching import Dispatcher
@@ -267,9 +268,19 @@ class WorkflowEngine:
             await self._maybe_finish(active, changes)
         if active.run.state.terminal:
             new_tasks = []  # a step failed while others were being prepared: start nothing more
-        if not await self._save(changes, new_tasks):
+        # Tasks that can start now are given to agents already, and their attempts saved with
+        # them: one commit between a step's end and the next step's start.
+        handout = self._dispatcher.hand_out(new_tasks)
+        try:
+            saved = await self._save(changes, new_tasks, handout.attempts)
+        except BaseException:
+            self._dispatcher.take_back(handout)
+            raise
+        if not saved:
+            self._dispatcher.take_back(handout)
             return
         self._dispatcher.enqueue(new_tasks)
+        self._dispatcher.deliver(handout)
         for task in adopted:
             self._on_task_finished(task)
 
@@ -424,7 +435,9 @@ class WorkflowEngine:
         with contextlib.suppress(Conflict, NotFound):
             await self._dispatcher.cancel(task_id, reason)
 
-    async def _save(self, changes: Changes, new_tasks: list[Task] | None = None) -> bool:
+    async def _save(
+        self, changes: Changes, new_tasks: list[Task] | None = None, new_attempts: Sequence[Attempt] = ()
+    ) -> bool:
         """Save what changed; False when another replica drives the run now (nothing was saved
         and this replica's copy is dropped)."""
         active = changes.active
@@ -432,7 +445,8 @@ class WorkflowEngine:
             return True
         run = active.run if changes.run_changed or changes.events else None
         steps = list(changes.steps.values())
-        if not await self._ownership.save(RunWrite(active.run.id, run, steps, changes.events, new_tasks or ())):
+        write = RunWrite(active.run.id, run, steps, changes.events, new_tasks or (), new_attempts)
+        if not await self._ownership.save(write):
             log.info("run is driven by another replica now; dropping this copy", run=active.run.id)
             self._forget(active)
             return False

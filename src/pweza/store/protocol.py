@@ -49,7 +49,9 @@ class Store(Protocol):
     async def delete_object(self, kind: str, namespace: str, name: str) -> bool: ...
 
     # Tasks and attempts.
-    async def insert_tasks(self, tasks: Sequence[Task]) -> None: ...
+    async def insert_tasks(self, tasks: Sequence[Task], attempts: Sequence[Attempt] = ()) -> None:
+        """Insert the tasks, and the attempts of those handed out as they were created, in one
+        transaction."""
 
     async def update_tasks(self, tasks: Sequence[Task]) -> None:
         """Write the mutable state of each task (state, attempts, output, ...)."""
@@ -123,8 +125,10 @@ class Store(Protocol):
         steps: Sequence[StepRun] = (),
         events: Sequence[RunEvent] = (),
         new_tasks: Sequence[Task] = (),
+        new_attempts: Sequence[Attempt] = (),
     ) -> None:
-        """Upsert the run and steps, append the events and insert the tasks, in one transaction."""
+        """Upsert the run and steps, append the events and insert the tasks with the attempts
+        of those handed out at once, in one transaction."""
 
     async def get_run(self, run_id: str) -> Run | None: ...
 

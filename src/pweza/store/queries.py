@@ -38,7 +38,7 @@ from sqlalchemy.sql.dml import ReturningDelete
 from pweza.domain.pricing import Spent
 from pweza.domain.records import RunFilter, TaskFilter
 from pweza.domain.runs import Run, RunEvent, RunState, StepRun
-from pweza.domain.tasks import TERMINAL_STATES, CallEntry, Task
+from pweza.domain.tasks import TERMINAL_STATES, Attempt, CallEntry, Task
 from pweza.store import codec
 from pweza.store.dialects import byte_order, json_text, unindexed
 from pweza.store.schema import (
@@ -356,7 +356,11 @@ def _list_runs(filters: tuple[str, ...], *, after: bool) -> Select[Any]:
 
 
 def run_writes(
-    run: Run | None, steps: Sequence[StepRun], events: Sequence[RunEvent], new_tasks: Sequence[Task]
+    run: Run | None,
+    steps: Sequence[StepRun],
+    events: Sequence[RunEvent],
+    new_tasks: Sequence[Task],
+    new_attempts: Sequence[Attempt] = (),
 ) -> list[tuple[Insert, Rows]]:
     """The statements of one `save_run`, in order, each with its rows (none empty)."""
     writes: list[tuple[Insert, Rows]] = [
@@ -364,6 +368,7 @@ def run_writes(
         (UPSERT_STEP, [codec.STEPS.row(step) for step in steps]),
         (INSERT_EVENT, [codec.EVENTS.row(event) for event in events]),
         (INSERT_TASK, [codec.TASKS.row(task) for task in new_tasks]),
+        (UPSERT_ATTEMPT, [codec.ATTEMPTS.row(attempt) for attempt in new_attempts]),
     ]
     return [(statement, rows) for statement, rows in writes if rows]
 

@@ -5,14 +5,16 @@ the store before its agent hears of it."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from pweza.domain.tasks import Task, TaskState
+from pweza.domain.tasks import Attempt, Task, TaskState
+from pweza.manager.persisting import COALESCE_SECONDS, WriteBehind
 from pweza.store.protocol import Store
 from pweza.store.sqlite import SqliteStore
-from pweza.testing import Reply, ScriptedAgent, ScriptedTask, WorkflowEnvironment, eventually_async
+from pweza.testing import Hang, Reply, ScriptedAgent, ScriptedTask, WorkflowEnvironment, eventually_async
 
 MANIFESTS = """
 apiVersion: pweza.ai/v1
@@ -111,3 +113,77 @@ async def test_an_agent_hears_of_an_attempt_only_once_it_is_on_record() -> None:
         for task in tasks:
             await env.task_result(task.id)
     assert recorded == [True] * 8
+
+
+class SlowInsert:
+    """New tasks are encoded when submitted, as the stores do, but their insert waits while this
+    is entered: like an insert still on its way over one database connection while other writes
+    go over another."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._insert = store.insert_tasks
+        self._open = asyncio.Event()
+        self.waiting = 0
+
+    def __enter__(self) -> SlowInsert:
+        self._store.insert_tasks = self._insert_tasks  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._store.insert_tasks = self._insert  # type: ignore[method-assign]
+        self._open.set()
+
+    async def _insert_tasks(self, tasks: Sequence[Task], attempts: Sequence[Attempt] = ()) -> None:
+        tasks, attempts = copy.deepcopy(list(tasks)), copy.deepcopy(list(attempts))
+        self.waiting += 1
+        await self._open.wait()
+        await self._insert(tasks, attempts)
+
+
+async def test_a_new_task_whose_agent_left_before_it_was_stored_runs_elsewhere() -> None:
+    # An idle agent is given a new task in the task's own insert, and leaves before that insert
+    # lands: it is never sent the task, and the attempt ends with its lease, as any lost one.
+    lost = ScriptedAgent("summarizers", [Hang()])
+    async with WorkflowEnvironment(lost, manifests=MANIFESTS) as env:
+        with SlowInsert(env.manager.store) as slow:
+            submitted = asyncio.create_task(env.submit("summarizers", {"topic": "tides"}))
+            await eventually_async(lambda: slow.waiting, what="the insert to be on its way")
+            await lost.disconnect()
+        task = await submitted
+        assert lost.tasks == []
+        stand_in = await env.add_agent(ScriptedAgent("summarizers", [Reply({"summary": "short"})]))
+        done = await env.task_result(task.id)
+        assert (done.state, done.attempts, done.agent_id) == (TaskState.SUCCEEDED, 2, stand_in.id)
+        assert [(a.agent_id, a.state) for a in await env.attempts(task.id)] == [
+            (lost.id, TaskState.FAILED),
+            (stand_in.id, TaskState.SUCCEEDED),
+        ]
+
+
+def change(task_id: str) -> Task:
+    return Task(id=task_id, namespace="default", pool="p", input=None, seq=1, created_at=1.0)
+
+
+async def test_changes_to_tasks_being_inserted_wait_for_the_insert() -> None:
+    batches: list[list[str]] = []
+
+    async def write(tasks: list[Task], attempts: list[Attempt]) -> set[str]:
+        batches.append(sorted([task.id for task in tasks] + [f"{a.task_id}/{a.number}" for a in attempts]))
+        return set()
+
+    writes = WriteBehind(write, lambda finished, refused: None, lambda: None)
+    writes.hold(["new-1", "new-2"])
+    writes.task(change("new-1"), finished=True)  # cancelled, say, while its insert is on its way
+    writes.task(change("old"))
+    await asyncio.sleep(COALESCE_SECONDS * 3)
+    assert batches == []  # an update now could overtake the insert and find no row
+    writes.release(["new-1"], inserted=True)
+    await writes.drain()
+    assert batches == [["new-1", "old"]]
+
+    writes.attempt(Attempt("new-2", 1, "agent-a", started_at=1.0))
+    writes.task(change("old"))
+    writes.release(["new-2"], inserted=False)  # never stored: its changes go nowhere
+    await writes.drain()
+    assert batches[1:] == [["old"]]

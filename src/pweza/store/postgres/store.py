@@ -205,9 +205,12 @@ class PostgresStore:
         return await self.call(remove)
 
     # -- tasks -----------------------------------------------------------------
-    async def insert_tasks(self, tasks: Sequence[Task]) -> None:
+    async def insert_tasks(self, tasks: Sequence[Task], attempts: Sequence[Attempt] = ()) -> None:
         # Encoded now: later in-memory changes cannot leak in.
-        await self._bulk(queries.INSERT_TASK, [codec.TASKS.row(task) for task in tasks])
+        if not attempts:
+            await self._bulk(queries.INSERT_TASK, [codec.TASKS.row(task) for task in tasks])
+            return
+        await self._write_all(queries.run_writes(None, (), (), tasks, attempts))
 
     async def update_tasks(self, tasks: Sequence[Task]) -> None:
         await self._bulk(queries.UPDATE_TASK, [queries.task_update_row(task) for task in tasks])
@@ -334,8 +337,12 @@ class PostgresStore:
         steps: Sequence[StepRun] = (),
         events: Sequence[RunEvent] = (),
         new_tasks: Sequence[Task] = (),
+        new_attempts: Sequence[Attempt] = (),
     ) -> None:
-        writes = queries.run_writes(run, steps, events, new_tasks)
+        await self._write_all(queries.run_writes(run, steps, events, new_tasks, new_attempts))
+
+    async def _write_all(self, writes: Sequence[tuple[Executable, list[dict[str, Any]]]]) -> None:
+        """Statements with their rows, in one transaction."""
 
         async def save(connection: AsyncConnection) -> None:
             for statement, rows in writes:

@@ -133,8 +133,8 @@ class SqliteStore:
         return await self._writer.call(delete)
 
     # -- tasks -----------------------------------------------------------------
-    async def insert_tasks(self, tasks: Sequence[Task]) -> None:
-        await self._write_many(queries.INSERT_TASK, [codec.TASKS.row(task) for task in tasks])
+    async def insert_tasks(self, tasks: Sequence[Task], attempts: Sequence[Attempt] = ()) -> None:
+        await self._write_all(queries.run_writes(None, (), (), tasks, attempts))
 
     async def update_tasks(self, tasks: Sequence[Task]) -> None:
         await self._write_many(queries.UPDATE_TASK, [queries.task_update_row(task) for task in tasks])
@@ -262,8 +262,13 @@ class SqliteStore:
         steps: Sequence[StepRun] = (),
         events: Sequence[RunEvent] = (),
         new_tasks: Sequence[Task] = (),
+        new_attempts: Sequence[Attempt] = (),
     ) -> None:
-        writes = queries.run_writes(run, steps, events, new_tasks)  # encoded now: later changes cannot leak in
+        # Encoded now: later changes cannot leak in.
+        await self._write_all(queries.run_writes(run, steps, events, new_tasks, new_attempts))
+
+    async def _write_all(self, writes: Sequence[tuple[Executable, list[dict[str, Any]]]]) -> None:
+        """Statements with their rows, in one transaction."""
 
         def save(connection: sqlite3.Connection) -> None:
             for statement, rows in writes:

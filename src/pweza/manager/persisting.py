@@ -44,6 +44,7 @@ class WriteBehind:
         self._in_flight: dict[str, int] = {}
         self._callbacks: list[Callable[[], None]] = []
         self._held: set[str] = set()
+        self._blocked = False  # a flush found changes to held tasks and wrote nothing
 
     def hold(self, task_ids: Iterable[str]) -> None:
         """Keep changes to these tasks back until `release`: they are being inserted just now
@@ -61,7 +62,9 @@ class WriteBehind:
                 self._tasks.pop(task_id, None)
             self._attempts = {key: a for key, a in self._attempts.items() if key[0] not in ids}
             self._finished = [task for task in self._finished if task.id not in ids]
-        if self._tasks or self._attempts or self._finished or self._callbacks:
+        # Only a flush that waited for them is due now; otherwise queued changes keep coalescing.
+        if self._blocked:
+            self._blocked = False
             self._schedule()
 
     def task(self, task: Task, *, finished: bool = False) -> None:
@@ -105,6 +108,7 @@ class WriteBehind:
             any(task_id in self._held for task_id in self._tasks)
             or any(task_id in self._held for task_id, _ in self._attempts)
         ):
+            self._blocked = True
             return  # `release` writes them once their insert is done
         if not self._tasks and not self._attempts and not self._finished:
             callbacks, self._callbacks = self._callbacks, []
